@@ -1,0 +1,1 @@
+//! zmaster-core: config model, service addresses, the master/server protocol, logging.

@@ -1,0 +1,1 @@
+//! zmaster-examples: example servers.

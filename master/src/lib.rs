@@ -1,0 +1,1 @@
+//! zmaster: the master process (supervisor library).

@@ -1,0 +1,1 @@
+//! The aio mode: callbacks dispatched on the worker pool.

@@ -1,0 +1,1 @@
+//! The coroutine mode: an M:N stackful-coroutine scheduler.

@@ -1,0 +1,1 @@
+//! zmaster-pool: the epoll acceptor thread and the crossbeam worker pool.

@@ -1,0 +1,1 @@
+//! zmaster-stress: load, chaos and benchmark harness.
