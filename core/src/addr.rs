@@ -1,0 +1,341 @@
+//! Service addresses (`server-service`): `name://addr` lists of inet, unix and fifo endpoints.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::ListenerKind;
+
+/// The longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
+pub const MAX_UNIX_PATH: usize = 107;
+
+/// One endpoint a service listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP socket (`HOST:PORT`; `0` or empty host = every IPv4 address; `[v6]:PORT`).
+    Inet(SocketAddr),
+    /// A unix stream socket (`local:PATH`, or any address without `:`).
+    Unix(PathBuf),
+    /// A FIFO (`fifo:PATH`).
+    Fifo(PathBuf),
+}
+
+impl Address {
+    /// The listener kind this address makes (the `T` of the protocol's `name:Tfd`).
+    pub fn kind(&self) -> ListenerKind {
+        match self {
+            Address::Inet(_) => ListenerKind::Inet,
+            Address::Unix(_) => ListenerKind::Unix,
+            Address::Fifo(_) => ListenerKind::Fifo,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Inet(a) => a.fmt(f),
+            Address::Unix(p) => write!(f, "local:{}", p.display()),
+            Address::Fifo(p) => write!(f, "fifo:{}", p.display()),
+        }
+    }
+}
+
+/// One `server-service` entry: a name (may be empty) and an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceAddr {
+    /// The part before `://`, or `""`.
+    pub name: String,
+    /// The parsed address.
+    pub addr: Address,
+}
+
+impl fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() {
+            self.addr.fmt(f)
+        } else {
+            write!(f, "{}://{}", self.name, self.addr)
+        }
+    }
+}
+
+fn bad(entry: &str, why: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Address,
+        format!("bad service address {entry:?}: {why}"),
+    )
+}
+
+/// Parses a whole `server-service` value: entries separated by `,` `;` space or tab.
+///
+/// # Errors
+/// A bad entry (quoted in the message), or the same address twice.
+pub fn parse_service_list(text: &str) -> Result<Vec<ServiceAddr>> {
+    let mut out: Vec<ServiceAddr> = Vec::new();
+    for entry in text
+        .split([',', ';', ' ', '\t', '\r', '\n'])
+        .filter(|e| !e.is_empty())
+    {
+        let parsed = parse_entry(entry)?;
+        if out.iter().any(|o| o.addr == parsed.addr) {
+            return Err(Error::new(
+                ErrorKind::Address,
+                format!(
+                    "service address {entry:?} is listed twice ({})",
+                    parsed.addr
+                ),
+            ));
+        }
+        out.push(parsed);
+    }
+    if out.is_empty() {
+        return Err(Error::new(ErrorKind::Address, "no service address given"));
+    }
+    Ok(out)
+}
+
+/// Parses one entry, `name://addr` or bare `addr`.
+///
+/// # Errors
+/// The entry is malformed; the message quotes it.
+pub fn parse_entry(entry: &str) -> Result<ServiceAddr> {
+    let (name, addr) = match entry.split_once("://") {
+        Some((name, addr)) => {
+            if name.contains(':') {
+                return Err(bad(entry, "the service name may not contain ':'"));
+            }
+            (name, addr)
+        }
+        None => ("", entry),
+    };
+    if addr.is_empty() {
+        return Err(bad(entry, "empty address"));
+    }
+    let addr = parse_addr(addr).map_err(|why| bad(entry, why))?;
+    Ok(ServiceAddr {
+        name: name.to_owned(),
+        addr,
+    })
+}
+
+fn parse_path(path: &str) -> std::result::Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.contains('\0') {
+        return Err("path contains a NUL byte".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn parse_addr(addr: &str) -> std::result::Result<Address, String> {
+    if let Some(path) = addr
+        .strip_prefix("local:")
+        .or_else(|| addr.strip_prefix("unix:"))
+    {
+        let path = parse_path(path)?;
+        if path.as_os_str().len() > MAX_UNIX_PATH {
+            return Err(format!(
+                "unix socket path longer than {MAX_UNIX_PATH} bytes"
+            ));
+        }
+        return Ok(Address::Unix(path));
+    }
+    if let Some(path) = addr.strip_prefix("fifo:") {
+        return parse_path(path).map(Address::Fifo);
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        let path = parse_path(addr)?;
+        if path.as_os_str().len() > MAX_UNIX_PATH {
+            return Err(format!(
+                "unix socket path longer than {MAX_UNIX_PATH} bytes"
+            ));
+        }
+        return Ok(Address::Unix(path));
+    };
+    let port = parse_port(port)?;
+    let ip = parse_host(host)?;
+    Ok(Address::Inet(SocketAddr::new(ip, port)))
+}
+
+fn parse_port(port: &str) -> std::result::Result<u16, String> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {port:?} is not a number from 1 to 65535"));
+    }
+    match port.parse::<u32>() {
+        Ok(n @ 1..=65535) => Ok(n as u16),
+        _ => Err(format!("port {port} is out of range (1..65535)")),
+    }
+}
+
+fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
+    if host.is_empty() || host == "0" || host == "*" {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or("unclosed '[' in IPv6 address")?;
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(IpAddr::V6)
+            .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address must be written in brackets, e.g. [::1]:8080".into());
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(IpAddr::V4(ip));
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(format!("{host:?} is not a valid host name"));
+    }
+    let mut found = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?;
+    let addrs: Vec<SocketAddr> = found.by_ref().collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("host {host:?} has no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv6Addr;
+
+    fn one(entry: &str) -> ServiceAddr {
+        parse_entry(entry).unwrap_or_else(|e| panic!("{entry}: {e}"))
+    }
+
+    fn inet(ip: [u8; 4], port: u16) -> Address {
+        Address::Inet(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
+    }
+
+    #[test]
+    fn inet_forms() {
+        assert_eq!(one("127.0.0.1:25").addr, inet([127, 0, 0, 1], 25));
+        assert_eq!(one("0:143").addr, inet([0, 0, 0, 0], 143));
+        assert_eq!(one(":110").addr, inet([0, 0, 0, 0], 110));
+        assert_eq!(one("0.0.0.0:143").addr, one("0:143").addr);
+        assert_eq!(one("localhost:8080").addr, inet([127, 0, 0, 1], 8080));
+        let v6 = one("[::1]:9000");
+        assert_eq!(
+            v6.addr,
+            Address::Inet(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 9000))
+        );
+    }
+
+    #[test]
+    fn named_entries() {
+        let s = one("smtp://0:25");
+        assert_eq!(
+            (s.name.as_str(), s.addr.kind()),
+            ("smtp", ListenerKind::Inet)
+        );
+        assert_eq!(
+            one("ctl://local:/tmp/ctl.sock").addr,
+            Address::Unix("/tmp/ctl.sock".into())
+        );
+        assert_eq!(
+            one("t://fifo:/tmp/t.fifo").addr,
+            Address::Fifo("/tmp/t.fifo".into())
+        );
+        assert_eq!(
+            one("/tmp/plain.sock").addr,
+            Address::Unix("/tmp/plain.sock".into())
+        );
+        assert_eq!(
+            one("relative/sock").addr,
+            Address::Unix("relative/sock".into())
+        );
+        assert_eq!(one("://127.0.0.1:1").name, "");
+    }
+
+    #[test]
+    fn lists_with_all_separators() {
+        let list = parse_service_list("a://0:1, b://local:/x;c://fifo:/y\t 127.0.0.1:2").unwrap();
+        let names: Vec<_> = list.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", ""]);
+    }
+
+    #[test]
+    fn bad_entries_are_quoted() {
+        for (entry, why) in [
+            ("echo://127.0.0.1:99999", "out of range"),
+            ("127.0.0.1:0", "out of range"),
+            ("127.0.0.1:", "not a number"),
+            ("127.0.0.1:http", "not a number"),
+            ("a:b://0:1", "may not contain ':'"),
+            ("x://", "empty address"),
+            ("::1:80", "brackets"),
+            ("[::1:80", "unclosed"),
+            ("[zz]:80", "not an IPv6"),
+            ("bad!host:80", "not a valid host"),
+            ("local:", "empty path"),
+            ("fifo:", "empty path"),
+        ] {
+            let err = parse_service_list(entry).unwrap_err().to_string();
+            assert!(err.contains(&format!("{entry:?}")), "{entry}: {err}");
+            assert!(err.contains(why), "{entry}: {err}");
+        }
+        let long = format!("local:/{}", "x".repeat(200));
+        assert!(
+            parse_entry(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than")
+        );
+        assert!(
+            parse_service_list("")
+                .unwrap_err()
+                .to_string()
+                .contains("no service address")
+        );
+        assert!(parse_service_list(" , ;").is_err());
+    }
+
+    #[test]
+    fn duplicates_compare_parsed_addresses() {
+        let err = parse_service_list("a://0:143, b://0.0.0.0:143")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        assert!(parse_service_list("local:/a, /a").is_err());
+        assert!(parse_service_list("local:/a, fifo:/a").is_ok());
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "smtp://0.0.0.0:25",
+            "local:/tmp/x",
+            "f://fifo:/tmp/y",
+            "[::1]:80",
+        ] {
+            let parsed = one(text);
+            assert_eq!(one(&parsed.to_string()), parsed);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(s in "(?s).{0,80}") {
+            let _ = parse_service_list(&s);
+        }
+
+        #[test]
+        fn ports_round_trip(port in 1u16..) {
+            prop_assert_eq!(one(&format!("127.0.0.1:{port}")).addr, inet([127, 0, 0, 1], port));
+        }
+    }
+}
