@@ -1,0 +1,190 @@
+//! Processes by pid: children via /proc, signals, CPU affinity, and a kill-on-drop child guard.
+//!
+//! Everything here targets explicit pids: a master given by the user, its own children as
+//! listed in `/proc/PID/task/*/children` (checked again through `/proc/CHILD/stat` right
+//! before a signal), or processes this crate spawned itself.
+
+use std::io;
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The children of `pid` (all its threads' children), sorted.
+///
+/// # Errors
+/// `pid` does not exist or /proc is not readable.
+pub fn children_of(pid: i32) -> io::Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(text) = std::fs::read_to_string(task?.path().join("children")) else {
+            continue;
+        };
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The parent pid and state letter of `pid` from `/proc/PID/stat`, if it exists.
+pub fn stat_of(pid: i32) -> Option<(i32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ..." — comm may contain spaces and parentheses: split at the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    matches!(stat_of(pid), Some((_, s)) if s != 'Z' && s != 'X')
+}
+
+/// Send `sig` to `pid`.
+///
+/// # Errors
+/// The OS error (no such process, not permitted).
+pub fn signal(pid: i32, sig: Signal) -> io::Result<()> {
+    kill(Pid::from_raw(pid), sig).map_err(io::Error::from)
+}
+
+/// Send `sig` to `child` only if it is still a live child of `parent` (guards pid reuse).
+///
+/// # Errors
+/// `child` is no longer `parent`'s child, or the signal failed.
+pub fn signal_child(parent: i32, child: i32, sig: Signal) -> io::Result<()> {
+    match stat_of(child) {
+        Some((pp, s)) if pp == parent && s != 'Z' => signal(child, sig),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("pid {child} is no longer a child of {parent}"),
+        )),
+    }
+}
+
+/// Read a pid file (first line, a decimal pid).
+///
+/// # Errors
+/// The file cannot be read or does not start with a pid.
+pub fn read_pid_file(path: &Path) -> io::Result<i32> {
+    let text = std::fs::read_to_string(path)?;
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse::<i32>().ok())
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no pid in file"))
+}
+
+/// The calling thread's CPU affinity.
+///
+/// # Errors
+/// The OS error.
+pub fn affinity() -> io::Result<CpuSet> {
+    sched_getaffinity(Pid::from_raw(0)).map_err(io::Error::from)
+}
+
+/// Set the calling thread's CPU affinity; threads and processes it starts later inherit it.
+///
+/// # Errors
+/// The OS error (for example a CPU that is not online).
+pub fn set_affinity(set: &CpuSet) -> io::Result<()> {
+    sched_setaffinity(Pid::from_raw(0), set).map_err(io::Error::from)
+}
+
+/// A set holding only `cpu`.
+///
+/// # Errors
+/// `cpu` is out of range for a `CpuSet`.
+pub fn single_cpu(cpu: usize) -> io::Result<CpuSet> {
+    let mut set = CpuSet::new();
+    set.set(cpu).map_err(io::Error::from)?;
+    Ok(set)
+}
+
+/// A spawned process that is stopped (SIGTERM, then SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: Option<Child>,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl ChildGuard {
+    /// Guard `child`, named `name` in messages.
+    pub fn new(child: Child, name: impl Into<String>) -> Self {
+        ChildGuard {
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map_or(0, |c| i32::try_from(c.id()).unwrap_or(0))
+    }
+
+    /// `Some(status)` if the child has already exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL; reap. Returns the exit status if known.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        let _ = signal(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_stat_and_children() {
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
+        let (ppid, state) = stat_of(me).unwrap_or((0, '?'));
+        assert!(ppid > 0 && state != 'Z');
+        let child = std::process::Command::new("sleep").arg("5").spawn();
+        let Ok(child) = child else { return };
+        let mut g = ChildGuard::new(child, "sleep");
+        let kids = children_of(me).unwrap_or_default();
+        assert!(kids.contains(&g.pid()), "{kids:?} lacks {}", g.pid());
+        assert!(signal_child(me, 1, Signal::SIGTERM).is_err());
+        assert!(g.stop(Duration::from_secs(2)).is_some());
+    }
+}
