@@ -1,0 +1,250 @@
+//! Softstop, detach and stop_notify: the process-wide control state and the fd-3 watcher thread.
+//!
+//! Design notes. The master hands every child fd 3, the write end of its *generation pipe*; it
+//! keeps the read end and closes it on reload or when it dies. A pipe's write end then reports
+//! POLLERR, so the watcher thread polls fd 3 with no requested events (POLLOUT would be ready
+//! at once) and a 500 ms timeout, after which it also compares `getppid()` with the pid seen at
+//! start (a master killed by SIGKILL reparents us). Either way it calls [`Control::softstop`].
+//! fd 4 is the read end of a pipe private to the child: closing it tells the master the child
+//! detached (the master starts a replacement). After a detach the watcher stops, so later
+//! reloads are ignored.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, poll};
+use nix::unistd::{Pid, getppid};
+
+/// Why the server stops serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// `stop_notify` deadline reached.
+    StopNotified,
+    /// The master reloaded or died.
+    Softstop(&'static str),
+    /// `detach_from_master()` was called.
+    Detached,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    softstop: Option<&'static str>,
+    detached: bool,
+    stop_at: Option<Instant>,
+}
+
+/// The control state of one running server.
+#[derive(Debug)]
+pub(crate) struct Control {
+    state: Mutex<State>,
+    cond: Condvar,
+    private_fd: Mutex<Option<OwnedFd>>,
+}
+
+/// The control state the free functions act on (the last server started in this process).
+static CURRENT: Mutex<Option<Arc<Control>>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Control {
+    /// A control state owning fd 4 (when under a master), made current for the free functions.
+    pub(crate) fn install(private_fd: Option<OwnedFd>) -> Arc<Control> {
+        let control = Arc::new(Control {
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            private_fd: Mutex::new(private_fd),
+        });
+        *lock(&CURRENT) = Some(Arc::clone(&control));
+        control
+    }
+
+    /// Starts a softstop, unless the server detached (later reloads are ignored then).
+    pub(crate) fn softstop(&self, reason: &'static str) {
+        let mut state = lock(&self.state);
+        if state.detached || state.softstop.is_some() {
+            return;
+        }
+        state.softstop = Some(reason);
+        self.cond.notify_all();
+    }
+
+    /// Closes fd 4 and marks the server detached; false if it already was.
+    pub(crate) fn detach(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.detached {
+            return false;
+        }
+        state.detached = true;
+        drop(lock(&self.private_fd).take());
+        self.cond.notify_all();
+        true
+    }
+
+    /// Asks the server main to return `after` from now (keeps an earlier request).
+    pub(crate) fn stop_notify(&self, after: Duration) {
+        let at = Instant::now() + after;
+        let mut state = lock(&self.state);
+        state.stop_at = Some(state.stop_at.map_or(at, |old| old.min(at)));
+        self.cond.notify_all();
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        lock(&self.state).detached
+    }
+
+    pub(crate) fn softstop_started(&self) -> bool {
+        lock(&self.state).softstop.is_some()
+    }
+
+    /// The `stop_notify` deadline, if one was asked for.
+    pub(crate) fn stop_at(&self) -> Option<Instant> {
+        lock(&self.state).stop_at
+    }
+
+    /// Blocks until something ends normal serving (stop_notify beats softstop beats detach).
+    pub(crate) fn wait_event(&self) -> Event {
+        let mut state = lock(&self.state);
+        loop {
+            let now = Instant::now();
+            match state.stop_at {
+                Some(at) if at <= now => return Event::StopNotified,
+                _ => {}
+            }
+            if let Some(reason) = state.softstop {
+                return Event::Softstop(reason);
+            }
+            if state.detached {
+                return Event::Detached;
+            }
+            state = match state.stop_at {
+                Some(at) => {
+                    self.cond
+                        .wait_timeout(state, at - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .cond
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+/// Starts the thread that turns "fd 3 reports an error" or "the master is gone" into a softstop.
+pub(crate) fn spawn_watcher(
+    control: Arc<Control>,
+    generation: OwnedFd,
+    parent: Pid,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("zm-softstop".into())
+        .spawn(move || watch(&control, &generation, parent))
+}
+
+fn watch(control: &Control, generation: &OwnedFd, parent: Pid) {
+    const TICK_MS: u16 = 500;
+    loop {
+        if control.is_detached() {
+            log::debug!("detached: no longer watching the generation pipe");
+            return;
+        }
+        let mut fds = [PollFd::new(generation.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, TICK_MS) {
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => {
+                let revents = fds[0].revents().unwrap_or(PollFlags::POLLERR);
+                if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+                {
+                    control.softstop("generation pipe closed (reload or master exit)");
+                    return;
+                }
+            }
+            Err(e) => {
+                log::error!("poll on the generation pipe (fd 3) failed: {e}; stopping softly");
+                control.softstop("generation pipe unusable");
+                return;
+            }
+        }
+        if getppid() != parent {
+            control.softstop("master process gone");
+            return;
+        }
+    }
+}
+
+/// Detaches this server from its master: closes fd 4 (the master starts a replacement), stops
+/// accepting, lets open connections finish and then exits; later reloads are ignored.
+///
+/// Safe to call from any thread, any number of times; returns at once (the server main
+/// thread does the rest). Returns false if no server runs or it already detached.
+pub fn detach_from_master() -> bool {
+    let current = lock(&CURRENT).clone();
+    match current {
+        Some(control) => {
+            let first = control.detach();
+            if first {
+                log::info!("detaching from the master");
+            }
+            first
+        }
+        None => false,
+    }
+}
+
+/// Makes the server main return `after` from now (at once if zero), open connections or not.
+/// An earlier request wins. Safe to call from any thread.
+pub fn stop_notify(after: Duration) {
+    if let Some(control) = lock(&CURRENT).clone() {
+        control.stop_notify(after);
+    }
+}
+
+/// Whether a softstop began (the master reloaded or died): a handler may use it to close
+/// idle keep-alive connections early.
+pub fn softstop_started() -> bool {
+    lock(&CURRENT)
+        .as_ref()
+        .is_some_and(|control| control.softstop_started())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_in_priority_order() {
+        let c = Control::install(None);
+        assert!(c.detach());
+        assert!(!c.detach());
+        c.softstop("ignored after detach");
+        assert_eq!(c.wait_event(), Event::Detached);
+        c.stop_notify(Duration::ZERO);
+        assert_eq!(c.wait_event(), Event::StopNotified);
+    }
+
+    #[test]
+    fn watcher_softstops_when_the_read_end_closes() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let c = Control::install(None);
+        let watcher = spawn_watcher(Arc::clone(&c), writer.into(), getppid()).unwrap();
+        drop(reader);
+        assert!(matches!(c.wait_event(), Event::Softstop(_)));
+        watcher.join().unwrap();
+    }
+
+    #[test]
+    fn stop_notify_wakes_a_waiter() {
+        let c = Control::install(None);
+        let c2 = Arc::clone(&c);
+        let t = thread::spawn(move || c2.wait_event());
+        c.stop_notify(Duration::from_millis(10));
+        assert_eq!(t.join().unwrap(), Event::StopNotified);
+    }
+}

@@ -1,0 +1,389 @@
+//! The server lifecycle shared by both modes: start from argv, serve, softstop/detach, drain.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::unistd::{Pid, getppid};
+use zmaster_core::config::Config;
+use zmaster_core::logging::{self, LogTarget};
+use zmaster_core::protocol::{GENERATION_FD, ListenerKind, PRIVATE_FD};
+
+use super::args::{self, Launch, Settings};
+use super::control::{self, Control, Event};
+use super::error::{Error, ErrorKind, Result};
+use super::listeners::{self, ServiceListener};
+use super::sys;
+
+/// How long a softstop or detach may drain when `server-stop-on-softstop-after` is 0.
+pub const DEFAULT_DRAIN_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The config of the running server (empty before one started).
+static CONFIG: Mutex<Option<Arc<Config>>> = Mutex::new(None);
+
+/// The effective config of the running server (SPEC §2 precedence): for handlers that read
+/// their own keys. Empty before [`Server::from_args`] succeeded.
+pub fn config() -> Arc<Config> {
+    CONFIG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_default()
+}
+
+/// What a mode's running machinery lets the runtime do during a softstop or detach.
+pub trait Serving {
+    /// Stops accepting at once: close (deregister) every listener; idempotent.
+    fn stop_accepting(&self);
+    /// Connections accepted and not yet closed.
+    fn active_connections(&self) -> usize;
+    /// Blocks until no connection is open or `deadline` passes; true when idle.
+    fn wait_idle(&self, deadline: Instant) -> bool;
+}
+
+/// How the serving phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// `stop_notify` asked the server to return.
+    Stopped,
+    /// Softstop or detach, and every open connection finished.
+    Drained,
+    /// Softstop without a `before_softstop` hook or deadline: exited at once.
+    Immediate,
+    /// The drain deadline passed with connections still open.
+    DeadlinePassed {
+        /// Connections still open at the deadline.
+        open: usize,
+    },
+}
+
+/// A server after start-up: argv parsed, config loaded, logging on, listeners in hand.
+#[derive(Debug)]
+pub struct Server {
+    ident: String,
+    launch: Launch,
+    config: Arc<Config>,
+    settings: Settings,
+    listeners: Vec<ServiceListener>,
+    control: Arc<Control>,
+    generation: Option<OwnedFd>,
+    parent: Pid,
+}
+
+impl Server {
+    /// Starts a server from argv (argv[0] included; non-UTF-8 arguments are converted lossily):
+    /// `MASTER` adopts fds 3, 4 and the listeners of `-server-service name:Tfd,...`; `alone`
+    /// binds the addresses of `-server-service` (from the command line or a `-config` file).
+    /// Loads the config (command line > `-config` files > `server-config-path/*.gcf`), reads
+    /// the [`Settings`] and sets up logging from `server-log` with the program's basename.
+    ///
+    /// # Errors
+    /// `ErrorKind::Usage` for a bad argv; config, protocol and bind errors otherwise.
+    pub fn from_args<I, S>(args: I) -> Result<Server>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| a.into().to_string_lossy().into_owned())
+            .collect();
+        let invocation = args::parse_args(args)?;
+        let config = invocation.command_line.server_config()?;
+        let settings = Settings::from_config(&config)?;
+        let target = LogTarget::parse(config.get_str("server-log", ""))?;
+        logging::init(&target, &invocation.ident, settings.log_level)?;
+        let spec = config.get_str("server-service", "");
+        if spec.is_empty() {
+            return Err(Error::new(ErrorKind::Usage, "missing -server-service"));
+        }
+        let parent = getppid();
+        let (listeners, generation, private) = match invocation.launch {
+            Launch::Master => {
+                let adopt = |fd, what: &str| {
+                    sys::adopt_inherited_fd(fd).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Protocol,
+                            format!("fd {fd} ({what}) from the master (SPEC §5)"),
+                        )
+                        .with_source(e)
+                    })
+                };
+                let generation = adopt(GENERATION_FD, "generation pipe")?;
+                let private = adopt(PRIVATE_FD, "private pipe")?;
+                (listeners::inherit(spec)?, Some(generation), Some(private))
+            }
+            Launch::Alone => (listeners::bind_all(spec)?, None, None),
+        };
+        let config = Arc::new(config);
+        *CONFIG.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&config));
+        let control = Control::install(private);
+        if invocation.launch == Launch::Master && parent.as_raw() == 1 {
+            control.softstop("the master was gone at start");
+        }
+        Ok(Server {
+            ident: invocation.ident,
+            launch: invocation.launch,
+            config,
+            settings,
+            listeners,
+            control,
+            generation,
+            parent,
+        })
+    }
+
+    /// The program's basename (the log ident).
+    pub fn ident(&self) -> &str {
+        &self.ident
+    }
+
+    /// `MASTER` or `alone`.
+    pub fn launch(&self) -> Launch {
+        self.launch
+    }
+
+    /// The effective config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The per-service settings with defaults applied.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Hands over the listeners (in `-server-service` order); later calls return none.
+    pub fn take_listeners(&mut self) -> Vec<ServiceListener> {
+        std::mem::take(&mut self.listeners)
+    }
+
+    /// Serves until softstop, detach or `stop_notify`, then drains per SPEC §6 and returns.
+    ///
+    /// Softstop: `serving.stop_accepting()` at once, then `before_softstop` (if any), then wait
+    /// for open connections up to `server-stop-on-softstop-after` (or [`DEFAULT_DRAIN_LIMIT`]
+    /// when that is 0 and the hook is set; with neither, return at once). Detach: the same
+    /// without the hook, with the deadline or [`DEFAULT_DRAIN_LIMIT`]. `stop_notify` ends the
+    /// wait at any point.
+    pub fn run(
+        mut self,
+        serving: &dyn Serving,
+        before_softstop: Option<Box<dyn FnOnce()>>,
+    ) -> Outcome {
+        if let Some(generation) = self.generation.take() {
+            let watcher =
+                control::spawn_watcher(Arc::clone(&self.control), generation, self.parent);
+            if let Err(e) = watcher {
+                log::error!("cannot start the softstop watcher thread: {e}; stopping softly");
+                self.control.softstop("no watcher thread");
+            }
+        }
+        let event = self.control.wait_event();
+        serving.stop_accepting();
+        let after = self.settings.stop_on_softstop_after;
+        let limit = if after.is_zero() {
+            DEFAULT_DRAIN_LIMIT
+        } else {
+            after
+        };
+        let open = serving.active_connections();
+        let deadline = match event {
+            Event::StopNotified => {
+                log::info!("stop_notify: returning open={open}");
+                return Outcome::Stopped;
+            }
+            Event::Softstop(reason) => {
+                log::info!("softstop reason={reason:?} open={open}");
+                match before_softstop {
+                    Some(hook) => {
+                        hook();
+                        Instant::now() + limit
+                    }
+                    None if after.is_zero() => return Outcome::Immediate,
+                    None => Instant::now() + limit,
+                }
+            }
+            Event::Detached => {
+                log::info!("detached from the master open={open}");
+                Instant::now() + limit
+            }
+        };
+        self.drain(serving, deadline)
+    }
+
+    fn drain(&self, serving: &dyn Serving, deadline: Instant) -> Outcome {
+        const SLICE: Duration = Duration::from_millis(200);
+        loop {
+            let open = serving.active_connections();
+            if open == 0 {
+                log::info!("drained: every connection finished");
+                return Outcome::Drained;
+            }
+            let now = Instant::now();
+            if self.control.stop_at().is_some_and(|at| at <= now) {
+                log::info!("stop_notify during drain: returning open={open}");
+                return Outcome::Stopped;
+            }
+            if now >= deadline {
+                log::warn!("drain deadline passed: exiting open={open}");
+                return Outcome::DeadlinePassed { open };
+            }
+            let mut until = deadline.min(now + SLICE);
+            if let Some(at) = self.control.stop_at() {
+                until = until.min(at);
+            }
+            serving.wait_idle(until);
+        }
+    }
+}
+
+type RegisterHook<L> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<()>>;
+type BeforeServiceHook = Box<dyn FnOnce(&Config)>;
+
+/// The hooks of a server (SPEC §7), generic over the mode's listener type `L`.
+pub struct Hooks<L> {
+    service_register: Option<RegisterHook<L>>,
+    before_service: Option<BeforeServiceHook>,
+    before_softstop: Option<Box<dyn FnOnce()>>,
+}
+
+impl<L> Default for Hooks<L> {
+    fn default() -> Self {
+        Hooks {
+            service_register: None,
+            before_service: None,
+            before_softstop: None,
+        }
+    }
+}
+
+impl<L> std::fmt::Debug for Hooks<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("service_register", &self.service_register.is_some())
+            .field("before_service", &self.before_service.is_some())
+            .field("before_softstop", &self.before_softstop.is_some())
+            .finish()
+    }
+}
+
+impl<L> Hooks<L> {
+    /// No hooks yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Called once per listener, in `-server-service` order, with the service name, the
+    /// listener and its kind; typically registers it (`aio::general_register`). A listener the
+    /// hook drops is closed. An error ends the start-up (exit 1).
+    pub fn service_register(
+        mut self,
+        hook: impl FnMut(&str, L, ListenerKind) -> Result<()> + 'static,
+    ) -> Self {
+        self.service_register = Some(Box::new(hook));
+        self
+    }
+
+    /// Called once with the effective config, before any listener is registered.
+    pub fn before_service(mut self, hook: impl FnOnce(&Config) + 'static) -> Self {
+        self.before_service = Some(Box::new(hook));
+        self
+    }
+
+    /// Called once when a softstop begins (after accepting stopped); its presence makes the
+    /// server drain open connections (up to 3600 s unless `server-stop-on-softstop-after`).
+    pub fn before_softstop(mut self, hook: impl FnOnce() + 'static) -> Self {
+        self.before_softstop = Some(Box::new(hook));
+        self
+    }
+}
+
+/// What a mode plugs into [`server_main`].
+pub trait Mode {
+    /// The listener type handed to the `service_register` hook.
+    type Listener;
+    /// The running machinery (pool, scheduler).
+    type Serving: Serving;
+    /// Turns a runtime listener into the mode's listener type.
+    ///
+    /// # Errors
+    /// The fd cannot be used as that kind of listener.
+    fn listener(&mut self, server: &Server, listener: ServiceListener) -> Result<Self::Listener>;
+    /// Starts serving what the hooks registered, with `server.settings().thread_count` threads.
+    ///
+    /// # Errors
+    /// Threads or event queues cannot be created, or nothing was registered.
+    fn start(&mut self, server: &Server) -> Result<Self::Serving>;
+    /// Called after the serving phase ended (default: drop `serving`).
+    fn finish(&mut self, serving: Self::Serving, outcome: Outcome) {
+        let _ = (serving, outcome);
+    }
+}
+
+/// The whole life of a server process for a mode: start from argv, `before_service`,
+/// `service_register` per listener, `mode.start`, serve, drain. Returns the exit status:
+/// 0 after a normal end; 1 after a usage error (usage printed to stderr) or a start-up error
+/// (one line on stderr and in the log).
+pub fn server_main<M, I, S>(args: I, hooks: Hooks<M::Listener>, mut mode: M) -> ExitCode
+where
+    M: Mode,
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let ident = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+    let fail = |e: &Error| {
+        eprintln!("{ident}: {e}");
+        if e.kind() == ErrorKind::Usage {
+            eprintln!("{}", args::usage(&ident));
+        } else {
+            log::error!("start-up failed: {e}");
+        }
+        ExitCode::from(1)
+    };
+    let mut server = match Server::from_args(args.iter().cloned()) {
+        Ok(server) => server,
+        Err(e) => return fail(&e),
+    };
+    let Hooks {
+        mut service_register,
+        before_service,
+        before_softstop,
+    } = hooks;
+    if let Some(hook) = before_service {
+        hook(server.config());
+    }
+    for listener in server.take_listeners() {
+        let (name, kind) = (listener.name.clone(), listener.kind);
+        let registered =
+            mode.listener(&server, listener)
+                .and_then(|l| match &mut service_register {
+                    Some(hook) => hook(&name, l, kind),
+                    None => Err(Error::new(
+                        ErrorKind::Register,
+                        format!("no service_register hook for service {name:?}"),
+                    )),
+                });
+        if let Err(e) = registered {
+            return fail(&e);
+        }
+    }
+    let serving = match mode.start(&server) {
+        Ok(serving) => serving,
+        Err(e) => return fail(&e),
+    };
+    log::info!(
+        "serving launch={:?} threads={}",
+        server.launch(),
+        server.settings().thread_count
+    );
+    let outcome = server.run(&serving, before_softstop);
+    mode.finish(serving, outcome);
+    ExitCode::SUCCESS
+}
