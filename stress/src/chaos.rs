@@ -1,41 +1,428 @@
-//! `zstress chaos`: load while killing children of a master / sending it SIGHUP.
-use crate::Result;
-use crate::load::LoadConfig;
+//! `zstress chaos`: the load of [`crate::load`] while SIGKILLing a master's children and/or
+//! sending the master SIGHUP, with the respawn and reload times observed from `/proc`.
+//!
+//! Only the given master pid and the pids listed as its children in
+//! `/proc/MASTER/task/*/children` are ever signalled; a child's parent is checked again in
+//! `/proc/CHILD/stat` right before its SIGKILL. A new child pid observed after an event is
+//! attributed to the oldest event still waiting: one new pid for a kill (the respawn time is
+//! kill → replacement visible), and as many new pids as the master had children for a
+//! reload (first new child, and the whole new generation).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::load::{self, LoadConfig};
+use crate::procs;
+use crate::report::{LoadReport, json_str};
+use crate::{Error, Result};
+
 /// Which master to torment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MasterRef {
-    /// Read the pid from this file.
+    /// Read the pid from this file (the master's `-pid-file`).
     PidFile(PathBuf),
     /// This pid.
     Pid(i32),
 }
-/// Chaos parameters.
+
+/// The parameters of a chaos run.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
     /// The master.
     pub master: MasterRef,
-    /// The load.
+    /// The load to run meanwhile (its duration is the chaos duration).
     pub load: LoadConfig,
-    /// SIGKILLs per second.
+    /// SIGKILLs of a random child per second (`--kill-rate`; 1/s if neither rate is given).
     pub kill_rate: f64,
-    /// SIGHUPs per second.
+    /// SIGHUPs to the master per second (`--hup-rate`).
     pub hup_rate: f64,
 }
-/// Chaos result.
+
+/// What chaos did to the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// SIGKILL sent to this child.
+    Kill(i32),
+    /// SIGHUP sent to the master, which had this many children then.
+    Hup(usize),
+    /// A signal could not be sent (the message says why).
+    Failed(String),
+}
+
+/// One chaos action and what was observed after it.
+#[derive(Debug, Clone)]
+pub struct ChaosEvent {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// What was done.
+    pub action: Action,
+    /// New child pids attributed to this event.
+    pub new_pids: Vec<i32>,
+    /// Time until the first new child appeared.
+    pub first: Option<Duration>,
+    /// Time until every expected new child appeared (a kill expects 1).
+    pub complete: Option<Duration>,
+    expect: usize,
+}
+
+/// The result of a chaos run.
 #[derive(Debug)]
-pub struct ChaosReport;
-impl ChaosReport {
-    /// Text.
-    pub fn render(&self) -> String {
-        String::new()
-    }
-    /// JSON.
-    pub fn to_json(&self) -> String {
-        String::new()
+pub struct ChaosReport {
+    /// The master pid.
+    pub master: i32,
+    /// Children at the start.
+    pub initial_children: usize,
+    /// Every action, in time order.
+    pub events: Vec<ChaosEvent>,
+    /// The load's own report (its `failures` list every failed request).
+    pub load: LoadReport,
+    /// The master exited during the run.
+    pub master_gone: bool,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 }
-/// Run.
-pub fn run(_c: &ChaosConfig) -> Result<ChaosReport> {
-    Ok(ChaosReport)
+
+fn period(rate: f64) -> Option<Duration> {
+    (rate > 0.0).then(|| Duration::from_secs_f64((1.0 / rate).clamp(0.001, 86400.0)))
+}
+
+/// Run the chaos described by `cfg`.
+///
+/// # Errors
+/// The pid file is unreadable, the master is not running, or the load could not start.
+pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
+    let master = match &cfg.master {
+        MasterRef::Pid(p) => *p,
+        MasterRef::PidFile(f) => procs::read_pid_file(f)
+            .map_err(|e| Error::io(format!("read pid file {}", f.display()), e))?,
+    };
+    if master <= 1 || !procs::alive(master) {
+        return Err(Error::server(format!("master pid {master} is not running")));
+    }
+    let initial = procs::children_of(master)
+        .map_err(|e| Error::io(format!("list children of {master}"), e))?;
+    let mut known: BTreeSet<i32> = initial.iter().copied().collect();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(now_ns) ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut rng = Rng(seed | 1);
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (kill_p, hup_p) = (period(cfg.kill_rate), period(cfg.hup_rate));
+    let chaos_start = t0 + cfg.load.warmup;
+    let mut next_kill = kill_p.map(|p| chaos_start + p);
+    let mut next_hup = hup_p.map(|p| chaos_start + p);
+    let mut events: Vec<ChaosEvent> = Vec::new();
+    let mut pending: VecDeque<usize> = VecDeque::new();
+    let mut master_gone = false;
+    let load = std::thread::scope(|s| {
+        let h = s.spawn(|| load::run(&cfg.load, Some(&stop)));
+        let mut grace_end = None;
+        loop {
+            let now = Instant::now();
+            if h.is_finished() && grace_end.is_none() {
+                grace_end = Some(now + Duration::from_secs(2));
+            }
+            if grace_end.is_some_and(|g| now >= g || pending.is_empty()) {
+                break;
+            }
+            let Ok(cur) = procs::children_of(master) else {
+                master_gone = true;
+                stop.store(true, Ordering::Relaxed);
+                break;
+            };
+            for pid in cur.iter().filter(|p| known.insert(**p)) {
+                attribute(&mut events, &mut pending, *pid, now, t0);
+            }
+            if grace_end.is_none() {
+                if let (Some(at), Some(p)) = (next_kill, kill_p) {
+                    if now >= at {
+                        next_kill = Some(at + p);
+                        let live: Vec<i32> =
+                            cur.iter().copied().filter(|c| procs::alive(*c)).collect();
+                        let action = if live.is_empty() {
+                            Action::Failed("no live child to kill".into())
+                        } else {
+                            let victim = live[(rng.next() % live.len() as u64) as usize];
+                            match procs::signal_child(master, victim, Signal::SIGKILL) {
+                                Ok(()) => Action::Kill(victim),
+                                Err(e) => Action::Failed(format!("SIGKILL {victim}: {e}")),
+                            }
+                        };
+                        push_event(&mut events, &mut pending, now - t0, action, 1);
+                    }
+                }
+                if let (Some(at), Some(p)) = (next_hup, hup_p) {
+                    if now >= at {
+                        next_hup = Some(at + p);
+                        let n = cur.len().max(initial.len()).max(1);
+                        let action = match procs::signal(master, Signal::SIGHUP) {
+                            Ok(()) => Action::Hup(n),
+                            Err(e) => Action::Failed(format!("SIGHUP {master}: {e}")),
+                        };
+                        push_event(
+                            &mut events,
+                            &mut pending,
+                            now - t0,
+                            action,
+                            initial.len().max(1),
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join()
+            .map_err(|_| Error::server("load thread panicked"))?
+    })?;
+    Ok(ChaosReport {
+        master,
+        initial_children: initial.len(),
+        events,
+        load,
+        master_gone,
+    })
+}
+
+fn push_event(
+    events: &mut Vec<ChaosEvent>,
+    pending: &mut VecDeque<usize>,
+    at: Duration,
+    action: Action,
+    expect: usize,
+) {
+    let waits = !matches!(action, Action::Failed(_));
+    events.push(ChaosEvent {
+        at,
+        action,
+        new_pids: Vec::new(),
+        first: None,
+        complete: None,
+        expect,
+    });
+    if waits {
+        pending.push_back(events.len() - 1);
+    }
+}
+
+fn attribute(
+    events: &mut [ChaosEvent],
+    pending: &mut VecDeque<usize>,
+    pid: i32,
+    now: Instant,
+    t0: Instant,
+) {
+    let Some(&i) = pending.front() else { return };
+    let e = &mut events[i];
+    let dt = now.saturating_duration_since(t0).saturating_sub(e.at);
+    e.new_pids.push(pid);
+    e.first.get_or_insert(dt);
+    if e.new_pids.len() >= e.expect {
+        e.complete = Some(dt);
+        pending.pop_front();
+    }
+}
+
+fn stats(v: &mut [Duration]) -> Option<(Duration, Duration)> {
+    v.sort_unstable();
+    Some((*v.get(v.len() / 2)?, *v.last()?))
+}
+
+impl ChaosReport {
+    fn times(&self, kill: bool) -> Vec<Duration> {
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(e.action, Action::Kill(_)) == kill
+                    && !matches!(e.action, Action::Failed(_))
+            })
+            .filter_map(|e| if kill { e.complete } else { e.first })
+            .collect()
+    }
+
+    fn count(&self, kill: bool) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                if kill {
+                    matches!(e.action, Action::Kill(_))
+                } else {
+                    matches!(e.action, Action::Hup(_))
+                }
+            })
+            .count()
+    }
+
+    /// The timeline (every action and every failed request) and the summary, as text.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "chaos on master {} ({} children at start)",
+            self.master, self.initial_children
+        );
+        let mut lines: Vec<(Duration, String)> = Vec::new();
+        for e in &self.events {
+            let obs = match (e.first, e.complete) {
+                (_, Some(c)) if e.expect == 1 => {
+                    format!("replacement {:?} after {}", e.new_pids, ms(c))
+                }
+                (Some(f), Some(c)) => format!(
+                    "first new child after {}, all {} after {}",
+                    ms(f),
+                    e.expect,
+                    ms(c)
+                ),
+                (Some(f), None) => format!(
+                    "first new child after {}, {}/{} new children seen",
+                    ms(f),
+                    e.new_pids.len(),
+                    e.expect
+                ),
+                _ => "no new child observed".to_string(),
+            };
+            let what = match &e.action {
+                Action::Kill(p) => format!("SIGKILL child {p}: {obs}"),
+                Action::Hup(_) => format!("SIGHUP master: {obs}"),
+                Action::Failed(m) => format!("could not signal: {m}"),
+            };
+            lines.push((e.at, what));
+        }
+        for f in &self.load.failures {
+            lines.push((
+                f.at,
+                format!("FAILED conn {} {}: {}", f.conn, f.kind.name(), f.detail),
+            ));
+        }
+        lines.sort_by_key(|l| l.0);
+        for (at, l) in lines {
+            let _ = writeln!(s, "  {:>9.3}s  {l}", at.as_secs_f64());
+        }
+        if self.load.failures_dropped > 0 {
+            let _ = writeln!(
+                s,
+                "  ... {} more failures not listed",
+                self.load.failures_dropped
+            );
+        }
+        if self.master_gone {
+            let _ = writeln!(s, "  the master exited during the run");
+        }
+        let (mut k, mut h) = (self.times(true), self.times(false));
+        let _ = writeln!(
+            s,
+            "kills {}  respawned {}  respawn {}",
+            self.count(true),
+            k.len(),
+            pct(&mut k)
+        );
+        let _ = writeln!(
+            s,
+            "reloads {}  observed {}  first new child {}",
+            self.count(false),
+            h.len(),
+            pct(&mut h)
+        );
+        s.push_str(&self.load.summary_table());
+        s
+    }
+
+    /// One JSON object: the load figures plus `chaos` (counts, timings, failures).
+    pub fn to_json(&self) -> String {
+        let (mut k, mut h) = (self.times(true), self.times(false));
+        let j = |v: &mut [Duration]| match stats(v) {
+            Some((p50, max)) => format!(
+                "{{\"count\":{},\"p50_ms\":{:.3},\"max_ms\":{:.3}}}",
+                v.len(),
+                p50.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3
+            ),
+            None => "{\"count\":0}".to_string(),
+        };
+        let mut fails = String::new();
+        for (i, f) in self.load.failures.iter().take(1000).enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                fails,
+                "{sep}{{\"at_s\":{:.6},\"conn\":{},\"kind\":\"{}\",\"detail\":{}}}",
+                f.at.as_secs_f64(),
+                f.conn,
+                f.kind.name(),
+                json_str(&f.detail)
+            );
+        }
+        format!(
+            "{{{},\"chaos\":{{\"master\":{},\"kills\":{},\"hups\":{},\"respawn\":{},\"reload_first_child\":{},\"master_gone\":{},\"failures\":[{}]}}}}",
+            self.load.json_fields(),
+            self.master,
+            self.count(true),
+            self.count(false),
+            j(&mut k),
+            j(&mut h),
+            self.master_gone,
+            fails
+        )
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn pct(v: &mut [Duration]) -> String {
+    match stats(v) {
+        Some((p50, max)) => format!("p50 {} max {}", ms(p50), ms(max)),
+        None => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribution_in_order() {
+        let t0 = Instant::now();
+        let mut ev = Vec::new();
+        let mut pend = VecDeque::new();
+        push_event(&mut ev, &mut pend, Duration::ZERO, Action::Hup(2), 2);
+        push_event(&mut ev, &mut pend, Duration::ZERO, Action::Kill(7), 1);
+        push_event(
+            &mut ev,
+            &mut pend,
+            Duration::ZERO,
+            Action::Failed("x".into()),
+            1,
+        );
+        for pid in [10, 11, 12] {
+            attribute(&mut ev, &mut pend, pid, t0, t0);
+        }
+        assert_eq!(ev[0].new_pids, vec![10, 11]);
+        assert!(ev[0].complete.is_some());
+        assert_eq!(ev[1].new_pids, vec![12]);
+        assert!(pend.is_empty());
+        assert!(ev[2].new_pids.is_empty());
+    }
+
+    #[test]
+    fn periods() {
+        assert_eq!(period(0.0), None);
+        assert_eq!(period(2.0), Some(Duration::from_millis(500)));
+    }
 }
