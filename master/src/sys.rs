@@ -1,0 +1,145 @@
+//! The master's unsafe corner: fork/exec of a server child with fd staging, and fd hygiene.
+//!
+//! Contract: [`spawn_child`] is the only place that runs code between `fork` and `exec`. That
+//! code (the `pre_exec` closure) calls only async-signal-safe functions (`prctl`, `getppid`,
+//! `fcntl`, `dup2`, `close_range`, `chroot`, `chdir`) on memory prepared before the fork: the
+//! master may have threads (the log collector), so nothing may allocate or take a lock there.
+//!
+//! Fd staging: the child must see fd 3 = generation pipe, fd 4 = private pipe, fds 5.. =
+//! listeners. A source fd may itself be one of 3, 4, 5.. (for another slot), so every source is
+//! first duplicated *above* every source and target (`F_DUPFD_CLOEXEC`), and only then moved
+//! into place with `dup2` (which clears CLOEXEC on the target). The high copies keep CLOEXEC and
+//! vanish at exec; no source is overwritten before it has been copied.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5..., and
+/// where to chroot/chdir.
+pub(crate) struct ChildSpec<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) argv: &'a [OsString],
+    pub(crate) fds: Vec<RawFd>,
+    pub(crate) chroot: Option<&'a Path>,
+    pub(crate) chdir: Option<&'a Path>,
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Forks and execs a server child; returns its pid.
+///
+/// # Errors
+/// The fork or the exec failed (std reports exec errors back through its CLOEXEC pipe).
+pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
+    let first_target: RawFd = 3;
+    let count = spec.fds.len() as RawFd;
+    let above = spec
+        .fds
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(first_target + count)
+        + 1;
+    let sources = spec.fds.clone();
+    let mut high = vec![-1 as RawFd; sources.len()];
+    let chroot = spec.chroot.map(c_path).transpose()?;
+    let chdir = match (&chroot, spec.chdir) {
+        (_, Some(dir)) => Some(c_path(dir)?),
+        (Some(_), None) => Some(c_path(&PathBuf::from("/"))?),
+        (None, None) => None,
+    };
+    let master_pid = std::process::id() as libc::pid_t;
+    let mut command = Command::new(spec.program);
+    command
+        .arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .stdin(Stdio::null());
+    let stage = move || -> io::Result<()> {
+        // SAFETY: prctl/getppid are async-signal-safe and take no pointers.
+        unsafe {
+            check(libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ))?;
+            if libc::getppid() != master_pid {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH)); // the master died before exec
+            }
+        }
+        for (slot, &src) in high.iter_mut().zip(&sources) {
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the master holds open; async-signal-safe.
+            *slot = check(unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, above) })?;
+        }
+        for (target, &copy) in (first_target..).zip(&high) {
+            // SAFETY: dup2 of our own high copy onto a target slot; async-signal-safe.
+            check(unsafe { libc::dup2(copy, target) })?;
+        }
+        // Everything else (strays the master inherited, its own fds) must not cross exec.
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; ENOSYS is tolerated
+        // because every fd the master opens is CLOEXEC already.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                (first_target + count) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+        }
+        if let Some(root) = &chroot {
+            // SAFETY: chroot with a NUL-terminated path prepared before the fork.
+            check(unsafe { libc::chroot(root.as_ptr()) })?;
+        }
+        if let Some(dir) = &chdir {
+            // SAFETY: chdir with a NUL-terminated path prepared before the fork.
+            check(unsafe { libc::chdir(dir.as_ptr()) })?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only makes async-signal-safe calls on memory allocated before the
+    // fork (see the module docs); it does not allocate, lock or touch other threads' state.
+    unsafe {
+        command.pre_exec(stage);
+    }
+    command.spawn().map(|child| child.id())
+}
+
+/// Marks every fd >= 3 this process has now CLOEXEC: fds the master inherited from whoever
+/// started it must never reach a child (SPEC §4).
+pub(crate) fn mark_inherited_fds_cloexec() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only read and set the close-on-exec flag of an fd number; an
+        // fd that closed since the listing (the read_dir fd itself) just returns EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
