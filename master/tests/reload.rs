@@ -1,0 +1,149 @@
+//! SIGHUP reloads: listener fds survive, a bad config changes nothing, bursts converge.
+
+mod util;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use util::*;
+
+/// The socket inode behind fd 5 of a probe child, from its report.
+fn listener_inode(s: &Setup, pid: i32) -> String {
+    let (_, fds) = wait_for(Duration::from_secs(5), "the probe report", || s.report(pid));
+    fds.iter()
+        .find(|(fd, _)| *fd == 5)
+        .map(|(_, t)| t.clone())
+        .expect("fd 5")
+}
+
+#[test]
+fn reload_keeps_listener_fds_and_never_refuses_a_connection() {
+    let s = Setup::new();
+    let port = free_port();
+    s.probe_service("probe", &format!("0:{port}"), 2, "");
+    let master = s.start_master(&[]);
+    let old = master.wait_children(2);
+    let inode = listener_inode(&s, old[0]);
+
+    // A client connecting in a loop through the reloads: every connect must succeed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, ok, refused) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&refused));
+        std::thread::spawn(move || {
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                    Err(_) => refused.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        })
+    };
+    // Same address written differently: 0:PORT -> 0.0.0.0:PORT is unchanged.
+    s.probe_service("probe", &format!("0.0.0.0:{port}"), 2, "");
+    for round in 0..3 {
+        let before = master.children();
+        master.signal(Signal::SIGHUP);
+        wait_for(
+            Duration::from_secs(10),
+            &format!("new generation {round}"),
+            || {
+                let kids = master.children();
+                (kids.len() == 2 && kids.iter().all(|k| !before.contains(k))).then_some(())
+            },
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        0,
+        "connections refused during reload"
+    );
+    assert!(ok.load(Ordering::SeqCst) > 0);
+    let new = master.children();
+    assert_eq!(
+        listener_inode(&s, new[0]),
+        inode,
+        "the listener was re-created"
+    );
+    let reply = ask_tcp(port, "after").unwrap();
+    assert!(new.contains(&reply_pid(&reply)));
+}
+
+#[test]
+fn reload_with_a_bad_config_keeps_serving() {
+    let s = Setup::new();
+    let port = free_port();
+    s.probe_service("probe", &format!("127.0.0.1:{port}"), 2, "");
+    let master = s.start_master(&[]);
+    let kids = master.wait_children(2);
+    s.write_cf("broken", "this line has no equals sign\n");
+    master.signal(Signal::SIGHUP);
+    wait_for(
+        Duration::from_secs(5),
+        "the reload error in the log",
+        || {
+            master
+                .log_text()
+                .contains("reload failed, keeping the running configuration")
+                .then_some(())
+        },
+    );
+    assert!(
+        master.log_text().contains("broken.cf:1"),
+        "{}",
+        master.log_text()
+    );
+    assert_eq!(master.children(), kids);
+    ask_tcp(port, "still").unwrap();
+
+    // A reload whose new address cannot be bound changes nothing either.
+    std::fs::remove_file(s.etc().join("broken.cf")).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    s.probe_service(
+        "probe",
+        &format!("127.0.0.1:{port}, 127.0.0.1:{taken_port}"),
+        2,
+        "",
+    );
+    master.signal(Signal::SIGHUP);
+    wait_for(Duration::from_secs(5), "the bind error in the log", || {
+        master
+            .log_text()
+            .contains(&format!("bind 127.0.0.1:{taken_port}"))
+            .then_some(())
+    });
+    assert_eq!(master.children(), kids);
+    ask_tcp(port, "still").unwrap();
+}
+
+#[test]
+fn a_burst_of_reloads_converges_without_leaks() {
+    let s = Setup::new();
+    let port = free_port();
+    s.probe_service("probe", &format!("127.0.0.1:{port}"), 2, "");
+    s.probe_service("gone", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let master = s.start_master(&[]);
+    let first = master.wait_children(3);
+    let fds_before = fd_count(master.pid());
+    std::fs::remove_file(s.etc().join("gone.cf")).unwrap();
+    for _ in 0..20 {
+        master.signal(Signal::SIGHUP);
+    }
+    let kids = master.wait_children(2);
+    assert!(kids.iter().all(|k| !first.contains(k)));
+    wait_for(Duration::from_secs(5), "an answer", || {
+        ask_tcp(port, "x").ok()
+    });
+    // One listener fewer, no generation pipes or private pipes left behind.
+    wait_for(Duration::from_secs(5), "the master's fds to settle", || {
+        (fd_count(master.pid()) < fds_before).then_some(())
+    });
+}

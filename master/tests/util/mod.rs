@@ -1,0 +1,250 @@
+//! Helpers for the master's behaviour tests: temp config dirs, a master guard that kills by pid
+//! on drop, /proc inspection, line clients, and event waits (never fixed sleeps).
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const ZMASTER: &str = env!("CARGO_BIN_EXE_zmaster");
+pub const PROBE: &str = env!("CARGO_BIN_EXE_zmaster-probe");
+
+/// Polls `f` every 20 ms until it returns Some, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free 127.0.0.1 port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A probe's report: its argv and its open fds as (fd, link target).
+pub type Report = (Vec<String>, Vec<(i32, String)>);
+
+/// A test's temp dir with a config dir `etc/` and a report dir `rep/` for zmaster-probe.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::Builder::new()
+            .prefix("zmt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        fs::create_dir(dir.path().join("etc")).unwrap();
+        fs::create_dir(dir.path().join("rep")).unwrap();
+        Setup { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn etc(&self) -> PathBuf {
+        self.path("etc")
+    }
+
+    /// Writes `etc/NAME.cf` for a zmaster-probe service.
+    pub fn probe_service(&self, name: &str, service: &str, count: usize, extra: &str) {
+        self.write_cf(name, &format!("server-command = {PROBE}\nserver-service = {service}\nserver-proc-count = {count}\n{extra}"));
+    }
+
+    pub fn write_cf(&self, name: &str, text: &str) {
+        fs::write(self.etc().join(format!("{name}.cf")), text).unwrap();
+    }
+
+    /// Starts the master on `etc/` with extra args; stderr goes to `master.log`.
+    pub fn start_master(&self, args: &[&str]) -> Master {
+        let log = self.path("master.log");
+        let child = Command::new(ZMASTER)
+            .arg("-C")
+            .arg(self.etc())
+            .args(args)
+            .env("ZM_PROBE_REPORT", self.path("rep"))
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(self.path("master.out")).unwrap())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Master {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// The report zmaster-probe child `pid` wrote: (argv, fds as (fd, target)).
+    pub fn report(&self, pid: i32) -> Option<Report> {
+        let text = fs::read_to_string(self.path("rep").join(pid.to_string())).ok()?;
+        let (argv, fds) = text.split_once("fds:\n")?;
+        let fds = fds
+            .lines()
+            .filter_map(|l| {
+                let (fd, target) = l.split_once(' ')?;
+                Some((fd.parse().ok()?, target.to_owned()))
+            })
+            .collect();
+        Some((argv.lines().map(str::to_owned).collect(), fds))
+    }
+}
+
+/// A running master; SIGKILLed (with every child it had) and reaped on drop.
+pub struct Master {
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Master {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn children(&self) -> Vec<i32> {
+        children_of(self.pid())
+    }
+
+    /// Waits until the master has exactly `n` live children; returns them.
+    pub fn wait_children(&self, n: usize) -> Vec<i32> {
+        wait_for(Duration::from_secs(10), &format!("{n} children"), || {
+            let kids = self.children();
+            (kids.len() == n).then_some(kids)
+        })
+    }
+
+    /// Waits for the master to exit; returns its exit code (None if killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        wait_for(timeout, "the master to exit", || child.try_wait().unwrap()).code()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let kids = descendants_of(child.id() as i32);
+            let _ = child.kill();
+            let _ = child.wait();
+            for kid in kids {
+                let _ = kill(Pid::from_raw(kid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Live (non-zombie) children of `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut kids = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+                kids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    kids.retain(|k| is_alive(*k));
+    kids.sort();
+    kids
+}
+
+pub fn descendants_of(pid: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for kid in children_of(p) {
+            all.push(kid);
+            frontier.push(kid);
+        }
+    }
+    all
+}
+
+/// True when `pid` exists and is not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next())
+                .unwrap_or_default();
+            !matches!(state, Some('Z') | Some('X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Number of open fds of `pid`.
+pub fn fd_count(pid: i32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Sends `line` to a probe over TCP and returns its answer (`PID <pid> <line>`).
+pub fn ask_tcp(port: u16, line: &str) -> std::io::Result<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    ask(stream, line)
+}
+
+pub fn ask_unix(path: &Path, line: &str) -> std::io::Result<String> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    ask(stream, line)
+}
+
+fn ask<S: std::io::Read + Write>(mut stream: S, line: &str) -> std::io::Result<String> {
+    stream.write_all(format!("{line}\n").as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    Ok(reply.trim_end().to_owned())
+}
+
+/// The pid in a probe reply `PID <pid> ...`.
+pub fn reply_pid(reply: &str) -> i32 {
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a probe reply: {reply:?}"))
+}
+
+/// Basename of argv[0] of `pid`.
+pub fn exe_name(pid: i32) -> String {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = raw.split(|b| *b == 0).next().unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(argv0).into_owned();
+    argv0.rsplit('/').next().unwrap_or_default().to_owned()
+}
