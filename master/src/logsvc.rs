@@ -1,7 +1,8 @@
 //! `-log-service SOCK,PREFIX[,day|hour]`: the master-side collector of LIB-ZC's master-log.
 //!
 //! Servers with `server-log = masterlog,SOCK` send one datagram per record, `IDENT,PID,message`;
-//! this thread appends `TIMESTAMP IDENT[PID]: message` to `PREFIX-YYYYMMDD` (or `-YYYYMMDDHH`).
+//! this thread appends `HH:MM:SS IDENT[PID] message` to `DIR/YYYYMMDD.log` (or `YYYYMMDDHH.log`
+//! with `hour`), LIB-ZC's layout — except that times are UTC, not local time.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -17,9 +18,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// How often the collector starts a new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
-    /// One file per day (`PREFIX-YYYYMMDD`).
+    /// One file per day (`DIR/YYYYMMDD.log`).
     Day,
-    /// One file per hour (`PREFIX-YYYYMMDDHH`).
+    /// One file per hour (`DIR/YYYYMMDDHH.log`).
     Hour,
 }
 
@@ -28,7 +29,7 @@ pub enum Rotation {
 pub struct LogService {
     /// The datagram socket servers send to.
     pub socket: PathBuf,
-    /// Log file name prefix.
+    /// The dir the log files go to (created if missing).
     pub prefix: PathBuf,
     /// Rotation.
     pub rotation: Rotation,
@@ -73,6 +74,8 @@ impl LogService {
         if fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket()) {
             let _ = fs::remove_file(&self.socket);
         }
+        fs::create_dir_all(&self.prefix)
+            .map_err(|e| Error::io(format!("create log dir {}", self.prefix.display()), e))?;
         let socket = UnixDatagram::bind(&self.socket)
             .map_err(|e| Error::io(format!("bind log service {}", self.socket.display()), e))?;
         let this = self.clone();
@@ -98,9 +101,7 @@ impl LogService {
         } else {
             10
         };
-        let mut name = self.prefix.as_os_str().to_owned();
-        name.push(format!("-{}", &digits[..keep]));
-        PathBuf::from(name)
+        self.prefix.join(format!("{}.log", &digits[..keep]))
     }
 
     fn collect(&self, socket: &UnixDatagram) {
@@ -119,10 +120,11 @@ impl LogService {
                 open = append(&path).map(|f| (path.clone(), f));
             }
             if let Some((_, file)) = open.as_mut() {
+                let stamp = utc_timestamp(now);
                 let _ = writeln!(
                     file,
-                    "{} {ident}[{pid}]: {}",
-                    utc_timestamp(now),
+                    "{} {ident}[{pid}] {}",
+                    &stamp[11..19],
                     message.trim_end()
                 );
             }
@@ -156,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = LogService {
             socket: dir.path().join("log.sock"),
-            prefix: dir.path().join("zm"),
+            prefix: dir.path().join("logs"),
             rotation: Rotation::Day,
         };
         svc.start().unwrap();
@@ -173,7 +175,8 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(text.ends_with("smtpd[42]: hello world\n"), "{text:?}");
+        assert!(text.ends_with(" smtpd[42] hello world\n"), "{text:?}");
+        assert!(file.to_str().unwrap().ends_with(".log"));
         svc.remove_socket();
     }
 }
