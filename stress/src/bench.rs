@@ -1,60 +1,607 @@
-//! `zstress bench`.
-use crate::Result;
-use std::path::PathBuf;
-use std::time::Duration;
-/// Bench parameters.
+//! `zstress bench`: zmaster's echo examples and the baseline peers, one after another on the
+//! same placement, compared side by side (text table, `bench.md`, `latency.svg`).
+//!
+//! For every placement (server and client on CPU 0; no pinning) and worker count W, each
+//! server is started on a fresh 127.0.0.1 port, probed (connect + one echo) until it
+//! answers, loaded for `--warmup` + `--duration`, then stopped by pid (SIGTERM, wait, SIGKILL
+//! after 5 s). Pinning sets this thread's affinity before the server is spawned and before
+//! the client threads start, so both inherit it. `echo-epoll` is single-threaded, so it runs
+//! once per placement and is the reference ("÷epoll") for every W of that placement.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sched::CpuSet;
+
+use crate::args::{Limit, Target};
+use crate::load::{self, LoadConfig};
+use crate::procs::{self, ChildGuard};
+use crate::report::{LoadReport, fmt_us};
+use crate::svg::{self, Panel, QUANTILES, Series};
+use crate::{Error, Result};
+
+/// The parameters of `zstress bench`.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// d
+    /// Measured time per server (`--duration`, default 5 s).
     pub duration: Duration,
-    /// w
+    /// Unmeasured warm-up per server (`--warmup`, default 1 s).
     pub warmup: Duration,
-    /// c
+    /// Client connections (`--conns`, default 32).
     pub conns: usize,
-    /// t
+    /// Client threads (`--client-threads`, default 1).
     pub client_threads: usize,
-    /// s
+    /// Request payload bytes (`--size`, default 64).
     pub size: usize,
-    /// b
+    /// Where `zmaster`, `echo-aio`, `echo-coroutine` and the baselines are (`--bin-dir`,
+    /// default `target/release`, relative to the current directory).
     pub bin_dir: PathBuf,
-    /// o
+    /// Where `bench.md`, `latency.svg`, server logs and config dirs go (`--out`, default `bench-out`).
     pub out_dir: PathBuf,
-    /// w
+    /// Worker counts W to run (`--workers`, default `1,2`).
     pub workers: Vec<usize>,
-    /// o
+    /// Only these servers (`--only aio,coroutine,tokio,may,epoll`).
     pub only: Option<Vec<String>>,
 }
+
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            duration: Duration::from_secs(3),
+            duration: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             conns: 32,
             client_threads: 1,
             size: 64,
-            bin_dir: "target/release".into(),
-            out_dir: "bench-out".into(),
+            bin_dir: PathBuf::from("target/release"),
+            out_dir: PathBuf::from("bench-out"),
             workers: vec![1, 2],
             only: None,
         }
     }
 }
+
 impl BenchConfig {
-    /// v
+    /// Check the ranges and `--only` names.
+    ///
+    /// # Errors
+    /// A usage error naming the bad option.
     pub fn validate(&self) -> Result<()> {
+        if self.duration.is_zero() {
+            return Err(Error::usage("--duration must be > 0"));
+        }
+        if self.workers.is_empty() || self.workers.iter().any(|&w| w == 0 || w > 256) {
+            return Err(Error::usage("--workers must list counts in 1..=256"));
+        }
+        if let Some(only) = &self.only {
+            if let Some(bad) = only
+                .iter()
+                .find(|n| !Server::ALL.iter().any(|s| s.short() == n.as_str()))
+            {
+                return Err(Error::usage(format!(
+                    "--only: unknown server {bad:?} (aio, coroutine, tokio, may, epoll)"
+                )));
+            }
+        }
+        self.load_config(Target::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))))
+            .validate()
+    }
+
+    fn load_config(&self, target: Target) -> LoadConfig {
+        let mut c = LoadConfig::new(target);
+        c.conns = self.conns;
+        c.limit = Limit::Duration(self.duration);
+        c.warmup = self.warmup;
+        c.size = self.size;
+        c.threads = self.client_threads;
+        c.keep_failures = 100;
+        c
+    }
+
+    fn wants(&self, s: Server) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == s.short()))
+    }
+}
+
+/// A server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// `zmaster` running `echo-aio`.
+    ZmasterAio,
+    /// `zmaster` running `echo-coroutine`.
+    ZmasterCoroutine,
+    /// The tokio baseline.
+    Tokio,
+    /// The `may` baseline.
+    May,
+    /// The single-threaded epoll baseline (the reference).
+    Epoll,
+}
+
+impl Server {
+    /// Every server, in table order.
+    pub const ALL: [Server; 5] = [
+        Server::ZmasterAio,
+        Server::ZmasterCoroutine,
+        Server::Tokio,
+        Server::May,
+        Server::Epoll,
+    ];
+
+    /// The table label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Server::ZmasterAio => "zmaster+echo-aio",
+            Server::ZmasterCoroutine => "zmaster+echo-coroutine",
+            Server::Tokio => "echo-tokio",
+            Server::May => "echo-may",
+            Server::Epoll => "echo-epoll",
+        }
+    }
+
+    /// The `--only` name.
+    pub fn short(self) -> &'static str {
+        match self {
+            Server::ZmasterAio => "aio",
+            Server::ZmasterCoroutine => "coroutine",
+            Server::Tokio => "tokio",
+            Server::May => "may",
+            Server::Epoll => "epoll",
+        }
+    }
+
+    fn binaries(self) -> &'static [&'static str] {
+        match self {
+            Server::ZmasterAio => &["zmaster", "echo-aio"],
+            Server::ZmasterCoroutine => &["zmaster", "echo-coroutine"],
+            Server::Tokio => &["echo-tokio"],
+            Server::May => &["echo-may"],
+            Server::Epoll => &["echo-epoll"],
+        }
+    }
+}
+
+/// Where server and client run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Server and client threads all pinned to CPU 0.
+    Cpu0,
+    /// No pinning (the affinity `zstress` started with).
+    Free,
+}
+
+impl Placement {
+    /// The table label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Placement::Cpu0 => "cpu0",
+            Placement::Free => "unpinned",
+        }
+    }
+}
+
+/// The figures of one measured run.
+#[derive(Debug, Clone)]
+pub struct Measure {
+    /// Successful requests per second.
+    pub rps: f64,
+    /// Latency percentiles in µs: p50, p99, p99.9.
+    pub p50: u64,
+    /// p99 in µs.
+    pub p99: u64,
+    /// p99.9 in µs.
+    pub p999: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// The chart points.
+    pub curve: Vec<(f64, u64)>,
+}
+
+/// One row of the bench table.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    /// The placement.
+    pub placement: Placement,
+    /// Worker threads W (`None` for the single-threaded epoll reference).
+    pub workers: Option<usize>,
+    /// The server.
+    pub server: Server,
+    /// The figures, or why there are none (`skipped: not built`, a start failure).
+    pub outcome: std::result::Result<Measure, String>,
+}
+
+/// All rows of a bench run.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// The rows in run order.
+    pub rows: Vec<BenchRow>,
+    /// A one-line description of the machine and the load.
+    pub setup: String,
+}
+
+/// Run the bench; writes `bench.md` and `latency.svg` into `out_dir`.
+///
+/// # Errors
+/// The output directory or affinity cannot be set up. A server that fails to start is a
+/// row with an error, not an error of the bench.
+pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
+    cfg.validate()?;
+    let bin_dir = std::path::absolute(&cfg.bin_dir)
+        .map_err(|e| Error::io(format!("resolve {}", cfg.bin_dir.display()), e))?;
+    let out = &cfg.out_dir;
+    for d in [out.clone(), out.join("logs"), out.join("run")] {
+        std::fs::create_dir_all(&d).map_err(|e| Error::io(format!("create {}", d.display()), e))?;
+    }
+    let orig = procs::affinity().map_err(|e| Error::io("sched_getaffinity", e))?;
+    let mut rows = Vec::new();
+    for placement in [Placement::Cpu0, Placement::Free] {
+        let set = match placement {
+            Placement::Cpu0 => procs::single_cpu(0).map_err(|e| Error::io("cpu set", e))?,
+            Placement::Free => orig,
+        };
+        procs::set_affinity(&set)
+            .map_err(|e| Error::io(format!("sched_setaffinity ({})", placement.label()), e))?;
+        for server in Server::ALL.into_iter().filter(|s| cfg.wants(*s)) {
+            let ws: Vec<Option<usize>> = if server == Server::Epoll {
+                vec![None]
+            } else {
+                cfg.workers.iter().map(|&w| Some(w)).collect()
+            };
+            for workers in ws {
+                eprintln!(
+                    "bench: {} W={} {} ...",
+                    placement.label(),
+                    workers.map_or("-".into(), |w| w.to_string()),
+                    server.label()
+                );
+                let outcome = run_one(cfg, &bin_dir, placement, server, workers);
+                if let Err(e) = &outcome {
+                    eprintln!("bench:   {e}");
+                }
+                rows.push(BenchRow {
+                    placement,
+                    workers,
+                    server,
+                    outcome,
+                });
+            }
+        }
+    }
+    procs::set_affinity(&orig).map_err(|e| Error::io("restore affinity", e))?;
+    let report = BenchReport {
+        rows,
+        setup: setup_line(cfg),
+    };
+    write_file(&out.join("bench.md"), &report.markdown())?;
+    write_file(&out.join("latency.svg"), &report.svg())?;
+    Ok(report)
+}
+
+fn write_file(p: &Path, text: &str) -> Result<()> {
+    std::fs::write(p, text).map_err(|e| Error::io(format!("write {}", p.display()), e))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+///
+/// # Errors
+/// Binding 127.0.0.1:0 failed.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| Error::io("bind 127.0.0.1:0", e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io("local_addr", e))
+}
+
+fn run_one(
+    cfg: &BenchConfig,
+    bin: &Path,
+    pl: Placement,
+    server: Server,
+    w: Option<usize>,
+) -> std::result::Result<Measure, String> {
+    if let Some(missing) = server.binaries().iter().find(|b| !bin.join(b).is_file()) {
+        return Err(format!(
+            "skipped: not built ({} missing)",
+            bin.join(missing).display()
+        ));
+    }
+    let port = free_port().map_err(|e| e.to_string())?;
+    let addr = format!("127.0.0.1:{port}");
+    let tag = format!("{}-w{}-{}", pl.label(), w.unwrap_or(1), server.short());
+    let threads = w.unwrap_or(1).to_string();
+    let mut cmd = match server {
+        Server::ZmasterAio | Server::ZmasterCoroutine => {
+            let dir = cfg.out_dir.join("run").join(&tag);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            let cf = format!(
+                "# written by zstress bench\nserver-command = {}\nserver-service = {addr}\nserver-proc-count = 1\nserver-thread-count = {threads}\n",
+                bin.join(server.binaries()[1]).display()
+            );
+            std::fs::write(dir.join("echo.cf"), cf)
+                .map_err(|e| format!("write {}/echo.cf: {e}", dir.display()))?;
+            let mut c = Command::new(bin.join("zmaster"));
+            c.arg("-C").arg(&dir);
+            c
+        }
+        Server::Tokio | Server::May => {
+            let mut c = Command::new(bin.join(server.binaries()[0]));
+            c.args([addr.as_str(), "--threads", &threads]);
+            c
+        }
+        Server::Epoll => {
+            let mut c = Command::new(bin.join("echo-epoll"));
+            c.arg(&addr);
+            c
+        }
+    };
+    let log_path = cfg.out_dir.join("logs").join(format!("{tag}.log"));
+    let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log2 = log.try_clone().map_err(|e| format!("dup log: {e}"))?;
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", server.label()))?;
+    let mut guard = ChildGuard::new(child, server.label());
+    let sa = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    wait_ready(sa, &mut guard, Duration::from_secs(10))
+        .map_err(|e| format!("{e} (log: {})", log_path.display()))?;
+    let report = load::run(&cfg.load_config(Target::Tcp(sa)), None).map_err(|e| e.to_string());
+    let _ = guard.stop(Duration::from_secs(5));
+    report.map(|r| measure(&r))
+}
+
+fn measure(r: &LoadReport) -> Measure {
+    Measure {
+        rps: r.throughput(),
+        p50: r.percentile_us(0.5),
+        p99: r.percentile_us(0.99),
+        p999: r.percentile_us(0.999),
+        errors: r.errors.total(),
+        curve: QUANTILES
+            .iter()
+            .map(|&q| {
+                (
+                    q,
+                    if q >= 1.0 {
+                        r.max_us()
+                    } else {
+                        r.percentile_us(q)
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Wait until `addr` echoes a probe line, or the child exits, or `limit` passes.
+///
+/// # Errors
+/// A message saying which of the two happened.
+pub fn wait_ready(
+    addr: SocketAddr,
+    child: &mut ChildGuard,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait() {
+            return Err(format!("{} exited before answering: {st}", child.name));
+        }
+        if probe(addr).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} did not answer on {addr} within {limit:?}",
+                child.name
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn probe(addr: SocketAddr) -> std::io::Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    s.write_all(b"zstress-probe\n")?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    if line == "zstress-probe\n" {
         Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "probe reply differs",
+        ))
     }
 }
-/// r
-#[derive(Debug)]
-pub struct BenchReport;
+
+fn setup_line(cfg: &BenchConfig) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let ncpu = procs::affinity().map_or(0, |s| {
+        (0..CpuSet::count())
+            .filter(|&i| s.is_set(i).unwrap_or(false))
+            .count()
+    });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{ncpu} CPU ({cpu}), Linux {}; {} conns, {} client thread(s), {} B lines, {:?} warm-up + {:?} measured per server",
+        kernel.trim(),
+        cfg.conns,
+        cfg.client_threads,
+        cfg.size,
+        cfg.warmup,
+        cfg.duration
+    )
+}
+
 impl BenchReport {
-    /// t
+    fn reference(&self, pl: Placement, server: Server, w: Option<usize>) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| {
+                r.placement == pl
+                    && r.server == server
+                    && (server == Server::Epoll || r.workers == w)
+            })
+            .and_then(|r| r.outcome.as_ref().ok())
+            .map(|m| m.rps)
+            .filter(|&x| x > 0.0)
+    }
+
+    /// The cells of each row: placement, W, server, req/s, p50, p99, p99.9, errors, ÷epoll, ÷tokio.
+    fn cells(&self) -> Vec<[String; 10]> {
+        let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", a / b));
+        self.rows
+            .iter()
+            .map(|r| {
+                let head = [
+                    r.placement.label().to_string(),
+                    r.workers.map_or("1*".into(), |w| w.to_string()),
+                    r.server.label().to_string(),
+                ];
+                let rest = match &r.outcome {
+                    Ok(m) => [
+                        format!("{:.0}", m.rps),
+                        fmt_us(m.p50),
+                        fmt_us(m.p99),
+                        fmt_us(m.p999),
+                        m.errors.to_string(),
+                        ratio(m.rps, self.reference(r.placement, Server::Epoll, None)),
+                        ratio(m.rps, self.reference(r.placement, Server::Tokio, r.workers)),
+                    ],
+                    Err(e) => [
+                        e.clone(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                };
+                let [a, b, c] = head;
+                let [d, e, f, g, h, i, j] = rest;
+                [a, b, c, d, e, f, g, h, i, j]
+            })
+            .collect()
+    }
+
+    /// The side-by-side table as aligned text.
     pub fn table_text(&self) -> String {
-        String::new()
+        let hdr = HEADERS.map(String::from);
+        let cells = self.cells();
+        let mut width = [0usize; 10];
+        for row in std::iter::once(&hdr).chain(&cells) {
+            // A skipped/failed row has its message in column 3 and nothing after it.
+            let n = if row[4].is_empty() { 3 } else { 10 };
+            for (w, c) in width.iter_mut().zip(row).take(n) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut s = format!("{}\n", self.setup);
+        for row in std::iter::once(&hdr).chain(&cells) {
+            let line: Vec<String> = row
+                .iter()
+                .zip(width)
+                .enumerate()
+                .map(|(i, (c, w))| match i {
+                    _ if i < 3 => format!("{c:<w$}"),
+                    _ if row[4].is_empty() => c.clone(),
+                    _ => format!("{c:>w$}"),
+                })
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  ").trim_end());
+        }
+        s.push_str("(1* = single-threaded reference; latency in µs unless marked; ratios are req/s over echo-epoll of the same placement and echo-tokio of the same W)\n");
+        s
+    }
+
+    /// The table as markdown (what `bench.md` holds).
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "# zstress bench\n\n{}\n\n| {} |\n|{}\n",
+            self.setup,
+            HEADERS.join(" | "),
+            "---|".repeat(10)
+        );
+        for row in self.cells() {
+            let _ = writeln!(s, "| {} |", row.join(" | "));
+        }
+        s.push_str("\n`1*`: echo-epoll is single-threaded; it is the ÷epoll reference for every W of its placement. Latency in µs unless marked. ÷tokio compares with echo-tokio at the same W.\n\n![latency](latency.svg)\n");
+        s
+    }
+
+    /// The latency chart: one panel per placement and W.
+    pub fn svg(&self) -> String {
+        let mut panels: Vec<Panel> = Vec::new();
+        for r in &self.rows {
+            let Ok(m) = &r.outcome else { continue };
+            let ws: Vec<Option<usize>> = if r.workers.is_none() {
+                let mut v: Vec<Option<usize>> = self
+                    .rows
+                    .iter()
+                    .filter(|x| x.placement == r.placement && x.workers.is_some())
+                    .map(|x| x.workers)
+                    .collect();
+                v.dedup();
+                if v.is_empty() { vec![None] } else { v }
+            } else {
+                vec![r.workers]
+            };
+            for w in ws {
+                let title = format!(
+                    "{}, W={}",
+                    r.placement.label(),
+                    w.map_or("1".into(), |w| w.to_string())
+                );
+                let idx = panels
+                    .iter()
+                    .position(|p| p.title == title)
+                    .unwrap_or_else(|| {
+                        panels.push(Panel {
+                            title,
+                            series: Vec::new(),
+                        });
+                        panels.len() - 1
+                    });
+                panels[idx].series.push(Series {
+                    name: r.server.label().to_string(),
+                    points: m.curve.clone(),
+                });
+            }
+        }
+        svg::latency_chart(
+            &format!("echo latency percentiles — {}", self.setup),
+            &panels,
+        )
     }
 }
-/// Run.
-pub fn run(_c: &BenchConfig) -> Result<BenchReport> {
-    Ok(BenchReport)
-}
+
+const HEADERS: [&str; 10] = [
+    "placement",
+    "W",
+    "server",
+    "req/s",
+    "p50",
+    "p99",
+    "p99.9",
+    "errors",
+    "÷epoll",
+    "÷tokio",
+];

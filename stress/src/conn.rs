@@ -383,7 +383,14 @@ impl Worker<'_> {
                     }
                     return;
                 }
-                Ok(n) => c.rbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => {
+                    c.rbuf.extend_from_slice(&scratch[..n]);
+                    // A short read emptied the socket buffer; anything arriving later
+                    // raises a new edge, so skip the extra read that would say EAGAIN.
+                    if n < scratch.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(c, FailKind::classify(&e), format!("read: {e}"), now),

@@ -116,6 +116,10 @@ fn serve_conn(c: &mut Conn, chunk: &mut [u8]) -> bool {
             Ok(n) => {
                 c.inbuf.extend_from_slice(&chunk[..n]);
                 c.closing = echo_lines(&mut c.inbuf, &mut c.out);
+                // A short read emptied the socket buffer: new data raises a new edge.
+                if n < chunk.len() {
+                    break;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
