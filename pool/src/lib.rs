@@ -1,1 +1,59 @@
-//! zmaster-pool: the epoll acceptor thread and the crossbeam worker pool.
+//! zmaster-pool: the epoll acceptor thread, the worker pool and the callback-style async
+//! connection ([`Conn`]) that the aio server mode is built on.
+//!
+//! - [`Acceptor`] owns the listening sockets (inherited from the master or self-bound), polls
+//!   them on a `zm-acceptor` thread and hands every accepted connection to a callback.
+//! - [`Workers`] runs N `zm-worker-N` threads, each with its own epoll loop. A connection is
+//!   assigned to one worker once ([`Workers::assign`]) and all of its I/O and callbacks stay
+//!   there: no per-request cross-thread hand-off.
+//! - [`Conn`] offers non-blocking, callback-style operations (read a line / n bytes / what is
+//!   there, write, flush, timeouts, close), plus [`Conn::spawn_cpu`] to run heavy work on
+//!   rayon and continue on the worker.
+//! - [`Pool`] combines an acceptor and workers: what a server needs.
+//!
+//! A line echo server:
+//!
+//! ```no_run
+//! use std::{io, net::TcpListener, sync::Arc};
+//! use zmaster_pool::{Conn, Listener, Pool};
+//!
+//! fn on_line(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
+//!     match r {
+//!         Ok(Some(line)) if line != b"exit" => {
+//!             conn.write(&line);
+//!             conn.write(b"\n");
+//!             conn.read_line(64 * 1024, on_line);
+//!         }
+//!         _ => conn.close(),
+//!     }
+//! }
+//!
+//! fn main() -> io::Result<()> {
+//!     let tcp = TcpListener::bind("127.0.0.1:7000")?;
+//!     tcp.set_nonblocking(true)?;
+//!     let pool = Pool::start(
+//!         2,
+//!         vec![(Listener::Tcp(tcp), Arc::new(|c: &mut Conn| c.read_line(64 * 1024, on_line)))],
+//!     )?;
+//!     pool.wait_idle(None); // a real server waits for its stop signal instead
+//!     Ok(())
+//! }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod acceptor;
+mod buffer;
+mod conn;
+mod listener;
+mod pool;
+mod reactor;
+#[allow(unsafe_code)]
+mod sys;
+mod workers;
+
+pub use acceptor::{AcceptCallback, Acceptor};
+pub use conn::{Conn, ReadResult};
+pub use listener::{Listener, ListenerKind, Stream};
+pub use pool::{Handler, Pool};
+pub use workers::{InitFn, Workers, WorkersHandle};

@@ -1,0 +1,365 @@
+//! The acceptor thread: level-triggered `polling` over the listeners, batched `accept4`,
+//! back-off on descriptor exhaustion, and a synchronous `stop_accepting`.
+//!
+//! Design notes:
+//! - One thread (`zm-acceptor`) owns every listener. Readiness comes from a
+//!   `polling::Poller` in level mode, so a listener that is not drained (batch cap reached)
+//!   is simply reported again; no re-arm syscalls.
+//! - Per readiness event the thread accepts until `EAGAIN` (at most [`BATCH`] at a time).
+//! - `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`: the listener's interest is switched off for
+//!   [`PAUSE`] (the poll timeout doubles as the timer), with one warning per second at most,
+//!   so a process out of descriptors neither spins nor dies. Transient errors
+//!   (`ECONNABORTED`, `EINTR`, `EPROTO`, `EPERM`, network-down family) are skipped.
+//! - `stop_accepting` sets a flag, wakes the poller and waits on a condition variable until
+//!   the thread has deleted every listener from the poller and closed it, so when it
+//!   returns the kernel already routes new connections to other processes.
+
+use std::cell::Cell;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{SockFlag, accept4};
+use parking_lot::{Condvar, Mutex};
+use polling::{Event, Events, PollMode, Poller};
+
+use crate::listener::{Listener, Stream, set_nonblocking};
+use crate::sys;
+
+/// The callback the acceptor runs (on its own thread) for each accepted connection.
+pub type AcceptCallback = Box<dyn FnMut(Stream) + Send>;
+
+/// Most connections accepted from one listener per readiness event.
+const BATCH: usize = 256;
+/// How long a listener stays paused after a resource-exhaustion accept error.
+const PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two warnings about the same listener.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// The `Shared` (as an address) of the acceptor running on this thread, 0 elsewhere.
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The acceptor thread. See the module notes; dropping it stops accepting and joins.
+pub struct Acceptor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    poller: Poller,
+    stop: AtomicBool,
+    closed: Mutex<bool>,
+    closed_cv: Condvar,
+}
+
+struct Entry {
+    listener: Option<Listener>,
+    callback: AcceptCallback,
+    label: String,
+    paused_until: Option<Instant>,
+    last_warn: Option<Instant>,
+}
+
+impl Acceptor {
+    /// Starts the `zm-acceptor` thread over `entries`: each listener with the callback that
+    /// receives its accepted connections (non-blocking, close-on-exec; TCP with
+    /// `TCP_NODELAY`). A [`Listener::Fifo`] is not polled: a non-blocking duplicate of its
+    /// fd is passed once to its callback when the thread starts.
+    ///
+    /// # Errors
+    /// Creating the poller, registering a listener or spawning the thread failed.
+    pub fn spawn(entries: Vec<(Listener, AcceptCallback)>) -> io::Result<Acceptor> {
+        let shared = Arc::new(Shared {
+            poller: Poller::new()?,
+            stop: AtomicBool::new(false),
+            closed: Mutex::new(false),
+            closed_cv: Condvar::new(),
+        });
+        let mut list = Vec::with_capacity(entries.len());
+        for (key, (listener, callback)) in entries.into_iter().enumerate() {
+            let label = listener.describe();
+            let entry = Entry {
+                listener: None,
+                callback,
+                label,
+                paused_until: None,
+                last_warn: None,
+            };
+            list.push(entry);
+            if !matches!(listener, Listener::Fifo(_))
+                && let Err(e) = sys::poller_add_level(&shared.poller, listener_fd(&listener), key)
+            {
+                close_all(&shared.poller, &mut list);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("register listener {}: {e}", listener.describe()),
+                ));
+            }
+            list[key].listener = Some(listener);
+        }
+        let owned = Owned {
+            shared: Arc::clone(&shared),
+            entries: list,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("zm-acceptor".into())
+            .spawn(move || run(owned));
+        match spawned {
+            Ok(thread) => Ok(Acceptor {
+                shared,
+                thread: Some(thread),
+            }),
+            // The closure has been dropped, and with it `Owned`, which deleted and closed
+            // every listener.
+            Err(e) => Err(io::Error::new(e.kind(), format!("spawn zm-acceptor: {e}"))),
+        }
+    }
+
+    /// Stops polling and accepting at once and closes every listener fd in this process.
+    ///
+    /// Returns once the acceptor thread no longer touches the listeners and has closed them
+    /// (when called from the acceptor thread itself, i.e. from an accept callback, it only
+    /// requests the stop, which happens when the callback returns). Idempotent.
+    pub fn stop_accepting(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.shared.poller.notify() {
+            log::error!("acceptor: notify failed: {e}");
+        }
+        if CURRENT.with(Cell::get) == Arc::as_ptr(&self.shared) as usize {
+            return;
+        }
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return;
+        }
+        let mut closed = self.shared.closed.lock();
+        while !*closed {
+            self.shared.closed_cv.wait(&mut closed);
+        }
+    }
+
+    /// Whether the acceptor is still accepting (no stop requested yet).
+    pub fn is_accepting(&self) -> bool {
+        !self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting (if not done yet) and waits for the acceptor thread to end.
+    pub fn join(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop_accepting();
+            if CURRENT.with(Cell::get) != Arc::as_ptr(&self.shared) as usize
+                && thread.join().is_err()
+            {
+                log::error!("acceptor: thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("accepting", &self.is_accepting())
+            .finish()
+    }
+}
+
+fn listener_fd(l: &Listener) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    l.as_fd()
+}
+
+/// Deletes every polled listener from the poller, then closes them all.
+fn close_all(poller: &Poller, entries: &mut [Entry]) {
+    for entry in entries.iter_mut() {
+        if let Some(listener) = entry.listener.take() {
+            if !matches!(listener, Listener::Fifo(_))
+                && let Err(e) = poller.delete(listener_fd(&listener))
+            {
+                log::debug!("acceptor: delete {} from poller: {e}", entry.label);
+            }
+            drop(listener);
+        }
+    }
+}
+
+/// The listeners and the acceptor's shared state; dropping it (thread end, panic, or a
+/// failed spawn) deletes the listeners from the poller, closes them and wakes
+/// `stop_accepting` callers.
+struct Owned {
+    shared: Arc<Shared>,
+    entries: Vec<Entry>,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        close_all(&self.shared.poller, &mut self.entries);
+        log::debug!("acceptor: stopped, listeners closed");
+        *self.shared.closed.lock() = true;
+        self.shared.closed_cv.notify_all();
+    }
+}
+
+fn run(mut owned: Owned) {
+    let shared = Arc::clone(&owned.shared);
+    let entries = &mut owned.entries;
+    CURRENT.with(|c| c.set(Arc::as_ptr(&shared) as usize));
+    for entry in entries.iter_mut() {
+        if let Some(Listener::Fifo(fd)) = &entry.listener {
+            match fd
+                .try_clone()
+                .and_then(|dup| set_nonblocking(listener_fd_of(&dup)).map(|()| dup))
+            {
+                Ok(dup) => entry.deliver(Stream::Fifo(dup)),
+                Err(e) => log::error!("acceptor: duplicate {}: {e}", entry.label),
+            }
+        }
+    }
+    let mut events = Events::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let timeout = entries
+            .iter()
+            .filter_map(|e| e.paused_until)
+            .min()
+            .map(|t| t.saturating_duration_since(now));
+        events.clear();
+        if let Err(e) = shared.poller.wait(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::error!("acceptor: poll failed: {e}");
+                std::thread::sleep(PAUSE);
+            }
+            continue;
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let now = Instant::now();
+        for (key, entry) in entries.iter_mut().enumerate() {
+            if entry.paused_until.is_some_and(|t| t <= now) {
+                entry.resume(&shared.poller, key);
+            }
+        }
+        for ev in events.iter() {
+            if let Some(entry) = entries.get_mut(ev.key)
+                && entry.paused_until.is_none()
+            {
+                entry.accept_batch(&shared.poller, ev.key);
+            }
+            if shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+    drop(owned);
+    CURRENT.with(|c| c.set(0));
+}
+
+fn listener_fd_of(fd: &std::os::fd::OwnedFd) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}
+
+impl Entry {
+    fn deliver(&mut self, stream: Stream) {
+        let callback = &mut self.callback;
+        if catch_unwind(AssertUnwindSafe(|| callback(stream))).is_err() {
+            log::error!("acceptor: accept callback for {} panicked", self.label);
+        }
+    }
+
+    fn accept_batch(&mut self, poller: &Poller, key: usize) {
+        for _ in 0..BATCH {
+            let accepted = match &self.listener {
+                Some(Listener::Tcp(l)) => {
+                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).map(|fd| {
+                        let s = std::net::TcpStream::from(fd);
+                        let _ = s.set_nodelay(true);
+                        Stream::Tcp(s)
+                    })
+                }
+                Some(Listener::Unix(l)) => {
+                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+                        .map(|fd| Stream::Unix(std::os::unix::net::UnixStream::from(fd)))
+                }
+                Some(Listener::Fifo(_)) | None => return,
+            };
+            match accepted {
+                Ok(stream) => self.deliver(stream),
+                Err(Errno::EAGAIN) => return,
+                Err(
+                    Errno::EINTR
+                    | Errno::ECONNABORTED
+                    | Errno::EPROTO
+                    | Errno::EPERM
+                    | Errno::ENETDOWN
+                    | Errno::ENOPROTOOPT
+                    | Errno::EHOSTDOWN
+                    | Errno::ENONET
+                    | Errno::EHOSTUNREACH
+                    | Errno::EOPNOTSUPP
+                    | Errno::ENETUNREACH,
+                ) => continue,
+                Err(e) => {
+                    self.pause(poller, key, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops polling this listener for [`PAUSE`] after an accept error it cannot skip.
+    fn pause(&mut self, poller: &Poller, key: usize, err: Errno) {
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            self.last_warn = Some(now);
+            let what = match err {
+                Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
+                    "out of resources"
+                }
+                _ => "unexpected error",
+            };
+            log::warn!(
+                "accept listener={} error=\"{}\" ({what}); pausing it for {} ms",
+                self.label,
+                io::Error::from(err),
+                PAUSE.as_millis()
+            );
+        }
+        if let Some(l) = &self.listener
+            && let Err(e) =
+                poller.modify_with_mode(listener_fd(l), Event::none(key), PollMode::Level)
+        {
+            log::error!("acceptor: pause {}: {e}", self.label);
+        }
+        self.paused_until = Some(now + PAUSE);
+    }
+
+    fn resume(&mut self, poller: &Poller, key: usize) {
+        self.paused_until = None;
+        if let Some(l) = &self.listener
+            && let Err(e) =
+                poller.modify_with_mode(listener_fd(l), Event::readable(key), PollMode::Level)
+        {
+            log::error!("acceptor: resume {}: {e}", self.label);
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The connection's input buffer: line splitting, exact-size and any-size reads, with no
+//! syscalls (the worker fills it), so the read state machine is tested in isolation.
+
+use std::io;
+
+/// Smallest free space offered to one `read` syscall.
+const MIN_READ: usize = 4096;
+/// A buffer grown beyond this is shrunk back when it empties.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// What a pending read operation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A line of at most `max` bytes before the `\n` (the `\n` is consumed, not returned).
+    Line(usize),
+    /// Exactly `n` bytes.
+    Exact(usize),
+    /// Whatever is available, 1 to `max` bytes.
+    Some(usize),
+}
+
+/// Buffered input: `data[start..end]` holds unconsumed bytes; `data.len()` is the storage.
+#[derive(Debug, Default)]
+pub(crate) struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// How far past `start` a `\n` has already been searched for.
+    scanned: usize,
+}
+
+impl InBuf {
+    /// Bytes buffered and not yet consumed.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Completes `want` from buffered bytes if it can: `Some(Ok(bytes))`, `Some(Err)` for a
+    /// line longer than its maximum, `None` when more input is needed.
+    pub(crate) fn take(&mut self, want: Want) -> Option<io::Result<Vec<u8>>> {
+        match want {
+            Want::Line(max) => {
+                let from = self.start + self.scanned;
+                match self.data[from..self.end].iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        let len = self.scanned + i;
+                        if len > max {
+                            return Some(Err(too_long(max)));
+                        }
+                        let line = self.data[self.start..self.start + len].to_vec();
+                        self.consume(len + 1);
+                        Some(Ok(line))
+                    }
+                    None => {
+                        self.scanned = self.len();
+                        if self.len() > max {
+                            Some(Err(too_long(max)))
+                        } else {
+                            None
+                        }
+                    }
+                }
+            }
+            Want::Exact(n) => (self.len() >= n).then(|| Ok(self.split(n))),
+            Want::Some(max) => (self.len() > 0).then(|| Ok(self.split(self.len().min(max.max(1))))),
+        }
+    }
+
+    /// The result of `want` once the peer has closed: `Ok(None)` when nothing is left, the
+    /// unterminated last line for `Line`, what is left for `Some`, `UnexpectedEof` for a
+    /// short `Exact`.
+    pub(crate) fn take_at_eof(&mut self, want: Want) -> io::Result<Option<Vec<u8>>> {
+        if let Some(done) = self.take(want) {
+            return done.map(Some);
+        }
+        if self.len() == 0 {
+            return Ok(None);
+        }
+        match want {
+            Want::Line(_) | Want::Some(_) => Ok(Some(self.split(self.len()))),
+            Want::Exact(n) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("connection closed after {} of {n} bytes", self.len()),
+            )),
+        }
+    }
+
+    /// Free space to read into for `want`, compacting or growing the storage as needed.
+    pub(crate) fn spare(&mut self, want: Want) -> &mut [u8] {
+        let need = match want {
+            Want::Line(max) => (max + 1).saturating_sub(self.len()).clamp(1, MIN_READ),
+            Want::Exact(n) => n.saturating_sub(self.len()).max(MIN_READ),
+            Want::Some(max) => max.clamp(1, MIN_READ),
+        };
+        if self.data.len() - self.end < need {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.data.len() - self.end < need {
+                let size = (self.end + need).max(self.data.len() * 2).max(MIN_READ);
+                self.data.resize(size, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Records that `n` bytes were read into the slice [`spare`](Self::spare) returned.
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
+    fn split(&mut self, n: usize) -> Vec<u8> {
+        let out = self.data[self.start..self.start + n].to_vec();
+        self.consume(n);
+        out
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.scanned = 0;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.data.len() > KEEP_CAPACITY {
+                self.data = Vec::new();
+            }
+        }
+    }
+}
+
+fn too_long(max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("line longer than {max} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(buf: &mut InBuf, want: Want, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let spare = buf.spare(want);
+            let n = spare.len().min(rest.len());
+            spare[..n].copy_from_slice(&rest[..n]);
+            buf.filled(n);
+            rest = &rest[n..];
+        }
+    }
+
+    fn line(buf: &mut InBuf, max: usize) -> Option<Vec<u8>> {
+        buf.take(Want::Line(max))
+            .map(|r| r.expect("line within max"))
+    }
+
+    #[test]
+    fn lines_split_across_partial_reads() {
+        let mut b = InBuf::default();
+        let want = Want::Line(100);
+        feed(&mut b, want, b"hel");
+        assert_eq!(line(&mut b, 100), None);
+        feed(&mut b, want, b"lo\nwor");
+        assert_eq!(line(&mut b, 100).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(line(&mut b, 100), None);
+        feed(&mut b, want, b"ld\n\n x \r\n");
+        assert_eq!(line(&mut b, 100).as_deref(), Some(&b"world"[..]));
+        assert_eq!(line(&mut b, 100).as_deref(), Some(&b""[..]));
+        assert_eq!(line(&mut b, 100).as_deref(), Some(&b" x \r"[..]));
+        assert_eq!(line(&mut b, 100), None);
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn byte_by_byte_line_is_scanned_once_and_found() {
+        let mut b = InBuf::default();
+        let text = vec![b'a'; 10_000];
+        for &c in &text {
+            feed(&mut b, Want::Line(20_000), &[c]);
+            assert_eq!(line(&mut b, 20_000), None);
+        }
+        feed(&mut b, Want::Line(20_000), b"\n");
+        assert_eq!(line(&mut b, 20_000), Some(text));
+    }
+
+    #[test]
+    fn line_longer_than_max_is_an_error() {
+        let mut b = InBuf::default();
+        feed(&mut b, Want::Line(4), b"12345");
+        let err = b
+            .take(Want::Line(4))
+            .expect("decided")
+            .expect_err("too long");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let mut b = InBuf::default();
+        feed(&mut b, Want::Line(4), b"12345\n");
+        assert!(b.take(Want::Line(4)).expect("decided").is_err());
+        let mut b = InBuf::default();
+        feed(&mut b, Want::Line(4), b"1234\n");
+        assert_eq!(line(&mut b, 4).as_deref(), Some(&b"1234"[..]));
+    }
+
+    #[test]
+    fn exact_and_some() {
+        let mut b = InBuf::default();
+        feed(&mut b, Want::Exact(5), b"abc");
+        assert!(b.take(Want::Exact(5)).is_none());
+        feed(&mut b, Want::Exact(5), b"defgh");
+        assert_eq!(b.take(Want::Exact(5)).expect("5").expect("ok"), b"abcde");
+        assert_eq!(b.take(Want::Some(2)).expect("some").expect("ok"), b"fg");
+        assert_eq!(b.take(Want::Some(100)).expect("some").expect("ok"), b"h");
+        assert!(b.take(Want::Some(100)).is_none());
+    }
+
+    #[test]
+    fn large_exact_read_grows_the_buffer() {
+        let mut b = InBuf::default();
+        let big: Vec<u8> = (0..1_048_576u32).map(|i| i as u8).collect();
+        feed(&mut b, Want::Exact(big.len()), &big);
+        assert_eq!(
+            b.take(Want::Exact(big.len())).expect("all").expect("ok"),
+            big
+        );
+        assert_eq!(b.data.len(), 0, "large storage released once empty");
+    }
+
+    #[test]
+    fn eof_results() {
+        let mut b = InBuf::default();
+        assert_eq!(b.take_at_eof(Want::Line(10)).expect("ok"), None);
+        feed(&mut b, Want::Line(10), b"tail");
+        assert_eq!(
+            b.take_at_eof(Want::Line(10)).expect("ok").as_deref(),
+            Some(&b"tail"[..])
+        );
+        feed(&mut b, Want::Exact(10), b"abc");
+        let err = b.take_at_eof(Want::Exact(10)).expect_err("short");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

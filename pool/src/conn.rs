@@ -1,0 +1,436 @@
+//! The callback-style async connection [`Conn`]: its public operations and the per-connection
+//! I/O state machine the worker drives.
+//!
+//! Design notes:
+//! - A `Conn` lives in one slab slot of its worker and never leaves that thread. Operations
+//!   only record what the user wants; the worker's `drive` loop then completes them: it
+//!   tries the syscall first and registers no interest (the fd is registered once,
+//!   edge-triggered), completes the read from buffered bytes when it can, and calls the
+//!   callback, looping until nothing more can progress without the kernel.
+//! - A read shorter than the free space means the socket is drained: the connection is
+//!   marked not readable and no `EAGAIN` read is attempted; the next edge says when to read.
+//! - Writes are appended to one output buffer and written with one syscall at the end of
+//!   the callback turn (so `write(line); write(b"\n")` costs one `send`), in the same turn.
+//! - A connection with nothing pending (no read, flush, deferred closure or CPU job) after a
+//!   callback returns is closed: nothing could ever call back into it again.
+
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::buffer::{InBuf, Want};
+use crate::listener::Stream;
+use crate::workers::{InitFn, Msg, WorkerShared};
+
+/// The result handed to a read callback: `Ok(Some(bytes))`, `Ok(None)` at end of stream, or
+/// an error (`TimedOut`, `InvalidData` for a line over its limit, `UnexpectedEof` for a
+/// short [`Conn::read_exact`], `ConnectionReset`, ...).
+pub type ReadResult = io::Result<Option<Vec<u8>>>;
+
+type ReadCallback = Box<dyn FnOnce(&mut Conn, ReadResult)>;
+type FlushCallback = Box<dyn FnOnce(&mut Conn, io::Result<()>)>;
+pub(crate) type Deferred = Box<dyn FnOnce(&mut Conn)>;
+
+/// Callbacks one `drive` may run before it yields to the worker's other connections.
+const DRIVE_BUDGET: u32 = 64;
+/// Output buffers that grew past this are released once written.
+const KEEP_OUT_CAPACITY: usize = 64 * 1024;
+
+/// An accepted connection served by one worker thread with callback-style I/O.
+///
+/// Every callback runs on the connection's worker with `&mut Conn`; start the next
+/// operation from inside the callback. At most one read and one flush can be pending.
+/// If a callback returns and nothing is pending any more (no read, flush, deferred closure
+/// or CPU job), the connection is closed.
+///
+/// ```no_run
+/// use std::io;
+/// use zmaster_pool::Conn;
+///
+/// fn on_line(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
+///     match r {
+///         Ok(Some(line)) if line != b"exit" => {
+///             conn.write(&line);
+///             conn.write(b"\n");
+///             conn.read_line(64 * 1024, on_line);
+///         }
+///         _ => conn.close(),
+///     }
+/// }
+/// ```
+pub struct Conn {
+    stream: Stream,
+    pub(crate) key: u64,
+    worker: Arc<WorkerShared>,
+    input: InBuf,
+    out: Vec<u8>,
+    out_pos: usize,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The kernel reported hang-up or error (sticky): a short read no longer means drained,
+    /// since the EOF or error behind the data comes with no further edge.
+    pub(crate) hup: bool,
+    eof: bool,
+    read_err: Option<(io::ErrorKind, String)>,
+    write_err: Option<(io::ErrorKind, String)>,
+    read_op: Option<(Want, ReadCallback)>,
+    flush_op: Option<FlushCallback>,
+    timeout: Option<Duration>,
+    read_deadline: Option<Instant>,
+    flush_deadline: Option<Instant>,
+    pub(crate) timer_at: Option<Instant>,
+    pub(crate) deferred: Vec<Deferred>,
+    pub(crate) queued: bool,
+    pub(crate) cpu_jobs: usize,
+    /// `drive` stopped on its budget with work left: the worker queues it for a later turn.
+    pub(crate) more: bool,
+    closed: bool,
+    pub(crate) counted: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: Stream, key: u64, worker: Arc<WorkerShared>, counted: bool) -> Conn {
+        Conn {
+            stream,
+            key,
+            worker,
+            input: InBuf::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            readable: true,
+            writable: true,
+            hup: false,
+            eof: false,
+            read_err: None,
+            write_err: None,
+            read_op: None,
+            flush_op: None,
+            timeout: None,
+            read_deadline: None,
+            flush_deadline: None,
+            timer_at: None,
+            deferred: Vec::new(),
+            queued: false,
+            cpu_jobs: 0,
+            more: false,
+            closed: false,
+            counted,
+        }
+    }
+
+    /// Reads one line of at most `max_len` bytes (not counting the `\n`, which is consumed
+    /// and not returned; a `\r` before it is kept). At end of stream an unterminated last
+    /// line is returned as is, then `Ok(None)`. A longer line fails with `InvalidData`.
+    pub fn read_line(&mut self, max_len: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
+        self.start_read(Want::Line(max_len), Box::new(cb));
+    }
+
+    /// Reads exactly `n` bytes. `Ok(None)` if the stream ends before the first byte,
+    /// `UnexpectedEof` if it ends in the middle.
+    pub fn read_exact(&mut self, n: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
+        self.start_read(Want::Exact(n), Box::new(cb));
+    }
+
+    /// Reads whatever is available, 1 to `max` bytes (`Ok(None)` at end of stream).
+    pub fn read_some(&mut self, max: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
+        self.start_read(Want::Some(max), Box::new(cb));
+    }
+
+    fn start_read(&mut self, want: Want, cb: ReadCallback) {
+        if self.closed {
+            return;
+        }
+        if self.read_op.is_some() {
+            let err = io::Error::other("a read is already pending on this connection");
+            self.defer(move |c| cb(c, Err(err)));
+            return;
+        }
+        self.read_op = Some((want, cb));
+    }
+
+    /// Appends `data` to the output buffer. It is written (one syscall for everything
+    /// buffered) when the current callback returns; use [`flush`](Self::flush) to learn when
+    /// it has all been handed to the kernel (and to apply back-pressure). After a write
+    /// error, further data is discarded and the error is reported by the next `flush`.
+    pub fn write(&mut self, data: &[u8]) {
+        if !self.closed && self.write_err.is_none() {
+            self.out.extend_from_slice(data);
+        }
+    }
+
+    /// Calls `cb` once everything written so far has been handed to the kernel, or with the
+    /// write error (or `TimedOut` after the [timeout](Self::set_timeout)).
+    pub fn flush(&mut self, cb: impl FnOnce(&mut Conn, io::Result<()>) + 'static) {
+        if self.closed {
+            return;
+        }
+        if self.flush_op.is_some() {
+            let err = io::Error::other("a flush is already pending on this connection");
+            self.defer(move |c| cb(c, Err(err)));
+            return;
+        }
+        self.flush_op = Some(Box::new(cb));
+    }
+
+    /// Sets the time limit of each read and flush started from now on (`None`: no limit,
+    /// the default). A read or flush still waiting when it expires completes with
+    /// `ErrorKind::TimedOut`; the connection stays usable.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// The current per-operation timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Closes the connection once the current callback returns: pending callbacks are
+    /// dropped without being called, and buffered output gets one last non-blocking write
+    /// attempt (use [`flush`](Self::flush) first to be sure it is all sent).
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.read_op = None;
+        self.flush_op = None;
+        self.deferred.clear();
+        self.read_deadline = None;
+        self.flush_deadline = None;
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Runs `f` on this connection's worker in a later turn of its event loop (after the
+    /// current callback and the events already due), keeping the connection open until then.
+    pub fn defer(&mut self, f: impl FnOnce(&mut Conn) + 'static) {
+        if !self.closed {
+            self.deferred.push(Box::new(f));
+        }
+    }
+
+    /// Runs `work` on rayon's global thread pool, then `then(conn, result)` back on this
+    /// connection's worker. The worker keeps serving its other connections meanwhile, and
+    /// this one stays open (even with nothing else pending) until `then` has run. If the
+    /// connection is closed before, the result is dropped; if `work` panics, the panic is
+    /// logged and the connection closed.
+    pub fn spawn_cpu<T, W, F>(&mut self, work: W, then: F)
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+        F: FnOnce(&mut Conn, T) + Send + 'static,
+    {
+        if self.closed {
+            return;
+        }
+        self.cpu_jobs += 1;
+        let key = self.key;
+        let worker = Arc::clone(&self.worker);
+        rayon::spawn(move || {
+            let f: Option<InitFn> = match catch_unwind(AssertUnwindSafe(work)) {
+                Ok(value) => Some(Box::new(move |c: &mut Conn| then(c, value))),
+                Err(_) => {
+                    log::error!("spawn_cpu: job panicked; closing its connection");
+                    None
+                }
+            };
+            // If the worker is gone the connection is too; the result is dropped.
+            let _ = worker.send(Msg::Cpu { key, f });
+        });
+    }
+
+    /// The underlying stream (for addresses or socket options; do not read or write it).
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Bytes written with [`write`](Self::write) and not yet handed to the kernel.
+    pub fn pending_output(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Bytes received and not yet consumed by a read operation.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The index (0-based) of the worker thread serving this connection.
+    pub fn worker_index(&self) -> usize {
+        self.worker.index
+    }
+
+    /// Nothing pending that could ever call back into this connection.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.more
+            && self.read_op.is_none()
+            && self.flush_op.is_none()
+            && self.deferred.is_empty()
+            && self.cpu_jobs == 0
+    }
+
+    /// Completes every operation that can complete now, calling callbacks, until the
+    /// connection waits for the kernel (or is closed).
+    pub(crate) fn drive(&mut self) {
+        let mut budget = DRIVE_BUDGET;
+        while !self.closed {
+            if budget == 0 {
+                // Let the worker's other connections run; continue in a later turn.
+                self.more = true;
+                break;
+            }
+            budget -= 1;
+            if let Some(want) = self.read_op.as_ref().map(|op| op.0)
+                && let Some(result) = self.try_read(want)
+                && let Some((_, cb)) = self.read_op.take()
+            {
+                self.read_deadline = None;
+                cb(self, result);
+                continue;
+            }
+            if self.out_pos < self.out.len() && self.writable {
+                self.try_write();
+            }
+            if self.flush_op.is_some()
+                && (self.out_pos == self.out.len() || self.write_err.is_some())
+                && let Some(cb) = self.flush_op.take()
+            {
+                self.flush_deadline = None;
+                let result = match &self.write_err {
+                    Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+                    None => Ok(()),
+                };
+                cb(self, result);
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn try_read(&mut self, want: Want) -> Option<ReadResult> {
+        loop {
+            if let Some(done) = self.input.take(want) {
+                return Some(done.map(Some));
+            }
+            if self.eof {
+                return Some(self.input.take_at_eof(want));
+            }
+            if let Some((kind, msg)) = &self.read_err {
+                return Some(Err(io::Error::new(*kind, msg.clone())));
+            }
+            if !self.readable {
+                return None;
+            }
+            let spare = self.input.spare(want);
+            let room = spare.len();
+            match self.stream.read(spare) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.input.filled(n);
+                    if n < room && !self.hup {
+                        self.readable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.read_err = Some((e.kind(), e.to_string()));
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    fn try_write(&mut self) {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => {
+                    self.write_err = Some((io::ErrorKind::WriteZero, "write returned 0".into()));
+                    break;
+                }
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.write_err = Some((e.kind(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        self.out_pos = 0;
+        if self.out.capacity() > KEEP_OUT_CAPACITY {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+    }
+
+    /// Sets the deadlines of newly waiting operations; returns a time for the worker's
+    /// timer heap when this connection needs an earlier wake-up than it already has.
+    pub(crate) fn arm(&mut self, now: Instant) -> Option<Instant> {
+        let timeout = self.timeout?;
+        if self.read_op.is_some() && self.read_deadline.is_none() {
+            self.read_deadline = Some(now + timeout);
+        }
+        if self.flush_op.is_some() && self.flush_deadline.is_none() {
+            self.flush_deadline = Some(now + timeout);
+        }
+        let due = match (self.read_deadline, self.flush_deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        if self.timer_at.is_none_or(|t| due < t) {
+            self.timer_at = Some(due);
+            return Some(due);
+        }
+        None
+    }
+
+    /// Completes the operations whose deadline has passed with `TimedOut`.
+    pub(crate) fn fire_timeouts(&mut self, now: Instant) {
+        if self.read_deadline.is_some_and(|d| d <= now) {
+            self.read_deadline = None;
+            if let Some((_, cb)) = self.read_op.take() {
+                cb(
+                    self,
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out")),
+                );
+            }
+        }
+        if !self.closed && self.flush_deadline.is_some_and(|d| d <= now) {
+            self.flush_deadline = None;
+            if let Some(cb) = self.flush_op.take() {
+                cb(
+                    self,
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "flush timed out")),
+                );
+            }
+        }
+    }
+
+    /// Before the connection is dropped: one last attempt to send buffered output.
+    pub(crate) fn final_write(&mut self) {
+        if self.out_pos < self.out.len() && self.write_err.is_none() {
+            self.try_write();
+        }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("stream", &self.stream)
+            .field("worker", &self.worker.index)
+            .field("closed", &self.closed)
+            .field("pending_output", &self.pending_output())
+            .field("buffered_input", &self.input.len())
+            .finish()
+    }
+}

@@ -1,0 +1,200 @@
+//! Listening sockets handed to the acceptor, and the accepted connections it hands out.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use socket2::SockRef;
+
+/// What kind of endpoint an inherited listener fd is (the `T` of the master's `name:Tfd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    /// A TCP listening socket (IPv4 or IPv6).
+    Inet,
+    /// A unix stream listening socket.
+    Unix,
+    /// A FIFO (opened read-write by the master).
+    Fifo,
+}
+
+/// A bound, listening, non-blocking endpoint owned by an [`Acceptor`](crate::Acceptor).
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A unix stream listener.
+    Unix(UnixListener),
+    /// A FIFO: never accepted on; its fd is handed once to the callback as a [`Stream::Fifo`].
+    Fifo(OwnedFd),
+}
+
+impl Listener {
+    /// Wraps an inherited (or self-bound) listening fd and puts it in non-blocking mode.
+    ///
+    /// # Errors
+    /// The `fcntl` that sets `O_NONBLOCK` failed (for instance `fd` is not open).
+    pub fn from_fd(fd: OwnedFd, kind: ListenerKind) -> io::Result<Listener> {
+        set_nonblocking(fd.as_fd())?;
+        Ok(match kind {
+            ListenerKind::Inet => Listener::Tcp(TcpListener::from(fd)),
+            ListenerKind::Unix => Listener::Unix(UnixListener::from(fd)),
+            ListenerKind::Fifo => Listener::Fifo(fd),
+        })
+    }
+
+    /// The kind of this listener.
+    pub fn kind(&self) -> ListenerKind {
+        match self {
+            Listener::Tcp(_) => ListenerKind::Inet,
+            Listener::Unix(_) => ListenerKind::Unix,
+            Listener::Fifo(_) => ListenerKind::Fifo,
+        }
+    }
+
+    /// A short human-readable name for log lines (`127.0.0.1:8080`, `/run/x.sock`, `fifo fd 7`).
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => a.to_string(),
+                Err(_) => format!("tcp fd {}", l.as_raw_fd()),
+            },
+            Listener::Unix(l) => match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            {
+                Some(p) => p,
+                None => format!("unix fd {}", l.as_raw_fd()),
+            },
+            Listener::Fifo(fd) => format!("fifo fd {}", fd.as_raw_fd()),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Fifo(fd) => fd.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// An accepted connection (non-blocking, close-on-exec), or the read end of a FIFO listener.
+pub enum Stream {
+    /// A TCP connection (`TCP_NODELAY` is set by the acceptor).
+    Tcp(TcpStream),
+    /// A unix stream connection.
+    Unix(UnixStream),
+    /// A duplicate of a FIFO listener's fd, non-blocking.
+    Fifo(OwnedFd),
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stream::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+            Stream::Unix(s) => f.debug_tuple("Unix").field(s).finish(),
+            Stream::Fifo(fd) => f.debug_tuple("Fifo").field(fd).finish(),
+        }
+    }
+}
+
+impl Stream {
+    /// Reads what is available into `buf` (non-blocking: `WouldBlock` when nothing is).
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Fifo(fd) => nix::unistd::read(fd.as_fd(), buf).map_err(io::Error::from),
+        }
+    }
+
+    /// Writes as much of `buf` as the kernel takes now, without raising `SIGPIPE`.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => SockRef::from(s).send_with_flags(buf, libc::MSG_NOSIGNAL),
+            Stream::Unix(s) => SockRef::from(s).send_with_flags(buf, libc::MSG_NOSIGNAL),
+            Stream::Fifo(fd) => nix::unistd::write(fd.as_fd(), buf).map_err(io::Error::from),
+        }
+    }
+
+    /// Shuts down the write half (sends FIN); a no-op on FIFOs.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Fifo(_) => Ok(()),
+        }
+    }
+
+    /// The kind of listener this stream came from.
+    pub fn kind(&self) -> ListenerKind {
+        match self {
+            Stream::Tcp(_) => ListenerKind::Inet,
+            Stream::Unix(_) => ListenerKind::Unix,
+            Stream::Fifo(_) => ListenerKind::Fifo,
+        }
+    }
+
+    /// A short description of the peer for log lines.
+    pub fn describe_peer(&self) -> String {
+        match self {
+            Stream::Tcp(s) => match s.peer_addr() {
+                Ok(a) => a.to_string(),
+                Err(_) => format!("tcp fd {}", s.as_raw_fd()),
+            },
+            Stream::Unix(s) => format!("unix fd {}", s.as_raw_fd()),
+            Stream::Fifo(fd) => format!("fifo fd {}", fd.as_raw_fd()),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Fifo(fd) => fd.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Stream {
+        Stream::Tcp(s)
+    }
+}
+
+impl From<UnixStream> for Stream {
+    fn from(s: UnixStream) -> Stream {
+        Stream::Unix(s)
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`, keeping its other status flags.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    let mut flags = OFlag::from_bits_retain(flags);
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        flags.insert(OFlag::O_NONBLOCK);
+        fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+    }
+    Ok(())
+}

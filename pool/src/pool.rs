@@ -1,0 +1,109 @@
+//! [`Pool`]: an acceptor thread feeding a worker pool, the shape the aio server mode needs.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::acceptor::{AcceptCallback, Acceptor};
+use crate::conn::Conn;
+use crate::listener::{Listener, Stream};
+use crate::workers::Workers;
+
+/// A connection handler: runs on the connection's worker, once per accepted connection, and
+/// starts its first operation (typically a read).
+pub type Handler = Arc<dyn Fn(&mut Conn) + Send + Sync>;
+
+/// An acceptor thread over some listeners, feeding a pool of worker threads.
+///
+/// Dropping it (or [`shutdown`](Pool::shutdown)) stops accepting, closes every connection
+/// and joins all threads.
+pub struct Pool {
+    acceptor: Option<Acceptor>,
+    workers: Option<Workers>,
+}
+
+impl Pool {
+    /// Starts `workers` worker threads, then the acceptor over `listeners`; each accepted
+    /// connection is assigned once to the least-loaded worker, where its handler runs.
+    /// A FIFO listener's handler is called once with the FIFO's stream.
+    ///
+    /// # Errors
+    /// `workers` is 0, or starting a thread or registering a listener failed.
+    pub fn start(workers: usize, listeners: Vec<(Listener, Handler)>) -> io::Result<Pool> {
+        let pool = Workers::start(workers)?;
+        let entries = listeners
+            .into_iter()
+            .map(|(listener, handler)| {
+                let handle = pool.handle();
+                let callback: AcceptCallback = Box::new(move |stream: Stream| {
+                    let handler = Arc::clone(&handler);
+                    handle.assign(stream, move |conn| handler(conn));
+                });
+                (listener, callback)
+            })
+            .collect();
+        let acceptor = Acceptor::spawn(entries)?;
+        Ok(Pool {
+            acceptor: Some(acceptor),
+            workers: Some(pool),
+        })
+    }
+
+    /// Stops accepting at once and closes the listeners in this process (open connections
+    /// are not touched). Returns when the listeners are closed. Idempotent.
+    pub fn stop_accepting(&self) {
+        if let Some(a) = &self.acceptor {
+            a.stop_accepting();
+        }
+    }
+
+    /// Whether the pool still accepts new connections.
+    pub fn is_accepting(&self) -> bool {
+        self.acceptor.as_ref().is_some_and(Acceptor::is_accepting)
+    }
+
+    /// Connections accepted and not yet closed.
+    pub fn active_connections(&self) -> usize {
+        self.workers.as_ref().map_or(0, Workers::active_connections)
+    }
+
+    /// Blocks until no connection is open, or `deadline` passes; `true` if idle.
+    /// Typical softstop: `stop_accepting()`, then `wait_idle(Some(deadline))`.
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        self.workers.as_ref().is_none_or(|w| w.wait_idle(deadline))
+    }
+
+    /// The worker pool (to assign connections accepted elsewhere).
+    pub fn workers(&self) -> Option<&Workers> {
+        self.workers.as_ref()
+    }
+
+    /// Stops accepting, closes every open connection and joins all threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            a.join();
+        }
+        if let Some(w) = self.workers.take() {
+            w.shutdown();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("accepting", &self.is_accepting())
+            .field("active", &self.active_connections())
+            .finish()
+    }
+}

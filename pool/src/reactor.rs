@@ -1,0 +1,117 @@
+//! A worker's readiness source: a raw epoll instance (edge-triggered, no re-arming) and a
+//! coalescing eventfd waker for cross-thread submissions.
+//!
+//! Design notes: `polling::Poller::wait` costs four syscalls besides `epoll_wait` on every
+//! call (timerfd arm + re-arm, eventfd read + re-arm), which the hot loop of a worker cannot
+//! afford, so workers use nix's safe epoll wrapper directly (as mio does). Each connection is
+//! registered once for `IN | OUT | RDHUP` with `EPOLLET`; the connection keeps its own
+//! readable/writable flags. The waker eventfd is also edge-triggered and never read: each
+//! write is a new edge, and an atomic flag makes at most one write per wake-up.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+/// The epoll data value of the waker.
+pub(crate) const WAKER_KEY: u64 = u64::MAX;
+
+/// Readiness flags that make a connection readable (data, EOF, reset, error).
+pub(crate) const READ_FLAGS: EpollFlags = EpollFlags::EPOLLIN
+    .union(EpollFlags::EPOLLRDHUP)
+    .union(EpollFlags::EPOLLHUP)
+    .union(EpollFlags::EPOLLERR)
+    .union(EpollFlags::EPOLLPRI);
+/// Flags saying the peer closed or the connection failed (stay true once seen).
+pub(crate) const HUP_FLAGS: EpollFlags = EpollFlags::EPOLLRDHUP
+    .union(EpollFlags::EPOLLHUP)
+    .union(EpollFlags::EPOLLERR);
+/// Readiness flags that make a connection writable (space, reset, error).
+pub(crate) const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
+    .union(EpollFlags::EPOLLHUP)
+    .union(EpollFlags::EPOLLERR);
+
+/// The epoll instance of one worker.
+pub(crate) struct Reactor {
+    epoll: Epoll,
+}
+
+/// Wakes a worker blocked in [`Reactor::wait`]; shared with other threads.
+pub(crate) struct Waker {
+    fd: EventFd,
+    pending: AtomicBool,
+}
+
+impl Reactor {
+    /// A new epoll instance with `waker` registered.
+    pub(crate) fn new(waker: &Waker) -> io::Result<Reactor> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, WAKER_KEY);
+        epoll.add(waker.fd.as_fd(), ev)?;
+        Ok(Reactor { epoll })
+    }
+
+    /// Registers a connection for edge-triggered read and write readiness under `key`.
+    pub(crate) fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
+        let flags = READ_FLAGS | WRITE_FLAGS | EpollFlags::EPOLLET;
+        Ok(self.epoll.add(fd, EpollEvent::new(flags, key))?)
+    }
+
+    /// Removes a connection (before it is closed, so no stale event can name it).
+    pub(crate) fn delete(&self, fd: impl AsFd) -> io::Result<()> {
+        Ok(self.epoll.delete(fd)?)
+    }
+
+    /// Waits for events up to `timeout` (rounded up to whole milliseconds; `None` = forever).
+    /// Returns how many entries of `events` were filled; 0 on timeout or `EINTR`.
+    pub(crate) fn wait(
+        &self,
+        events: &mut [EpollEvent],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let timeout = match timeout {
+            None => EpollTimeout::NONE,
+            Some(t) => {
+                let ms = t.as_nanos().div_ceil(1_000_000);
+                EpollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(EpollTimeout::MAX)
+            }
+        };
+        match self.epoll.wait(events, timeout) {
+            Ok(n) => Ok(n),
+            Err(Errno::EINTR) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Waker {
+    /// A new, unsignalled waker.
+    pub(crate) fn new() -> io::Result<Waker> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(Waker {
+            fd,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    /// Wakes the worker unless a wake-up is already pending.
+    pub(crate) fn wake(&self) {
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(Errno::EAGAIN) = self.fd.write(1) {
+            // The counter is saturated (after ~2^64 writes): drain it and signal again.
+            let _ = self.fd.read();
+            let _ = self.fd.write(1);
+        }
+    }
+
+    /// Called by the worker before it drains its inbox: later submissions wake it again.
+    pub(crate) fn reset(&self) {
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,507 @@
+//! The worker pool: N `zm-worker-N` threads, each with its own epoll reactor, connection
+//! slab, timer heap and crossbeam inbox; connections are assigned once and stay put.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use nix::sys::epoll::EpollEvent;
+use parking_lot::{Condvar, Mutex};
+
+use crate::conn::Conn;
+use crate::listener::Stream;
+use crate::reactor::{HUP_FLAGS, READ_FLAGS, Reactor, WAKER_KEY, WRITE_FLAGS, Waker};
+
+/// The closure a new connection starts with (see [`Workers::assign`]).
+pub type InitFn = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// A message to a worker's inbox.
+pub(crate) enum Msg {
+    /// Serve a new connection.
+    Assign {
+        stream: Stream,
+        init: InitFn,
+        counted: bool,
+    },
+    /// A `spawn_cpu` job finished (`None`: it panicked).
+    Cpu { key: u64, f: Option<InitFn> },
+    /// Close every connection and end the thread.
+    Shutdown,
+}
+
+/// The part of a worker other threads (acceptor, rayon jobs) talk to.
+pub(crate) struct WorkerShared {
+    pub(crate) index: usize,
+    tx: Sender<Msg>,
+    waker: Waker,
+    load: AtomicUsize,
+}
+
+impl WorkerShared {
+    /// Queues `msg` and wakes the worker; returns the message if the worker is gone.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), Msg> {
+        self.tx.send(msg).map_err(|e| e.0)?;
+        self.waker.wake();
+        Ok(())
+    }
+}
+
+/// Open-connection accounting shared by the pool and its workers.
+struct Counts {
+    active: AtomicUsize,
+    lock: Mutex<()>,
+    idle: Condvar,
+}
+
+impl Counts {
+    fn release(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = self.lock.lock();
+            self.idle.notify_all();
+        }
+    }
+}
+
+struct Shared {
+    workers: Vec<Arc<WorkerShared>>,
+    next: AtomicUsize,
+    counts: Arc<Counts>,
+}
+
+/// A pool of worker threads serving [`Conn`]s. Dropping it shuts the workers down.
+pub struct Workers {
+    handle: WorkersHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable, `Send + Sync` handle to assign connections to a [`Workers`] pool
+/// from other threads (for instance from [`Acceptor`](crate::Acceptor) callbacks).
+#[derive(Clone)]
+pub struct WorkersHandle {
+    shared: Arc<Shared>,
+}
+
+impl Workers {
+    /// Starts `n` worker threads named `zm-worker-0` .. `zm-worker-{n-1}`.
+    ///
+    /// # Errors
+    /// `n` is 0 (`InvalidInput`), or creating an epoll instance, an eventfd or a thread
+    /// failed (the threads already started are shut down).
+    pub fn start(n: usize) -> io::Result<Workers> {
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "worker count must be at least 1",
+            ));
+        }
+        let counts = Arc::new(Counts {
+            active: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            idle: Condvar::new(),
+        });
+        let mut workers = Vec::with_capacity(n);
+        let mut parts = Vec::with_capacity(n);
+        for index in 0..n {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let waker = Waker::new()?;
+            let reactor = Reactor::new(&waker)?;
+            let shared = Arc::new(WorkerShared {
+                index,
+                tx,
+                waker,
+                load: AtomicUsize::new(0),
+            });
+            workers.push(Arc::clone(&shared));
+            parts.push((shared, rx, reactor));
+        }
+        let handle = WorkersHandle {
+            shared: Arc::new(Shared {
+                workers,
+                next: AtomicUsize::new(0),
+                counts: Arc::clone(&counts),
+            }),
+        };
+        let mut pool = Workers {
+            handle,
+            threads: Vec::with_capacity(n),
+        };
+        for (shared, rx, reactor) in parts {
+            let index = shared.index;
+            let counts = Arc::clone(&counts);
+            let thread = std::thread::Builder::new()
+                .name(format!("zm-worker-{index}"))
+                .spawn(move || Worker::new(shared, counts, rx, reactor).run())
+                .map_err(|e| io::Error::new(e.kind(), format!("spawn zm-worker-{index}: {e}")))?;
+            pool.threads.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// Hands `stream` to one worker (the least loaded) for good; `init` runs there first
+    /// with the new [`Conn`] and starts its first operation. See [`WorkersHandle::assign`].
+    pub fn assign(&self, stream: Stream, init: impl FnOnce(&mut Conn) + Send + 'static) {
+        self.handle.assign(stream, init);
+    }
+
+    /// A handle for assigning from other threads.
+    pub fn handle(&self) -> WorkersHandle {
+        self.handle.clone()
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.handle.shared.workers.len()
+    }
+
+    /// Connections assigned and not yet closed (FIFO streams are not counted).
+    pub fn active_connections(&self) -> usize {
+        self.handle.active_connections()
+    }
+
+    /// Blocks until no connection is open or `deadline` passes; `true` if idle.
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        self.handle.wait_idle(deadline)
+    }
+
+    /// Closes every connection, ends the worker threads and waits for them.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for w in &self.handle.shared.workers {
+            let _ = w.send(Msg::Shutdown);
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("worker thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("threads", &self.threads())
+            .field("active", &self.active_connections())
+            .finish()
+    }
+}
+
+impl WorkersHandle {
+    /// Hands `stream` to the least-loaded worker (ties: round-robin). From then on all the
+    /// connection's I/O and callbacks run on that worker; `init` runs there first. If the
+    /// pool has shut down, the stream is closed.
+    pub fn assign(&self, stream: Stream, init: impl FnOnce(&mut Conn) + Send + 'static) {
+        let shared = &self.shared;
+        let n = shared.workers.len();
+        let start = shared.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = &shared.workers[start];
+        let mut best_load = best.load.load(Ordering::Relaxed);
+        for i in 1..n {
+            let w = &shared.workers[(start + i) % n];
+            let load = w.load.load(Ordering::Relaxed);
+            if load < best_load {
+                best = w;
+                best_load = load;
+            }
+        }
+        let counted = !matches!(stream, Stream::Fifo(_));
+        if counted {
+            shared.counts.active.fetch_add(1, Ordering::AcqRel);
+        }
+        best.load.fetch_add(1, Ordering::Relaxed);
+        let msg = Msg::Assign {
+            stream,
+            init: Box::new(init),
+            counted,
+        };
+        if best.send(msg).is_err() {
+            log::debug!("assign: worker pool is shut down; closing the connection");
+            best.load.fetch_sub(1, Ordering::Relaxed);
+            if counted {
+                shared.counts.release();
+            }
+        }
+    }
+
+    /// Connections assigned and not yet closed (FIFO streams are not counted).
+    pub fn active_connections(&self) -> usize {
+        self.shared.counts.active.load(Ordering::Acquire)
+    }
+
+    /// Blocks until no connection is open or `deadline` passes; `true` if idle.
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        let counts = &self.shared.counts;
+        let mut guard = counts.lock.lock();
+        while counts.active.load(Ordering::Acquire) > 0 {
+            match deadline {
+                None => counts.idle.wait(&mut guard),
+                Some(d) => {
+                    if counts.idle.wait_until(&mut guard, d).timed_out() {
+                        return counts.active.load(Ordering::Acquire) == 0;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+impl std::fmt::Debug for WorkersHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersHandle")
+            .field("active", &self.active_connections())
+            .finish()
+    }
+}
+
+/// One worker thread's state.
+struct Worker {
+    shared: Arc<WorkerShared>,
+    counts: Arc<Counts>,
+    rx: Receiver<Msg>,
+    reactor: Reactor,
+    slots: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    generation: u32,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    ready: VecDeque<u64>,
+    now: Instant,
+}
+
+fn slot_of(key: u64) -> usize {
+    (key & 0xffff_ffff) as usize
+}
+
+impl Worker {
+    fn new(
+        shared: Arc<WorkerShared>,
+        counts: Arc<Counts>,
+        rx: Receiver<Msg>,
+        reactor: Reactor,
+    ) -> Worker {
+        Worker {
+            shared,
+            counts,
+            rx,
+            reactor,
+            slots: Vec::new(),
+            free: Vec::new(),
+            generation: 0,
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = vec![EpollEvent::empty(); 256];
+        loop {
+            let timeout = if !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+            };
+            let n = match self.reactor.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!("worker {}: epoll_wait failed: {e}", self.shared.index);
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            self.now = Instant::now();
+            for ev in &events[..n] {
+                let key = ev.data();
+                if key != WAKER_KEY {
+                    let flags = ev.events();
+                    self.with_conn(key, |c| {
+                        c.readable |= flags.intersects(READ_FLAGS);
+                        c.writable |= flags.intersects(WRITE_FLAGS);
+                        c.hup |= flags.intersects(HUP_FLAGS);
+                        c.drive();
+                    });
+                }
+            }
+            self.shared.waker.reset();
+            while let Ok(msg) = self.rx.try_recv() {
+                if !self.on_msg(msg) {
+                    self.close_all();
+                    return;
+                }
+            }
+            self.fire_timers();
+            self.run_ready();
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Assign {
+                stream,
+                init,
+                counted,
+            } => self.add(stream, init, counted),
+            Msg::Cpu { key, f } => self.with_conn(key, |c| {
+                c.cpu_jobs = c.cpu_jobs.saturating_sub(1);
+                match f {
+                    Some(f) => {
+                        f(c);
+                        c.drive();
+                    }
+                    None => c.close(),
+                }
+            }),
+            Msg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn add(&mut self, stream: Stream, init: InitFn, counted: bool) {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let key = (u64::from(self.generation) << 32) | u64::from(slot);
+        if let Err(e) = self.reactor.add(&stream, key) {
+            log::warn!(
+                "worker {}: epoll add {}: {e}; closing it",
+                self.shared.index,
+                stream.describe_peer()
+            );
+            self.free.push(slot);
+            self.shared.load.fetch_sub(1, Ordering::Relaxed);
+            if counted {
+                self.counts.release();
+            }
+            return;
+        }
+        self.slots[slot as usize] = Some(Conn::new(stream, key, Arc::clone(&self.shared), counted));
+        self.with_conn(key, |c| {
+            init(c);
+            c.drive();
+        });
+    }
+
+    /// Runs `f` on the connection `key` (if it still exists), catching panics, then settles
+    /// it: closes it if closed or idle, queues it if it has deferred work, arms its timer.
+    fn with_conn(&mut self, key: u64, f: impl FnOnce(&mut Conn)) {
+        let Some(Some(conn)) = self.slots.get_mut(slot_of(key)) else {
+            return;
+        };
+        if conn.key != key {
+            return;
+        }
+        if catch_unwind(AssertUnwindSafe(|| f(conn))).is_err() {
+            log::error!(
+                "worker {}: connection callback panicked; closing it",
+                self.shared.index
+            );
+            conn.close();
+        }
+        if !conn.is_closed() && conn.is_idle() {
+            conn.close();
+        }
+        if conn.is_closed() {
+            self.remove(key);
+            return;
+        }
+        if (conn.more || !conn.deferred.is_empty()) && !conn.queued {
+            conn.queued = true;
+            self.ready.push_back(key);
+        }
+        if let Some(at) = conn.arm(self.now) {
+            self.timers.push(Reverse((at, key)));
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        let slot = slot_of(key);
+        let Some(mut conn) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        conn.final_write();
+        if let Err(e) = self.reactor.delete(conn.stream()) {
+            log::debug!("worker {}: epoll delete: {e}", self.shared.index);
+        }
+        let counted = conn.counted;
+        drop(conn);
+        self.free.push(slot as u32);
+        self.shared.load.fetch_sub(1, Ordering::Relaxed);
+        if counted {
+            self.counts.release();
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let mut budget = self.timers.len();
+        while budget > 0 {
+            budget -= 1;
+            let Some(&Reverse((at, key))) = self.timers.peek() else {
+                break;
+            };
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let now = self.now;
+            self.with_conn(key, |c| {
+                if c.timer_at == Some(at) {
+                    c.timer_at = None;
+                    c.fire_timeouts(now);
+                    c.drive();
+                }
+            });
+        }
+    }
+
+    fn run_ready(&mut self) {
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            self.with_conn(key, |c| {
+                c.queued = false;
+                c.more = false;
+                for f in std::mem::take(&mut c.deferred) {
+                    if c.is_closed() {
+                        break;
+                    }
+                    f(c);
+                }
+                c.drive();
+            });
+        }
+    }
+
+    fn close_all(&mut self) {
+        let keys: Vec<u64> = self.slots.iter().flatten().map(|c| c.key).collect();
+        for key in keys {
+            if let Some(Some(c)) = self.slots.get_mut(slot_of(key)) {
+                c.close();
+            }
+            self.remove(key);
+        }
+        log::debug!("worker {}: shut down", self.shared.index);
+    }
+}
