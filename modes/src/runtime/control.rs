@@ -231,9 +231,9 @@ mod tests {
 
     #[test]
     fn watcher_softstops_when_the_read_end_closes() {
-        let (reader, writer) = std::io::pipe().unwrap();
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let c = Control::install(None);
-        let watcher = spawn_watcher(Arc::clone(&c), writer.into(), getppid()).unwrap();
+        let watcher = spawn_watcher(Arc::clone(&c), writer, getppid()).unwrap();
         drop(reader);
         assert!(matches!(c.wait_event(), Event::Softstop(_)));
         watcher.join().unwrap();

@@ -241,7 +241,7 @@ impl Server {
 }
 
 type RegisterHook<L> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<()>>;
-type BeforeServiceHook = Box<dyn FnOnce(&Config)>;
+type BeforeServiceHook = Box<dyn FnOnce(&Config) -> Result<()>>;
 
 /// The hooks of a server (SPEC §7), generic over the mode's listener type `L`.
 pub struct Hooks<L> {
@@ -287,8 +287,9 @@ impl<L> Hooks<L> {
         self
     }
 
-    /// Called once with the effective config, before any listener is registered.
-    pub fn before_service(mut self, hook: impl FnOnce(&Config) + 'static) -> Self {
+    /// Called once with the effective config, before any listener is registered (to read
+    /// the program's own keys, open files, ...). An error ends the start-up (exit 1).
+    pub fn before_service(mut self, hook: impl FnOnce(&Config) -> Result<()> + 'static) -> Self {
         self.before_service = Some(Box::new(hook));
         self
     }
@@ -356,8 +357,10 @@ where
         before_service,
         before_softstop,
     } = hooks;
-    if let Some(hook) = before_service {
-        hook(server.config());
+    if let Some(hook) = before_service
+        && let Err(e) = hook(server.config())
+    {
+        return fail(&e);
     }
     for listener in server.take_listeners() {
         let (name, kind) = (listener.name.clone(), listener.kind);

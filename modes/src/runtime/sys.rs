@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn adopts_open_fds_once_and_refuses_closed_ones() {
-        let (r, w) = std::io::pipe().unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let raw: RawFd = r.into_raw_fd();
         let owned = adopt_inherited_fd(raw).unwrap();
         assert_eq!(owned.as_raw_fd(), raw);

@@ -1,0 +1,77 @@
+//! echo-aio: line echo in aio mode (SPEC §9): each line is sent back as is; `exit` closes the
+//! connection; `DETACH` detaches the process from its master and keeps echoing.
+//!
+//! ```text
+//! echo-aio alone -server-service 127.0.0.1:7001      # by hand
+//! zmaster -C examples/etc/service                     # under the master
+//! ```
+//!
+//! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
+//! `ERR line too long` and the connection is closed.
+
+use std::io;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use zmaster_modes::aio::{self, Conn, Hooks};
+
+/// The longest line echoed (from `echo-max-line`), set once before serving.
+static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
+
+fn max_line() -> usize {
+    MAX_LINE.load(Ordering::Relaxed)
+}
+
+/// A line without its trailing `\r` (so `exit\r\n` from telnet also closes).
+fn command(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
+    match line {
+        Ok(Some(line)) => match command(&line) {
+            b"exit" => conn.close(),
+            cmd => {
+                if cmd == b"DETACH" {
+                    aio::detach_from_master();
+                }
+                conn.write(&line);
+                conn.write(b"\n");
+                // Wait for the kernel to take the echo before reading more: a client that
+                // sends without reading is slowed down instead of growing our buffer.
+                conn.flush(|conn, sent| match sent {
+                    Ok(()) => conn.read_line(max_line(), on_line),
+                    Err(e) => {
+                        log::debug!("echo write failed: {e}");
+                        conn.close();
+                    }
+                });
+            }
+        },
+        Ok(None) => conn.close(),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            conn.write(b"ERR line too long\n");
+            conn.flush(|conn, _| conn.close());
+        }
+        Err(e) => {
+            log::debug!("echo read failed: {e}");
+            conn.close();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let hooks = Hooks::new()
+        .before_service(|config| {
+            let n = config.get_size("echo-max-line", 1 << 20)?;
+            MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+            Ok(())
+        })
+        .service_register(|_name, listener, _kind| {
+            aio::general_register(listener, |conn| conn.read_line(max_line(), on_line))
+        })
+        // Having this hook makes a reload drain: open connections finish, an idle old
+        // process exits at once.
+        .before_softstop(|| log::info!("softstop: finishing open connections"));
+    aio::server_main(std::env::args_os(), hooks)
+}

@@ -1,0 +1,205 @@
+//! echo-aio run by hand (`alone`): echo, `exit`, usage errors, many connections, partial,
+//! large and over-long lines, slow clients and peer resets.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use util::{LineClient, spawn_alone};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echo-aio");
+
+#[test]
+fn echoes_lines_and_exit_closes() {
+    let (_server, addr) = spawn_alone(BIN, &[]);
+    let mut client = LineClient::connect(addr);
+    for line in [
+        "hello",
+        "",
+        "  spaced  ",
+        "tab\there",
+        "unicode: żółw",
+        "exit now",
+    ] {
+        client.expect_echo(line);
+    }
+    client.send(b"crlf\r\n");
+    assert_eq!(client.read_line().as_deref(), Some("crlf\r"));
+    client.send_line("exit");
+    client.expect_closed();
+}
+
+#[test]
+fn bad_argv_prints_usage_and_exits_1() {
+    for args in [&["bogus"][..], &[], &["master", "-server-service", ":i5"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("usage: echo-aio alone"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn start_up_errors_exit_1_with_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (&["alone"], "missing -server-service"),
+        (&["alone", "-server-service", &addr], "bind"),
+        (
+            &["alone", "-server-service", "127.0.0.1:99999"],
+            "127.0.0.1:99999",
+        ),
+        (
+            &[
+                "alone",
+                "-server-service",
+                "127.0.0.1:1",
+                "-server-thread-count",
+                "zero",
+            ],
+            "server-thread-count",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn thousand_concurrent_connections_on_two_workers() {
+    const CONNS: usize = 1000;
+    let (server, addr) = spawn_alone(BIN, &["-server-thread-count", "2"]);
+    let mut clients: Vec<LineClient> = (0..CONNS).map(|_| LineClient::connect(addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send_line(&format!("line {i}"));
+    }
+    for round in 0..2 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let expected = format!("line {i}");
+            assert_eq!(
+                c.read_line().as_deref(),
+                Some(expected.as_str()),
+                "round {round}"
+            );
+            if round == 0 {
+                c.send_line(&expected);
+            }
+        }
+    }
+    // main, acceptor and 2 workers: no thread per connection.
+    let threads = server.threads();
+    assert!(threads <= 4, "{threads} threads for 2 workers");
+}
+
+#[test]
+fn partial_lines_are_assembled() {
+    let (_server, addr) = spawn_alone(BIN, &[]);
+    let mut client = LineClient::connect(addr);
+    client.writer.set_nodelay(true).expect("nodelay");
+    for part in [&b"hel"[..], b"lo", b" wor", b"ld\nsecond", b" line\n"] {
+        client.send(part);
+    }
+    assert_eq!(client.read_line().as_deref(), Some("hello world"));
+    assert_eq!(client.read_line().as_deref(), Some("second line"));
+}
+
+#[test]
+fn pipelined_lines_all_come_back_in_order() {
+    let (_server, addr) = spawn_alone(BIN, &[]);
+    let mut client = LineClient::connect(addr);
+    let batch: String = (0..5000).map(|i| format!("p{i}\n")).collect();
+    let mut writer = client.writer.try_clone().expect("clone");
+    let sender = thread::spawn(move || writer.write_all(batch.as_bytes()));
+    for i in 0..5000 {
+        assert_eq!(client.read_line(), Some(format!("p{i}")));
+    }
+    sender.join().expect("join").expect("send");
+}
+
+#[test]
+fn large_line_is_echoed_whole() {
+    let (_server, addr) = spawn_alone(BIN, &[]);
+    let mut client = LineClient::connect(addr);
+    let line: String = (0..512 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut writer = client.writer.try_clone().expect("clone");
+    let payload = format!("{line}\n");
+    let sender = thread::spawn(move || writer.write_all(payload.as_bytes()));
+    assert_eq!(client.read_line().as_deref(), Some(line.as_str()));
+    sender.join().expect("join").expect("send");
+    client.expect_echo("still here");
+}
+
+#[test]
+fn over_long_line_gets_an_error_and_a_close() {
+    let (_server, addr) = spawn_alone(BIN, &["-echo-max-line", "1k"]);
+    let mut client = LineClient::connect(addr);
+    client.expect_echo(&"x".repeat(1024));
+    client.send_line(&"y".repeat(1025));
+    assert_eq!(client.read_line().as_deref(), Some("ERR line too long"));
+    client.expect_closed();
+}
+
+#[test]
+fn slow_reader_gets_everything_and_others_are_served() {
+    const LINES: usize = 20_000;
+    let (_server, addr) = spawn_alone(BIN, &["-server-thread-count", "1"]);
+    let mut slow = LineClient::connect(addr);
+    let line = "z".repeat(1000);
+    let mut writer = slow.writer.try_clone().expect("clone");
+    let payload = format!("{line}\n");
+    // ~20 MB sent while nobody reads: the server must stop reading, not buffer it all.
+    let sender = thread::spawn(move || {
+        for _ in 0..LINES {
+            writer.write_all(payload.as_bytes())?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    // Another connection on the same single worker is served meanwhile.
+    let mut other = LineClient::connect(addr);
+    for i in 0..100 {
+        other.expect_echo(&format!("other {i}"));
+    }
+    for i in 0..LINES {
+        assert_eq!(slow.read_line().as_deref(), Some(line.as_str()), "line {i}");
+    }
+    sender.join().expect("join").expect("send");
+}
+
+#[test]
+fn peer_reset_does_not_hurt_the_server() {
+    let (mut server, addr) = spawn_alone(BIN, &["-server-thread-count", "1"]);
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.write_all(b"some data\nmore").expect("send");
+        let mut buf = [0u8; 10];
+        stream.read_exact(&mut buf).expect("echo");
+        // Unread data + SO_LINGER 0: close sends a RST.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .expect("linger");
+        drop(stream);
+    }
+    assert!(server.is_running());
+    let mut client = LineClient::connect(addr);
+    client.expect_echo("alive");
+}
