@@ -37,7 +37,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub use zmaster_pool::{Conn, Listener, ReadResult, Stream};
+pub use zmaster_pool::{Conn, Handler, Listener, ReadResult, Stream};
 
 use crate::runtime::{self, Result};
 pub use crate::runtime::{
@@ -46,10 +46,6 @@ pub use crate::runtime::{
 
 /// The hooks of an aio server: `service_register` receives pool [`Listener`]s.
 pub type Hooks = runtime::Hooks<Listener>;
-
-/// A connection handler: called on the connection's worker with the new [`Conn`]; it starts
-/// the first operation (a read, a write + flush, ...).
-pub type Handler = Arc<dyn Fn(&mut Conn) + Send + Sync>;
 
 /// Serves `listener` with `callback`: the acceptor thread accepts its connections and runs
 /// `callback(conn)` on a worker for each (for a FIFO: once, with the FIFO as the stream).

@@ -1,11 +1,10 @@
 //! The aio mode's plug into the runtime: registrations, the acceptor and the worker pool.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use zmaster_pool::{AcceptCallback, Acceptor, Listener, Stream, Workers};
+use zmaster_pool::{Handler, Listener, Pool};
 
-use super::Handler;
 use crate::runtime::{
     Error, ErrorKind, ListenerKind, Mode, Outcome, Result, Server, ServiceListener, Serving,
 };
@@ -43,7 +42,7 @@ fn pool_kind(kind: ListenerKind) -> zmaster_pool::ListenerKind {
     }
 }
 
-/// The aio [`Mode`]: pool listeners, an acceptor thread and `thread_count` workers.
+/// The aio [`Mode`]: a [`Pool`] (acceptor thread + `thread_count` workers) over the registrations.
 #[derive(Debug)]
 pub(crate) struct AioMode;
 
@@ -74,54 +73,36 @@ impl Mode for AioMode {
             ));
         }
         let threads = server.settings().thread_count;
-        let workers = Workers::start(threads)
-            .map_err(|e| Error::io(format!("start {threads} worker threads"), e))?;
-        let entries: Vec<(Listener, AcceptCallback)> = registered
-            .into_iter()
-            .map(|(listener, handler)| {
-                let pool = workers.handle();
-                let callback: AcceptCallback = Box::new(move |stream: Stream| {
-                    let handler = Arc::clone(&handler);
-                    pool.assign(stream, move |conn| handler(conn));
-                });
-                (listener, callback)
-            })
-            .collect();
-        let acceptor =
-            Acceptor::spawn(entries).map_err(|e| Error::io("start the acceptor thread", e))?;
-        Ok(AioServing {
-            acceptor,
-            workers: Some(workers),
-        })
+        let pool = Pool::start(threads, registered).map_err(|e| {
+            Error::io(
+                format!("start the acceptor and {threads} worker threads"),
+                e,
+            )
+        })?;
+        Ok(AioServing { pool })
     }
 
-    fn finish(&mut self, mut serving: AioServing, outcome: Outcome) {
+    fn finish(&mut self, serving: AioServing, outcome: Outcome) {
         log::debug!("aio server done outcome={outcome:?}");
-        serving.acceptor.stop_accepting();
-        if let Some(workers) = serving.workers.take() {
-            workers.shutdown();
-        }
+        serving.pool.shutdown();
     }
 }
 
 /// The running aio machinery, as the runtime sees it.
 pub(crate) struct AioServing {
-    acceptor: Acceptor,
-    workers: Option<Workers>,
+    pool: Pool,
 }
 
 impl Serving for AioServing {
     fn stop_accepting(&self) {
-        self.acceptor.stop_accepting();
+        self.pool.stop_accepting();
     }
 
     fn active_connections(&self) -> usize {
-        self.workers.as_ref().map_or(0, Workers::active_connections)
+        self.pool.active_connections()
     }
 
     fn wait_idle(&self, deadline: Instant) -> bool {
-        self.workers
-            .as_ref()
-            .is_none_or(|w| w.wait_idle(Some(deadline)))
+        self.pool.wait_idle(Some(deadline))
     }
 }
