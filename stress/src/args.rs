@@ -242,7 +242,7 @@ fn finish_load(cfg: &mut LoadConfig, dur: Option<Duration>, requests_given: bool
     cfg.validate()
 }
 
-/// Parse `zstress` arguments (without argv[0]).
+/// Parse `zstress` arguments (without `argv[0]`).
 ///
 /// # Errors
 /// A usage error with a one-line message.

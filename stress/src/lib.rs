@@ -4,10 +4,10 @@
 //!
 //! - [`load`] drives N client connections (TCP on loopback or a unix socket) from K client
 //!   threads, each sending a line of B bytes and waiting for the echoed line, and returns a
-//!   [`report::LoadReport`] (HDR latency histogram, errors by [`report::ErrorKind`]).
+//!   [`report::LoadReport`] (HDR latency histogram, errors by [`report::FailKind`]).
 //! - [`chaos`] runs the same load while it SIGKILLs random children of a master and/or sends
 //!   the master SIGHUP, and times the respawns and reloads it observes.
-//! - [`bench`] starts zmaster with the echo examples and the baseline peers (`echo-tokio`,
+//! - [`mod@bench`] starts zmaster with the echo examples and the baseline peers (`echo-tokio`,
 //!   `echo-may`, `echo-epoll`) one after another and compares them side by side; [`svg`]
 //!   draws its latency chart.
 //! - [`args`] parses the command line by hand; [`echo`] is the line-echo core shared by the
