@@ -1,0 +1,297 @@
+//! Coroutine-aware `TcpListener` and `TcpStream`.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::super::reactor::{Dir, Source};
+
+/// A TCP listener whose `accept` parks the calling coroutine.
+pub struct TcpListener {
+    src: Source<net::TcpListener>,
+}
+
+/// A TCP connection whose reads and writes park the calling coroutine.
+pub struct TcpStream {
+    src: Source<net::TcpStream>,
+}
+
+impl TcpListener {
+    /// Binds a listener (with `SO_REUSEADDR`, as std does).
+    ///
+    /// # Errors
+    /// Resolving or binding failed.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        TcpListener::from_std(net::TcpListener::bind(addr)?)
+    }
+
+    /// Wraps a std listener (for example one inherited from the master), switching it to
+    /// non-blocking mode.
+    ///
+    /// # Errors
+    /// Setting non-blocking mode failed.
+    pub fn from_std(listener: net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            src: Source::new(listener),
+        })
+    }
+
+    /// Accepts a connection, parking until one arrives (or the accept timeout passes).
+    ///
+    /// # Errors
+    /// The accept failed (`EMFILE`, ...) or timed out (`ErrorKind::TimedOut`).
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, addr) = self.src.io(Dir::Read, |l| l.accept(), |_| false)?;
+        Ok((TcpStream::from_std(s)?, addr))
+    }
+
+    /// An endless iterator of accepted connections.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    /// Sets how long `accept` waits; `None` waits forever.
+    ///
+    /// # Errors
+    /// A zero duration is rejected, as by std.
+    pub fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.src.set_timeout(Dir::Read, t)
+    }
+
+    /// The accept timeout.
+    pub fn accept_timeout(&self) -> Option<Duration> {
+        self.src.timeout(Dir::Read)
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// `getsockname` failed.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.src.get().local_addr()
+    }
+}
+
+impl TcpStream {
+    /// Connects to the first address of `addr` that accepts, parking while connecting.
+    ///
+    /// # Errors
+    /// No address resolved or every connect failed (the last error is returned).
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_addr(&a, None) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to connect to")
+        }))
+    }
+
+    /// Connects to `addr`, failing with `ErrorKind::TimedOut` after `timeout`.
+    ///
+    /// # Errors
+    /// The connect failed or timed out.
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        TcpStream::connect_addr(addr, Some(timeout))
+    }
+
+    fn connect_addr(addr: &SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        let sock = Socket::new(
+            Domain::for_address(*addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        let pending = super::start_connect(&sock, &(*addr).into())?;
+        let stream = TcpStream {
+            src: Source::new(net::TcpStream::from(sock)),
+        };
+        if pending {
+            super::wait_connected(&stream.src, timeout, net::TcpStream::take_error, |s| {
+                s.peer_addr().map(drop)
+            })?;
+        }
+        Ok(stream)
+    }
+
+    /// Wraps a connected std stream (for example one accepted on an acceptor thread),
+    /// switching it to non-blocking mode.
+    ///
+    /// # Errors
+    /// Setting non-blocking mode failed.
+    pub fn from_std(stream: net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream {
+            src: Source::new(stream),
+        })
+    }
+
+    /// The remote address.
+    ///
+    /// # Errors
+    /// `getpeername` failed.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.src.get().peer_addr()
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    /// `getsockname` failed.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.src.get().local_addr()
+    }
+
+    /// Shuts down the read, write or both halves.
+    ///
+    /// # Errors
+    /// `shutdown(2)` failed.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.src.get().shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY`.
+    ///
+    /// # Errors
+    /// `setsockopt` failed.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.src.get().set_nodelay(on)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    ///
+    /// # Errors
+    /// `getsockopt` failed.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.src.get().nodelay()
+    }
+
+    /// Sets how long a read waits; `None` waits forever.
+    ///
+    /// # Errors
+    /// A zero duration is rejected, as by std.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.src.set_timeout(Dir::Read, t)
+    }
+
+    /// Sets how long a write waits; `None` waits forever.
+    ///
+    /// # Errors
+    /// A zero duration is rejected, as by std.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.src.set_timeout(Dir::Write, t)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.src.timeout(Dir::Read)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.src.timeout(Dir::Write)
+    }
+
+    /// A second handle to the same connection (a `dup`ed fd with its own readiness and no
+    /// timeouts), for example to read in one coroutine and write in another.
+    ///
+    /// # Errors
+    /// `dup` failed.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        TcpStream::from_std(self.src.get().try_clone()?)
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`).
+    ///
+    /// # Errors
+    /// `getsockopt` failed.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.src.get().take_error()
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        super::read(&self.src, buf, |mut s, b| s.read(b))
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        super::write(&self.src, buf, |mut s, b| s.write(b))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        super::write_vectored(&self.src, bufs, |mut s, b| s.write_vectored(b))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.src.get().as_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.src.get().as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.src.get().as_fd()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.src.get().as_raw_fd()
+    }
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}

@@ -1,0 +1,299 @@
+//! A multi-producer multi-consumer channel whose blocking operations park the calling
+//! coroutine (or block a plain thread), bounded or unbounded.
+//!
+//! Error types are crossbeam-channel's. While the scheduler shuts down (a parked coroutine is
+//! being unwound), operations that would wait report disconnection instead.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+pub use crossbeam_channel::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+
+use super::super::task::{self, Waker};
+use super::WaitQueue;
+
+struct Inner<T> {
+    queue: VecDeque<T>,
+    cap: Option<usize>,
+    senders: usize,
+    receivers: usize,
+    recv_waiters: WaitQueue,
+    send_waiters: WaitQueue,
+}
+
+type Chan<T> = Mutex<Inner<T>>;
+
+/// The sending half; clone it for more producers.
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The receiving half; clone it for more consumers (each message goes to one of them).
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// A channel without capacity limit: `send` never waits.
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    new(None)
+}
+
+/// A channel holding at most `cap` messages: `send` waits while it is full. A `cap` of 0 is
+/// treated as 1 (there is no rendezvous mode).
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    new(Some(cap.max(1)))
+}
+
+fn new<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let chan = Arc::new(Mutex::new(Inner {
+        queue: VecDeque::new(),
+        cap,
+        senders: 1,
+        receivers: 1,
+        recv_waiters: WaitQueue::new(),
+        send_waiters: WaitQueue::new(),
+    }));
+    (Sender { chan: chan.clone() }, Receiver { chan })
+}
+
+fn wake(w: Option<Waker>) {
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends, waiting while a bounded channel is full.
+    ///
+    /// # Errors
+    /// Every receiver is gone; the message is handed back.
+    pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
+        self.send_deadline(msg, None).map_err(|e| match e {
+            SendTimeoutError::Timeout(m) | SendTimeoutError::Disconnected(m) => SendError(m),
+        })
+    }
+
+    /// Sends, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// Timed out, or every receiver is gone.
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(msg, Some(Instant::now() + timeout))
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    /// The channel is full, or every receiver is gone.
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        let mut g = self.chan.lock();
+        if g.receivers == 0 {
+            return Err(TrySendError::Disconnected(msg));
+        }
+        if g.cap.is_some_and(|c| g.queue.len() >= c) {
+            return Err(TrySendError::Full(msg));
+        }
+        g.queue.push_back(msg);
+        let w = g.recv_waiters.pop();
+        drop(g);
+        wake(w);
+        Ok(())
+    }
+
+    fn send_deadline(&self, msg: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        let mut me: Option<Waker> = None;
+        loop {
+            let mut g = self.chan.lock();
+            if g.receivers == 0 {
+                if let Some(w) = &me {
+                    g.send_waiters.remove(w);
+                }
+                return Err(SendTimeoutError::Disconnected(msg));
+            }
+            if !g.cap.is_some_and(|c| g.queue.len() >= c) {
+                g.queue.push_back(msg);
+                if let Some(w) = &me {
+                    g.send_waiters.remove(w);
+                }
+                let w = g.recv_waiters.pop();
+                drop(g);
+                wake(w);
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some(w) = &me {
+                    g.send_waiters.remove(w);
+                }
+                return Err(SendTimeoutError::Timeout(msg));
+            }
+            let w = me.get_or_insert_with(task::current_waker);
+            g.send_waiters.push(w);
+            drop(g);
+            if !task::park(deadline) {
+                if let Some(w) = &me {
+                    self.chan.lock().send_waiters.remove(w);
+                }
+                return Err(SendTimeoutError::Disconnected(msg));
+            }
+        }
+    }
+
+    /// Messages waiting in the channel.
+    pub fn len(&self) -> usize {
+        self.chan.lock().queue.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives, waiting until a message arrives.
+    ///
+    /// # Errors
+    /// The channel is empty and every sender is gone.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// Timed out, or the channel is empty and every sender is gone.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    /// Empty, or empty and every sender is gone.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut g = self.chan.lock();
+        match g.queue.pop_front() {
+            Some(m) => {
+                let w = g.send_waiters.pop();
+                drop(g);
+                wake(w);
+                Ok(m)
+            }
+            None if g.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut me: Option<Waker> = None;
+        loop {
+            let mut g = self.chan.lock();
+            if let Some(m) = g.queue.pop_front() {
+                if let Some(w) = &me {
+                    g.recv_waiters.remove(w);
+                }
+                let w = g.send_waiters.pop();
+                drop(g);
+                wake(w);
+                return Ok(m);
+            }
+            let err = if g.senders == 0 {
+                Some(RecvTimeoutError::Disconnected)
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(RecvTimeoutError::Timeout)
+            } else {
+                None
+            };
+            if let Some(err) = err {
+                if let Some(w) = &me {
+                    g.recv_waiters.remove(w);
+                }
+                return Err(err);
+            }
+            let w = me.get_or_insert_with(task::current_waker);
+            g.recv_waiters.push(w);
+            drop(g);
+            if !task::park(deadline) {
+                if let Some(w) = &me {
+                    self.chan.lock().recv_waiters.remove(w);
+                }
+                return Err(RecvTimeoutError::Disconnected);
+            }
+        }
+    }
+
+    /// A blocking iterator ending when every sender is gone.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Messages waiting in the channel.
+    pub fn len(&self) -> usize {
+        self.chan.lock().queue.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        self.chan.lock().senders += 1;
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Receiver<T> {
+        self.chan.lock().receivers += 1;
+        Receiver {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut g = self.chan.lock();
+        g.senders -= 1;
+        if g.senders == 0 {
+            let all = g.recv_waiters.take_all();
+            drop(g);
+            all.iter().for_each(Waker::wake);
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut g = self.chan.lock();
+        g.receivers -= 1;
+        if g.receivers == 0 {
+            let all = g.send_waiters.take_all();
+            drop(g);
+            all.iter().for_each(Waker::wake);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sender { .. }")
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receiver { .. }")
+    }
+}

@@ -1,0 +1,316 @@
+//! Unsafe platform glue of the coroutine scheduler: the current-coroutine pointer, poller registration and stack-overflow reporting.
+//!
+//! Contract (the only `unsafe` in the coroutine module lives here):
+//! - `CURRENT` holds a pointer to the [`CoroCtx`] of the coroutine executing on this thread, or
+//!   null. It is set by the coroutine itself (on entry and after every `suspend` returns) and
+//!   cleared by the scheduler right after `resume` returns, so it is non-null exactly while a
+//!   coroutine body runs on this thread. Coroutines never move to another thread once started,
+//!   so the pointer never crosses threads.
+//! - Every fd added to a poller through [`poller_add_edge`] is deleted from it by its owner
+//!   (`reactor::Source::drop`) before the fd is closed.
+//! - The SIGSEGV/SIGBUS handler only performs async-signal-safe work: relaxed atomic loads of a
+//!   fixed static table, `write(2)`, `_exit(2)` and `sigaction(2)`.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+use std::sync::{Arc, Once, OnceLock};
+
+use corosensei::Yielder;
+use polling::{Event, PollMode, Poller};
+
+use super::task::{Input, Reason, Task};
+
+/// Per-coroutine context, living in the coroutine body's frame on its own stack.
+pub(super) struct CoroCtx<'a> {
+    yielder: &'a Yielder<Input, Reason>,
+    pub(super) task: Arc<Task>,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const ()> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` as the body of a coroutine whose yielder is `yielder`.
+pub(super) fn run_body(yielder: &Yielder<Input, Reason>, task: Arc<Task>, f: impl FnOnce(&Task)) {
+    let ctx = CoroCtx { yielder, task };
+    CURRENT.set((&ctx as *const CoroCtx<'_>).cast());
+    f(&ctx.task);
+    CURRENT.set(ptr::null());
+}
+
+/// Called by the scheduler right after `Coroutine::resume` returns.
+pub(super) fn clear_current() {
+    CURRENT.set(ptr::null());
+}
+
+/// Whether a coroutine body is executing on this thread.
+pub(super) fn in_coroutine() -> bool {
+    !CURRENT.get().is_null()
+}
+
+/// Runs `f` with the current coroutine's context, if any.
+pub(super) fn with_current<R>(f: impl FnOnce(&CoroCtx<'_>) -> R) -> Option<R> {
+    let p = CURRENT.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: per the module contract, a non-null CURRENT points at the CoroCtx in the frame of
+    // the coroutine body running on this thread right now; that frame outlives this call.
+    let ctx = unsafe { &*p.cast::<CoroCtx<'_>>() };
+    Some(f(ctx))
+}
+
+/// Suspends the current coroutine, handing `reason` to its scheduler.
+///
+/// # Panics
+/// Panics if called outside a coroutine (callers check [`in_coroutine`] first).
+pub(super) fn suspend(reason: Reason) -> Input {
+    let p = CURRENT.get();
+    assert!(!p.is_null(), "coroutine suspend called outside a coroutine");
+    // SAFETY: as in `with_current`: the context lives in the running body's frame, which stays
+    // allocated while the coroutine is suspended inside this call.
+    let ctx = unsafe { &*p.cast::<CoroCtx<'_>>() };
+    let input = ctx.yielder.suspend(reason);
+    // Back on the same thread (coroutines never migrate): re-publish our context.
+    CURRENT.set(p);
+    input
+}
+
+/// Adds `fd` to `poller` in edge-triggered mode for both directions under `key`.
+///
+/// Only called by a worker handling `Reason::Register`, while the registering coroutine is
+/// suspended holding a borrow of the `Source` that owns `fd`, so `fd` is open.
+pub(super) fn poller_add_edge(poller: &Poller, fd: RawFd, key: usize) -> io::Result<()> {
+    // SAFETY: `fd` is open (see above) and, per the module contract, its owner
+    // (reactor::Source) deletes it from this poller before closing it.
+    unsafe { poller.add_with_mode(fd, Event::all(key), PollMode::Edge) }
+}
+
+/// Deletes `fd` from `poller` (same calling context as [`poller_add_edge`]).
+pub(super) fn poller_delete(poller: &Poller, fd: RawFd) {
+    // SAFETY: `fd` is open for the duration of this call (see `poller_add_edge`).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = poller.delete(fd) {
+        log::debug!("coroutine poller delete failed: {e}");
+    }
+}
+
+/// The system page size.
+pub(super) fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 { p as usize } else { 4096 }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stack overflow detection.
+
+/// Number of worker threads whose running coroutine can be attributed on overflow.
+const GUARD_SLOTS: usize = 256;
+
+struct GuardSlot {
+    used: AtomicBool,
+    /// Lowest address of the running coroutine's stack mapping (its guard page), 0 if none.
+    guard: AtomicUsize,
+    size: AtomicUsize,
+    id: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: GuardSlot = GuardSlot {
+    used: AtomicBool::new(false),
+    guard: AtomicUsize::new(0),
+    size: AtomicUsize::new(0),
+    id: AtomicU64::new(0),
+};
+static SLOTS: [GuardSlot; GUARD_SLOTS] = [EMPTY_SLOT; GUARD_SLOTS];
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+static OLD_ACTIONS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
+
+/// Claims a guard slot for a worker thread (None when all are taken).
+pub(super) fn claim_guard_slot() -> Option<usize> {
+    SLOTS.iter().position(|s| {
+        s.used
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Releases a slot claimed by [`claim_guard_slot`].
+pub(super) fn release_guard_slot(slot: usize) {
+    SLOTS[slot].guard.store(0, Ordering::Relaxed);
+    SLOTS[slot].used.store(false, Ordering::Release);
+}
+
+/// Records which coroutine is about to run on the thread owning `slot`.
+#[inline]
+pub(super) fn set_running(slot: usize, id: u64, guard: usize, size: usize) {
+    let s = &SLOTS[slot];
+    s.id.store(id, Ordering::Relaxed);
+    s.size.store(size, Ordering::Relaxed);
+    s.guard.store(guard, Ordering::Relaxed);
+    // The handler runs on this same thread; keep the stores before the switch.
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// Installs the process-wide SIGSEGV/SIGBUS handler once.
+pub(super) fn install_overflow_handler() -> io::Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        PAGE_SIZE.store(page_size(), Ordering::Relaxed);
+        // SAFETY: zeroed sigaction is a valid "no handler" value; we fill in every field used.
+        let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+        for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+            // SAFETY: sigaction with a zeroed struct as output buffer is sound.
+            if unsafe { libc::sigaction(sig, ptr::null(), &mut old[i]) } != 0 {
+                result = Err(io::Error::last_os_error());
+                return;
+            }
+        }
+        let _ = OLD_ACTIONS.set(old);
+        for sig in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: we build a valid sigaction pointing at an `extern "C"` handler with the
+            // SA_SIGINFO signature, and an empty mask initialised by sigemptyset.
+            let rc = unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = on_fault as *const () as usize;
+                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut act.sa_mask);
+                libc::sigaction(sig, &act, ptr::null_mut())
+            };
+            if rc != 0 {
+                result = Err(io::Error::last_os_error());
+                return;
+            }
+        }
+    });
+    result
+}
+
+extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t to SA_SIGINFO handlers.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page = PAGE_SIZE.load(Ordering::Relaxed);
+    for s in SLOTS.iter() {
+        let guard = s.guard.load(Ordering::Relaxed);
+        if guard != 0 && addr >= guard && addr < guard + page {
+            report_overflow(s.id.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
+        }
+    }
+    // Not a coroutine guard page: restore the previous handler and return, so the faulting
+    // instruction runs again and faults into it (Rust's own overflow handler, or the default).
+    let idx = if sig == libc::SIGSEGV { 0 } else { 1 };
+    if let Some(old) = OLD_ACTIONS.get() {
+        // SAFETY: restoring a sigaction previously returned by the kernel.
+        unsafe { libc::sigaction(sig, &old[idx], ptr::null_mut()) };
+    } else {
+        // SAFETY: resetting to the default disposition is always valid.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+fn report_overflow(id: u64, size: usize) -> ! {
+    let mut buf = [0u8; 128];
+    let mut n = 0;
+    let (id_digits, id_len) = fmt_u64(id);
+    let (size_digits, size_len) = fmt_u64(size as u64);
+    for part in [
+        &b"coroutine stack overflow (coroutine "[..],
+        &id_digits[..id_len],
+        &b", stack size "[..],
+        &size_digits[..size_len],
+        &b")\n"[..],
+    ] {
+        buf[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; buf[..n] is initialised.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n);
+        libc::_exit(70)
+    }
+}
+
+/// Formats `v` in decimal without allocating; returns the digits and their count.
+fn fmt_u64(mut v: u64) -> ([u8; 20], usize) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut out = [0u8; 20];
+    let len = tmp.len() - i;
+    out[..len].copy_from_slice(&tmp[i..]);
+    (out, len)
+}
+
+/// An alternate signal stack installed for the lifetime of a worker thread.
+pub(super) struct AltStack {
+    map: *mut libc::c_void,
+    len: usize,
+    old: libc::stack_t,
+}
+
+impl AltStack {
+    const SIZE: usize = 64 * 1024;
+
+    /// Maps a guard-paged 64 KiB stack and installs it as this thread's signal stack.
+    pub(super) fn install() -> io::Result<AltStack> {
+        let page = page_size();
+        let len = Self::SIZE + page;
+        // SAFETY: anonymous private mapping with no address hint; the result is checked.
+        let map = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `map` is a fresh mapping of `len >= page` bytes; protecting its lowest page
+        // turns it into a guard page. zeroed stack_t values are valid for sigaltstack.
+        unsafe {
+            libc::mprotect(map, page, libc::PROT_NONE);
+            let new = libc::stack_t {
+                ss_sp: map.cast::<u8>().add(page).cast(),
+                ss_flags: 0,
+                ss_size: Self::SIZE,
+            };
+            let mut old: libc::stack_t = std::mem::zeroed();
+            if libc::sigaltstack(&new, &mut old) != 0 {
+                let e = io::Error::last_os_error();
+                libc::munmap(map, len);
+                return Err(e);
+            }
+            Ok(AltStack { map, len, old })
+        }
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: we are not running on the alternate stack (drop happens in normal worker
+        // code); restore the previous one, then unmap ours, which nothing references anymore.
+        unsafe {
+            libc::sigaltstack(&self.old, ptr::null_mut());
+            libc::munmap(self.map, self.len);
+        }
+    }
+}

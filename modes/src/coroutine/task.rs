@@ -1,0 +1,147 @@
+//! Coroutine tasks and waiting: the shared task handle, the messages a coroutine sends its
+//! scheduler when it suspends, wakers (coroutine or plain thread) and `park`.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use super::reactor::IoState;
+use super::sched::{self, WorkerShared};
+use super::state::TaskState;
+use super::sys;
+
+/// A coroutine that has not started yet: movable between threads, may be stolen.
+pub(crate) struct Fresh {
+    /// Requested stack size (0 = the scheduler default).
+    pub(crate) stack: usize,
+    /// The body.
+    pub(crate) f: Box<dyn FnOnce() + Send>,
+}
+
+/// Why a coroutine suspended: what its worker must do before resuming anything.
+pub(crate) enum Reason {
+    /// Re-queue at the back of the ready queue.
+    Yield,
+    /// Wait for a wake-up, or until the deadline.
+    Park(Option<Instant>),
+    /// Queue a new coroutine on this worker, then resume the caller at once.
+    Spawn(Fresh),
+    /// Register an I/O source with this worker's poller, then resume the caller at once with
+    /// the outcome.
+    Register(Arc<IoState>),
+}
+
+/// The value a coroutine receives when resumed: an error for a failed `Register`.
+pub(crate) type Input = Option<io::Error>;
+
+/// A started coroutine, as seen by whoever may wake it.
+#[derive(Debug)]
+pub(crate) struct Task {
+    /// Coroutine id (for logs and the overflow report).
+    pub(crate) id: u64,
+    pub(crate) state: TaskState,
+    /// The worker the coroutine runs on, forever.
+    pub(crate) home: Arc<WorkerShared>,
+    /// Its slot on that worker.
+    pub(crate) slot: u32,
+}
+
+impl Task {
+    /// Makes the coroutine runnable if it is parked (or makes its next park return).
+    pub(crate) fn wake(&self) {
+        if self.state.wake() {
+            self.home.schedule(self.slot);
+        }
+    }
+}
+
+/// Something that waits: a parked coroutine or a blocked plain thread.
+#[derive(Clone, Debug)]
+pub(crate) enum Waker {
+    Task(Arc<Task>),
+    Thread(Arc<ThreadSignal>),
+}
+
+impl Waker {
+    /// Wakes the waiter (spurious wake-ups are allowed: waiters re-check their condition).
+    pub(crate) fn wake(&self) {
+        match self {
+            Waker::Task(t) => t.wake(),
+            Waker::Thread(s) => s.signal(),
+        }
+    }
+
+    /// Whether both wake the same waiter.
+    pub(crate) fn same(&self, other: &Waker) -> bool {
+        match (self, other) {
+            (Waker::Task(a), Waker::Task(b)) => Arc::ptr_eq(a, b),
+            (Waker::Thread(a), Waker::Thread(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// A plain thread's park flag.
+#[derive(Debug)]
+pub(crate) struct ThreadSignal {
+    thread: Thread,
+    notified: AtomicBool,
+}
+
+impl ThreadSignal {
+    fn signal(&self) {
+        self.notified.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+
+    fn wait(&self, deadline: Option<Instant>) {
+        while !self.notified.swap(false, Ordering::Acquire) {
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return;
+                    }
+                    thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SIGNAL: Arc<ThreadSignal> = Arc::new(ThreadSignal {
+        thread: thread::current(),
+        notified: AtomicBool::new(false),
+    });
+}
+
+/// A waker for whoever is running: the current coroutine, else the current thread.
+pub(crate) fn current_waker() -> Waker {
+    sys::with_current(|ctx| Waker::Task(ctx.task.clone()))
+        .unwrap_or_else(|| Waker::Thread(SIGNAL.with(Arc::clone)))
+}
+
+/// Waits until woken or until `deadline`. May return spuriously; callers loop on their
+/// condition. Returns false when waiting is impossible — on a scheduler thread outside any
+/// coroutine, which only happens while the scheduler tears down and unwinds its coroutines —
+/// and the caller must then give up with an error instead of looping.
+pub(crate) fn park(deadline: Option<Instant>) -> bool {
+    if sys::in_coroutine() {
+        sys::suspend(Reason::Park(deadline));
+        true
+    } else if sched::on_worker_thread() {
+        false
+    } else {
+        SIGNAL.with(|s| s.wait(deadline));
+        true
+    }
+}
+
+/// The error returned by operations that cannot wait because the scheduler is shutting down.
+pub(crate) fn shutdown_error() -> io::Error {
+    io::Error::other("coroutine scheduler is shutting down")
+}

@@ -1,0 +1,360 @@
+//! One scheduler worker thread: starts and resumes coroutines, runs their timers and reactor,
+//! and sleeps in its poller when idle.
+//!
+//! Loop: drain the inbox (wakes from other threads) and dropped I/O sources, fire due timers,
+//! run up to [`BATCH`] coroutines, then poll for I/O — without blocking if work remains, else
+//! blocking until the next timer after announcing sleep (`WorkerShared::sleeping`).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use crossbeam_deque::{Steal, Worker as Deque};
+use polling::Events;
+
+use super::reactor::IoState;
+use super::runq::{self, Next};
+use super::sched::{self, READY, Shared, WorkerShared};
+use super::stack::{self, StackPool};
+use super::state::TaskState;
+use super::sys;
+use super::task::{Fresh, Input, Reason, Task};
+use super::timer::{TimerKey, Timers};
+
+/// Coroutines run between two reactor polls.
+const BATCH: usize = 128;
+
+/// Coroutine ids are reserved from this counter in blocks, per worker.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
+
+type Coro = Coroutine<Input, Reason, ()>;
+
+/// A started coroutine owned by its worker.
+struct Entry {
+    coro: Coro,
+    task: Arc<Task>,
+    timer: Option<TimerKey>,
+    guard: usize,
+    stack_size: usize,
+}
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    me: Arc<WorkerShared>,
+    index: usize,
+    fresh: Deque<Fresh>,
+    slab: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    timers: Timers<u32>,
+    stacks: StackPool,
+    io: Vec<Option<Arc<IoState>>>,
+    io_free: Vec<usize>,
+    events: Events,
+    guard_slot: Option<usize>,
+    next_id: u64,
+    id_end: u64,
+}
+
+impl Worker {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) -> Worker {
+        Worker {
+            me: shared.workers[index].clone(),
+            shared,
+            index,
+            fresh,
+            slab: Vec::new(),
+            free: Vec::new(),
+            timers: Timers::new(),
+            stacks: StackPool::new(),
+            io: Vec::new(),
+            io_free: Vec::new(),
+            events: Events::new(),
+            guard_slot: None,
+            next_id: 0,
+            id_end: 0,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        sched::set_worker(Some((&self.me, &self.shared)));
+        let _alt = sys::AltStack::install()
+            .map_err(|e| log::warn!("coroutine worker={} no signal stack: {e}", self.index))
+            .ok();
+        self.guard_slot = sys::claim_guard_slot();
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            self.drain_remote();
+            self.fire_timers();
+            let ran = self.run_batch();
+            let more = ran == BATCH || !READY.with_borrow(|q| q.is_empty());
+            if more {
+                self.poll(Some(Duration::ZERO));
+            } else {
+                self.sleep();
+            }
+        }
+        self.teardown();
+        if let Some(slot) = self.guard_slot.take() {
+            sys::release_guard_slot(slot);
+        }
+        sched::set_worker(None);
+    }
+
+    /// Moves wakes from other threads into the ready queue; forgets dropped I/O sources.
+    fn drain_remote(&mut self) {
+        loop {
+            match self.me.inbox.steal() {
+                Steal::Success(slot) => READY.with_borrow_mut(|q| q.push(slot)),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        loop {
+            match self.me.dereg.steal() {
+                Steal::Success(key) => {
+                    if let Some(e) = self.io.get_mut(key) {
+                        if e.take().is_some() {
+                            self.io_free.push(key);
+                        }
+                    }
+                }
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(slot) = self.timers.pop_expired(now) {
+            if let Some(Some(e)) = self.slab.get_mut(slot as usize) {
+                e.timer = None;
+                e.task.wake();
+            }
+        }
+    }
+
+    fn run_batch(&mut self) -> usize {
+        for n in 0..BATCH {
+            let (fresh, shared, index) = (&self.fresh, &self.shared, self.index);
+            let mut find = || runq::find_fresh(fresh, &shared.injector, &shared.stealers, index);
+            match READY.with_borrow_mut(|q| q.next(&mut find)) {
+                Some(Next::Resume(slot)) => self.resume(slot, None),
+                Some(Next::Start(f)) => self.start(f),
+                None => return n,
+            }
+        }
+        BATCH
+    }
+
+    fn start(&mut self, fresh: Fresh) {
+        let size = match fresh.stack {
+            0 => self.shared.stack_size,
+            s => stack::round_size(s),
+        };
+        let stack = match self.stacks.get(size) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!(
+                    "coroutine stack allocation failed size={size}: {e}; coroutine dropped"
+                );
+                self.me.finished.fetch_add(1, Ordering::Release);
+                return;
+            }
+        };
+        if self.next_id == self.id_end {
+            self.next_id = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.id_end = self.next_id + ID_BLOCK;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slab.push(None);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let task = Arc::new(Task {
+            id,
+            state: TaskState::new_running(),
+            home: self.me.clone(),
+            slot,
+        });
+        let guard = stack::guard_start(&stack);
+        let body_task = task.clone();
+        let f = fresh.f;
+        let coro = Coro::with_stack(stack, move |y: &Yielder<Input, Reason>, _: Input| {
+            sys::run_body(y, body_task, move |task| run_guarded(task.id, f));
+        });
+        self.slab[slot as usize] = Some(Entry {
+            coro,
+            task,
+            timer: None,
+            guard,
+            stack_size: size,
+        });
+        self.resume(slot, None);
+    }
+
+    fn resume(&mut self, slot: u32, mut input: Input) {
+        let Some(mut e) = self.slab.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if let Some(key) = e.timer.take() {
+            self.timers.remove(key);
+        }
+        e.task.state.start_running();
+        if let Some(g) = self.guard_slot {
+            sys::set_running(g, e.task.id, e.guard, e.stack_size);
+        }
+        loop {
+            let r = e.coro.resume(input);
+            sys::clear_current();
+            match r {
+                CoroutineResult::Yield(Reason::Spawn(f)) => {
+                    self.me.spawned.fetch_add(1, Ordering::Release);
+                    self.fresh.push(f);
+                    self.shared.wake_one();
+                    input = None;
+                }
+                CoroutineResult::Yield(Reason::Register(io)) => {
+                    input = self.register(io).err();
+                }
+                CoroutineResult::Yield(Reason::Yield) => {
+                    e.task.state.yielded();
+                    READY.with_borrow_mut(|q| q.push(slot));
+                    break;
+                }
+                CoroutineResult::Yield(Reason::Park(deadline)) => {
+                    if e.task.state.park() {
+                        if let Some(d) = deadline {
+                            e.timer = Some(self.timers.insert(d, slot));
+                        }
+                    } else {
+                        READY.with_borrow_mut(|q| q.push(slot));
+                    }
+                    break;
+                }
+                CoroutineResult::Return(()) => {
+                    e.task.state.finish();
+                    self.stacks.put(e.stack_size, e.coro.into_stack());
+                    self.free.push(slot);
+                    self.me.finished.fetch_add(1, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        self.slab[slot as usize] = Some(e);
+    }
+
+    /// Adds an I/O source to this worker's poller (edge-triggered).
+    fn register(&mut self, io: Arc<IoState>) -> std::io::Result<()> {
+        if io.registration().is_some() {
+            return Ok(());
+        }
+        let key = match self.io_free.pop() {
+            Some(k) => k,
+            None => {
+                self.io.push(None);
+                self.io.len() - 1
+            }
+        };
+        if let Err(e) = sys::poller_add_edge(&self.me.poller, io.raw_fd(), key) {
+            self.io_free.push(key);
+            return Err(e);
+        }
+        if io.set_registration(self.me.clone(), key) {
+            self.io[key] = Some(io);
+        } else {
+            // Registered concurrently elsewhere: undo ours.
+            sys::poller_delete(&self.me.poller, io.raw_fd());
+            self.io_free.push(key);
+        }
+        Ok(())
+    }
+
+    /// Polls for I/O readiness and wakes the coroutines waiting for it.
+    fn poll(&mut self, timeout: Option<Duration>) {
+        self.events.clear();
+        if let Err(e) = self.me.poller.wait(&mut self.events, timeout) {
+            log::error!("coroutine worker={} poll failed: {e}", self.index);
+            std::thread::sleep(Duration::from_millis(10));
+            return;
+        }
+        for ev in self.events.iter() {
+            if let Some(Some(io)) = self.io.get(ev.key) {
+                io.on_event(ev.readable, ev.writable);
+            }
+        }
+    }
+
+    /// Announces sleep, re-checks for work, then blocks in the poller until the next timer.
+    fn sleep(&mut self) {
+        self.me.sleeping.store(true, Ordering::SeqCst);
+        self.shared.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let busy = !self.me.inbox.is_empty()
+            || !self.fresh.is_empty()
+            || runq::work_available(&self.shared.injector, &self.shared.stealers, self.index)
+            || self.shared.shutdown.load(Ordering::SeqCst);
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            self.timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        self.poll(timeout);
+        self.me.sleeping.store(false, Ordering::SeqCst);
+        self.shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Drops every coroutine this worker still holds (shutdown).
+    fn teardown(&mut self) {
+        let mut dropped = 0usize;
+        while self.fresh.pop().is_some() {
+            dropped += 1;
+        }
+        loop {
+            match self.shared.injector.steal() {
+                Steal::Success(_) => dropped += 1,
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        READY.with_borrow_mut(|q| q.clear());
+        self.timers = Timers::new();
+        for e in self.slab.drain(..).flatten() {
+            e.task.state.finish();
+            // Dropping the coroutine unwinds its stack, running its destructors here.
+            drop(e);
+            dropped += 1;
+        }
+        READY.with_borrow_mut(|q| q.clear());
+        self.me.finished.fetch_add(dropped, Ordering::Release);
+        self.io.clear();
+        log::debug!("coroutine worker={} stopped dropped={dropped}", self.index);
+    }
+}
+
+/// Runs a coroutine body, containing panics to this coroutine.
+fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        if sched::on_worker_thread() && !sys::in_coroutine() {
+            // Forced unwind of a parked coroutine at shutdown: not an error.
+            return;
+        }
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        log::error!("coroutine {id} panicked: {msg}");
+    }
+}
