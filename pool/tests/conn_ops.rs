@@ -1,0 +1,173 @@
+//! Conn operations over real sockets: read_exact, read_some, defer, flush, close after write,
+//! read/flush timeouts, panics in callbacks.
+
+mod util;
+
+use std::io::{self, Read};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use util::{Client, MAX_LINE, tcp_listener};
+use zmaster_pool::{Conn, Handler, Pool};
+
+/// A small command protocol exercising each operation; unknown lines are echoed.
+fn on_command(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
+    let Ok(Some(line)) = r else {
+        conn.close();
+        return;
+    };
+    let line = String::from_utf8_lossy(&line).into_owned();
+    let mut words = line.split(' ');
+    match (words.next(), words.next()) {
+        (Some("exact"), Some(n)) => {
+            let n: usize = n.parse().unwrap_or(0);
+            conn.read_exact(n, |c, r| {
+                match r {
+                    Ok(Some(bytes)) => {
+                        c.write(b"got ");
+                        c.write(&bytes);
+                        c.write(b"\n");
+                    }
+                    other => c.write(format!("exact failed {other:?}\n").as_bytes()),
+                }
+                c.read_line(MAX_LINE, on_command);
+            });
+        }
+        (Some("some"), _) => conn.read_some(3, |c, r| {
+            let n = r.ok().flatten().map_or(0, |b| b.len());
+            c.write(format!("some {n}\n").as_bytes());
+            c.read_line(MAX_LINE, on_command);
+        }),
+        (Some("defer"), _) => conn.defer(|c| {
+            c.write(b"deferred\n");
+            c.read_line(MAX_LINE, on_command);
+        }),
+        (Some("big"), Some(n)) => {
+            let n: usize = n.parse().unwrap_or(0);
+            conn.write(&vec![b'b'; n]);
+            conn.write(b"\n");
+            conn.flush(|c, r| {
+                c.write(format!("flushed {}\n", r.is_ok()).as_bytes());
+                c.read_line(MAX_LINE, on_command);
+            });
+        }
+        (Some("bye"), _) => {
+            conn.write(b"bye\n");
+            conn.close();
+        }
+        (Some("panic"), _) => panic!("handler panic requested by the test"),
+        _ => {
+            conn.write(line.as_bytes());
+            conn.write(b"\n");
+            conn.read_line(MAX_LINE, on_command);
+        }
+    }
+}
+
+fn command_pool() -> (Pool, std::net::SocketAddr) {
+    let (l, addr) = tcp_listener();
+    let h: Handler = Arc::new(|c: &mut Conn| c.read_line(MAX_LINE, on_command));
+    (Pool::start(1, vec![(l, h)]).expect("start"), addr)
+}
+
+#[test]
+fn read_exact_and_read_some() {
+    let (pool, addr) = command_pool();
+    let mut c = Client::tcp(addr);
+    c.send(b"exact 6\nab");
+    c.send(b"c\nde");
+    assert_eq!(c.recv_line().expect("reply"), b"got abc");
+    assert_eq!(c.recv_line().expect("reply"), b"de");
+    c.send(b"some\nhello");
+    assert_eq!(c.recv_line().expect("reply"), b"some 3");
+    // "lo" is still buffered: it prefixes the next line.
+    assert_eq!(c.roundtrip(b" there"), b"lo there");
+    c.send(b"exact 4\nab");
+    c.stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let reply = c.recv_line().expect("reply");
+    assert!(
+        String::from_utf8_lossy(&reply).contains("UnexpectedEof"),
+        "short read_exact at EOF: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    pool.shutdown();
+}
+
+#[test]
+fn defer_flush_and_close_after_write() {
+    let (pool, addr) = command_pool();
+    let mut c = Client::tcp(addr);
+    assert_eq!(c.roundtrip(b"defer"), b"deferred");
+    c.send(b"big 3000000\n");
+    assert_eq!(c.recv_line().expect("big").len(), 3_000_000);
+    assert_eq!(c.recv_line().expect("flushed"), b"flushed true");
+    assert_eq!(c.roundtrip(b"bye"), b"bye");
+    assert_eq!(c.recv_line(), None);
+    pool.shutdown();
+}
+
+#[test]
+fn a_panicking_callback_closes_only_its_connection() {
+    let (pool, addr) = command_pool();
+    let mut other = Client::tcp(addr);
+    assert_eq!(other.roundtrip(b"one"), b"one");
+    let mut c = Client::tcp(addr);
+    c.send(b"panic\n");
+    assert_eq!(c.recv_line(), None, "panicking connection is closed");
+    assert_eq!(other.roundtrip(b"two"), b"two");
+    assert_eq!(Client::tcp(addr).roundtrip(b"new"), b"new");
+    pool.shutdown();
+}
+
+#[test]
+fn read_timeout_fires_and_connection_stays_usable() {
+    let (l, addr) = tcp_listener();
+    let h: Handler = Arc::new(|c: &mut Conn| {
+        c.set_timeout(Some(Duration::from_millis(50)));
+        c.read_line(MAX_LINE, |c, r| match r {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                c.write(b"timeout\n");
+                c.set_timeout(None);
+                c.read_line(MAX_LINE, util::on_line);
+            }
+            other => {
+                c.write(format!("unexpected {other:?}\n").as_bytes());
+                c.close();
+            }
+        });
+    });
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    let mut c = Client::tcp(addr);
+    assert_eq!(c.recv_line().expect("timeout notice"), b"timeout");
+    assert_eq!(c.roundtrip(b"still here"), b"still here");
+    pool.shutdown();
+}
+
+#[test]
+fn flush_timeout_fires_when_the_peer_does_not_read() {
+    let (l, addr) = tcp_listener();
+    let (tx, rx) = mpsc::channel::<io::ErrorKind>();
+    let h: Handler = Arc::new(move |c: &mut Conn| {
+        let tx = tx.clone();
+        c.set_timeout(Some(Duration::from_millis(100)));
+        // Far more than loopback socket buffers hold.
+        c.write(&vec![b'z'; 64 * 1024 * 1024]);
+        c.flush(move |c, r| {
+            let _ = tx.send(r.err().map_or(io::ErrorKind::Other, |e| e.kind()));
+            c.close();
+        });
+    });
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    let mut c = Client::tcp(addr);
+    let kind = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("flush completed");
+    assert_eq!(kind, io::ErrorKind::TimedOut);
+    // Drain what was sent; the server closed the connection.
+    let mut sink = Vec::new();
+    let _ = c.stream().read_to_end(&mut sink);
+    assert!(pool.wait_idle(None));
+    pool.shutdown();
+}
