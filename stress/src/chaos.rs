@@ -130,6 +130,7 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     let mut events: Vec<ChaosEvent> = Vec::new();
     let mut pending: VecDeque<usize> = VecDeque::new();
     let mut master_gone = false;
+    let mut old_gen: BTreeSet<i32> = BTreeSet::new();
     let load = std::thread::scope(|s| {
         let h = s.spawn(|| load::run(&cfg.load, Some(&stop)));
         let mut grace_end = None;
@@ -153,8 +154,13 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                 if let (Some(at), Some(p)) = (next_kill, kill_p) {
                     if now >= at {
                         next_kill = Some(at + p);
-                        let live: Vec<i32> =
+                        // Prefer the current generation: a softstopping old child is
+                        // not replaced, so killing it would time nothing.
+                        let mut live: Vec<i32> =
                             cur.iter().copied().filter(|c| procs::alive(*c)).collect();
+                        if live.iter().any(|c| !old_gen.contains(c)) {
+                            live.retain(|c| !old_gen.contains(c));
+                        }
                         let action = if live.is_empty() {
                             Action::Failed("no live child to kill".into())
                         } else {
@@ -171,6 +177,7 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                     if now >= at {
                         next_hup = Some(at + p);
                         let n = cur.len().max(initial.len()).max(1);
+                        old_gen.extend(cur.iter().copied());
                         let action = match procs::signal(master, Signal::SIGHUP) {
                             Ok(()) => Action::Hup(n),
                             Err(e) => Action::Failed(format!("SIGHUP {master}: {e}")),

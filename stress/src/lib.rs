@@ -38,6 +38,7 @@ pub mod load;
 pub mod procs;
 pub mod report;
 pub mod svg;
+mod table;
 
 use std::fmt;
 

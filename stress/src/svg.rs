@@ -34,7 +34,8 @@ const PALETTE: [&str; 8] = [
 const PW: f64 = 560.0;
 const PH: f64 = 340.0;
 const ML: f64 = 64.0;
-const MR: f64 = 16.0;
+const MR: f64 = 28.0;
+const TOP: f64 = 56.0;
 const MT: f64 = 36.0;
 const MB: f64 = 44.0;
 
@@ -74,8 +75,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Render the panels (two per row) and a shared legend as one SVG document.
-pub fn latency_chart(title: &str, panels: &[Panel]) -> String {
+/// Render the panels (two per row) under a title and a smaller subtitle line, with a shared
+/// legend, as one SVG document.
+pub fn latency_chart(title: &str, subtitle: &str, panels: &[Panel]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for s in panels.iter().flat_map(|p| &p.series) {
         if !names.contains(&s.name.as_str()) {
@@ -86,7 +88,7 @@ pub fn latency_chart(title: &str, panels: &[Panel]) -> String {
     let cols = panels.len().clamp(1, 2);
     let rows = panels.len().div_ceil(cols).max(1);
     let legend_h = 24.0 * names.len().div_ceil(3) as f64 + 16.0;
-    let (w, h) = (PW * cols as f64, 40.0 + PH * rows as f64 + legend_h);
+    let (w, h) = (PW * cols as f64, TOP + PH * rows as f64 + legend_h);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -99,11 +101,17 @@ pub fn latency_chart(title: &str, panels: &[Panel]) -> String {
         w / 2.0,
         esc(title)
     );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="44" text-anchor="middle" font-size="11" fill="#444">{}</text>"##,
+        w / 2.0,
+        esc(subtitle)
+    );
     for (i, p) in panels.iter().enumerate() {
-        let (ox, oy) = ((i % cols) as f64 * PW, 40.0 + (i / cols) as f64 * PH);
+        let (ox, oy) = ((i % cols) as f64 * PW, TOP + (i / cols) as f64 * PH);
         panel(&mut s, p, ox, oy, &color);
     }
-    let ly = 40.0 + PH * rows as f64;
+    let ly = TOP + PH * rows as f64;
     for (i, n) in names.iter().enumerate() {
         let (x, y) = (
             ML + (i % 3) as f64 * 200.0,
@@ -248,7 +256,7 @@ mod tests {
                 series: vec![ser("x", 60)],
             },
         ];
-        let svg = latency_chart("t", &panels);
+        let svg = latency_chart("t", "sub", &panels);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 3);
         assert!(svg.contains("a &lt;1&gt;"));

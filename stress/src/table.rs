@@ -1,0 +1,160 @@
+//! Rendering of [`BenchReport`]: the aligned text table, `bench.md` and the latency chart.
+
+use std::fmt::Write as _;
+
+use crate::bench::{BenchReport, Placement, Server};
+use crate::report::fmt_us;
+use crate::svg::{self, Panel, Series};
+
+impl BenchReport {
+    fn reference(&self, pl: Placement, server: Server, w: Option<usize>) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| {
+                r.placement == pl
+                    && r.server == server
+                    && (server == Server::Epoll || r.workers == w)
+            })
+            .and_then(|r| r.outcome.as_ref().ok())
+            .map(|m| m.rps)
+            .filter(|&x| x > 0.0)
+    }
+
+    /// The cells of each row: placement, W, server, req/s, p50, p99, p99.9, errors, ÷epoll, ÷tokio.
+    fn cells(&self) -> Vec<[String; 10]> {
+        let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", a / b));
+        self.rows
+            .iter()
+            .map(|r| {
+                let head = [
+                    r.placement.label().to_string(),
+                    r.workers.map_or("1*".into(), |w| w.to_string()),
+                    r.server.label().to_string(),
+                ];
+                let rest = match &r.outcome {
+                    Ok(m) => [
+                        format!("{:.0}", m.rps),
+                        fmt_us(m.p50),
+                        fmt_us(m.p99),
+                        fmt_us(m.p999),
+                        m.errors.to_string(),
+                        ratio(m.rps, self.reference(r.placement, Server::Epoll, None)),
+                        ratio(m.rps, self.reference(r.placement, Server::Tokio, r.workers)),
+                    ],
+                    Err(e) => [
+                        e.clone(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ],
+                };
+                let [a, b, c] = head;
+                let [d, e, f, g, h, i, j] = rest;
+                [a, b, c, d, e, f, g, h, i, j]
+            })
+            .collect()
+    }
+
+    /// The side-by-side table as aligned text.
+    pub fn table_text(&self) -> String {
+        let hdr = HEADERS.map(String::from);
+        let cells = self.cells();
+        let mut width = [0usize; 10];
+        for row in std::iter::once(&hdr).chain(&cells) {
+            // A skipped/failed row has its message in column 3 and nothing after it.
+            let n = if row[4].is_empty() { 3 } else { 10 };
+            for (w, c) in width.iter_mut().zip(row).take(n) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut s = format!("{}\n", self.setup);
+        for row in std::iter::once(&hdr).chain(&cells) {
+            let line: Vec<String> = row
+                .iter()
+                .zip(width)
+                .enumerate()
+                .map(|(i, (c, w))| match i {
+                    _ if i < 3 => format!("{c:<w$}"),
+                    _ if row[4].is_empty() => c.clone(),
+                    _ => format!("{c:>w$}"),
+                })
+                .collect();
+            let _ = writeln!(s, "{}", line.join("  ").trim_end());
+        }
+        s.push_str("(1* = single-threaded reference; latency in µs unless marked; ratios are req/s over echo-epoll of the same placement and echo-tokio of the same W)\n");
+        s
+    }
+
+    /// The table as markdown (what `bench.md` holds).
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "# zstress bench\n\n{}\n\n| {} |\n|{}\n",
+            self.setup,
+            HEADERS.join(" | "),
+            "---|".repeat(10)
+        );
+        for row in self.cells() {
+            let _ = writeln!(s, "| {} |", row.join(" | "));
+        }
+        s.push_str("\n`1*`: echo-epoll is single-threaded; it is the ÷epoll reference for every W of its placement. Latency in µs unless marked. ÷tokio compares with echo-tokio at the same W.\n\n![latency](latency.svg)\n");
+        s
+    }
+
+    /// The latency chart: one panel per placement and W.
+    pub fn svg(&self) -> String {
+        let mut panels: Vec<Panel> = Vec::new();
+        for r in &self.rows {
+            let Ok(m) = &r.outcome else { continue };
+            let ws: Vec<Option<usize>> = if r.workers.is_none() {
+                let mut v: Vec<Option<usize>> = self
+                    .rows
+                    .iter()
+                    .filter(|x| x.placement == r.placement && x.workers.is_some())
+                    .map(|x| x.workers)
+                    .collect();
+                v.dedup();
+                if v.is_empty() { vec![None] } else { v }
+            } else {
+                vec![r.workers]
+            };
+            for w in ws {
+                let title = format!(
+                    "{}, W={}",
+                    r.placement.label(),
+                    w.map_or("1".into(), |w| w.to_string())
+                );
+                let idx = panels
+                    .iter()
+                    .position(|p| p.title == title)
+                    .unwrap_or_else(|| {
+                        panels.push(Panel {
+                            title,
+                            series: Vec::new(),
+                        });
+                        panels.len() - 1
+                    });
+                panels[idx].series.push(Series {
+                    name: r.server.label().to_string(),
+                    points: m.curve.clone(),
+                });
+            }
+        }
+        svg::latency_chart("echo latency percentiles (log scale)", &self.setup, &panels)
+    }
+}
+
+const HEADERS: [&str; 10] = [
+    "placement",
+    "W",
+    "server",
+    "req/s",
+    "p50",
+    "p99",
+    "p99.9",
+    "errors",
+    "÷epoll",
+    "÷tokio",
+];
