@@ -55,3 +55,16 @@ fn a_killed_child_is_replaced() {
         ask_tcp(port, "x").ok()
     });
 }
+
+#[test]
+fn master_chdir_applies_in_the_child() {
+    let s = Setup::new();
+    let dir = s.path("work");
+    std::fs::create_dir(&dir).unwrap();
+    let extra = format!("master-chdir = {}\n", dir.display());
+    s.probe_service("probe", &format!("127.0.0.1:{}", free_port()), 1, &extra);
+    let master = s.start_master(&[]);
+    let kid = master.wait_children(1)[0];
+    let cwd = wait_for(Duration::from_secs(5), "the report", || s.report_cwd(kid));
+    assert_eq!(cwd, dir.display().to_string());
+}

@@ -3,7 +3,8 @@
 //! with `PID <pid> <line>` on every inherited listener until the master softstops it.
 //!
 //! With `ZM_PROBE_REPORT=DIR` in the environment it first writes `DIR/<pid>`: its argv (one
-//! per line), then `fds:` and every open fd with its target — before opening anything itself.
+//! per line), `cwd:` and its working dir, then `fds:` and every open fd with its target —
+//! before opening anything itself.
 //! `-probe-exit-after DURATION` (or a `.cf` key of that name) makes it exit with status 3 after
 //! that long (a crashing server). A line `DETACH` closes fd 4: the master treats the process as
 //! detached and starts a replacement.
@@ -26,7 +27,10 @@ fn report() {
         return;
     };
     let mut text: String = std::env::args().map(|a| a + "\n").collect();
-    text.push_str("fds:\n");
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    text.push_str(&format!("cwd:\n{cwd}\nfds:\n"));
     if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
         let mut fds: Vec<(i32, String)> = entries
             .filter_map(|e| {

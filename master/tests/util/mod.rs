@@ -67,6 +67,13 @@ impl Setup {
         self.path("etc")
     }
 
+    /// The working dir zmaster-probe child `pid` reported.
+    pub fn report_cwd(&self, pid: i32) -> Option<String> {
+        let text = fs::read_to_string(self.path("rep").join(pid.to_string())).ok()?;
+        let rest = text.split_once("cwd:\n")?.1;
+        Some(rest.lines().next()?.to_owned())
+    }
+
     /// Writes `etc/NAME.cf` for a zmaster-probe service.
     pub fn probe_service(&self, name: &str, service: &str, count: usize, extra: &str) {
         self.write_cf(name, &format!("server-command = {PROBE}\nserver-service = {service}\nserver-proc-count = {count}\n{extra}"));
@@ -98,7 +105,8 @@ impl Setup {
     /// The report zmaster-probe child `pid` wrote: (argv, fds as (fd, target)).
     pub fn report(&self, pid: i32) -> Option<Report> {
         let text = fs::read_to_string(self.path("rep").join(pid.to_string())).ok()?;
-        let (argv, fds) = text.split_once("fds:\n")?;
+        let (argv, rest) = text.split_once("cwd:\n")?;
+        let (_cwd, fds) = rest.split_once("fds:\n")?;
         let fds = fds
             .lines()
             .filter_map(|l| {
