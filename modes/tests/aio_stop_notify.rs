@@ -1,0 +1,87 @@
+//! aio::server_main in-process: serves registered listeners, refuses late registrations, and
+//! returns after stop_notify.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use zmaster_modes::ErrorKind;
+use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind};
+
+fn on_line(conn: &mut Conn, line: std::io::Result<Option<Vec<u8>>>) {
+    match line {
+        Ok(Some(line)) => {
+            conn.write(&line);
+            conn.write(b"\n");
+            conn.read_line(1024, on_line);
+        }
+        _ => conn.close(),
+    }
+}
+
+#[test]
+fn serves_then_returns_after_stop_notify() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (tx, rx) = mpsc::channel();
+    let server = {
+        let addr = addr.clone();
+        thread::spawn(move || {
+            let hooks = Hooks::new()
+                .before_service(|config| {
+                    assert_eq!(config.get("server-thread-count"), Some("1"));
+                    Ok(())
+                })
+                .service_register(move |name, listener, kind| {
+                    tx.send((name.to_owned(), kind)).expect("report");
+                    aio::general_register(listener, |conn| conn.read_line(1024, on_line))
+                });
+            let service = format!("echo://{addr}");
+            let args = [
+                "t",
+                "alone",
+                "-server-service",
+                &service,
+                "-server-thread-count",
+                "1",
+            ];
+            aio::server_main(args, hooks)
+        })
+    };
+    assert_eq!(
+        rx.recv().expect("service_register ran"),
+        ("echo".to_owned(), ListenerKind::Inet)
+    );
+    let mut stream = connect_retrying(&addr);
+    stream.write_all(b"ping\n").expect("send");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("echo");
+    assert_eq!(line, "ping\n");
+
+    // Serving began: registrations are closed now.
+    let late = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let late = aio::Listener::Tcp(late);
+    let err = aio::general_register(late, |conn| conn.close()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Register);
+
+    aio::stop_notify(Duration::ZERO);
+    assert_eq!(server.join().expect("server thread"), ExitCode::SUCCESS);
+    assert!(aio::config().get("server-service").is_some());
+}
+
+fn connect_retrying(addr: &str) -> TcpStream {
+    for _ in 0..2000 {
+        if let Ok(s) = TcpStream::connect(addr) {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    panic!("server never listened on {addr}");
+}
