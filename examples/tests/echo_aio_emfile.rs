@@ -1,0 +1,97 @@
+//! echo-aio out of file descriptors (low RLIMIT_NOFILE): no exit, no spinning acceptor, and
+//! the queued connections are served once descriptors free up.
+
+mod util;
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{LineClient, Server, free_port, wait_answering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_echo-aio");
+const FD_LIMIT: u64 = 40;
+
+/// utime + stime (clock ticks) of the server thread named `name`.
+fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        if comm == name {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            // After the comm: state is field 3, utime field 14, stime field 15 (1-based).
+            return Some(
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+            );
+        }
+    }
+    None
+}
+
+#[test]
+fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "alone",
+            "-server-service",
+            &addr.to_string(),
+            "-server-thread-count",
+            "1",
+        ])
+        .stdin(Stdio::null());
+    let limit = libc::rlimit {
+        rlim_cur: FD_LIMIT,
+        rlim_max: FD_LIMIT,
+    };
+    // SAFETY: setrlimit is async-signal-safe and only changes the forked child's limits.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut server = Server {
+        child: command.spawn().expect("spawn"),
+    };
+    wait_answering(&mut server, addr);
+    let open =
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid())).map_or(0, Iterator::count) as u64;
+    let headroom = FD_LIMIT.saturating_sub(open).saturating_sub(2) as usize;
+    assert!(headroom >= 2, "{open} fds open at start");
+
+    let mut served: Vec<LineClient> = (0..headroom).map(|_| LineClient::connect(addr)).collect();
+    for (i, c) in served.iter_mut().enumerate() {
+        c.expect_echo(&format!("served {i}"));
+    }
+    // These cannot be accepted until descriptors free up.
+    let mut queued: Vec<LineClient> = (0..30).map(|_| LineClient::connect(addr)).collect();
+    for c in &mut queued {
+        c.send_line("queued");
+    }
+
+    let before = thread_ticks(server.pid(), "zm-acceptor").expect("acceptor thread");
+    let window = Instant::now();
+    let mut round_trips = 0u32;
+    while window.elapsed() < Duration::from_millis(700) && round_trips < 100_000 {
+        served[round_trips as usize % headroom].expect_echo("busy");
+        round_trips += 1;
+    }
+    let spent = thread_ticks(server.pid(), "zm-acceptor").expect("acceptor thread") - before;
+    assert!(server.is_running(), "the server exited on EMFILE");
+    // 700 ms is 70 ticks; a spinning acceptor would use most of them.
+    assert!(
+        spent < 25,
+        "acceptor used {spent} ticks in 700 ms while out of descriptors"
+    );
+
+    served.clear();
+    for c in &mut queued {
+        assert_eq!(c.read_line().as_deref(), Some("queued"));
+    }
+}
