@@ -126,7 +126,9 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     let (kill_p, hup_p) = (period(cfg.kill_rate), period(cfg.hup_rate));
     let chaos_start = t0 + cfg.load.warmup;
     let mut next_kill = kill_p.map(|p| chaos_start + p);
-    let mut next_hup = hup_p.map(|p| chaos_start + p);
+    // Offset reloads from kills so that one new child is not claimed by both.
+    let stagger = kill_p.map_or(Duration::ZERO, |k| k.mul_f64(0.37));
+    let mut next_hup = hup_p.map(|p| chaos_start + p + stagger);
     let mut events: Vec<ChaosEvent> = Vec::new();
     let mut pending: VecDeque<usize> = VecDeque::new();
     let mut master_gone = false;
