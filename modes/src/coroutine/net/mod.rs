@@ -3,9 +3,10 @@
 //!
 //! Each type wraps the matching `std` socket in non-blocking mode and implements
 //! `std::io::Read`/`Write` (also for `&Stream`), so `BufReader`/`BufWriter` work on them.
-//! Operations try the syscall first and park only on would-block; a short read or write marks
-//! the direction as drained, so the next call parks without an extra `EAGAIN` syscall. Used
-//! from a plain thread (outside any coroutine) they block that thread with `poll(2)`.
+//! Operations try the syscall first and park only on would-block; a short write marks the
+//! socket buffer as full, so the next write parks without an extra `EAGAIN` syscall (reads do
+//! not do this, see [`read`]). Used from a plain thread (outside any coroutine) they block
+//! that thread with `poll(2)`.
 //!
 //! The fd is registered with the poller of the worker where it first waits; a stream can be
 //! moved to a coroutine on another worker (wake-ups then cross threads) but is fastest used
@@ -65,14 +66,19 @@ fn wait_connected<S: AsFd>(
     r
 }
 
-/// Reads through a source: a short read marks the source drained.
+/// Reads through a source.
+///
+/// A short read is *not* taken as "drained": `polling` neither registers nor reports
+/// `EPOLLRDHUP`, so a FIN that arrived together with the last data is indistinguishable from
+/// the data itself; clearing readiness after the short read would then wait forever for an
+/// edge that already came (the connection hangs instead of reading EOF). The next read
+/// therefore tries the syscall once more and parks on its `EAGAIN`.
 fn read<S: AsFd>(
     src: &Source<S>,
     buf: &mut [u8],
     f: impl Fn(&S, &mut [u8]) -> io::Result<usize>,
 ) -> io::Result<usize> {
-    let len = buf.len();
-    src.io(Dir::Read, |s| f(s, buf), |&n| n > 0 && n < len)
+    src.io(Dir::Read, |s| f(s, buf), |_| false)
 }
 
 /// Writes through a source: a short write marks the socket buffer full.
