@@ -114,7 +114,7 @@ impl IoState {
 
     /// An event from the poller: record readiness, wake waiters.
     pub(crate) fn on_event(&self, readable: bool, writable: bool) {
-        let bits = (readable as u64) * READABLE | (writable as u64) * WRITABLE;
+        let bits = ((readable as u64) * READABLE) | ((writable as u64) * WRITABLE);
         if bits == 0 {
             return;
         }
@@ -221,10 +221,10 @@ impl<S: AsFd> Source<S> {
         if !sys::in_coroutine() {
             return self.io_blocking(dir, deadline, op);
         }
-        if self.io.reg.get().is_none() {
-            if let Some(e) = sys::suspend(Reason::Register(self.io.clone())) {
-                return Err(e);
-            }
+        if self.io.reg.get().is_none()
+            && let Some(e) = sys::suspend(Reason::Register(self.io.clone()))
+        {
+            return Err(e);
         }
         let io = &*self.io;
         let mut waker: Option<Waker> = None;

@@ -48,12 +48,6 @@ impl RunQueue {
         self.ready.is_empty()
     }
 
-    /// Number of ready started coroutines.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.ready.len()
-    }
-
     /// Removes every queued slot (used at shutdown).
     pub(crate) fn clear(&mut self) {
         self.ready.clear();
@@ -63,10 +57,10 @@ impl RunQueue {
     /// ready, and new work first once every [`FAIR_INTERVAL`] picks.
     pub(crate) fn next<F>(&mut self, fresh: &mut dyn FnMut() -> Option<F>) -> Option<Next<F>> {
         self.tick = self.tick.wrapping_add(1);
-        if self.tick % FAIR_INTERVAL == 0 {
-            if let Some(f) = fresh() {
-                return Some(Next::Start(f));
-            }
+        if self.tick.is_multiple_of(FAIR_INTERVAL)
+            && let Some(f) = fresh()
+        {
+            return Some(Next::Start(f));
         }
         if let Some(slot) = self.ready.pop_front() {
             return Some(Next::Resume(slot));
@@ -135,7 +129,7 @@ mod tests {
         let mut pending = vec![(); 5];
         for round in 0..1000u32 {
             // A ready coroutine is always present (it keeps yielding).
-            if q.len() == 0 {
+            if q.is_empty() {
                 q.push(round % 7);
             }
             let mut fresh = || pending.pop();

@@ -105,10 +105,11 @@ impl WorkerShared {
     /// Notifies the worker if it sleeps (call after publishing work for it).
     pub(crate) fn unpark(&self) {
         fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::SeqCst) {
-            if let Err(e) = self.poller.notify() {
-                log::error!("coroutine worker={} notify failed: {e}", self.index);
-            }
+        if self.sleeping.load(Ordering::Relaxed)
+            && self.sleeping.swap(false, Ordering::SeqCst)
+            && let Err(e) = self.poller.notify()
+        {
+            log::error!("coroutine worker={} notify failed: {e}", self.index);
         }
     }
 }

@@ -45,10 +45,10 @@ impl StackPool {
 
     /// A stack of `size` (already rounded) bytes: reused if possible, else freshly mapped.
     pub(crate) fn get(&mut self, size: usize) -> io::Result<DefaultStack> {
-        if let Some((_, v)) = self.pools.iter_mut().find(|(s, _)| *s == size) {
-            if let Some(stack) = v.pop() {
-                return Ok(stack);
-            }
+        if let Some((_, v)) = self.pools.iter_mut().find(|(s, _)| *s == size)
+            && let Some(stack) = v.pop()
+        {
+            return Ok(stack);
         }
         DefaultStack::new(size)
     }

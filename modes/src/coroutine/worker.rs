@@ -114,10 +114,10 @@ impl Worker {
         loop {
             match self.me.dereg.steal() {
                 Steal::Success(key) => {
-                    if let Some(e) = self.io.get_mut(key) {
-                        if e.take().is_some() {
-                            self.io_free.push(key);
-                        }
+                    if let Some(e) = self.io.get_mut(key)
+                        && e.take().is_some()
+                    {
+                        self.io_free.push(key);
                     }
                 }
                 Steal::Retry => continue,

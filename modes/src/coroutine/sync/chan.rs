@@ -116,7 +116,7 @@ impl<T> Sender<T> {
                 }
                 return Err(SendTimeoutError::Disconnected(msg));
             }
-            if !g.cap.is_some_and(|c| g.queue.len() >= c) {
+            if g.cap.is_none_or(|c| g.queue.len() < c) {
                 g.queue.push_back(msg);
                 if let Some(w) = &me {
                     g.send_waiters.remove(w);
