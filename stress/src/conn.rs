@@ -252,7 +252,8 @@ pub(crate) fn run_thread(plan: &Plan, shared: &Shared, ids: &[usize]) -> io::Res
                 w.try_write(c, now);
             }
             if c.stream.is_some() {
-                w.drain_read(c, &mut scratch, now);
+                let closed = ev.is_read_closed() || ev.is_error();
+                w.drain_read(c, &mut scratch, closed, now);
             }
         }
     }
@@ -363,7 +364,7 @@ impl Worker<'_> {
         self.process_input(c, now);
     }
 
-    fn drain_read(&mut self, c: &mut Conn, scratch: &mut [u8], now: Instant) {
+    fn drain_read(&mut self, c: &mut Conn, scratch: &mut [u8], closed: bool, now: Instant) {
         loop {
             let Some(s) = c.stream.as_mut() else { return };
             match s.read(scratch) {
@@ -386,8 +387,10 @@ impl Worker<'_> {
                 Ok(n) => {
                     c.rbuf.extend_from_slice(&scratch[..n]);
                     // A short read emptied the socket buffer; anything arriving later
-                    // raises a new edge, so skip the extra read that would say EAGAIN.
-                    if n < scratch.len() {
+                    // raises a new edge, so skip the extra read that would say EAGAIN —
+                    // unless this event already reported the peer's FIN (data and FIN
+                    // in one edge), which must be read to EOF now.
+                    if n < scratch.len() && !closed {
                         break;
                     }
                 }

@@ -50,6 +50,16 @@ fn peers_echo_and_close_on_exit() {
             }
         }
         assert_eq!(all, "one\ntwo\n", "{bin}");
+        // Data and FIN together: the lines are echoed and the server closes too.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"a\nb\n").expect("write");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut s, &mut rest)
+            .unwrap_or_else(|e| panic!("{bin}: {e} after {rest:?}"));
+        assert_eq!(rest, "a\nb\n", "{bin}");
         assert!(g.stop(Duration::from_secs(5)).is_some(), "{bin} stopped");
     }
 }

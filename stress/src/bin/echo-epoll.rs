@@ -94,7 +94,8 @@ fn serve(addr: &str) -> io::Result<()> {
             let Some(Some(c)) = conns.get_mut(idx) else {
                 continue;
             };
-            if !serve_conn(c, &mut chunk) {
+            let closed = ev.is_read_closed() || ev.is_error();
+            if !serve_conn(c, &mut chunk, closed) {
                 if let Some(mut c) = conns[idx].take() {
                     let _ = poll.registry().deregister(&mut c.s);
                 }
@@ -105,7 +106,7 @@ fn serve(addr: &str) -> io::Result<()> {
 }
 
 /// Read everything available, echo complete lines, flush what fits. `false` = close.
-fn serve_conn(c: &mut Conn, chunk: &mut [u8]) -> bool {
+fn serve_conn(c: &mut Conn, chunk: &mut [u8], closed: bool) -> bool {
     let mut eof = false;
     while !c.closing {
         match c.s.read(chunk) {
@@ -116,8 +117,9 @@ fn serve_conn(c: &mut Conn, chunk: &mut [u8]) -> bool {
             Ok(n) => {
                 c.inbuf.extend_from_slice(&chunk[..n]);
                 c.closing = echo_lines(&mut c.inbuf, &mut c.out);
-                // A short read emptied the socket buffer: new data raises a new edge.
-                if n < chunk.len() {
+                // A short read emptied the socket buffer: new data raises a new edge
+                // (but a FIN reported in this same event must be read now).
+                if n < chunk.len() && !closed {
                     break;
                 }
             }
