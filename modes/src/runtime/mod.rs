@@ -19,6 +19,7 @@
 mod args;
 mod control;
 mod error;
+mod hooks;
 mod listeners;
 mod server;
 #[allow(unsafe_code)]
@@ -27,7 +28,8 @@ mod sys;
 pub use args::{DEFAULT_COROUTINE_STACK_SIZE, Launch, Settings, usage};
 pub use control::{detach_from_master, softstop_started, stop_notify};
 pub use error::{Error, ErrorKind, Result};
+pub use hooks::Hooks;
 pub use listeners::{ALONE_BACKLOG, ServiceListener};
-pub use server::{DEFAULT_DRAIN_LIMIT, Hooks, Mode, Outcome, Server, Serving, config, server_main};
+pub use server::{DEFAULT_DRAIN_LIMIT, Mode, Outcome, Server, Serving, config, server_main};
 pub use zmaster_core::config::Config;
 pub use zmaster_core::protocol::ListenerKind;

@@ -3,22 +3,27 @@
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::unistd::{Pid, getppid};
 use zmaster_core::config::Config;
 use zmaster_core::logging::{self, LogTarget};
-use zmaster_core::protocol::{GENERATION_FD, ListenerKind, PRIVATE_FD};
+use zmaster_core::protocol::{GENERATION_FD, PRIVATE_FD};
 
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
 use super::error::{Error, ErrorKind, Result};
+use super::hooks::Hooks;
 use super::listeners::{self, ServiceListener};
 use super::sys;
 
 /// How long a softstop or detach may drain when `server-stop-on-softstop-after` is 0.
 pub const DEFAULT_DRAIN_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Whether log records go to stderr (then start-up errors are not logged twice).
+static LOGS_TO_STDERR: AtomicBool = AtomicBool::new(true);
 
 /// The config of the running server (empty before one started).
 static CONFIG: Mutex<Option<Arc<Config>>> = Mutex::new(None);
@@ -96,6 +101,7 @@ impl Server {
         let settings = Settings::from_config(&config)?;
         let target = LogTarget::parse(config.get_str("server-log", ""))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
+        LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
         let spec = config.get_str("server-service", "");
         if spec.is_empty() {
             return Err(Error::new(ErrorKind::Usage, "missing -server-service"));
@@ -240,68 +246,6 @@ impl Server {
     }
 }
 
-type RegisterHook<L> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<()>>;
-type BeforeServiceHook = Box<dyn FnOnce(&Config) -> Result<()>>;
-
-/// The hooks of a server (SPEC §7), generic over the mode's listener type `L`.
-pub struct Hooks<L> {
-    service_register: Option<RegisterHook<L>>,
-    before_service: Option<BeforeServiceHook>,
-    before_softstop: Option<Box<dyn FnOnce()>>,
-}
-
-impl<L> Default for Hooks<L> {
-    fn default() -> Self {
-        Hooks {
-            service_register: None,
-            before_service: None,
-            before_softstop: None,
-        }
-    }
-}
-
-impl<L> std::fmt::Debug for Hooks<L> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hooks")
-            .field("service_register", &self.service_register.is_some())
-            .field("before_service", &self.before_service.is_some())
-            .field("before_softstop", &self.before_softstop.is_some())
-            .finish()
-    }
-}
-
-impl<L> Hooks<L> {
-    /// No hooks yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Called once per listener, in `-server-service` order, with the service name, the
-    /// listener and its kind; typically registers it (`aio::general_register`). A listener the
-    /// hook drops is closed. An error ends the start-up (exit 1).
-    pub fn service_register(
-        mut self,
-        hook: impl FnMut(&str, L, ListenerKind) -> Result<()> + 'static,
-    ) -> Self {
-        self.service_register = Some(Box::new(hook));
-        self
-    }
-
-    /// Called once with the effective config, before any listener is registered (to read
-    /// the program's own keys, open files, ...). An error ends the start-up (exit 1).
-    pub fn before_service(mut self, hook: impl FnOnce(&Config) -> Result<()> + 'static) -> Self {
-        self.before_service = Some(Box::new(hook));
-        self
-    }
-
-    /// Called once when a softstop begins (after accepting stopped); its presence makes the
-    /// server drain open connections (up to 3600 s unless `server-stop-on-softstop-after`).
-    pub fn before_softstop(mut self, hook: impl FnOnce() + 'static) -> Self {
-        self.before_softstop = Some(Box::new(hook));
-        self
-    }
-}
-
 /// What a mode plugs into [`server_main`].
 pub trait Mode {
     /// The listener type handed to the `service_register` hook.
@@ -343,7 +287,7 @@ where
         eprintln!("{ident}: {e}");
         if e.kind() == ErrorKind::Usage {
             eprintln!("{}", args::usage(&ident));
-        } else {
+        } else if !LOGS_TO_STDERR.load(Ordering::Relaxed) {
             log::error!("start-up failed: {e}");
         }
         ExitCode::from(1)
@@ -362,7 +306,12 @@ where
     {
         return fail(&e);
     }
-    for listener in server.take_listeners() {
+    let listeners = server.take_listeners();
+    let services: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.name, l.kind))
+        .collect();
+    for listener in listeners {
         let (name, kind) = (listener.name.clone(), listener.kind);
         let registered =
             mode.listener(&server, listener)
@@ -382,8 +331,9 @@ where
         Err(e) => return fail(&e),
     };
     log::info!(
-        "serving launch={:?} threads={}",
+        "serving launch={:?} services={} threads={}",
         server.launch(),
+        services.join(","),
         server.settings().thread_count
     );
     let outcome = server.run(&serving, before_softstop);
