@@ -440,8 +440,14 @@ impl Worker<'_> {
         }
     }
 
+    /// Whether the request holding `t` counts: measured, and finished before the end (a
+    /// completion seen only after the deadline — the loop was late — is not counted).
+    fn counts(&self, t: Option<Ticket>, now: Instant) -> bool {
+        t.is_some_and(|t| t.record) && now <= self.plan.deadline
+    }
+
     fn complete(&mut self, c: &mut Conn, now: Instant) {
-        if c.ticket.take().is_some_and(|t| t.record) {
+        if self.counts(c.ticket.take(), now) {
             let us = now.saturating_duration_since(c.started).as_micros().max(1);
             self.res
                 .hist
@@ -456,7 +462,7 @@ impl Worker<'_> {
     }
 
     fn fail(&mut self, c: &mut Conn, kind: FailKind, detail: String, now: Instant) {
-        if c.ticket.take().is_some_and(|t| t.record) {
+        if self.counts(c.ticket.take(), now) {
             self.res.errors.add(kind);
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
             if self.res.failures.len() < self.keep {

@@ -169,7 +169,7 @@ pub fn run(cfg: &LoadConfig, stop: Option<&AtomicBool>) -> Result<LoadReport> {
             shared.stop.store(true, Ordering::Relaxed);
         }
         if let Some(b) = &bar {
-            update_bar(b, &shared, start, warmup_end);
+            update_bar(b, &shared, warmup_end);
         }
     }
     if let Some(b) = bar {
@@ -211,7 +211,7 @@ fn progress_bar(cfg: &LoadConfig) -> ProgressBar {
     b
 }
 
-fn update_bar(b: &ProgressBar, shared: &Shared, start: Instant, warmup_end: Instant) {
+fn update_bar(b: &ProgressBar, shared: &Shared, warmup_end: Instant) {
     let now = Instant::now();
     let ok = shared.ok.load(Ordering::Relaxed);
     let failed = shared.failed.load(Ordering::Relaxed);
@@ -227,6 +227,5 @@ fn update_bar(b: &ProgressBar, shared: &Shared, start: Instant, warmup_end: Inst
             ok as f64 / secs
         ));
     }
-    let _ = start;
     b.tick();
 }

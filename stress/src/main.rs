@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use zmaster_stress::args::{self, Command, USAGE};
-use zmaster_stress::{ErrorKind, bench, chaos, load};
+use zmaster_stress::{ErrorKind, bench, chaos, load, procs};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -15,6 +15,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Many connections need many fds; a failure here only means the default limit stays.
+    let _ = procs::raise_nofile_limit();
     let result = match cmd {
         Command::Help => {
             println!("{USAGE}");

@@ -110,6 +110,19 @@ pub fn single_cpu(cpu: usize) -> io::Result<CpuSet> {
     Ok(set)
 }
 
+/// Raise the soft open-file limit to the hard limit (for runs with many connections).
+///
+/// # Errors
+/// The OS error from `getrlimit`/`setrlimit`.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard)
+}
+
 /// A spawned process that is stopped (SIGTERM, then SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct ChildGuard {
