@@ -13,7 +13,7 @@ use super::error::{Error, ErrorKind, Result};
 /// Default `server-coroutine-stack-size`: 128 KiB.
 pub const DEFAULT_COROUTINE_STACK_SIZE: u64 = 128 * 1024;
 
-/// How the server was started: argv[1].
+/// How the server was started: `argv[1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
     /// `MASTER`: started by a master, listeners inherited as fds 5+ (SPEC §5).
@@ -86,10 +86,10 @@ pub fn usage(ident: &str) -> String {
     )
 }
 
-/// Parses argv (argv[0] included).
+/// Parses argv (`argv[0]` included).
 ///
 /// # Errors
-/// `ErrorKind::Usage` when argv[1] is neither `MASTER` nor `alone`, or an option lacks a value.
+/// `ErrorKind::Usage` when `argv[1]` is neither `MASTER` nor `alone`, or an option lacks a value.
 pub(crate) fn parse_args(args: Vec<String>) -> Result<Invocation> {
     let ident = args
         .first()

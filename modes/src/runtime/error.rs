@@ -7,7 +7,7 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// A bad command line (argv[1] neither `MASTER` nor `alone`, a missing value, ...).
+    /// A bad command line (`argv[1]` neither `MASTER` nor `alone`, a missing value, ...).
     Usage,
     /// A config file or value that does not parse, or a missing key.
     Config,

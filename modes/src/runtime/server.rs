@@ -79,7 +79,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server from argv (argv[0] included; non-UTF-8 arguments are converted lossily):
+    /// Starts a server from argv (`argv[0]` included; non-UTF-8 arguments are converted lossily):
     /// `MASTER` adopts fds 3, 4 and the listeners of `-server-service name:Tfd,...`; `alone`
     /// binds the addresses of `-server-service` (from the command line or a `-config` file).
     /// Loads the config (command line > `-config` files > `server-config-path/*.gcf`), reads
