@@ -86,6 +86,11 @@ fn start_up_errors_exit_1_with_one_line() {
 #[test]
 fn thousand_concurrent_connections_on_two_workers() {
     const CONNS: usize = 1000;
+    let limit = util::raise_fd_limit(3 * CONNS as u64);
+    assert!(
+        limit > 2 * CONNS as u64 + 50,
+        "RLIMIT_NOFILE hard limit {limit} too low"
+    );
     let (server, addr) = spawn_alone(BIN, &["-server-thread-count", "2"]);
     let mut clients: Vec<LineClient> = (0..CONNS).map(|_| LineClient::connect(addr)).collect();
     for (i, c) in clients.iter_mut().enumerate() {

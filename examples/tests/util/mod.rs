@@ -207,6 +207,19 @@ pub fn peer_closed(fd: &impl std::os::fd::AsFd) -> bool {
     matches!(poll(&mut fds, 0u16), Ok(n) if n > 0)
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to at least `want` (capped by the hard limit);
+/// children spawned afterwards inherit it. Returns the soft limit now in force.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft >= want {
+        return soft;
+    }
+    let new = want.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard).expect("setrlimit");
+    new
+}
+
 /// A pipe (read end, write end) whose ends other spawned children do not inherit.
 pub fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
