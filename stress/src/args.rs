@@ -18,7 +18,7 @@ usage:
   zstress chaos (--pid-file F | --master-pid P) ADDR [--kill-rate R/s] [--hup-rate R/s]
                     [--duration T] [load options] [--json]
   zstress bench [--duration T] [--warmup T] [--conns N] [--client-threads K] [--size B]
-                    [--bin-dir DIR] [--out DIR] [--workers 1,2] [--only NAME,...]
+                    [--bin-dir DIR] [--out DIR] [--workers 1,2] [--only NAME,...] [--repeat N]
 ADDR is 127.0.0.1:PORT (loopback only) or a unix socket path.
 T is a duration (500ms, 10s, 2m; bare number = seconds); B a size (64, 4k).";
 
@@ -340,6 +340,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                         cfg.client_threads = parse_num(&opt, &a.value(&opt, inl)?)?
                     }
                     "--size" | "-s" => cfg.size = parse_size(&a.value(&opt, inl)?)?,
+                    "--repeat" => cfg.repeat = parse_num(&opt, &a.value(&opt, inl)?)?,
                     "--bin-dir" => cfg.bin_dir = PathBuf::from(a.value(&opt, inl)?),
                     "--out" => cfg.out_dir = PathBuf::from(a.value(&opt, inl)?),
                     "--workers" => {

@@ -46,6 +46,8 @@ pub struct BenchConfig {
     pub workers: Vec<usize>,
     /// Only these servers (`--only aio,coroutine,tokio,may,epoll`).
     pub only: Option<Vec<String>>,
+    /// Runs per row; the run with the median throughput is kept (`--repeat`, default 1).
+    pub repeat: usize,
 }
 
 impl Default for BenchConfig {
@@ -60,6 +62,7 @@ impl Default for BenchConfig {
             out_dir: PathBuf::from("bench-out"),
             workers: vec![1, 2],
             only: None,
+            repeat: 1,
         }
     }
 }
@@ -70,6 +73,9 @@ impl BenchConfig {
     /// # Errors
     /// A usage error naming the bad option.
     pub fn validate(&self) -> Result<()> {
+        if self.repeat == 0 || self.repeat > 100 {
+            return Err(Error::usage("--repeat must be 1..=100"));
+        }
         if self.duration.is_zero() {
             return Err(Error::usage("--duration must be > 0"));
         }
@@ -259,7 +265,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
                     workers.map_or("-".into(), |w| w.to_string()),
                     server.label()
                 );
-                let outcome = run_one(cfg, &bin_dir, placement, server, workers);
+                let outcome = run_repeated(cfg, &bin_dir, placement, server, workers);
                 if let Err(e) = &outcome {
                     eprintln!("bench:   {e}");
                 }
@@ -296,6 +302,23 @@ pub fn free_port() -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| Error::io("local_addr", e))
+}
+
+/// `run_one` `cfg.repeat` times; keep the run with the median throughput (or the first error).
+fn run_repeated(
+    cfg: &BenchConfig,
+    bin: &Path,
+    pl: Placement,
+    server: Server,
+    w: Option<usize>,
+) -> std::result::Result<Measure, String> {
+    let mut runs = Vec::with_capacity(cfg.repeat);
+    for _ in 0..cfg.repeat.max(1) {
+        runs.push(run_one(cfg, bin, pl, server, w)?);
+    }
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = runs.len() / 2;
+    Ok(runs.swap_remove(mid))
 }
 
 fn run_one(
@@ -438,8 +461,15 @@ fn setup_line(cfg: &BenchConfig) -> String {
             .count()
     });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_string();
+    let repeat = if cfg.repeat > 1 {
+        format!(", median of {}", cfg.repeat)
+    } else {
+        String::new()
+    };
     format!(
-        "{ncpu} CPU ({cpu}), Linux {}; {} conns, {} client thread(s), {} B lines, {:?} warm-up + {:?} measured per server",
+        "{ncpu} CPU ({cpu}), Linux {}, load avg {load} at start; {} conns, {} client thread(s), {} B lines, {:?} warm-up + {:?} measured per server{repeat}",
         kernel.trim(),
         cfg.conns,
         cfg.client_threads,
