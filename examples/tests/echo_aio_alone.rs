@@ -208,3 +208,49 @@ fn peer_reset_does_not_hurt_the_server() {
     let mut client = LineClient::connect(addr);
     client.expect_echo("alive");
 }
+
+#[test]
+fn serves_unix_sockets_and_logs_fifo_lines() {
+    use std::io::BufRead;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("echo.sock");
+    let fifo = dir.path().join("echo.fifo");
+    let tcp = format!("127.0.0.1:{}", util::free_port());
+    let spec = format!(
+        "tcp://{tcp}, unix://local:{}, trigger://fifo:{}",
+        sock.display(),
+        fifo.display()
+    );
+    let child = Command::new(BIN)
+        .args(["alone", "-server-service", &spec])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut server = util::Server { child };
+    let mut log = std::io::BufReader::new(server.child.stderr.take().expect("stderr"));
+    util::wait_answering(&mut server, tcp.parse().expect("addr"));
+
+    let stream = UnixStream::connect(&sock).expect("connect unix");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    (&stream).write_all(b"over unix\n").expect("send");
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("echo");
+    assert_eq!(line, "over unix\n");
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| f.write_all(b"poke\n"))
+        .expect("write the FIFO");
+    let mut seen = String::new();
+    while !seen.contains("fifo service=\"trigger\" line=\"poke\"") {
+        seen.clear();
+        assert!(
+            log.read_line(&mut seen).expect("server log") > 0,
+            "log ended"
+        );
+    }
+    LineClient::connect(tcp.parse().expect("addr")).expect_echo("still echoing");
+}

@@ -6,6 +6,9 @@
 //! zmaster -C examples/etc/service                     # under the master
 //! ```
 //!
+//! A FIFO service (`fifo:PATH`) is not echoed (its output would come back in): each line
+//! written to it is logged at info level.
+//!
 //! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
 //! `ERR line too long` and the connection is closed.
 
@@ -13,7 +16,7 @@ use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use zmaster_modes::aio::{self, Conn, Hooks};
+use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind};
 
 /// The longest line echoed (from `echo-max-line`), set once before serving.
 static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
@@ -60,6 +63,23 @@ fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
     }
 }
 
+fn read_fifo(conn: &mut Conn, service: String) {
+    conn.read_line(max_line(), move |conn, line| match line {
+        Ok(Some(line)) => {
+            log::info!(
+                "fifo service={service:?} line={:?}",
+                String::from_utf8_lossy(&line)
+            );
+            read_fifo(conn, service);
+        }
+        Ok(None) => conn.close(),
+        Err(e) => {
+            log::warn!("fifo service={service:?} read failed: {e}");
+            conn.close();
+        }
+    });
+}
+
 fn main() -> ExitCode {
     let hooks = Hooks::new()
         .before_service(|config| {
@@ -67,8 +87,14 @@ fn main() -> ExitCode {
             MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
             Ok(())
         })
-        .service_register(|_name, listener, _kind| {
-            aio::general_register(listener, |conn| conn.read_line(max_line(), on_line))
+        .service_register(|name, listener, kind| match kind {
+            // A FIFO is read and written through one fd: echoing would feed our own output
+            // back to us. Log its lines instead.
+            ListenerKind::Fifo => {
+                let name = name.to_owned();
+                aio::general_register(listener, move |conn| read_fifo(conn, name.clone()))
+            }
+            _ => aio::general_register(listener, |conn| conn.read_line(max_line(), on_line)),
         })
         // Having this hook makes a reload drain: open connections finish, an idle old
         // process exits at once.
