@@ -27,6 +27,8 @@ pub(crate) enum Next<F> {
 pub(crate) struct RunQueue {
     ready: VecDeque<u32>,
     tick: u32,
+    /// The last pick resumed a ready coroutine: try new work first next time.
+    fresh_turn: bool,
 }
 
 impl RunQueue {
@@ -35,6 +37,7 @@ impl RunQueue {
         RunQueue {
             ready: VecDeque::new(),
             tick: 0,
+            fresh_turn: false,
         }
     }
 
@@ -53,33 +56,42 @@ impl RunQueue {
         self.ready.clear();
     }
 
-    /// Picks the next thing to run: ready coroutines first (FIFO), new work when none is
-    /// ready, and new work first once every [`FAIR_INTERVAL`] picks.
-    pub(crate) fn next<F>(&mut self, fresh: &mut dyn FnMut() -> Option<F>) -> Option<Next<F>> {
+    /// Picks the next thing to run. Ready coroutines (FIFO) and this worker's own new work
+    /// alternate, so a coroutine that spawns and yields sees its children start at once;
+    /// other workers' and the global queue are searched when nothing local is left, and first
+    /// once every [`FAIR_INTERVAL`] picks so a busy worker still takes new connections.
+    pub(crate) fn next<F>(
+        &mut self,
+        local: &mut dyn FnMut() -> Option<F>,
+        global: &mut dyn FnMut() -> Option<F>,
+    ) -> Option<Next<F>> {
         self.tick = self.tick.wrapping_add(1);
         if self.tick.is_multiple_of(FAIR_INTERVAL)
-            && let Some(f) = fresh()
+            && let Some(f) = global()
+        {
+            return Some(Next::Start(f));
+        }
+        if std::mem::take(&mut self.fresh_turn)
+            && let Some(f) = local()
         {
             return Some(Next::Start(f));
         }
         if let Some(slot) = self.ready.pop_front() {
+            self.fresh_turn = true;
             return Some(Next::Resume(slot));
         }
-        fresh().map(Next::Start)
+        local().or_else(global).map(Next::Start)
     }
 }
 
-/// Finds new work for worker `me`: its own deque, then a batch from the global injector, then
-/// a batch stolen from a sibling (starting after `me`, round-robin).
-pub(crate) fn find_fresh<F>(
+/// Finds new work for worker `me` elsewhere: a batch from the global injector, then a batch
+/// stolen from a sibling (starting after `me`, round-robin). The batch lands in `local`.
+pub(crate) fn find_remote<F>(
     local: &Worker<F>,
     global: &Injector<F>,
     stealers: &[Stealer<F>],
     me: usize,
 ) -> Option<F> {
-    if let Some(f) = local.pop() {
-        return Some(f);
-    }
     if let Some(f) = retry(|| global.steal_batch_and_pop(local)) {
         return Some(f);
     }
@@ -110,30 +122,48 @@ fn retry<F>(mut f: impl FnMut() -> Steal<F>) -> Option<F> {
 mod tests {
     use super::*;
 
+    fn pick(q: &mut RunQueue, local: &mut Vec<&'static str>) -> Option<Next<&'static str>> {
+        q.next(&mut || local.pop(), &mut || None)
+    }
+
     #[test]
-    fn ready_is_fifo_and_preferred() {
+    fn ready_and_new_work_alternate() {
         let mut q = RunQueue::new();
         q.push(3);
         q.push(1);
-        let mut fresh = || Some("new");
-        assert_eq!(q.next(&mut fresh), Some(Next::Resume(3)));
-        assert_eq!(q.next(&mut fresh), Some(Next::Resume(1)));
-        assert_eq!(q.next(&mut fresh), Some(Next::Start("new")));
+        let mut local = vec!["b", "a"];
+        assert_eq!(pick(&mut q, &mut local), Some(Next::Resume(3)));
+        assert_eq!(pick(&mut q, &mut local), Some(Next::Start("a")));
+        assert_eq!(pick(&mut q, &mut local), Some(Next::Resume(1)));
+        assert_eq!(pick(&mut q, &mut local), Some(Next::Start("b")));
+        assert_eq!(pick(&mut q, &mut local), None);
         assert!(q.is_empty());
     }
 
     #[test]
-    fn new_work_is_not_starved() {
+    fn ready_queue_is_fifo_without_new_work() {
+        let mut q = RunQueue::new();
+        for s in [5, 6, 7] {
+            q.push(s);
+        }
+        let mut none = Vec::new();
+        for s in [5, 6, 7] {
+            assert_eq!(pick(&mut q, &mut none), Some(Next::Resume(s)));
+        }
+        assert_eq!(pick(&mut q, &mut none), None);
+    }
+
+    #[test]
+    fn global_work_is_not_starved_by_a_busy_worker() {
         let mut q = RunQueue::new();
         let mut started = 0;
-        let mut pending = vec![(); 5];
+        let mut global = vec![(); 5];
         for round in 0..1000u32 {
             // A ready coroutine is always present (it keeps yielding).
             if q.is_empty() {
                 q.push(round % 7);
             }
-            let mut fresh = || pending.pop();
-            match q.next(&mut fresh) {
+            match q.next(&mut || None, &mut || global.pop()) {
                 Some(Next::Start(())) => started += 1,
                 Some(Next::Resume(slot)) => q.push(slot),
                 None => unreachable!(),
@@ -141,38 +171,35 @@ mod tests {
         }
         assert_eq!(
             started, 5,
-            "every new coroutine got started despite a busy ready queue"
+            "every global coroutine got started despite a busy worker"
         );
     }
 
     #[test]
     fn empty_means_none() {
         let mut q = RunQueue::new();
-        let mut fresh = || None::<u8>;
         for _ in 0..(2 * FAIR_INTERVAL) {
-            assert_eq!(q.next(&mut fresh), None);
+            assert_eq!(q.next(&mut || None::<u8>, &mut || None), None);
         }
     }
 
     #[test]
-    fn find_fresh_order_local_global_steal() {
+    fn remote_work_from_injector_then_siblings() {
         let injector = Injector::new();
         let workers: Vec<Worker<u32>> = (0..3).map(|_| Worker::new_fifo()).collect();
         let stealers: Vec<_> = workers.iter().map(Worker::stealer).collect();
-        workers[0].push(1);
         injector.push(2);
         workers[2].push(3);
         workers[2].push(4);
         assert!(work_available(&injector, &stealers, 0));
-        assert_eq!(find_fresh(&workers[0], &injector, &stealers, 0), Some(1));
-        assert_eq!(find_fresh(&workers[0], &injector, &stealers, 0), Some(2));
-        // Steals from worker 2 (a batch: the rest lands in worker 0's deque).
-        assert_eq!(find_fresh(&workers[0], &injector, &stealers, 0), Some(3));
-        let mut rest = Vec::new();
-        while let Some(v) = find_fresh(&workers[0], &injector, &stealers, 0) {
-            rest.push(v);
-        }
-        assert_eq!(rest, vec![4]);
+        assert_eq!(find_remote(&workers[0], &injector, &stealers, 0), Some(2));
+        // Steals from worker 2 (up to half of its queue per call).
+        assert_eq!(find_remote(&workers[0], &injector, &stealers, 0), Some(3));
+        let next = workers[0]
+            .pop()
+            .or_else(|| find_remote(&workers[0], &injector, &stealers, 0));
+        assert_eq!(next, Some(4));
+        assert_eq!(find_remote(&workers[0], &injector, &stealers, 0), None);
         assert!(!work_available(&injector, &stealers, 0));
     }
 
@@ -192,7 +219,7 @@ mod tests {
                     let (inj, st) = (&injector, &stealers);
                     s.spawn(move || {
                         let mut got = Vec::new();
-                        while let Some(v) = find_fresh(&w, inj, st, me) {
+                        while let Some(v) = w.pop().or_else(|| find_remote(&w, inj, st, me)) {
                             got.push(v);
                         }
                         got

@@ -44,9 +44,13 @@ impl TaskState {
     }
 
     /// The worker is about to resume the task (it was queued, or is being started).
+    ///
+    /// A plain store suffices: in the queued state no waker writes the state (`wake` only
+    /// moves parked -> queued and running -> notified), and everything a waker published
+    /// before queueing the task reached this thread through the run queue or inbox it came
+    /// from.
     pub(crate) fn start_running(&self) {
-        // Swap (not store) so that a pending notification's writes are acquired.
-        self.0.swap(RUNNING, Ordering::AcqRel);
+        self.0.store(RUNNING, Ordering::Release);
     }
 
     /// The task suspended asking to park. Returns false when a wake arrived while it ran: then

@@ -23,8 +23,11 @@ use super::sys;
 use super::task::{Fresh, Input, Reason, Task};
 use super::timer::{TimerKey, Timers};
 
-/// Coroutines run between two reactor polls.
+/// Coroutines run between two checks of the inbox, timers and shutdown flag.
 const BATCH: usize = 128;
+
+/// While coroutines stay ready, poll for I/O once every this many batches.
+const BUSY_POLL_EVERY: u32 = 4;
 
 /// Coroutine ids are reserved from this counter in blocks, per worker.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -84,15 +87,23 @@ impl Worker {
             .map_err(|e| log::warn!("coroutine worker={} no signal stack: {e}", self.index))
             .ok();
         self.guard_slot = sys::claim_guard_slot();
+        let mut busy_batches = 0;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             self.drain_remote();
             self.fire_timers();
             let ran = self.run_batch();
             let more = ran == BATCH || !READY.with_borrow(|q| q.is_empty());
-            if more {
-                self.poll(Some(Duration::ZERO));
-            } else {
+            if !more {
                 self.sleep();
+                busy_batches = 0;
+            } else {
+                // Still busy: check for I/O without blocking, but not after every batch (a
+                // `polling` wait costs several syscalls).
+                busy_batches += 1;
+                if busy_batches >= BUSY_POLL_EVERY {
+                    busy_batches = 0;
+                    self.poll(Some(Duration::ZERO));
+                }
             }
         }
         self.teardown();
@@ -142,8 +153,9 @@ impl Worker {
     fn run_batch(&mut self) -> usize {
         for n in 0..BATCH {
             let (fresh, shared, index) = (&self.fresh, &self.shared, self.index);
-            let mut find = || runq::find_fresh(fresh, &shared.injector, &shared.stealers, index);
-            match READY.with_borrow_mut(|q| q.next(&mut find)) {
+            let mut local = || fresh.pop();
+            let mut remote = || runq::find_remote(fresh, &shared.injector, &shared.stealers, index);
+            match READY.with_borrow_mut(|q| q.next(&mut local, &mut remote)) {
                 Some(Next::Resume(slot)) => self.resume(slot, None),
                 Some(Next::Start(f)) => self.start(f),
                 None => return n,
@@ -203,14 +215,28 @@ impl Worker {
     }
 
     fn resume(&mut self, slot: u32, mut input: Input) {
-        let Some(mut e) = self.slab.get_mut(slot as usize).and_then(Option::take) else {
+        // Borrow the fields separately so the entry stays in place (no move per switch).
+        let Worker {
+            shared,
+            me,
+            fresh,
+            slab,
+            free,
+            timers,
+            stacks,
+            io,
+            io_free,
+            guard_slot,
+            ..
+        } = self;
+        let Some(Some(e)) = slab.get_mut(slot as usize) else {
             return;
         };
         if let Some(key) = e.timer.take() {
-            self.timers.remove(key);
+            timers.remove(key);
         }
         e.task.state.start_running();
-        if let Some(g) = self.guard_slot {
+        if let Some(g) = *guard_slot {
             sys::set_running(g, e.task.id, e.guard, e.stack_size);
         }
         loop {
@@ -218,65 +244,38 @@ impl Worker {
             sys::clear_current();
             match r {
                 CoroutineResult::Yield(Reason::Spawn(f)) => {
-                    self.me.spawned.fetch_add(1, Ordering::Release);
-                    self.fresh.push(f);
-                    self.shared.wake_one();
+                    me.spawned.fetch_add(1, Ordering::Release);
+                    fresh.push(f);
+                    shared.wake_one();
                     input = None;
                 }
-                CoroutineResult::Yield(Reason::Register(io)) => {
-                    input = self.register(io).err();
+                CoroutineResult::Yield(Reason::Register(src)) => {
+                    input = register(me, io, io_free, src).err();
                 }
                 CoroutineResult::Yield(Reason::Yield) => {
                     e.task.state.yielded();
                     READY.with_borrow_mut(|q| q.push(slot));
-                    break;
+                    return;
                 }
                 CoroutineResult::Yield(Reason::Park(deadline)) => {
                     if e.task.state.park() {
                         if let Some(d) = deadline {
-                            e.timer = Some(self.timers.insert(d, slot));
+                            e.timer = Some(timers.insert(d, slot));
                         }
                     } else {
                         READY.with_borrow_mut(|q| q.push(slot));
                     }
-                    break;
-                }
-                CoroutineResult::Return(()) => {
-                    e.task.state.finish();
-                    self.stacks.put(e.stack_size, e.coro.into_stack());
-                    self.free.push(slot);
-                    self.me.finished.fetch_add(1, Ordering::Release);
                     return;
                 }
+                CoroutineResult::Return(()) => break,
             }
         }
-        self.slab[slot as usize] = Some(e);
-    }
-
-    /// Adds an I/O source to this worker's poller (edge-triggered).
-    fn register(&mut self, io: Arc<IoState>) -> std::io::Result<()> {
-        if io.registration().is_some() {
-            return Ok(());
+        if let Some(e) = slab[slot as usize].take() {
+            e.task.state.finish();
+            stacks.put(e.stack_size, e.coro.into_stack());
+            free.push(slot);
+            me.finished.fetch_add(1, Ordering::Release);
         }
-        let key = match self.io_free.pop() {
-            Some(k) => k,
-            None => {
-                self.io.push(None);
-                self.io.len() - 1
-            }
-        };
-        if let Err(e) = sys::poller_add_edge(&self.me.poller, io.raw_fd(), key) {
-            self.io_free.push(key);
-            return Err(e);
-        }
-        if io.set_registration(self.me.clone(), key) {
-            self.io[key] = Some(io);
-        } else {
-            // Registered concurrently elsewhere: undo ours.
-            sys::poller_delete(&self.me.poller, io.raw_fd());
-            self.io_free.push(key);
-        }
-        Ok(())
     }
 
     /// Polls for I/O readiness and wakes the coroutines waiting for it.
@@ -341,6 +340,37 @@ impl Worker {
         self.io.clear();
         log::debug!("coroutine worker={} stopped dropped={dropped}", self.index);
     }
+}
+
+/// Adds an I/O source to this worker's poller (edge-triggered) under a new reactor key.
+fn register(
+    me: &Arc<WorkerShared>,
+    io: &mut Vec<Option<Arc<IoState>>>,
+    io_free: &mut Vec<usize>,
+    src: Arc<IoState>,
+) -> std::io::Result<()> {
+    if src.registration().is_some() {
+        return Ok(());
+    }
+    let key = match io_free.pop() {
+        Some(k) => k,
+        None => {
+            io.push(None);
+            io.len() - 1
+        }
+    };
+    if let Err(e) = sys::poller_add_edge(&me.poller, src.raw_fd(), key) {
+        io_free.push(key);
+        return Err(e);
+    }
+    if src.set_registration(me.clone(), key) {
+        io[key] = Some(src);
+    } else {
+        // Registered concurrently on another worker: undo ours.
+        sys::poller_delete(&me.poller, src.raw_fd());
+        io_free.push(key);
+    }
+    Ok(())
 }
 
 /// Runs a coroutine body, containing panics to this coroutine.

@@ -1,0 +1,240 @@
+//! Coroutine scheduler micro-benchmarks: spawn+run+finish, yield round trip, channel
+//! ping-pong and a loopback echo (64-byte lines). Prints one line per measurement.
+//!
+//! Run: `cargo bench -p zmaster-modes --bench coroutine_bench` (optional args: a filter
+//! substring).
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use zmaster_modes::coroutine::net::TcpListener;
+use zmaster_modes::coroutine::sync::chan;
+use zmaster_modes::coroutine::{self, Config, Scheduler};
+
+fn sched(threads: usize) -> Scheduler {
+    Scheduler::start(Config {
+        threads,
+        stack_size: 0,
+    })
+    .expect("start scheduler")
+}
+
+fn report(name: &str, total: Duration, n: usize) {
+    let per = total.as_nanos() as f64 / n as f64;
+    println!("{name:<44} {per:>10.1} ns/op  ({n} ops in {total:.2?})");
+}
+
+/// Runs `body` in a coroutine and returns how long it took.
+fn in_coroutine(s: &Scheduler, body: impl FnOnce() + Send + 'static) -> Duration {
+    let (tx, rx) = mpsc::channel();
+    s.handle().go(move || {
+        let t = Instant::now();
+        body();
+        tx.send(t.elapsed()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("benchmark timed out")
+}
+
+fn spawn_run_finish(threads: usize, n: usize) {
+    let s = sched(threads);
+    // Warm the stack pools.
+    for _ in 0..2 {
+        let took = in_coroutine(&s, move || spawn_batch(n));
+        if threads == 0 {
+            report("warmup", took, n);
+        }
+    }
+    let took = in_coroutine(&s, move || spawn_batch(n));
+    report(
+        &format!("spawn+run+finish (in coroutine, {threads} thr)"),
+        took,
+        n,
+    );
+}
+
+fn spawn_batch(n: usize) {
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..n {
+        let done = done.clone();
+        coroutine::go(move || {
+            done.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    while done.load(Ordering::Relaxed) < n {
+        coroutine::yield_now();
+    }
+}
+
+fn spawn_from_thread(threads: usize, n: usize) {
+    let s = sched(threads);
+    let mut took = Duration::ZERO;
+    for _ in 0..3 {
+        let done = Arc::new(AtomicUsize::new(0));
+        let h = s.handle();
+        let t = Instant::now();
+        for _ in 0..n {
+            let done = done.clone();
+            h.go(move || {
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        while done.load(Ordering::Relaxed) < n {
+            std::hint::spin_loop();
+        }
+        took = t.elapsed();
+    }
+    report(
+        &format!("Handle::go from a thread (+run, {threads} thr)"),
+        took,
+        n,
+    );
+}
+
+/// Baseline: a bare corosensei resume + suspend, no scheduler.
+fn raw_switch(n: usize) {
+    let mut co = corosensei::Coroutine::new(move |y: &corosensei::Yielder<(), ()>, ()| {
+        loop {
+            y.suspend(());
+        }
+    });
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(co.resume(()));
+    }
+    report("raw corosensei resume+suspend (baseline)", t.elapsed(), n);
+}
+
+fn yield_round_trip(n: usize) {
+    raw_switch(n);
+    let s = sched(1);
+    let took = in_coroutine(&s, move || {
+        for _ in 0..n {
+            coroutine::yield_now();
+        }
+    });
+    report("yield round trip (1 coroutine, 1 thr)", took, n);
+    let (tx, rx) = mpsc::channel();
+    let t = Instant::now();
+    for _ in 0..2 {
+        let tx = tx.clone();
+        s.handle().go(move || {
+            for _ in 0..n / 2 {
+                coroutine::yield_now();
+            }
+            tx.send(()).unwrap();
+        });
+    }
+    rx.recv().unwrap();
+    rx.recv().unwrap();
+    report("yield switch (2 coroutines, 1 thr)", t.elapsed(), n);
+}
+
+fn chan_ping_pong(threads: usize, n: usize) {
+    let s = sched(threads);
+    let (a_tx, a_rx) = chan::unbounded::<u32>();
+    let (b_tx, b_rx) = chan::unbounded::<u32>();
+    s.handle().go(move || {
+        while let Ok(v) = a_rx.recv() {
+            if b_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let took = in_coroutine(&s, move || {
+        for i in 0..n as u32 {
+            a_tx.send(i).unwrap();
+            b_rx.recv().unwrap();
+        }
+    });
+    report(
+        &format!("chan ping-pong round trip ({threads} thr)"),
+        took,
+        n,
+    );
+}
+
+fn echo(threads: usize, conns: usize, secs: u64) {
+    let s = sched(threads);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    s.handle().go(move || {
+        while let Ok((c, _)) = l.accept() {
+            coroutine::go(move || {
+                let mut r = BufReader::new(&c);
+                let mut line = Vec::with_capacity(128);
+                loop {
+                    line.clear();
+                    match r.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            if (&c).write_all(&line).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let line = [b'x'; 63];
+    let clients: Vec<_> = (0..conns)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.set_nodelay(true).unwrap();
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut msg = line.to_vec();
+                msg.push(b'\n');
+                let mut buf = Vec::with_capacity(128);
+                let mut lat = Vec::with_capacity(1 << 16);
+                while Instant::now() < stop {
+                    let t = Instant::now();
+                    c.write_all(&msg).unwrap();
+                    buf.clear();
+                    r.read_until(b'\n', &mut buf).unwrap();
+                    lat.push(t.elapsed().as_nanos() as u64);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<u64> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    lat.sort_unstable();
+    let p99 = lat.get(lat.len() * 99 / 100).copied().unwrap_or(0);
+    println!(
+        "{:<44} {:>10.0} req/s  p50 {:.1} us  p99 {:.1} us",
+        format!("echo 64B lines ({conns} conns, {threads} thr)"),
+        lat.len() as f64 / secs as f64,
+        lat.get(lat.len() / 2).copied().unwrap_or(0) as f64 / 1000.0,
+        p99 as f64 / 1000.0
+    );
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    if want("spawn") {
+        spawn_run_finish(1, 200_000);
+        spawn_run_finish(2, 200_000);
+        spawn_from_thread(1, 200_000);
+        spawn_from_thread(2, 200_000);
+    }
+    if want("yield") {
+        yield_round_trip(2_000_000);
+    }
+    if want("chan") {
+        chan_ping_pong(1, 200_000);
+        chan_ping_pong(2, 200_000);
+    }
+    if want("echo") {
+        echo(2, 50, 3);
+    }
+}
