@@ -8,7 +8,7 @@ use std::path::Path;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use zmaster_core::addr::{self, Address, ServiceAddr};
-use zmaster_core::protocol::{self, ListenerKind};
+use zmaster_core::protocol::{InheritedListener, ListenerKind};
 
 use super::error::{Error, ErrorKind, Result};
 use super::sys;
@@ -29,12 +29,12 @@ pub struct ServiceListener {
     pub address: Option<Address>,
 }
 
-/// Adopts the listeners a master passed: `-server-service name:Tfd,...` (SPEC §5).
+/// Adopts the listeners a master passed (parsed from `-server-service name:Tfd,...`).
 ///
 /// # Errors
-/// A malformed value, or an fd that is not open.
-pub(crate) fn inherit(spec: &str) -> Result<Vec<ServiceListener>> {
-    protocol::parse_server_service(spec)?
+/// An fd that is not open.
+pub(crate) fn inherit(listeners: Vec<InheritedListener>) -> Result<Vec<ServiceListener>> {
+    listeners
         .into_iter()
         .map(|l| {
             let fd = sys::adopt_inherited_fd(l.fd).map_err(|e| {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::{Pid, getppid};
 use zmaster_core::config::Config;
 use zmaster_core::logging::{self, LogTarget};
-use zmaster_core::protocol::{GENERATION_FD, PRIVATE_FD};
+use zmaster_core::protocol::{self, GENERATION_FD, PRIVATE_FD};
 
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
@@ -85,6 +85,10 @@ impl Server {
     /// Loads the config (command line > `-config` files > `server-config-path/*.gcf`), reads
     /// the [`Settings`] and sets up logging from `server-log` with the program's basename.
     ///
+    /// `MASTER` is only for a process a master started: fds 3, 4 and the listed listener fds
+    /// are taken over (closed when dropped) whatever they are. They are adopted before the
+    /// config is read or logging is set up, and only once `-server-service` parsed.
+    ///
     /// # Errors
     /// `ErrorKind::Usage` for a bad argv; config, protocol and bind errors otherwise.
     pub fn from_args<I, S>(args: I) -> Result<Server>
@@ -97,32 +101,27 @@ impl Server {
             .map(|a| a.into().to_string_lossy().into_owned())
             .collect();
         let invocation = args::parse_args(args)?;
+        let parent = getppid();
+        // Adopt the master's fds before anything (the logger, say) could open an fd of its own
+        // and take a number the master should have passed.
+        let inherited = match invocation.launch {
+            Launch::Master => Some(adopt_master_fds(&invocation)?),
+            Launch::Alone => None,
+        };
         let config = invocation.command_line.server_config()?;
         let settings = Settings::from_config(&config)?;
         let target = LogTarget::parse(config.get_str("server-log", ""))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
-        let spec = config.get_str("server-service", "");
-        if spec.is_empty() {
-            return Err(Error::new(ErrorKind::Usage, "missing -server-service"));
-        }
-        let parent = getppid();
-        let (listeners, generation, private) = match invocation.launch {
-            Launch::Master => {
-                let adopt = |fd, what: &str| {
-                    sys::adopt_inherited_fd(fd).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Protocol,
-                            format!("fd {fd} ({what}) from the master (SPEC §5)"),
-                        )
-                        .with_source(e)
-                    })
-                };
-                let generation = adopt(GENERATION_FD, "generation pipe")?;
-                let private = adopt(PRIVATE_FD, "private pipe")?;
-                (listeners::inherit(spec)?, Some(generation), Some(private))
+        let (listeners, generation, private) = match inherited {
+            Some(fds) => (fds.listeners, Some(fds.generation), Some(fds.private)),
+            None => {
+                let spec = config.get_str("server-service", "");
+                if spec.is_empty() {
+                    return Err(Error::new(ErrorKind::Usage, "missing -server-service"));
+                }
+                (listeners::bind_all(spec)?, None, None)
             }
-            Launch::Alone => (listeners::bind_all(spec)?, None, None),
         };
         let config = Arc::new(config);
         *CONFIG.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&config));
@@ -244,6 +243,39 @@ impl Server {
             serving.wait_idle(until);
         }
     }
+}
+
+/// What a master hands a child (SPEC §5), adopted.
+struct MasterFds {
+    generation: OwnedFd,
+    private: OwnedFd,
+    listeners: Vec<ServiceListener>,
+}
+
+/// Adopts fds 3, 4 and the listeners named by the command line's `-server-service`.
+fn adopt_master_fds(invocation: &args::Invocation) -> Result<MasterFds> {
+    let spec = invocation
+        .command_line
+        .overrides
+        .get("server-service")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::new(ErrorKind::Usage, "missing -server-service"))?;
+    // Parse first: nothing is adopted unless the whole value is well-formed.
+    let parsed = protocol::parse_server_service(spec)?;
+    let adopt = |fd, what: &str| {
+        sys::adopt_inherited_fd(fd).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("fd {fd} ({what}) from the master (SPEC §5)"),
+            )
+            .with_source(e)
+        })
+    };
+    Ok(MasterFds {
+        generation: adopt(GENERATION_FD, "generation pipe")?,
+        private: adopt(PRIVATE_FD, "private pipe")?,
+        listeners: listeners::inherit(parsed)?,
+    })
 }
 
 /// What a mode plugs into [`server_main`].

@@ -2,8 +2,9 @@
 //!
 //! Contract: an fd number becomes an [`OwnedFd`] here at most once per process, and only after
 //! `fcntl(F_GETFD)` shows it is open. The protocol gives fds 3, 4 and 5+ to the server alone;
-//! nothing else in the process claims them (the std library never opens fds it does not own
-//! a handle to, and the runtime adopts them before starting any thread of its own).
+//! nothing else in the process claims them: the runtime adopts them right after parsing argv,
+//! before it sets up logging or starts a thread, so no fd of its own can have taken one of
+//! those numbers (a master that did not pass an fd makes the adoption fail, not alias).
 
 use std::collections::HashSet;
 use std::io;
