@@ -7,7 +7,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -175,7 +175,7 @@ impl Worker {
                 log::error!(
                     "coroutine stack allocation failed size={size}: {e}; coroutine dropped"
                 );
-                self.me.finished.fetch_add(1, Ordering::Release);
+                bump(&self.me.finished, 1);
                 return;
             }
         };
@@ -244,9 +244,13 @@ impl Worker {
             sys::clear_current();
             match r {
                 CoroutineResult::Yield(Reason::Spawn(f)) => {
-                    me.spawned.fetch_add(1, Ordering::Release);
+                    bump(&me.spawned, 1);
                     fresh.push(f);
-                    shared.wake_one();
+                    // This worker is awake and will start it anyway: waking a sleeper is
+                    // only for parallelism, so no fence is needed here.
+                    if shared.sleepers.load(Ordering::Relaxed) > 0 {
+                        shared.wake_one();
+                    }
                     input = None;
                 }
                 CoroutineResult::Yield(Reason::Register(src)) => {
@@ -274,7 +278,7 @@ impl Worker {
             e.task.state.finish();
             stacks.put(e.stack_size, e.coro.into_stack());
             free.push(slot);
-            me.finished.fetch_add(1, Ordering::Release);
+            bump(&me.finished, 1);
         }
     }
 
@@ -336,7 +340,7 @@ impl Worker {
             dropped += 1;
         }
         READY.with_borrow_mut(|q| q.clear());
-        self.me.finished.fetch_add(dropped, Ordering::Release);
+        bump(&self.me.finished, dropped);
         self.io.clear();
         log::debug!("coroutine worker={} stopped dropped={dropped}", self.index);
     }
@@ -371,6 +375,11 @@ fn register(
         io_free.push(key);
     }
     Ok(())
+}
+
+/// Adds to a counter only this worker thread writes (no locked instruction needed).
+fn bump(counter: &AtomicUsize, n: usize) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
 }
 
 /// Runs a coroutine body, containing panics to this coroutine.
