@@ -252,30 +252,51 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         };
         procs::set_affinity(&set)
             .map_err(|e| Error::io(format!("sched_setaffinity ({})", placement.label()), e))?;
+        let mut plan: Vec<(Server, Option<usize>)> = Vec::new();
         for server in Server::ALL.into_iter().filter(|s| cfg.wants(*s)) {
-            let ws: Vec<Option<usize>> = if server == Server::Epoll {
-                vec![None]
+            if server == Server::Epoll {
+                plan.push((server, None));
             } else {
-                cfg.workers.iter().map(|&w| Some(w)).collect()
-            };
-            for workers in ws {
+                plan.extend(cfg.workers.iter().map(|&w| (server, Some(w))));
+            }
+        }
+        // Repetitions go round the whole list (A B C A B C …) so that a burst of outside
+        // load hits every server rather than all runs of one.
+        let mut runs: Vec<Vec<Measure>> = vec![Vec::new(); plan.len()];
+        let mut errors: Vec<Option<String>> = vec![None; plan.len()];
+        for rep in 0..cfg.repeat.max(1) {
+            for (i, &(server, workers)) in plan.iter().enumerate() {
+                if errors[i].is_some() {
+                    continue;
+                }
                 eprintln!(
-                    "bench: {} W={} {} ...",
+                    "bench: {} W={} {} (run {}/{}) ...",
                     placement.label(),
                     workers.map_or("-".into(), |w| w.to_string()),
-                    server.label()
+                    server.label(),
+                    rep + 1,
+                    cfg.repeat.max(1)
                 );
-                let outcome = run_repeated(cfg, &bin_dir, placement, server, workers);
-                if let Err(e) = &outcome {
-                    eprintln!("bench:   {e}");
+                match run_one(cfg, &bin_dir, placement, server, workers) {
+                    Ok(m) => runs[i].push(m),
+                    Err(e) => {
+                        eprintln!("bench:   {e}");
+                        errors[i] = Some(e);
+                    }
                 }
-                rows.push(BenchRow {
-                    placement,
-                    workers,
-                    server,
-                    outcome,
-                });
             }
+        }
+        for (i, (server, workers)) in plan.into_iter().enumerate() {
+            let outcome = match errors[i].take() {
+                Some(e) => Err(e),
+                None => median(std::mem::take(&mut runs[i])).ok_or_else(|| "no run".to_string()),
+            };
+            rows.push(BenchRow {
+                placement,
+                workers,
+                server,
+                outcome,
+            });
         }
     }
     procs::set_affinity(&orig).map_err(|e| Error::io("restore affinity", e))?;
@@ -304,21 +325,11 @@ pub fn free_port() -> Result<u16> {
         .map_err(|e| Error::io("local_addr", e))
 }
 
-/// `run_one` `cfg.repeat` times; keep the run with the median throughput (or the first error).
-fn run_repeated(
-    cfg: &BenchConfig,
-    bin: &Path,
-    pl: Placement,
-    server: Server,
-    w: Option<usize>,
-) -> std::result::Result<Measure, String> {
-    let mut runs = Vec::with_capacity(cfg.repeat);
-    for _ in 0..cfg.repeat.max(1) {
-        runs.push(run_one(cfg, bin, pl, server, w)?);
-    }
+/// The run with the median throughput.
+fn median(mut runs: Vec<Measure>) -> Option<Measure> {
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let mid = runs.len() / 2;
-    Ok(runs.swap_remove(mid))
+    (mid < runs.len()).then(|| runs.swap_remove(mid))
 }
 
 fn run_one(
