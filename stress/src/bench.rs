@@ -40,7 +40,7 @@ pub struct BenchConfig {
     /// Where `zmaster`, `echo-aio`, `echo-coroutine` and the baselines are (`--bin-dir`,
     /// default `target/release`, relative to the current directory).
     pub bin_dir: PathBuf,
-    /// Where `bench.md`, `latency.svg`, server logs and config dirs go (`--out`, default `bench-out`).
+    /// Where `bench.md`, `latency.svg`, server logs and config dirs go (`--out`, default `target/zstress-bench`).
     pub out_dir: PathBuf,
     /// Worker counts W to run (`--workers`, default `1,2`).
     pub workers: Vec<usize>,
@@ -59,7 +59,7 @@ impl Default for BenchConfig {
             client_threads: 1,
             size: 64,
             bin_dir: PathBuf::from("target/release"),
-            out_dir: PathBuf::from("bench-out"),
+            out_dir: PathBuf::from("target/zstress-bench"),
             workers: vec![1, 2],
             only: None,
             repeat: 1,
