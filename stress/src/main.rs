@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 if json {
                     println!("{}", r.to_json());
                 }
-                r.errors.total() == 0
+                r.errors.total() == 0 && !r.capped
             })
         }
         Command::Chaos { mut cfg, json } => {
