@@ -158,3 +158,66 @@ const HEADERS: [&str; 10] = [
     "÷epoll",
     "÷tokio",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{BenchRow, Measure};
+
+    fn row(pl: Placement, w: Option<usize>, server: Server, rps: f64) -> BenchRow {
+        let m = Measure {
+            rps,
+            p50: 100,
+            p99: 900,
+            p999: 20_000,
+            errors: 0,
+            curve: vec![(0.5, 100), (1.0, 30_000)],
+        };
+        BenchRow {
+            placement: pl,
+            workers: w,
+            server,
+            outcome: Ok(m),
+        }
+    }
+
+    #[test]
+    fn ratios_skips_and_outputs() {
+        let skipped = BenchRow {
+            placement: Placement::Cpu0,
+            workers: Some(1),
+            server: Server::ZmasterCoroutine,
+            outcome: Err("skipped: not built".into()),
+        };
+        let r = BenchReport {
+            rows: vec![
+                row(Placement::Cpu0, Some(1), Server::ZmasterAio, 50.0),
+                skipped,
+                row(Placement::Cpu0, Some(1), Server::Tokio, 40.0),
+                row(Placement::Cpu0, None, Server::Epoll, 100.0),
+            ],
+            setup: "test setup".into(),
+        };
+        let md = r.markdown();
+        assert!(
+            md.contains(
+                "| cpu0 | 1 | zmaster+echo-aio | 50 | 100 | 900 | 20.0ms | 0 | 0.50 | 1.25 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| cpu0 | 1* | echo-epoll | 100 |"), "{md}");
+        assert!(md.contains("skipped: not built"), "{md}");
+        let text = r.table_text();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("zmaster+echo-coroutine") && l.ends_with("skipped: not built")),
+            "{text}"
+        );
+        let svg = r.svg();
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            3,
+            "epoll joins the W=1 panel"
+        );
+    }
+}
