@@ -157,10 +157,8 @@ fn chan_ping_pong(threads: usize, n: usize) {
     );
 }
 
-fn echo(threads: usize, conns: usize, secs: u64) {
-    let s = sched(threads);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
+/// Serves the coroutine line echo on `l` (a line `exit` closes the connection).
+fn serve_echo(s: &Scheduler, l: TcpListener) {
     s.handle().go(move || {
         while let Ok((c, _)) = l.accept() {
             coroutine::go(move || {
@@ -170,6 +168,7 @@ fn echo(threads: usize, conns: usize, secs: u64) {
                     line.clear();
                     match r.read_until(b'\n', &mut line) {
                         Ok(0) | Err(_) => return,
+                        Ok(_) if line == b"exit\n" => return,
                         Ok(_) => {
                             if (&c).write_all(&line).is_err() {
                                 return;
@@ -180,6 +179,13 @@ fn echo(threads: usize, conns: usize, secs: u64) {
             });
         }
     });
+}
+
+fn echo(threads: usize, conns: usize, secs: u64) {
+    let s = sched(threads);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    serve_echo(&s, l);
     let stop = Instant::now() + Duration::from_secs(secs);
     let line = [b'x'; 63];
     let clients: Vec<_> = (0..conns)
@@ -219,6 +225,17 @@ fn echo(threads: usize, conns: usize, secs: u64) {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "serve") {
+        // `coroutine_bench serve ADDR [THREADS]`: the echo server alone, for external load.
+        let addr = args.get(i + 1).map_or("127.0.0.1:7070", String::as_str);
+        let threads = args.get(i + 2).and_then(|t| t.parse().ok()).unwrap_or(2);
+        let s = sched(threads);
+        serve_echo(&s, TcpListener::bind(addr).unwrap());
+        loop {
+            std::thread::park();
+        }
+    }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     if want("spawn") {
