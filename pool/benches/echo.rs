@@ -1,7 +1,8 @@
 //! Echo micro-benchmark: zmaster-pool vs a tokio multi-thread echo, 50 connections doing
 //! 64-byte line ping-pong over 127.0.0.1, with 1 and 2 server threads.
 //!
-//! Run: `cargo bench -p zmaster-pool --bench echo` (env `ECHO_BENCH_SECS`, default 3; `ECHO_BENCH_CONNS`,
+//! Run: `cargo bench -p zmaster-pool --bench echo` (env `ECHO_BENCH_SECS`, default 3;
+//! `ECHO_BENCH_ROUNDS`, default 3; `ECHO_BENCH_CONNS`,
 //! default 50). The client is one thread on its own epoll loop, identical for both servers.
 
 use std::io::{self, Read, Write};
@@ -37,13 +38,37 @@ fn listener() -> (TcpListener, SocketAddr) {
 
 struct Report {
     rps: f64,
+    /// Server CPU time (its worker threads) per round trip, in microseconds.
+    cpu_us: f64,
     p50_us: f64,
     p99_us: f64,
     max_us: f64,
 }
 
-/// `conns` connections doing ping-pong for `secs` (after `warmup`), from one thread.
-fn client(addr: SocketAddr, conns: usize, warmup: Duration, secs: Duration) -> Report {
+/// Total on-CPU time in nanoseconds of this process's threads whose name starts with
+/// `prefix` (from `/proc/self/task/*/schedstat`).
+fn threads_cpu_ns(prefix: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `conns` connections doing ping-pong for `secs` (after `warmup`), from one thread;
+/// server CPU is sampled from the threads named `threads*`.
+fn client(
+    addr: SocketAddr,
+    conns: usize,
+    warmup: Duration,
+    secs: Duration,
+    threads: &str,
+) -> Report {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
     let mut streams = Vec::with_capacity(conns);
     let mut msg = vec![b'x'; LINE - 1];
@@ -70,10 +95,14 @@ fn client(addr: SocketAddr, conns: usize, warmup: Duration, secs: Duration) -> R
     let measure_from = start + warmup;
     let end = measure_from + secs;
     let mut count = 0u64;
+    let mut cpu_start = None;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if cpu_start.is_none() && now >= measure_from {
+            cpu_start = Some(threads_cpu_ns(threads));
         }
         let n = epoll
             .wait(&mut events, EpollTimeout::from(100u16))
@@ -103,8 +132,10 @@ fn client(addr: SocketAddr, conns: usize, warmup: Duration, secs: Duration) -> R
             }
         }
     }
+    let cpu_ns = threads_cpu_ns(threads).saturating_sub(cpu_start.unwrap_or(0));
     Report {
         rps: count as f64 / secs.as_secs_f64(),
+        cpu_us: cpu_ns as f64 / 1000.0 / count.max(1) as f64,
         p50_us: hist.value_at_quantile(0.50) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
         max_us: hist.max() as f64,
@@ -115,7 +146,7 @@ fn bench_pool(workers: usize, conns: usize, warmup: Duration, secs: Duration) ->
     let (l, addr) = listener();
     let handler: zmaster_pool::Handler = Arc::new(|c: &mut Conn| c.read_line(64 * 1024, on_line));
     let pool = Pool::start(workers, vec![(Listener::Tcp(l), handler)]).expect("pool");
-    let r = client(addr, conns, warmup, secs);
+    let r = client(addr, conns, warmup, secs, "zm-worker");
     pool.shutdown();
     r
 }
@@ -124,6 +155,7 @@ fn bench_tokio(workers: usize, conns: usize, warmup: Duration, secs: Duration) -
     let (l, addr) = listener();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .thread_name("tokio-worker")
         .enable_all()
         .build()
         .expect("runtime");
@@ -152,7 +184,7 @@ fn bench_tokio(workers: usize, conns: usize, warmup: Duration, secs: Duration) -
             });
         }
     });
-    let r = client(addr, conns, warmup, secs);
+    let r = client(addr, conns, warmup, secs, "tokio-worker");
     rt.shutdown_timeout(Duration::from_secs(1));
     r
 }
@@ -162,6 +194,22 @@ fn env_num(key: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Medians over the rounds.
+fn summarize(runs: &[Report]) -> Report {
+    Report {
+        rps: median(runs.iter().map(|r| r.rps).collect()),
+        cpu_us: median(runs.iter().map(|r| r.cpu_us).collect()),
+        p50_us: median(runs.iter().map(|r| r.p50_us).collect()),
+        p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
+        max_us: median(runs.iter().map(|r| r.max_us).collect()),
+    }
 }
 
 fn main() {
@@ -174,30 +222,56 @@ fn main() {
     });
     let warmup = Duration::from_millis(if smoke { 100 } else { 500 });
     let conns = env_num("ECHO_BENCH_CONNS", 50) as usize;
+    let rounds = if smoke {
+        1
+    } else {
+        env_num("ECHO_BENCH_ROUNDS", 3).max(1) as usize
+    };
     println!(
-        "echo ping-pong: {conns} connections, {LINE}-byte lines, {} s per run",
+        "echo ping-pong: {conns} connections, {LINE}-byte lines, {} s per run, median of {rounds} \
+         alternating runs",
         secs.as_secs()
     );
     println!(
-        "{:<14} {:>12} {:>9} {:>9} {:>9}",
-        "server", "round trip/s", "p50 us", "p99 us", "max us"
+        "{:<16} {:>12} {:>10} {:>8} {:>8} {:>8}",
+        "server", "round trip/s", "cpu us/rt", "p50 us", "p99 us", "max us"
     );
-    for workers in [1, 2] {
-        let ours = bench_pool(workers, conns, warmup, secs);
-        let theirs = bench_tokio(workers, conns, warmup, secs);
+    let verbose = std::env::var_os("ECHO_BENCH_VERBOSE").is_some();
+    let only = env_num("ECHO_BENCH_WORKERS", 0) as usize;
+    for workers in [1, 2].into_iter().filter(|&w| only == 0 || w == only) {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..rounds {
+            ours.push(bench_pool(workers, conns, warmup, secs));
+            theirs.push(bench_tokio(workers, conns, warmup, secs));
+            if verbose {
+                for (name, r) in [
+                    ("pool", &ours[ours.len() - 1]),
+                    ("tokio", &theirs[theirs.len() - 1]),
+                ] {
+                    println!(
+                        "  run {name:<6} W={workers} {:>8.0} rt/s {:>6.2} cpu-us {:>6.0} p50 {:>6.0} p99 {:>7.0} max",
+                        r.rps, r.cpu_us, r.p50_us, r.p99_us, r.max_us
+                    );
+                }
+            }
+        }
+        let (ours, theirs) = (summarize(&ours), summarize(&theirs));
         for (name, r) in [("zmaster-pool", &ours), ("tokio", &theirs)] {
             println!(
-                "{:<14} {:>12.0} {:>9.0} {:>9.0} {:>9.0}",
+                "{:<16} {:>12.0} {:>10.2} {:>8.0} {:>8.0} {:>8.0}",
                 format!("{name} W={workers}"),
                 r.rps,
+                r.cpu_us,
                 r.p50_us,
                 r.p99_us,
                 r.max_us
             );
         }
         println!(
-            "W={workers}: throughput ratio pool/tokio = {:.2}, p99 ratio pool/tokio = {:.2}",
+            "W={workers}: pool/tokio throughput {:.2}x, cpu per round trip {:.2}x, p99 {:.2}x",
             ours.rps / theirs.rps,
+            ours.cpu_us / theirs.cpu_us,
             ours.p99_us / theirs.p99_us
         );
     }

@@ -35,6 +35,8 @@ pub(crate) type Deferred = Box<dyn FnOnce(&mut Conn)>;
 
 /// Callbacks one `drive` may run before it yields to the worker's other connections.
 const DRIVE_BUDGET: u32 = 64;
+/// End-of-stream or error results a connection may get before it is closed for spinning.
+const DEAD_ENDS: u32 = 16;
 /// Output buffers that grew past this are released once written.
 const KEEP_OUT_CAPACITY: usize = 64 * 1024;
 
@@ -86,6 +88,8 @@ pub struct Conn {
     pub(crate) cpu_jobs: usize,
     /// `drive` stopped on its budget with work left: the worker queues it for a later turn.
     pub(crate) more: bool,
+    /// End-of-stream / error results delivered so far (see `dead_end`).
+    dead_ends: u32,
     closed: bool,
     pub(crate) counted: bool,
 }
@@ -115,6 +119,7 @@ impl Conn {
             queued: false,
             cpu_jobs: 0,
             more: false,
+            dead_ends: 0,
             closed: false,
             counted,
         }
@@ -286,6 +291,9 @@ impl Conn {
                 && let Some((_, cb)) = self.read_op.take()
             {
                 self.read_deadline = None;
+                if matches!(result, Ok(None) | Err(_)) && self.dead_end() {
+                    break;
+                }
                 cb(self, result);
                 continue;
             }
@@ -301,11 +309,30 @@ impl Conn {
                     Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
                     None => Ok(()),
                 };
+                if result.is_err() && self.dead_end() {
+                    break;
+                }
                 cb(self, result);
                 continue;
             }
             break;
         }
+    }
+
+    /// Counts an end-of-stream or error result; after [`DEAD_ENDS`] of them the callbacks
+    /// evidently keep retrying a connection that cannot progress (which would spin the
+    /// worker): close it instead. Returns whether it was closed.
+    fn dead_end(&mut self) -> bool {
+        self.dead_ends += 1;
+        if self.dead_ends > DEAD_ENDS {
+            log::warn!(
+                "connection {}: callbacks keep retrying after end of stream or errors; closing it",
+                self.stream.describe_peer()
+            );
+            self.close();
+            return true;
+        }
+        false
     }
 
     fn try_read(&mut self, want: Want) -> Option<ReadResult> {

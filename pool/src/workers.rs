@@ -178,8 +178,10 @@ impl Workers {
         for w in &self.handle.shared.workers {
             let _ = w.send(Msg::Shutdown);
         }
+        let me = std::thread::current().id();
         for t in self.threads.drain(..) {
-            if t.join().is_err() {
+            // Shut down from inside a callback: that worker ends after the callback returns.
+            if t.thread().id() != me && t.join().is_err() {
                 log::error!("worker thread panicked");
             }
         }

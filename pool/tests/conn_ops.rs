@@ -171,3 +171,25 @@ fn flush_timeout_fires_when_the_peer_does_not_read() {
     assert!(pool.wait_idle(None));
     pool.shutdown();
 }
+
+#[test]
+fn reading_again_after_end_of_stream_does_not_spin_forever() {
+    let (l, addr) = tcp_listener();
+    let (tx, rx) = mpsc::channel::<usize>();
+    fn stubborn(c: &mut Conn, tx: mpsc::Sender<usize>, n: usize) {
+        c.read_line(MAX_LINE, move |c, _| {
+            let _ = tx.send(n);
+            stubborn(c, tx, n + 1); // ignores EOF: a bug the pool must survive
+        });
+    }
+    let h: Handler = Arc::new(move |c: &mut Conn| stubborn(c, tx.clone(), 0));
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    drop(Client::tcp(addr));
+    assert!(
+        pool.wait_idle(None),
+        "the stubborn connection is eventually closed"
+    );
+    let calls = rx.try_iter().count();
+    assert!(calls > 1 && calls < 100, "callback ran {calls} times");
+    pool.shutdown();
+}
