@@ -49,11 +49,16 @@ impl Pool {
         })
     }
 
-    /// Stops accepting at once and closes the listeners in this process (open connections
-    /// are not touched). Returns when the listeners are closed. Idempotent.
+    /// Stops accepting at once and closes the listeners in this process; returns when they
+    /// are closed. Open connections are not touched, but FIFO streams are closed (by their
+    /// workers, right after this returns) so that only the next generation reads the FIFO.
+    /// Idempotent.
     pub fn stop_accepting(&self) {
         if let Some(a) = &self.acceptor {
             a.stop_accepting();
+        }
+        if let Some(w) = &self.workers {
+            w.handle().close_fifos();
         }
     }
 

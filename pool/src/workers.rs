@@ -31,6 +31,8 @@ pub(crate) enum Msg {
     },
     /// A `spawn_cpu` job finished (`None`: it panicked).
     Cpu { key: u64, f: Option<InitFn> },
+    /// Close the FIFO streams (the pool stopped accepting).
+    CloseFifos,
     /// Close every connection and end the thread.
     Shutdown,
 }
@@ -240,6 +242,15 @@ impl WorkersHandle {
         }
     }
 
+    /// Asks every worker to close its FIFO streams (done asynchronously, in each worker's
+    /// next loop turn): after a server stops accepting, a FIFO shared with the next
+    /// generation must be read by that generation only.
+    pub fn close_fifos(&self) {
+        for w in &self.shared.workers {
+            let _ = w.send(Msg::CloseFifos);
+        }
+    }
+
     /// Connections assigned and not yet closed (FIFO streams are not counted).
     pub fn active_connections(&self) -> usize {
         self.shared.counts.active.load(Ordering::Acquire)
@@ -370,6 +381,18 @@ impl Worker {
                     None => c.close(),
                 }
             }),
+            Msg::CloseFifos => {
+                let fifos: Vec<u64> = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .filter(|c| matches!(c.stream(), Stream::Fifo(_)))
+                    .map(|c| c.key)
+                    .collect();
+                for key in fifos {
+                    self.with_conn(key, Conn::close);
+                }
+            }
             Msg::Shutdown => return false,
         }
         true

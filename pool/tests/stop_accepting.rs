@@ -118,5 +118,12 @@ fn fifo_stream_is_handed_over_once_and_not_counted() {
     );
     assert_eq!(pool.active_connections(), 0, "a FIFO is not a connection");
     assert!(pool.wait_idle(None));
+    // After stop_accepting the FIFO is left to the next generation: its stream is closed.
+    pool.stop_accepting();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)),
+        Err(mpsc::RecvTimeoutError::Disconnected),
+        "the reader callback (holding the sender) is dropped with the FIFO stream"
+    );
     pool.shutdown();
 }
