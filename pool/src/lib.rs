@@ -50,6 +50,7 @@ mod pool;
 mod reactor;
 #[allow(unsafe_code)]
 mod sys;
+mod worker;
 mod workers;
 
 pub use acceptor::{AcceptCallback, Acceptor};
