@@ -22,6 +22,15 @@ pub enum Address {
 }
 
 impl Address {
+    /// True when both cannot be bound at once: the same address, or the same file system
+    /// path (a unix socket and a FIFO cannot share one).
+    pub fn conflicts_with(&self, other: &Address) -> bool {
+        match (self, other) {
+            (Address::Unix(a) | Address::Fifo(a), Address::Unix(b) | Address::Fifo(b)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// The listener kind this address makes (the `T` of the protocol's `name:Tfd`).
     pub fn kind(&self) -> ListenerKind {
         match self {
@@ -79,7 +88,7 @@ pub fn parse_service_list(text: &str) -> Result<Vec<ServiceAddr>> {
         .filter(|e| !e.is_empty())
     {
         let parsed = parse_entry(entry)?;
-        if out.iter().any(|o| o.addr == parsed.addr) {
+        if out.iter().any(|o| o.addr.conflicts_with(&parsed.addr)) {
             return Err(Error::new(
                 ErrorKind::Address,
                 format!(
@@ -311,7 +320,8 @@ mod tests {
             .to_string();
         assert!(err.contains("listed twice"), "{err}");
         assert!(parse_service_list("local:/a, /a").is_err());
-        assert!(parse_service_list("local:/a, fifo:/a").is_ok());
+        assert!(parse_service_list("local:/a, fifo:/a").is_err());
+        assert!(parse_service_list("local:/a, fifo:/b").is_ok());
     }
 
     #[test]

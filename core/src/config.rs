@@ -318,13 +318,18 @@ fn config_kind(name: &str) -> Option<(&str, bool)> {
 /// # Errors
 /// The dir cannot be read, a file cannot be read, or a line is malformed.
 pub fn load_dir(dir: &Path) -> Result<ConfigDir> {
+    load_dir_files(dir, true)
+}
+
+/// Loads the config files of `dir`; service files only when `services` is set.
+fn load_dir_files(dir: &Path, services: bool) -> Result<ConfigDir> {
     let what = || format!("read config dir {}", dir.display());
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(what(), e))? {
         let entry = entry.map_err(|e| Error::io(what(), e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if config_kind(name).is_some() {
+        if config_kind(name).is_some_and(|(_, global)| global || services) {
             let path = entry.path();
             // Follow symlinks; skip directories named like config files.
             if fs::metadata(&path).map(|m| m.is_file()).unwrap_or(true) {
@@ -357,11 +362,13 @@ pub fn load_dir(dir: &Path) -> Result<ConfigDir> {
 }
 
 /// Loads only the `*.gcf` globals of `dir` (what a server reads from `server-config-path`).
+/// The `*.cf` files are not even read: a broken service file must not stop the servers of
+/// other services from starting.
 ///
 /// # Errors
-/// As [`load_dir`], for the `.gcf` files.
+/// The dir or a `.gcf` file cannot be read, or a `.gcf` line is malformed.
 pub fn load_globals(dir: &Path) -> Result<Config> {
-    Ok(load_dir(dir)?.globals)
+    Ok(load_dir_files(dir, false)?.globals)
 }
 
 #[cfg(test)]
@@ -491,6 +498,9 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(d.globals.get("g"), Some("2"));
         assert_eq!(d.globals.get("h"), Some("1"));
+        assert_eq!(load_globals(p).unwrap().get("g"), Some("2"));
+        fs::write(p.join("broken.cf"), "no equals\n").unwrap();
+        assert!(load_dir(p).is_err());
         assert_eq!(load_globals(p).unwrap().get("g"), Some("2"));
     }
 

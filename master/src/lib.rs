@@ -53,14 +53,28 @@ pub struct Hooks {
     /// Called once, after every listener is bound and before the first children start
     /// (`zmaster_server_before_service`).
     pub before_service: Option<Box<dyn FnMut()>>,
-    /// Called on every turn of the master's event loop (`zmaster_server_event_loop`).
+    /// Called on every turn of the master's event loop, and at least once a second
+    /// (`zmaster_server_event_loop`).
     pub event_loop: Option<Box<dyn FnMut()>>,
     /// Replaces [`load_config_from_dir`] at start and at every reload
     /// (`zmaster_server_load_config`).
     pub load_config: Option<LoadConfig>,
 }
 
-const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-pid-file FILE] [--try-lock] [-log-service SOCK,PREFIX[,day|hour]] [-master-stop-timeout DURATION] [--verbose]";
+/// How often the `event_loop` hook runs while the master is idle.
+const EVENT_LOOP_INTERVAL: Duration = Duration::from_secs(1);
+
+const KNOWN_OPTIONS: [&str; 7] = [
+    "C",
+    "pid-file",
+    "try-lock",
+    "log-service",
+    "master-stop-timeout",
+    "verbose",
+    "help",
+];
+
+const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-stop-timeout DURATION] [--verbose] [-key value ...]";
 
 /// Runs the master with `args` (without argv[0]) and returns the process exit status:
 /// 0 after a clean stop (or `--try-lock`: not running), 1 on any error (one line on stderr).
@@ -99,12 +113,11 @@ where
         println!("{USAGE}");
         return Ok(0);
     }
-    let Some(dir) = opts.get("C").filter(|d| !d.is_empty()) else {
-        return Err(Error::new(
-            ErrorKind::Usage,
-            format!("missing -C CONFIG_DIR; {USAGE}"),
-        ));
-    };
+    // Any other `-key value` overrides that key in every service (SPEC §4's `[-key value ...]`).
+    let mut overrides = opts.clone();
+    for key in KNOWN_OPTIONS {
+        overrides.remove(key);
+    }
     let pid_file = opts
         .get("pid-file")
         .filter(|p| !p.is_empty())
@@ -121,6 +134,16 @@ where
             LockState::Running | LockState::Unusable => 1,
         });
     }
+    let Some(dir) = opts.get("C").filter(|d| !d.is_empty()) else {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("missing -C CONFIG_DIR; {USAGE}"),
+        ));
+    };
+    // Handlers first: a SIGHUP or SIGTERM sent while the config loads must not kill the master
+    // (it becomes a pending reload or stop).
+    let signals =
+        signals::Signals::install().map_err(|e| Error::io("install signal handlers", e))?;
     let level = if opts.get_bool("verbose", false)? {
         log::LevelFilter::Debug
     } else {
@@ -141,10 +164,13 @@ where
     }
 
     let mut load = move |dir: &Path| -> Result<Vec<Service>> {
-        let files = match hooks.load_config.as_mut() {
+        let mut files = match hooks.load_config.as_mut() {
             Some(loader) => loader(dir)?,
             None => load_config_from_dir(dir)?,
         };
+        for file in &mut files {
+            file.config.merge(&overrides);
+        }
         validate(&files)
     };
     // Validate everything before touching anything.
@@ -152,16 +178,23 @@ where
     let _ = logging::init(&LogTarget::Stderr, "zmaster", level);
     let pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
     sys::mark_inherited_fds_cloexec();
-    let signals =
-        signals::Signals::install().map_err(|e| Error::io("install signal handlers", e))?;
     if let Some(svc) = &log_service {
         svc.start()?;
     }
     let settings = supervisor::Settings {
         config_dir: config_dir.clone(),
         stop_grace,
+        tick_interval: hooks.event_loop.is_some().then_some(EVENT_LOOP_INTERVAL),
     };
-    let mut supervisor = supervisor::Supervisor::new(settings, services, signals)?;
+    let mut supervisor = match supervisor::Supervisor::new(settings, services, signals) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(svc) = &log_service {
+                svc.remove_socket();
+            }
+            return Err(e);
+        }
+    };
     log::info!(
         "started: pid={} config={} pid_file={}",
         std::process::id(),

@@ -4,7 +4,8 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -19,8 +20,9 @@ use crate::error::{Error, Result};
 pub(crate) struct Listener {
     addr: Address,
     fd: OwnedFd,
-    /// A unix socket file this master created (removed at stop or when the address goes).
-    created: Option<PathBuf>,
+    /// A unix socket file this master created and its (dev, inode): removed at stop or when the
+    /// address goes, but only while it is still that file.
+    created: Option<(PathBuf, (u64, u64))>,
 }
 
 impl Listener {
@@ -36,9 +38,11 @@ impl Listener {
 
     /// Closes the listener and removes the unix socket file it created.
     pub(crate) fn close(self) {
-        if let Some(path) = &self.created {
-            // Only remove the file if it is still ours (a socket), never something else.
-            if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        if let Some((path, id)) = &self.created {
+            // Only remove the file if it is still the socket we bound, never a newer one.
+            if fs::symlink_metadata(path)
+                .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == *id)
+            {
                 let _ = fs::remove_file(path);
             }
         }
@@ -59,12 +63,13 @@ pub(crate) fn bind(addr: &Address, backlog: i32, unix_mode: Option<u32>) -> Resu
                 created: None,
             }),
         Address::Unix(path) => {
-            let fd = bind_unix(path, backlog, unix_mode)
-                .map_err(|e| Error::io(format!("bind unix socket {}", path.display()), e))?;
+            let what = || format!("bind unix socket {}", path.display());
+            let fd = bind_unix(path, backlog, unix_mode).map_err(|e| Error::io(what(), e))?;
+            let meta = fs::symlink_metadata(path).map_err(|e| Error::io(what(), e))?;
             Ok(Listener {
                 addr: addr.clone(),
                 fd,
-                created: Some(path.clone()),
+                created: Some((path.clone(), (meta.dev(), meta.ino()))),
             })
         }
         Address::Fifo(path) => {
@@ -93,7 +98,17 @@ fn bind_inet(sa: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
 
 fn bind_unix(path: &Path, backlog: i32, unix_mode: Option<u32>) -> io::Result<OwnedFd> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)?,
+        // A socket file is replaced only when it is stale: nobody accepts on it any more.
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "a live socket is listening there (another master running?)",
+                ));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => fs::remove_file(path)?,
+            Err(e) => return Err(e),
+        },
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -141,7 +156,6 @@ fn open_fifo(path: &Path) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
 
     #[test]
     fn inet_unix_and_fifo() {
@@ -155,7 +169,12 @@ mod tests {
             0o600
         );
         UnixStream::connect(&sock).unwrap();
-        // A stale socket file is replaced.
+        // A live socket is never taken over...
+        let err = bind(&Address::Unix(sock.clone()), 16, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("live socket"), "{err}");
+        // ...a stale one is replaced.
         drop(unix);
         let again = bind(&Address::Unix(sock.clone()), 16, None).unwrap();
         again.close();

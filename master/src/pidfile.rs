@@ -80,7 +80,14 @@ pub enum LockState {
 
 /// Tests the lock without taking it for long and without changing the file.
 pub fn try_lock(path: &Path) -> LockState {
-    let file = match OpenOptions::new().read(true).open(path) {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockState::NotRunning,
+        Ok(meta) if meta.is_file() => {}
+        _ => return LockState::Unusable,
+    }
+    // Read-write, as a real start would open it (no create, no truncate): a file a master
+    // could not use is reported as unusable, not as free.
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockState::NotRunning,
         Err(_) => return LockState::Unusable,
@@ -116,5 +123,6 @@ mod tests {
         );
         drop(held);
         assert_eq!(try_lock(&path), LockState::NotRunning);
+        assert_eq!(try_lock(dir.path()), LockState::Unusable);
     }
 }

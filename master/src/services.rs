@@ -98,6 +98,48 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
         )? as i32;
         let unix_mode = config.get_octal_mode("server-unix-mode")?;
         let chroot = optional_path(config, "master-chroot");
+        let chdir = optional_path(config, "master-chdir");
+        let config_error = |key: &str, why: String| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{}: {key}: {why}", located(config, file, key)),
+            )
+        };
+        if let Some(root) = &chroot {
+            if !root.is_dir() {
+                return Err(config_error(
+                    "master-chroot",
+                    format!("{} is not a directory", root.display()),
+                ));
+            }
+            if !nix::unistd::geteuid().is_root() {
+                return Err(config_error(
+                    "master-chroot",
+                    "chroot needs the master to run as root".into(),
+                ));
+            }
+        }
+        if let Some(dir) = &chdir {
+            // After a chroot the dir is looked up inside it.
+            let seen = match &chroot {
+                Some(root) => root.join(dir.strip_prefix("/").unwrap_or(dir)),
+                None => dir.clone(),
+            };
+            if !seen.is_dir() {
+                return Err(config_error(
+                    "master-chdir",
+                    format!("{} is not a directory", seen.display()),
+                ));
+            }
+        }
+        // A relative command with a `/` is relative to the master's cwd (SPEC §4), not to
+        // `master-chdir`, which the child enters before exec.
+        let command =
+            if command.is_relative() && command.components().count() > 1 && chroot.is_none() {
+                std::path::absolute(&command).unwrap_or(command)
+            } else {
+                command
+            };
         if chroot.is_none() && proc_count > 0 {
             check_command(&command).map_err(|why| {
                 Error::new(
@@ -113,7 +155,7 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
         for sa in &addrs {
             if let Some(other) = services
                 .iter()
-                .find(|s| s.addrs.iter().any(|o| o.addr == sa.addr))
+                .find(|s| s.addrs.iter().any(|o| o.addr.conflicts_with(&sa.addr)))
             {
                 return Err(Error::new(
                     ErrorKind::Config,
@@ -133,7 +175,7 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             command,
             addrs,
             proc_count,
-            chdir: optional_path(config, "master-chdir"),
+            chdir,
             chroot,
             backlog,
             unix_mode,
@@ -251,6 +293,43 @@ mod tests {
             err.contains("x.cf:1") && err.contains("/no/such/server"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn chdir_and_chroot_are_checked_and_relative_commands_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "x.cf",
+            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chdir = /no/such/dir\n",
+        );
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("x.cf:3: master-chdir") && err.contains("/no/such/dir"),
+            "{err}"
+        );
+        write(
+            dir.path(),
+            "x.cf",
+            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chroot = /no/root\n",
+        );
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.cf:3: master-chroot"), "{err}");
+        let cwd = std::env::current_dir().unwrap();
+        let bin = tempfile::tempdir_in(&cwd).unwrap();
+        let exe = bin.path().join("srv");
+        fs::write(&exe, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        let rel = exe.strip_prefix(&cwd).unwrap();
+        write(
+            dir.path(),
+            "x.cf",
+            &format!(
+                "server-command = {}\nserver-service = 127.0.0.1:7001\nmaster-chdir = /\n",
+                rel.display()
+            ),
+        );
+        assert_eq!(load(dir.path()).unwrap()[0].command, exe);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pending {
-    pub(crate) child: bool,
     pub(crate) reload: bool,
     pub(crate) stop: bool,
 }
@@ -19,7 +18,6 @@ pub(crate) struct Pending {
 /// Flags set by the handlers plus a pipe that wakes the poll loop.
 pub(crate) struct Signals {
     wake: UnixStream,
-    child: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
@@ -31,12 +29,10 @@ impl Signals {
         wake.set_nonblocking(true)?;
         let signals = Signals {
             wake,
-            child: Arc::default(),
             reload: Arc::default(),
             stop: Arc::default(),
         };
         for (sig, flag) in [
-            (SIGCHLD, &signals.child),
             (SIGHUP, &signals.reload),
             (SIGTERM, &signals.stop),
             (SIGINT, &signals.stop),
@@ -44,6 +40,8 @@ impl Signals {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
+        // SIGCHLD only wakes the loop, which reaps on every turn.
+        signal_hook::low_level::pipe::register(SIGCHLD, notify)?;
         Ok(signals)
     }
 
@@ -57,7 +55,6 @@ impl Signals {
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
         Pending {
-            child: self.child.swap(false, Ordering::SeqCst),
             reload: self.reload.swap(false, Ordering::SeqCst),
             stop: self.stop.swap(false, Ordering::SeqCst),
         }

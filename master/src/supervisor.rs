@@ -24,7 +24,7 @@ use nix::unistd::{Pid, pipe2};
 use zmaster_core::addr::Address;
 use zmaster_core::protocol;
 
-use crate::backoff::Backoff;
+use crate::backoff::{self, Backoff};
 use crate::error::{Error, Result};
 use crate::listeners::{self, Listener};
 use crate::services::Service;
@@ -33,6 +33,8 @@ use crate::sys;
 
 /// How long after fd 4 closes a child must still be unreaped to count as detached.
 pub(crate) const DETACH_SETTLE: Duration = Duration::from_millis(50);
+/// How long stop waits for children after SIGKILL before it gives up on them.
+const STOP_GIVE_UP: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Child {
@@ -51,6 +53,45 @@ struct ServiceState {
     spec: Service,
     backoff: Backoff,
     next_start: Instant,
+    /// When the backoff was last raised: children started before it belong to a round that
+    /// already counted, so a burst of N young deaths raises the delay once, not N times.
+    last_bump: Option<Instant>,
+}
+
+impl ServiceState {
+    fn new(spec: Service, now: Instant) -> ServiceState {
+        ServiceState {
+            spec,
+            backoff: Backoff::default(),
+            next_start: now,
+            last_bump: None,
+        }
+    }
+
+    /// A child of this service stopped counting (it exited or detached) after `lived`;
+    /// returns the delay before the next start.
+    ///
+    /// A young death (an abnormal exit or a detach within 1 s, a clean exit within 100 ms)
+    /// raises the backoff once per round of starts; anything older resets it. Clean exits that
+    /// lived a little are normal for servers that exit after N requests (Postfix's max_use).
+    fn child_gone(&mut self, started: Instant, lived: Duration, clean: bool) -> Duration {
+        let now = Instant::now();
+        let young = if clean {
+            lived < backoff::START
+        } else {
+            lived < backoff::HEALTHY
+        };
+        if !young {
+            self.backoff = Backoff::default();
+            return self.next_start.saturating_duration_since(now);
+        }
+        if self.last_bump.is_none_or(|bump| started >= bump) {
+            let delay = self.backoff.on_exit(lived);
+            self.last_bump = Some(now);
+            self.next_start = self.next_start.max(now + delay);
+        }
+        self.next_start.saturating_duration_since(now)
+    }
 }
 
 /// A generation: its pipe (read end kept, write end handed to children).
@@ -80,6 +121,8 @@ pub(crate) struct Settings {
     pub(crate) config_dir: PathBuf,
     /// How long stop waits for children after SIGTERM before SIGKILL.
     pub(crate) stop_grace: Duration,
+    /// Wake at least this often (set when an `event_loop` hook wants calls while idle).
+    pub(crate) tick_interval: Option<Duration>,
 }
 
 /// The running master.
@@ -90,6 +133,7 @@ pub(crate) struct Supervisor {
     generation: Generation,
     children: BTreeMap<i32, Child>,
     signals: Signals,
+    stopping: bool,
 }
 
 /// What the poll loop was told to do.
@@ -111,16 +155,13 @@ impl Supervisor {
             settings,
             services: services
                 .into_iter()
-                .map(|spec| ServiceState {
-                    spec,
-                    backoff: Backoff::default(),
-                    next_start: now,
-                })
+                .map(|spec| ServiceState::new(spec, now))
                 .collect(),
             listeners,
             generation: Generation::new(1)?,
             children: BTreeMap::new(),
             signals,
+            stopping: false,
         })
     }
 
@@ -133,9 +174,9 @@ impl Supervisor {
         loop {
             tick();
             let pending = self.signals.take();
-            if pending.child {
-                self.reap();
-            }
+            // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
+            // for a detached one (see settle_detaches), whatever else this turn did.
+            self.reap();
             if pending.stop {
                 self.stop();
                 return Outcome::Stopped;
@@ -146,6 +187,7 @@ impl Supervisor {
                     Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
                 }
             }
+            self.reap();
             self.settle_detaches();
             self.start_missing();
             self.wait_for_events();
@@ -264,11 +306,10 @@ impl Supervisor {
                 .services
                 .iter_mut()
                 .find(|s| s.spec.name == child.service);
-            match (current, state) {
+            match (current && !self.stopping, state) {
                 (true, Some(state)) => {
-                    let delay = state.backoff.on_exit(lived);
-                    state.next_start = state.next_start.max(Instant::now() + delay);
                     let clean = status == "exit status 0";
+                    let delay = state.child_gone(child.started, lived, clean);
                     let line = format!(
                         "service={} pid={pid} exited: {status} after {:.3}s; restarting in {delay:?}",
                         child.service,
@@ -281,7 +322,9 @@ impl Supervisor {
                     }
                 }
                 _ => {
-                    let role = if child.detached {
+                    let role = if self.stopping {
+                        "stopping"
+                    } else if child.detached {
                         "detached"
                     } else {
                         "old-generation"
@@ -321,6 +364,9 @@ impl Supervisor {
                 sooner(t);
             }
         }
+        if let Some(interval) = self.settings.tick_interval {
+            sooner(now + interval);
+        }
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(t) => {
@@ -342,8 +388,14 @@ impl Supervisor {
             }
         }
         match poll(&mut fds, timeout) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(Errno::EINTR) => return,
             Ok(_) => {}
+            Err(e) => {
+                // Should never happen; never spin on it.
+                log::error!("poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
         }
         let closed: Vec<i32> = watched
             .iter()
@@ -364,19 +416,43 @@ impl Supervisor {
     }
 
     /// fd 4 closed a while ago and the child is still there: it detached.
+    ///
+    /// A detach within 1 s of the start counts as a young death for the crash-loop backoff: a
+    /// server that closes fd 4 at start-up (a wrapper script, `closefrom(3)`) must not make the
+    /// master fork without limit.
     fn settle_detaches(&mut self) {
         let now = Instant::now();
-        for (pid, child) in &mut self.children {
-            if child.detach_check.is_some_and(|t| t <= now) {
-                child.detach_check = None;
-                child.private = None;
-                if child.generation == self.generation.number && !child.detached {
-                    child.detached = true;
-                    log::info!(
-                        "service={} pid={pid} detached from the master; starting a replacement",
-                        child.service
-                    );
-                }
+        let due: Vec<i32> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.detach_check.is_some_and(|t| t <= now))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            let Some(child) = self.children.get_mut(&pid) else {
+                continue;
+            };
+            child.detach_check = None;
+            child.private = None;
+            if child.generation != self.generation.number || child.detached {
+                continue;
+            }
+            child.detached = true;
+            let (service, started) = (child.service.clone(), child.started);
+            let detached = self
+                .children
+                .values()
+                .filter(|c| c.detached && c.service == service)
+                .count();
+            let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
+                continue;
+            };
+            let delay = state.child_gone(started, started.elapsed(), false);
+            log::info!(
+                "service={service} pid={pid} detached from the master; replacement in {delay:?}"
+            );
+            if detached >= 4 * state.spec.proc_count.max(1) {
+                log::warn!("service={service} has {detached} detached processes still running");
             }
         }
     }
@@ -417,14 +493,21 @@ impl Supervisor {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
             }
         }
+        // A service keeps its crash-loop state across reloads (a HUP from logrotate must not
+        // restart a crash-looping service at once); new services start now.
         let now = Instant::now();
+        let mut old = std::mem::take(&mut self.services);
         self.services = services
             .into_iter()
-            .map(|spec| ServiceState {
-                spec,
-                backoff: Backoff::default(),
-                next_start: now,
-            })
+            .map(
+                |spec| match old.iter().position(|o| o.spec.name == spec.name) {
+                    Some(i) => ServiceState {
+                        spec,
+                        ..old.swap_remove(i)
+                    },
+                    None => ServiceState::new(spec, now),
+                },
+            )
             .collect();
         log::info!(
             "reloaded: generation={} services={} listeners={}",
@@ -437,65 +520,55 @@ impl Supervisor {
     /// Closes listeners, SIGTERMs every child, waits (SIGKILL after the grace period).
     fn stop(&mut self) {
         log::info!("stopping: {} children", self.children.len());
+        self.stopping = true;
         close_listeners(std::mem::take(&mut self.listeners).into_values());
-        for pid in self.children.keys() {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + self.settings.stop_grace;
-        let mut killed = false;
-        while !self.children.is_empty() {
-            self.reap_quietly();
+        self.signal_all(Signal::SIGTERM);
+        let grace = self.settings.stop_grace;
+        let deadline = Instant::now() + grace;
+        let mut killed_at: Option<Instant> = None;
+        loop {
+            self.reap();
             if self.children.is_empty() {
                 break;
             }
             let now = Instant::now();
-            if now >= deadline && !killed {
+            let second_signal = self.signals.take().stop;
+            if killed_at.is_none() && (now >= deadline || second_signal) {
+                let why = if second_signal {
+                    "a second stop signal".to_owned()
+                } else {
+                    format!("{grace:?}")
+                };
                 log::warn!(
-                    "{} children still running after {:?}; sending SIGKILL",
+                    "{} children still running after {why}; sending SIGKILL: pids {:?}",
                     self.children.len(),
-                    self.settings.stop_grace
+                    self.children.keys().collect::<Vec<_>>()
                 );
-                for pid in self.children.keys() {
-                    let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-                }
-                killed = true;
+                self.signal_all(Signal::SIGKILL);
+                killed_at = Some(now);
             }
-            let wait = if killed {
-                Duration::from_millis(100)
-            } else {
-                deadline
+            if killed_at.is_some_and(|t| now >= t + STOP_GIVE_UP) {
+                log::error!(
+                    "children {:?} did not exit after SIGKILL (uninterruptible sleep?); giving up on them",
+                    self.children.keys().collect::<Vec<_>>()
+                );
+                break;
+            }
+            let wait = match killed_at {
+                Some(_) => Duration::from_millis(100),
+                None => deadline
                     .saturating_duration_since(now)
-                    .min(Duration::from_millis(100))
+                    .min(Duration::from_millis(100)),
             };
             let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, PollTimeout::from(wait.as_millis().max(1) as u16));
-            let pending = self.signals.take();
-            if pending.stop && !killed {
-                log::warn!(
-                    "second stop signal: sending SIGKILL to {} children",
-                    self.children.len()
-                );
-                for pid in self.children.keys() {
-                    let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-                }
-                killed = true;
-            }
         }
         log::info!("stopped");
     }
 
-    fn reap_quietly(&mut self) {
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        self.children.remove(&pid.as_raw());
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(_) => return,
-            }
+    fn signal_all(&self, signal: Signal) {
+        for pid in self.children.keys() {
+            let _ = kill(Pid::from_raw(*pid), signal);
         }
     }
 }

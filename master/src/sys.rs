@@ -72,11 +72,13 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         .args(&spec.argv[1..])
         .stdin(Stdio::null());
     let stage = move || -> io::Result<()> {
+        // SIGHUP, not SIGTERM: a zmaster server catches it and softstops (drains its
+        // connections) as it does when fd 3 fails; a server that does not catch it just dies.
         // SAFETY: prctl/getppid are async-signal-safe and take no pointers.
         unsafe {
             check(libc::prctl(
                 libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
+                libc::SIGHUP as libc::c_ulong,
                 0,
                 0,
                 0,

@@ -4,7 +4,6 @@
 mod util;
 
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,27 +26,24 @@ fn children_get_the_lib_zc_fd_layout_and_argv_only() {
     fcntl(&stray, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
     let stray_fd = stray.as_raw_fd();
     let log = std::fs::File::create(s.path("master.log")).unwrap();
-    let mut child = Command::new(ZMASTER)
+    let child = Command::new(ZMASTER)
         .arg("-C")
         .arg(s.etc())
         .env("ZM_PROBE_REPORT", s.path("rep"))
         .stdin(Stdio::null())
         .stderr(log)
-        .process_group(0)
         .spawn()
         .unwrap();
     drop(stray);
     let master = Master {
-        child: None,
+        child: Some(child),
         log: s.path("master.log"),
     };
-    let kids = wait_for(Duration::from_secs(5), "a child", || {
-        let kids = children_of(child.id() as i32);
-        (!kids.is_empty()).then_some(kids)
+    let kid = master.wait_children(1)[0];
+    let (argv, fds) = wait_for(Duration::from_secs(5), "the report", || s.report(kid));
+    let addrs = wait_for(Duration::from_secs(5), "the addrs report", || {
+        std::fs::read_to_string(s.path("rep").join(format!("{kid}.addrs"))).ok()
     });
-    let (argv, fds) = wait_for(Duration::from_secs(5), "the report", || s.report(kids[0]));
-    let _ = child.kill();
-    let _ = child.wait();
     drop(master);
     let etc = s.etc();
     let expect_argv = [
@@ -68,13 +64,27 @@ fn children_get_the_lib_zc_fd_layout_and_argv_only() {
         [0, 1, 2, 3, 4, 5, 6, 7],
         "{fds:?} (stray was {stray_fd})"
     );
+    let flags = |fd: usize| -> u32 {
+        let text = fds[fd].1.rsplit_once("flags=").map_or("", |(_, f)| f);
+        u32::from_str_radix(text, 8).unwrap_or_else(|_| panic!("no flags for fd {fd}: {fds:?}"))
+    };
+    let (accmode, nonblock) = (libc::O_ACCMODE as u32, libc::O_NONBLOCK as u32);
+    // fd 3: write end of the generation pipe; fd 4: read end of the private pipe.
     assert!(
-        fds[3].1.starts_with("pipe:") && fds[4].1.starts_with("pipe:"),
+        fds[3].1.starts_with("pipe:") && flags(3) & accmode == libc::O_WRONLY as u32,
         "{fds:?}"
     );
     assert!(
-        fds[5].1.starts_with("socket:") && fds[6].1.starts_with("socket:"),
+        fds[4].1.starts_with("pipe:") && flags(4) & accmode == libc::O_RDONLY as u32,
         "{fds:?}"
     );
-    assert_ne!(fds[3].1, fds[4].1);
+    assert_ne!(fds[3].1.split(' ').next(), fds[4].1.split(' ').next());
+    // fds 5, 6: the listeners, non-blocking, in server-service order.
+    for fd in [5, 6] {
+        assert!(
+            fds[fd].1.starts_with("socket:") && flags(fd) & nonblock != 0,
+            "{fds:?}"
+        );
+    }
+    assert_eq!(addrs, format!("5 127.0.0.1:{port}\n6 {}\n", sock.display()));
 }

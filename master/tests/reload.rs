@@ -100,7 +100,7 @@ fn reload_with_a_bad_config_keeps_serving() {
         "{}",
         master.log_text()
     );
-    assert_eq!(master.children(), kids);
+    assert_eq!(master.children(), kids, "{}", master.log_text());
     ask_tcp(port, "still").unwrap();
 
     // A reload whose new address cannot be bound changes nothing either.
@@ -132,18 +132,113 @@ fn a_burst_of_reloads_converges_without_leaks() {
     s.probe_service("gone", &format!("127.0.0.1:{}", free_port()), 1, "");
     let master = s.start_master(&[]);
     let first = master.wait_children(3);
+    // Once every child has exec'd and written its report the master's spawn bookkeeping (the
+    // child's end of its private pipe, std's exec-status pipe) is closed.
+    for kid in &first {
+        wait_for(Duration::from_secs(5), "the probe report", || {
+            s.report(*kid)
+        });
+    }
     let fds_before = fd_count(master.pid());
     std::fs::remove_file(s.etc().join("gone.cf")).unwrap();
+    // Ten real reloads back to back (each one seen in the log before the next HUP), while the
+    // previous generations are still starting and draining, then a burst of twenty at once.
+    let reloads = |m: &Master| m.log_text().matches("reloaded: generation=").count();
+    for n in 1..=10 {
+        master.signal(Signal::SIGHUP);
+        wait_for(Duration::from_secs(5), &format!("reload {n}"), || {
+            (reloads(&master) >= n).then_some(())
+        });
+    }
     for _ in 0..20 {
         master.signal(Signal::SIGHUP);
     }
-    let kids = master.wait_children(2);
-    assert!(kids.iter().all(|k| !first.contains(k)));
+    wait_for(
+        Duration::from_secs(10),
+        "two children, none from the start",
+        || {
+            let kids = master.children();
+            (kids.len() == 2 && kids.iter().all(|k| !first.contains(k))).then_some(())
+        },
+    );
     wait_for(Duration::from_secs(5), "an answer", || {
         ask_tcp(port, "x").ok()
     });
-    // One listener fewer, no generation pipes or private pipes left behind.
-    wait_for(Duration::from_secs(5), "the master's fds to settle", || {
-        (fd_count(master.pid()) < fds_before).then_some(())
+    // Exactly one listener and one child's private pipe fewer: no generation pipe, private pipe
+    // or listener left behind by the reloads.
+    let fd_list = || {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", master.pid()))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        format!(
+                            "{}->{}",
+                            e.file_name().to_string_lossy(),
+                            std::fs::read_link(e.path())
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        fds.sort();
+        fds
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fd_count(master.pid()) != fds_before - 2 || master.children().len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fds: before {fds_before}, now {:?}; children {:?}; log:\n{}",
+            fd_list(),
+            master.children(),
+            master.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn reload_adds_and_removes_listeners() {
+    let s = Setup::new();
+    let (port, added) = (free_port(), free_port());
+    let sock = s.path("p.sock");
+    s.probe_service(
+        "probe",
+        &format!("127.0.0.1:{port}, local:{}", sock.display()),
+        1,
+        "",
+    );
+    let master = s.start_master(&[]);
+    let old = master.wait_children(1);
+    wait_for(Duration::from_secs(5), "the unix socket", || {
+        ask_unix(&sock, "x").ok()
     });
+    s.probe_service(
+        "probe",
+        &format!("127.0.0.1:{port}, 127.0.0.1:{added}"),
+        1,
+        "",
+    );
+    master.signal(Signal::SIGHUP);
+    let reply = wait_for(Duration::from_secs(5), "the added listener", || {
+        ask_tcp(added, "new").ok()
+    });
+    assert!(!old.contains(&reply_pid(&reply)));
+    wait_for(
+        Duration::from_secs(5),
+        "the removed socket file to go",
+        || (!sock.exists()).then_some(()),
+    );
+    assert!(ask_unix(&sock, "x").is_err());
+    let master_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", master.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        !master_fds.iter().any(|f| f.contains("p.sock")),
+        "{master_fds:?}"
+    );
 }

@@ -99,3 +99,56 @@ fn config_errors_exit_1_naming_file_and_line_before_binding() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(missing.to_str().unwrap()));
 }
+
+#[test]
+fn stop_kills_children_that_ignore_sigterm_after_the_grace_period() {
+    let s = Setup::new();
+    s.probe_service(
+        "stubborn",
+        &format!("127.0.0.1:{}", free_port()),
+        2,
+        "probe-ignore-term = yes\n",
+    );
+    let mut master = s.start_master(&["-master-stop-timeout", "500ms"]);
+    let kids = master.wait_children(2);
+    for kid in &kids {
+        // The handler is installed after the report: wait for the listener report written after it.
+        wait_for(Duration::from_secs(5), "the probe to be ready", || {
+            s.path("rep")
+                .join(format!("{kid}.addrs"))
+                .exists()
+                .then_some(())
+        });
+    }
+    master.signal(Signal::SIGTERM);
+    assert_eq!(master.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        kids.iter().all(|k| !is_alive(*k)),
+        "children left after stop"
+    );
+    let log = master.log_text();
+    assert!(log.contains("sending SIGKILL"), "{log}");
+    assert!(log.contains("killed by SIGKILL"), "{log}");
+}
+
+#[test]
+fn a_second_master_never_takes_over_a_live_unix_socket() {
+    let s = Setup::new();
+    let sock = s.path("p.sock");
+    s.probe_service("probe", &format!("local:{}", sock.display()), 1, "");
+    let master = s.start_master(&[]);
+    master.wait_children(1);
+    wait_for(Duration::from_secs(5), "an answer", || {
+        ask_unix(&sock, "one").ok()
+    });
+    // No pid file: the second master gets as far as binding, and must refuse.
+    let out = Command::new(ZMASTER)
+        .arg("-C")
+        .arg(s.etc())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("live socket"), "{err}");
+    assert!(ask_unix(&sock, "two").unwrap().ends_with(" two"));
+}

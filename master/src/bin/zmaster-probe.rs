@@ -6,7 +6,9 @@
 //! per line), `cwd:` and its working dir, then `fds:` and every open fd with its target —
 //! before opening anything itself.
 //! `-probe-exit-after DURATION` (or a `.cf` key of that name) makes it exit with status 3 after
-//! that long (a crashing server). A line `DETACH` closes fd 4: the master treats the process as
+//! that long (a crashing server); `probe-ignore-term = yes` makes it ignore SIGTERM. It also
+//! writes `DIR/<pid>.addrs`: each listener fd and its local address. FIFO listeners are held
+//! open but not served. A line `DETACH` closes fd 4: the master treats the process as
 //! detached and starts a replacement.
 
 #![deny(unsafe_code)]
@@ -15,6 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,15 @@ fn report() {
                 let e = e.ok()?;
                 let fd = e.file_name().to_str()?.parse().ok()?;
                 let target = std::fs::read_link(e.path()).ok()?.display().to_string();
-                Some((fd, target))
+                let info =
+                    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+                let flags = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                Some((fd, format!("{target} flags={flags}")))
             })
             .collect();
         fds.sort();
@@ -55,6 +66,20 @@ fn report() {
 enum Listener {
     Tcp(std::net::TcpListener),
     Unix(UnixListener),
+}
+
+impl Listener {
+    /// The local address, for the report.
+    fn local(&self) -> String {
+        match self {
+            Listener::Tcp(t) => t.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            Listener::Unix(u) => u
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 static DETACHED: AtomicBool = AtomicBool::new(false);
@@ -111,14 +136,29 @@ fn main() -> ExitCode {
         }
     };
     let mut listeners = Vec::new();
+    let mut addrs = String::new();
     for l in &inherited {
         #[allow(unsafe_code)]
         // SAFETY: the master passes these fds open and owned by this process (SPEC §5).
         let fd = unsafe { OwnedFd::from_raw_fd(l.fd) };
-        listeners.push(match l.kind {
+        let listener = match l.kind {
             ListenerKind::Unix => Listener::Unix(fd.into()),
-            _ => Listener::Tcp(fd.into()),
-        });
+            ListenerKind::Inet => Listener::Tcp(fd.into()),
+            ListenerKind::Fifo => continue, // held open, not served
+        };
+        addrs.push_str(&format!("{} {}\n", l.fd, listener.local()));
+        listeners.push(listener);
+    }
+    if let Some(dir) = std::env::var_os("ZM_PROBE_REPORT") {
+        let path = std::path::Path::new(&dir).join(format!("{}.addrs", std::process::id()));
+        let _ = std::fs::write(path, addrs);
+    }
+    if config.get_bool("probe-ignore-term", false).unwrap_or(false) {
+        // A server that ignores SIGTERM: the master must SIGKILL it at stop.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGTERM,
+            Arc::new(AtomicBool::new(false)),
+        );
     }
     #[allow(unsafe_code)]
     // SAFETY: fd 3 is the generation pipe the master passed (SPEC §5); borrowed for our lifetime.

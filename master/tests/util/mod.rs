@@ -143,10 +143,19 @@ impl Master {
 
     /// Waits until the master has exactly `n` live children; returns them.
     pub fn wait_children(&self, n: usize) -> Vec<i32> {
-        wait_for(Duration::from_secs(10), &format!("{n} children"), || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
             let kids = self.children();
-            (kids.len() == n).then_some(kids)
-        })
+            if kids.len() == n {
+                return kids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} children; have {kids:?}; master log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the master to exit; returns its exit code (None if killed by a signal).

@@ -10,6 +10,7 @@
 //! reloads are ignored.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -138,26 +139,43 @@ impl Control {
 }
 
 /// Starts the thread that turns "fd 3 reports an error" or "the master is gone" into a softstop.
+///
+/// The master also sets `PR_SET_PDEATHSIG(SIGHUP)` on its children as a backstop for servers
+/// that do not watch fd 3; here SIGHUP is caught (through a self-pipe) and means the same as a
+/// closed generation pipe: softstop, not death.
 pub(crate) fn spawn_watcher(
     control: Arc<Control>,
     generation: OwnedFd,
     parent: Pid,
 ) -> std::io::Result<thread::JoinHandle<()>> {
+    let (hangup, notify) = UnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, notify)?;
     thread::Builder::new()
         .name("zm-softstop".into())
-        .spawn(move || watch(&control, &generation, parent))
+        .spawn(move || watch(&control, &generation, &hangup, parent))
 }
 
-fn watch(control: &Control, generation: &OwnedFd, parent: Pid) {
+fn watch(control: &Control, generation: &OwnedFd, hangup: &UnixStream, parent: Pid) {
     const TICK_MS: u16 = 500;
     loop {
         if control.is_detached() {
             log::debug!("detached: no longer watching the generation pipe");
             return;
         }
-        let mut fds = [PollFd::new(generation.as_fd(), PollFlags::empty())];
+        let mut fds = [
+            PollFd::new(generation.as_fd(), PollFlags::empty()),
+            PollFd::new(hangup.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, TICK_MS) {
             Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_)
+                if fds[1]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) =>
+            {
+                control.softstop("SIGHUP (the master died)");
+                return;
+            }
             Ok(_) => {
                 let revents = fds[0].revents().unwrap_or(PollFlags::POLLERR);
                 if revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
