@@ -2,8 +2,9 @@
 //! 64-byte line ping-pong over 127.0.0.1, with 1 and 2 server threads.
 //!
 //! Run: `cargo bench -p zmaster-pool --bench echo` (env `ECHO_BENCH_SECS`, default 3;
-//! `ECHO_BENCH_ROUNDS`, default 3; `ECHO_BENCH_CONNS`,
-//! default 50). The client is one thread on its own epoll loop, identical for both servers.
+//! `ECHO_BENCH_ROUNDS`, default 3; `ECHO_BENCH_CONNS`, default 50; `ECHO_BENCH_WORKERS=1|2` and
+//! `ECHO_BENCH_ONLY=pool|tokio` restrict the runs; `ECHO_BENCH_VERBOSE` prints each run).
+//! The client is one thread on its own epoll loop, identical for both servers.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -198,10 +199,10 @@ fn env_num(key: &str, default: u64) -> u64 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Medians over the rounds.
+/// Medians over the rounds (NaN when there were none).
 fn summarize(runs: &[Report]) -> Report {
     Report {
         rps: median(runs.iter().map(|r| r.rps).collect()),
@@ -210,6 +211,13 @@ fn summarize(runs: &[Report]) -> Report {
         p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
         max_us: median(runs.iter().map(|r| r.max_us).collect()),
     }
+}
+
+fn print_row(name: &str, r: &Report) {
+    println!(
+        "{name:<18} {:>12.0} {:>10.2} {:>8.0} {:>8.0} {:>8.0}",
+        r.rps, r.cpu_us, r.p50_us, r.p99_us, r.max_us
+    );
 }
 
 fn main() {
@@ -227,47 +235,43 @@ fn main() {
     } else {
         env_num("ECHO_BENCH_ROUNDS", 3).max(1) as usize
     };
+    let verbose = std::env::var_os("ECHO_BENCH_VERBOSE").is_some();
+    let only_workers = env_num("ECHO_BENCH_WORKERS", 0) as usize;
+    let only = std::env::var("ECHO_BENCH_ONLY").unwrap_or_default();
     println!(
         "echo ping-pong: {conns} connections, {LINE}-byte lines, {} s per run, median of {rounds} \
          alternating runs",
         secs.as_secs()
     );
     println!(
-        "{:<16} {:>12} {:>10} {:>8} {:>8} {:>8}",
+        "{:<18} {:>12} {:>10} {:>8} {:>8} {:>8}",
         "server", "round trip/s", "cpu us/rt", "p50 us", "p99 us", "max us"
     );
-    let verbose = std::env::var_os("ECHO_BENCH_VERBOSE").is_some();
-    let only = env_num("ECHO_BENCH_WORKERS", 0) as usize;
-    for workers in [1, 2].into_iter().filter(|&w| only == 0 || w == only) {
+    for workers in [1, 2]
+        .into_iter()
+        .filter(|&w| only_workers == 0 || w == only_workers)
+    {
         let mut ours = Vec::new();
         let mut theirs = Vec::new();
         for _ in 0..rounds {
-            ours.push(bench_pool(workers, conns, warmup, secs));
-            theirs.push(bench_tokio(workers, conns, warmup, secs));
-            if verbose {
-                for (name, r) in [
-                    ("pool", &ours[ours.len() - 1]),
-                    ("tokio", &theirs[theirs.len() - 1]),
-                ] {
-                    println!(
-                        "  run {name:<6} W={workers} {:>8.0} rt/s {:>6.2} cpu-us {:>6.0} p50 {:>6.0} p99 {:>7.0} max",
-                        r.rps, r.cpu_us, r.p50_us, r.p99_us, r.max_us
-                    );
+            if only != "tokio" {
+                let r = bench_pool(workers, conns, warmup, secs);
+                if verbose {
+                    print_row(&format!("  run pool W={workers}"), &r);
                 }
+                ours.push(r);
+            }
+            if only != "pool" {
+                let r = bench_tokio(workers, conns, warmup, secs);
+                if verbose {
+                    print_row(&format!("  run tokio W={workers}"), &r);
+                }
+                theirs.push(r);
             }
         }
         let (ours, theirs) = (summarize(&ours), summarize(&theirs));
-        for (name, r) in [("zmaster-pool", &ours), ("tokio", &theirs)] {
-            println!(
-                "{:<16} {:>12.0} {:>10.2} {:>8.0} {:>8.0} {:>8.0}",
-                format!("{name} W={workers}"),
-                r.rps,
-                r.cpu_us,
-                r.p50_us,
-                r.p99_us,
-                r.max_us
-            );
-        }
+        print_row(&format!("zmaster-pool W={workers}"), &ours);
+        print_row(&format!("tokio W={workers}"), &theirs);
         println!(
             "W={workers}: pool/tokio throughput {:.2}x, cpu per round trip {:.2}x, p99 {:.2}x",
             ours.rps / theirs.rps,
