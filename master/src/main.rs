@@ -1,4 +1,5 @@
 //! The `zmaster` binary: see the `zmaster` library docs and `docs/operations.md`.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
