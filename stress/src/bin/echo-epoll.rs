@@ -85,6 +85,8 @@ fn serve(addr: &str) -> io::Result<()> {
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        // Minimal by design: on EMFILE the pending connection waits in the
+                        // backlog until the next accept edge (a new connection) arrives.
                         Err(_) => break,
                     }
                 }

@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     for s in l.incoming() {
         match s {
             Ok(s) => spawn_conn(s),
-            Err(_) => may::coroutine::yield_now(),
+            // EMFILE and friends: back off briefly instead of dying or spinning.
+            Err(_) => may::coroutine::sleep(std::time::Duration::from_millis(10)),
         }
     }
     ExitCode::SUCCESS

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
-        .enable_io()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,
@@ -46,7 +46,7 @@ async fn serve(addr: &str) -> std::io::Result<()> {
                 tokio::spawn(conn(s));
             }
             // EMFILE and friends: back off briefly instead of dying or spinning.
-            Err(_) => tokio::task::yield_now().await,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
     }
 }
