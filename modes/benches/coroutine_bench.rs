@@ -56,16 +56,24 @@ fn spawn_run_finish(threads: usize, n: usize) {
     );
 }
 
+/// Spawns `n` coroutines in waves of 64 (spawn 64, park until the last one finishes), so the
+/// measurement is the steady state: pooled stacks, short queues, one wake-up per wave.
 fn spawn_batch(n: usize) {
-    let done = Arc::new(AtomicUsize::new(0));
-    for _ in 0..n {
-        let done = done.clone();
-        coroutine::go(move || {
-            done.fetch_add(1, Ordering::Relaxed);
-        });
-    }
-    while done.load(Ordering::Relaxed) < n {
-        coroutine::yield_now();
+    let (tx, rx) = chan::unbounded::<()>();
+    let mut spawned = 0;
+    while spawned < n {
+        let wave = (n - spawned).min(64);
+        let wave_state = Arc::new((AtomicUsize::new(wave), tx.clone()));
+        for _ in 0..wave {
+            let st = wave_state.clone();
+            coroutine::go(move || {
+                if st.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+                    st.1.send(()).unwrap();
+                }
+            });
+        }
+        spawned += wave;
+        rx.recv().unwrap();
     }
 }
 
@@ -238,6 +246,10 @@ fn main() {
     }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    if filter.as_deref() == Some("spawn1") {
+        spawn_run_finish(1, 1_000_000);
+        return;
+    }
     if want("spawn") {
         spawn_run_finish(1, 200_000);
         spawn_run_finish(2, 200_000);

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     injected: CachePadded<AtomicUsize>,
     /// Workers currently asleep (a hint: checked before looking for one to wake).
     pub(crate) sleepers: AtomicUsize,
+    /// A worker was notified by `wake_one` and has not woken up yet.
+    pub(crate) waking: AtomicBool,
     /// Default stack size, rounded.
     pub(crate) stack_size: usize,
     rr: AtomicUsize,
@@ -116,9 +118,15 @@ impl WorkerShared {
 
 impl Shared {
     /// Wakes one sleeping worker, if any (after new stealable work was published).
+    ///
+    /// At most one wake-up is in flight: while a notified worker has not yet woken up (and
+    /// will then look for work, seeing everything published before), further calls return.
     pub(crate) fn wake_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) == 0 {
+        if self.sleepers.load(Ordering::Relaxed) == 0 || self.waking.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.waking.swap(true, Ordering::SeqCst) {
             return;
         }
         let n = self.workers.len();
@@ -133,6 +141,7 @@ impl Shared {
                 return;
             }
         }
+        self.waking.store(false, Ordering::SeqCst);
     }
 
     fn spawn(&self, stack: usize, f: Box<dyn FnOnce() + Send>) {
@@ -221,6 +230,7 @@ impl Scheduler {
             shutdown: AtomicBool::new(false),
             injected: CachePadded::new(AtomicUsize::new(0)),
             sleepers: AtomicUsize::new(0),
+            waking: AtomicBool::new(false),
             stack_size,
             rr: AtomicUsize::new(0),
         });

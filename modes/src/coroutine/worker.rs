@@ -154,7 +154,16 @@ impl Worker {
         for n in 0..BATCH {
             let (fresh, shared, index) = (&self.fresh, &self.shared, self.index);
             let mut local = || fresh.pop();
-            let mut remote = || runq::find_remote(fresh, &shared.injector, &shared.stealers, index);
+            let mut remote = || {
+                let found = runq::find_remote(fresh, &shared.injector, &shared.stealers, index);
+                // Took remote work and more is waiting: get another sleeper going too.
+                if found.is_some()
+                    && runq::work_available(&shared.injector, &shared.stealers, index)
+                {
+                    shared.wake_one();
+                }
+                found
+            };
             match READY.with_borrow_mut(|q| q.next(&mut local, &mut remote)) {
                 Some(Next::Resume(slot)) => self.resume(slot, None),
                 Some(Next::Start(f)) => self.start(f),
@@ -316,6 +325,11 @@ impl Worker {
         self.poll(timeout);
         self.me.sleeping.store(false, Ordering::SeqCst);
         self.shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if self.shared.waking.load(Ordering::Relaxed) {
+            // Let the next `wake_one` notify again; our next search sees what it published.
+            self.shared.waking.store(false, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+        }
     }
 
     /// Drops every coroutine this worker still holds (shutdown).
