@@ -11,10 +11,13 @@
 //!   rayon and continue on the worker.
 //! - [`Pool`] combines an acceptor and workers: what a server needs.
 //!
-//! A line echo server:
+//! A line echo server (the handler runs on a worker for each accepted connection; each
+//! completion callback starts the next operation):
 //!
-//! ```no_run
-//! use std::{io, net::TcpListener, sync::Arc};
+//! ```
+//! use std::io::{self, BufRead, BufReader, Write};
+//! use std::net::{TcpListener, TcpStream};
+//! use std::sync::Arc;
 //! use zmaster_pool::{Conn, Listener, Pool};
 //!
 //! fn on_line(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
@@ -28,17 +31,33 @@
 //!     }
 //! }
 //!
-//! fn main() -> io::Result<()> {
-//!     let tcp = TcpListener::bind("127.0.0.1:7000")?;
-//!     tcp.set_nonblocking(true)?;
-//!     let pool = Pool::start(
-//!         2,
-//!         vec![(Listener::Tcp(tcp), Arc::new(|c: &mut Conn| c.read_line(64 * 1024, on_line)))],
-//!     )?;
-//!     pool.wait_idle(None); // a real server waits for its stop signal instead
-//!     Ok(())
-//! }
+//! # fn main() -> io::Result<()> {
+//! let tcp = TcpListener::bind("127.0.0.1:0")?;
+//! tcp.set_nonblocking(true)?;
+//! let addr = tcp.local_addr()?;
+//! let pool = Pool::start(
+//!     2,
+//!     vec![(Listener::Tcp(tcp), Arc::new(|c: &mut Conn| c.read_line(64 * 1024, on_line)))],
+//! )?;
+//!
+//! let mut client = BufReader::new(TcpStream::connect(addr)?);
+//! client.get_mut().write_all(b"hello\n")?;
+//! let mut reply = String::new();
+//! client.read_line(&mut reply)?;
+//! assert_eq!(reply, "hello\n");
+//!
+//! pool.stop_accepting(); // softstop: new connections go elsewhere...
+//! client.get_mut().write_all(b"exit\n")?;
+//! pool.wait_idle(None); // ...and open ones finish
+//! pool.shutdown();
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! Threading model: the acceptor thread only accepts; a connection's callbacks all run on
+//! the worker it was assigned to (so [`Conn`] is not `Send` and callbacks need not be);
+//! [`Conn::spawn_cpu`] is the way to run long computations without stalling that worker.
+//! [`Pool`], [`Acceptor`], [`Workers`] and [`WorkersHandle`] are `Send + Sync`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -58,3 +77,17 @@ pub use conn::{Conn, ReadResult};
 pub use listener::{Listener, ListenerKind, Stream};
 pub use pool::{Handler, Pool};
 pub use workers::{InitFn, Workers, WorkersHandle};
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<super::Pool>();
+        send_sync::<super::Acceptor>();
+        send_sync::<super::Workers>();
+        send_sync::<super::WorkersHandle>();
+        send_sync::<super::Listener>();
+    }
+}

@@ -146,3 +146,33 @@ fn peer_reset_mid_line_closes_only_that_connection() {
     assert_eq!(keep.roundtrip(b"after"), b"after");
     pool.shutdown();
 }
+
+#[test]
+fn line_longer_than_the_limit_is_an_error() {
+    use std::io;
+    use std::sync::Arc;
+    use zmaster_pool::{Conn, Handler};
+    fn on_short_line(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
+        match r {
+            Ok(Some(line)) => {
+                conn.write(&line);
+                conn.write(b"\n");
+                conn.read_line(16, on_short_line);
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                conn.write(b"ERR too long\n");
+                conn.flush(|c, _| c.close());
+            }
+            _ => conn.close(),
+        }
+    }
+    let (l, addr) = tcp_listener();
+    let h: Handler = Arc::new(|c: &mut Conn| c.read_line(16, on_short_line));
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    let mut c = Client::tcp(addr);
+    assert_eq!(c.roundtrip(b"sixteen bytes ok"), b"sixteen bytes ok");
+    c.send(&[b'y'; 100]);
+    assert_eq!(c.recv_line().expect("error reply"), b"ERR too long");
+    assert_eq!(c.recv_line(), None);
+    pool.shutdown();
+}
