@@ -268,3 +268,32 @@ fn unix_sockets_echo() {
     (&b).read_exact(&mut one).unwrap();
     assert_eq!(&one, b"p");
 }
+
+#[test]
+fn stopping_a_listener_ends_its_accept_loop() {
+    let s = sched(2);
+    let l = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let l2 = l.clone();
+    s.handle().go(move || {
+        let mut accepted = 0;
+        let err = loop {
+            match l2.accept() {
+                Ok(_) => accepted += 1,
+                Err(e) if l2.is_stopped() => break e,
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        tx.send((accepted, err.kind())).unwrap();
+    });
+    let c = std::net::TcpStream::connect(addr).unwrap();
+    drop(c);
+    // A plain thread stops the loop (parked in accept, or about to be).
+    l.stop();
+    let (accepted, kind) = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(kind, ErrorKind::ConnectionAborted);
+    assert!(accepted <= 1);
+    assert!(l.is_stopped());
+    assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::ConnectionAborted);
+}

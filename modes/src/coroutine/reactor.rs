@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,8 @@ pub(crate) struct IoState {
     reg: OnceLock<(Arc<WorkerShared>, usize)>,
     /// Timeouts in nanoseconds, 0 = none.
     read_timeout: AtomicU64,
+    /// Set by `Source::stop`: every operation fails from then on.
+    stopped: AtomicBool,
     write_timeout: AtomicU64,
 }
 
@@ -95,6 +97,7 @@ impl IoState {
             reg: OnceLock::new(),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -156,6 +159,11 @@ impl IoState {
     }
 }
 
+/// The error of operations on a stopped source.
+pub(crate) fn stopped_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "listener stopped")
+}
+
 fn wake_all(w: &Mutex<Waiters>) {
     let (first, rest) = w.lock().take();
     if let Some(f) = first {
@@ -202,6 +210,20 @@ impl<S: AsFd> Source<S> {
         Ok(())
     }
 
+    /// Makes every pending and later operation fail with [`stopped_error`], waking the
+    /// coroutines parked in one. A plain thread blocked in `poll(2)` notices at its next
+    /// wake-up (use a timeout there).
+    pub(crate) fn stop(&self) {
+        self.io.stopped.store(true, Ordering::Release);
+        wake_all(&self.io.readers);
+        wake_all(&self.io.writers);
+    }
+
+    /// Whether [`Source::stop`] was called.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.io.stopped.load(Ordering::Acquire)
+    }
+
     pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
         match self.io.timeout_cell(dir).load(Ordering::Relaxed) {
             0 => None,
@@ -229,6 +251,9 @@ impl<S: AsFd> Source<S> {
         let io = &*self.io;
         let mut waker: Option<Waker> = None;
         let result = loop {
+            if io.stopped.load(Ordering::Acquire) {
+                break Err(stopped_error());
+            }
             let seen = io.ready.load(Ordering::Acquire);
             if seen & dir.bit() != 0 {
                 match op(&self.sock) {
@@ -275,6 +300,9 @@ impl<S: AsFd> Source<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         loop {
+            if self.io.stopped.load(Ordering::Acquire) {
+                return Err(stopped_error());
+            }
             match op(&self.sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -67,6 +67,20 @@ impl TcpListener {
         self.src.timeout(Dir::Read)
     }
 
+    /// Stops accepting (softstop): the coroutine parked in `accept`, and every later
+    /// `accept`, fails with `ErrorKind::ConnectionAborted` ("listener stopped"); callable from
+    /// any thread, typically on a listener shared through an `Arc`. The socket stays open
+    /// (and the kernel keeps queueing connections) until the listener is dropped.
+    pub fn stop(&self) {
+        self.src.stop();
+    }
+
+    /// Whether [`stop`](Self::stop) was called: an accept loop checks it to tell this
+    /// `ConnectionAborted` from a peer's.
+    pub fn is_stopped(&self) -> bool {
+        self.src.is_stopped()
+    }
+
     /// The bound address.
     ///
     /// # Errors
