@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::stat::SFlag;
 use socket2::SockRef;
 
 /// What kind of endpoint an inherited listener fd is (the `T` of the master's `name:Tfd`).
@@ -35,8 +36,10 @@ impl Listener {
     /// Wraps an inherited (or self-bound) listening fd and puts it in non-blocking mode.
     ///
     /// # Errors
-    /// The `fcntl` that sets `O_NONBLOCK` failed (for instance `fd` is not open).
+    /// `fd` is not what `kind` says (`InvalidInput`: not a listening inet / unix stream
+    /// socket, or not a FIFO), or the `fcntl` that sets `O_NONBLOCK` failed.
     pub fn from_fd(fd: OwnedFd, kind: ListenerKind) -> io::Result<Listener> {
+        check_kind(&fd, kind)?;
         set_nonblocking(fd.as_fd())?;
         Ok(match kind {
             ListenerKind::Inet => Listener::Tcp(TcpListener::from(fd)),
@@ -188,6 +191,41 @@ impl From<UnixStream> for Stream {
     }
 }
 
+/// Checks that `fd` is a listening socket of the right family, or a FIFO.
+fn check_kind(fd: &OwnedFd, kind: ListenerKind) -> io::Result<()> {
+    let wrong = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {} is not {what}", fd.as_raw_fd()),
+        )
+    };
+    match kind {
+        ListenerKind::Fifo => {
+            let st = nix::sys::stat::fstat(fd.as_fd()).map_err(io::Error::from)?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+                return Err(wrong("a FIFO"));
+            }
+        }
+        ListenerKind::Inet | ListenerKind::Unix => {
+            let sock = SockRef::from(fd);
+            let (family, what) = match kind {
+                ListenerKind::Inet => (None, "a listening TCP socket"),
+                _ => (Some(libc::AF_UNIX), "a listening unix stream socket"),
+            };
+            let listening = sock.is_listener().map_err(|_| wrong(what))?;
+            let domain = sock.domain().map_err(|_| wrong(what))?;
+            let family_ok = match family {
+                Some(f) => domain == socket2::Domain::from(f),
+                None => domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6,
+            };
+            if !listening || !family_ok || sock.r#type()? != socket2::Type::STREAM {
+                return Err(wrong(what));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sets `O_NONBLOCK` on `fd`, keeping its other status flags.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
@@ -197,4 +235,42 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
         fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_fd() -> OwnedFd {
+        TcpListener::bind("127.0.0.1:0").expect("bind").into()
+    }
+
+    #[test]
+    fn from_fd_checks_the_kind_and_sets_nonblocking() {
+        let l = Listener::from_fd(tcp_fd(), ListenerKind::Inet).expect("tcp as inet");
+        assert_eq!(l.kind(), ListenerKind::Inet);
+        let Listener::Tcp(t) = &l else {
+            panic!("tcp listener expected")
+        };
+        assert_eq!(
+            t.accept().expect_err("no client").kind(),
+            io::ErrorKind::WouldBlock
+        );
+        for wrong in [ListenerKind::Unix, ListenerKind::Fifo] {
+            let err = Listener::from_fd(tcp_fd(), wrong).expect_err("kind mismatch");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{wrong:?}: {err}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("u.sock");
+        let unix: OwnedFd = UnixListener::bind(&path).expect("bind unix").into();
+        assert!(Listener::from_fd(unix, ListenerKind::Unix).is_ok());
+        let file: OwnedFd = std::fs::File::create(dir.path().join("f"))
+            .expect("file")
+            .into();
+        assert!(Listener::from_fd(file, ListenerKind::Fifo).is_err());
+        // A connected (not listening) socket is refused too.
+        let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(server.local_addr().expect("addr")).expect("connect");
+        assert!(Listener::from_fd(client.into(), ListenerKind::Inet).is_err());
+    }
 }
