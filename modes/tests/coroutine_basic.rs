@@ -252,3 +252,44 @@ fn many_coroutines_spread_over_workers() {
     assert!(!names.is_empty());
     assert!(coroutine::current_id().is_none());
 }
+
+#[test]
+fn public_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<coroutine::Handle>();
+    send::<Scheduler>();
+    send_sync::<coroutine::net::TcpStream>();
+    send_sync::<coroutine::net::TcpListener>();
+    send_sync::<coroutine::net::UnixStream>();
+    send_sync::<coroutine::net::UnixListener>();
+    send_sync::<sync::Mutex<Vec<u8>>>();
+    send_sync::<sync::chan::Sender<String>>();
+    send_sync::<sync::chan::Receiver<String>>();
+}
+
+#[test]
+fn handle_from_inside_and_thread_locals_stay_put() {
+    thread_local! {
+        static MARK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let s = sched(2);
+    let (tx, rx) = mpsc::channel();
+    s.handle().go(move || {
+        let h = coroutine::Handle::try_current().expect("inside a coroutine");
+        let id = coroutine::current_id().expect("has an id");
+        MARK.set(id);
+        let tx2 = tx.clone();
+        h.go(move || tx2.send(coroutine::in_coroutine()).unwrap());
+        for _ in 0..100 {
+            coroutine::yield_now();
+            coroutine::sleep(Duration::from_micros(10));
+        }
+        // No migration: the thread-local written before the yields is still ours (no other
+        // coroutine in this test writes MARK).
+        tx.send(MARK.get() == id).unwrap();
+    });
+    assert!(rx.recv_timeout(WAIT).unwrap());
+    assert!(rx.recv_timeout(WAIT).unwrap());
+    assert!(coroutine::Handle::try_current().is_none());
+}
