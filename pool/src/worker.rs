@@ -237,6 +237,21 @@ impl Worker {
                 }
             });
         }
+        self.compact_timers();
+    }
+
+    /// Entries of closed connections, or superseded by an earlier deadline, stay in the heap
+    /// until due; when they outnumber live connections, rebuild the heap from the live ones.
+    fn compact_timers(&mut self) {
+        let live = self.slots.len() - self.free.len();
+        if self.timers.len() > 1024 && self.timers.len() > 4 * live {
+            self.timers = self
+                .slots
+                .iter()
+                .flatten()
+                .filter_map(|c| c.timer_at.map(|at| Reverse((at, c.key))))
+                .collect();
+        }
     }
 
     fn run_ready(&mut self) {
