@@ -206,6 +206,9 @@ pub struct Measure {
     pub errors: u64,
     /// The chart points.
     pub curve: Vec<(f64, u64)>,
+    /// Server CPU time (all its processes) per successful request, in µs: a cost figure
+    /// that other load on the machine disturbs much less than req/s.
+    pub server_cpu_us: Option<f64>,
 }
 
 /// One row of the bench table.
@@ -385,9 +388,36 @@ fn run_one(
     let sa = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     wait_ready(sa, &mut guard, Duration::from_secs(10))
         .map_err(|e| format!("{e} (log: {})", log_path.display()))?;
-    let report = load::run(&cfg.load_config(Target::Tcp(sa)), None).map_err(|e| e.to_string());
+    let report = measured_load(cfg, sa, guard.pid());
     let _ = guard.stop(Duration::from_secs(5));
-    report.map(|r| measure(&r))
+    report
+}
+
+/// The warm-up as its own unmeasured run, then the measured run with the server's CPU time
+/// (process and children) sampled around it.
+fn measured_load(
+    cfg: &BenchConfig,
+    sa: SocketAddr,
+    pid: i32,
+) -> std::result::Result<Measure, String> {
+    let mut lc = cfg.load_config(Target::Tcp(sa));
+    if !lc.warmup.is_zero() {
+        let mut warm = lc.clone();
+        warm.limit = Limit::Duration(lc.warmup);
+        warm.warmup = Duration::ZERO;
+        load::run(&warm, None).map_err(|e| e.to_string())?;
+    }
+    lc.warmup = Duration::ZERO;
+    let cpu0 = procs::tree_cpu_time(pid);
+    let r = load::run(&lc, None).map_err(|e| e.to_string())?;
+    let cpu1 = procs::tree_cpu_time(pid);
+    let mut m = measure(&r);
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        if r.ok > 0 {
+            m.server_cpu_us = Some(b.saturating_sub(a).as_secs_f64() * 1e6 / r.ok as f64);
+        }
+    }
+    Ok(m)
 }
 
 fn measure(r: &LoadReport) -> Measure {
@@ -397,6 +427,7 @@ fn measure(r: &LoadReport) -> Measure {
         p99: r.percentile_us(0.99),
         p999: r.percentile_us(0.999),
         errors: r.errors.total(),
+        server_cpu_us: None,
         curve: QUANTILES
             .iter()
             .map(|&q| {

@@ -44,6 +44,25 @@ pub fn stat_of(pid: i32) -> Option<(i32, char)> {
     Some((ppid, state))
 }
 
+/// CPU time (user + system) used so far by `pid` and its live children, from
+/// `/proc/PID/stat` (in USER_HZ = 100 ticks per second on Linux).
+pub fn tree_cpu_time(pid: i32) -> Option<Duration> {
+    let mut ticks = cpu_ticks(pid)?;
+    for c in children_of(pid).unwrap_or_default() {
+        ticks += cpu_ticks(c).unwrap_or(0);
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm)": state is field 3, utime field 14, stime field 15.
+    let mut it = text[text.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = it.next()?.parse().ok()?;
+    let stime: u64 = it.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     matches!(stat_of(pid), Some((_, s)) if s != 'Z' && s != 'X')
@@ -196,6 +215,7 @@ mod tests {
         let Ok(child) = child else { return };
         let mut g = ChildGuard::new(child, "sleep");
         let kids = children_of(me).unwrap_or_default();
+        assert!(tree_cpu_time(me).is_some());
         assert!(kids.contains(&g.pid()), "{kids:?} lacks {}", g.pid());
         assert!(signal_child(me, 1, Signal::SIGTERM).is_err());
         assert!(g.stop(Duration::from_secs(2)).is_some());

@@ -20,8 +20,9 @@ impl BenchReport {
             .filter(|&x| x > 0.0)
     }
 
-    /// The cells of each row: placement, W, server, req/s, p50, p99, p99.9, errors, ÷epoll, ÷tokio.
-    fn cells(&self) -> Vec<[String; 10]> {
+    /// The cells of each row: placement, W, server, req/s, p50, p99, p99.9, errors, server
+    /// CPU µs/req, ÷epoll, ÷tokio.
+    fn cells(&self) -> Vec<[String; N]> {
         let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", a / b));
         self.rows
             .iter()
@@ -38,6 +39,7 @@ impl BenchReport {
                         fmt_us(m.p99),
                         fmt_us(m.p999),
                         m.errors.to_string(),
+                        m.server_cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
                         ratio(m.rps, self.reference(r.placement, Server::Epoll, None)),
                         ratio(m.rps, self.reference(r.placement, Server::Tokio, r.workers)),
                     ],
@@ -49,11 +51,12 @@ impl BenchReport {
                         String::new(),
                         String::new(),
                         String::new(),
+                        String::new(),
                     ],
                 };
                 let [a, b, c] = head;
-                let [d, e, f, g, h, i, j] = rest;
-                [a, b, c, d, e, f, g, h, i, j]
+                let [d, e, f, g, h, i, j, k] = rest;
+                [a, b, c, d, e, f, g, h, i, j, k]
             })
             .collect()
     }
@@ -62,10 +65,10 @@ impl BenchReport {
     pub fn table_text(&self) -> String {
         let hdr = HEADERS.map(String::from);
         let cells = self.cells();
-        let mut width = [0usize; 10];
+        let mut width = [0usize; N];
         for row in std::iter::once(&hdr).chain(&cells) {
             // A skipped/failed row has its message in column 3 and nothing after it.
-            let n = if row[4].is_empty() { 3 } else { 10 };
+            let n = if row[4].is_empty() { 3 } else { N };
             for (w, c) in width.iter_mut().zip(row).take(n) {
                 *w = (*w).max(c.chars().count());
             }
@@ -94,7 +97,7 @@ impl BenchReport {
             "# zstress bench\n\n{}\n\n| {} |\n|{}\n",
             self.setup,
             HEADERS.join(" | "),
-            "---|".repeat(10)
+            "---|".repeat(N)
         );
         for row in self.cells() {
             let _ = writeln!(s, "| {} |", row.join(" | "));
@@ -146,7 +149,8 @@ impl BenchReport {
     }
 }
 
-const HEADERS: [&str; 10] = [
+const N: usize = 11;
+const HEADERS: [&str; N] = [
     "placement",
     "W",
     "server",
@@ -155,6 +159,7 @@ const HEADERS: [&str; 10] = [
     "p99",
     "p99.9",
     "errors",
+    "srv CPU µs/req",
     "÷epoll",
     "÷tokio",
 ];
@@ -172,6 +177,7 @@ mod tests {
             p999: 20_000,
             errors: 0,
             curve: vec![(0.5, 100), (1.0, 30_000)],
+            server_cpu_us: Some(12.5),
         };
         BenchRow {
             placement: pl,
@@ -201,7 +207,7 @@ mod tests {
         let md = r.markdown();
         assert!(
             md.contains(
-                "| cpu0 | 1 | zmaster+echo-aio | 50 | 100 | 900 | 20.0ms | 0 | 0.50 | 1.25 |"
+                "| cpu0 | 1 | zmaster+echo-aio | 50 | 100 | 900 | 20.0ms | 0 | 12.5 | 0.50 | 1.25 |"
             ),
             "{md}"
         );
