@@ -27,13 +27,31 @@ fn report(name: &str, total: Duration, n: usize) {
     println!("{name:<44} {per:>10.1} ns/op  ({n} ops in {total:.2?})");
 }
 
-/// Runs `body` in a coroutine and returns how long it took.
-fn in_coroutine(s: &Scheduler, body: impl FnOnce() + Send + 'static) -> Duration {
+/// Like `report`, adding the worker thread's CPU time per op (robust against the machine
+/// being busy with other processes: preemption does not count).
+fn report_cpu(name: &str, (wall, cpu): (Duration, Duration), n: usize) {
+    let per = wall.as_nanos() as f64 / n as f64;
+    let per_cpu = cpu.as_nanos() as f64 / n as f64;
+    println!("{name:<44} {per:>10.1} ns/op  cpu {per_cpu:>7.1} ns/op  ({n} ops in {wall:.2?})");
+}
+
+/// CPU time (user + system) of the calling thread.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// Runs `body` in a coroutine; returns the wall time and the worker thread's CPU time it took
+/// (meaningful when all the work stays on that worker: one worker thread).
+fn in_coroutine(s: &Scheduler, body: impl FnOnce() + Send + 'static) -> (Duration, Duration) {
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         body();
-        tx.send(t.elapsed()).unwrap();
+        tx.send((t.elapsed(), thread_cpu() - c)).unwrap();
     });
     rx.recv_timeout(Duration::from_secs(120))
         .expect("benchmark timed out")
@@ -43,17 +61,15 @@ fn spawn_run_finish(threads: usize, n: usize) {
     let s = sched(threads);
     // Warm the stack pools.
     for _ in 0..2 {
-        let took = in_coroutine(&s, move || spawn_batch(n));
-        if threads == 0 {
-            report("warmup", took, n);
-        }
+        in_coroutine(&s, move || spawn_batch(n));
     }
     let took = in_coroutine(&s, move || spawn_batch(n));
-    report(
-        &format!("spawn+run+finish (in coroutine, {threads} thr)"),
-        took,
-        n,
-    );
+    if threads == 1 {
+        report_cpu("spawn+run+finish (in coroutine, 1 thr)", took, n);
+    } else {
+        let name = format!("spawn+run+finish (in coroutine, {threads} thr)");
+        report(&name, took.0, n);
+    }
 }
 
 /// Spawns `n` coroutines in waves of 64 (spawn 64, park until the last one finishes), so the
@@ -124,21 +140,25 @@ fn yield_round_trip(n: usize) {
             coroutine::yield_now();
         }
     });
-    report("yield round trip (1 coroutine, 1 thr)", took, n);
-    let (tx, rx) = mpsc::channel();
-    let t = Instant::now();
-    for _ in 0..2 {
-        let tx = tx.clone();
-        s.handle().go(move || {
+    report_cpu("yield round trip (1 coroutine, 1 thr)", took, n);
+    // Two coroutines taking turns: every yield goes through the run queue.
+    let took = in_coroutine(&s, move || {
+        let other_done = Arc::new(AtomicUsize::new(0));
+        let flag = other_done.clone();
+        coroutine::go(move || {
             for _ in 0..n / 2 {
                 coroutine::yield_now();
             }
-            tx.send(()).unwrap();
+            flag.store(1, Ordering::Release);
         });
-    }
-    rx.recv().unwrap();
-    rx.recv().unwrap();
-    report("yield switch (2 coroutines, 1 thr)", t.elapsed(), n);
+        for _ in 0..n / 2 {
+            coroutine::yield_now();
+        }
+        while other_done.load(Ordering::Acquire) == 0 {
+            coroutine::yield_now();
+        }
+    });
+    report_cpu("yield switch (2 coroutines, 1 thr)", took, n);
 }
 
 fn chan_ping_pong(threads: usize, n: usize) {
@@ -158,11 +178,15 @@ fn chan_ping_pong(threads: usize, n: usize) {
             b_rx.recv().unwrap();
         }
     });
-    report(
-        &format!("chan ping-pong round trip ({threads} thr)"),
-        took,
-        n,
-    );
+    if threads == 1 {
+        report_cpu("chan ping-pong round trip (1 thr)", took, n);
+    } else {
+        report(
+            &format!("chan ping-pong round trip ({threads} thr)"),
+            took.0,
+            n,
+        );
+    }
 }
 
 /// Serves the coroutine line echo on `l` (a line `exit` closes the connection).

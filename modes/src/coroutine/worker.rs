@@ -26,6 +26,10 @@ use super::timer::{TimerKey, Timers};
 /// Coroutines run between two checks of the inbox, timers and shutdown flag.
 const BATCH: usize = 128;
 
+/// A coroutine that yields while nothing else is runnable on its worker is resumed directly
+/// up to this many times before going through the run queue.
+const DIRECT_YIELDS: u32 = 16;
+
 /// While coroutines stay ready, poll for I/O once every this many batches.
 const BUSY_POLL_EVERY: u32 = 4;
 
@@ -248,6 +252,7 @@ impl Worker {
         if let Some(g) = *guard_slot {
             sys::set_running(g, e.task.id, e.guard, e.stack_size);
         }
+        let mut direct = DIRECT_YIELDS;
         loop {
             let r = e.coro.resume(input);
             sys::clear_current();
@@ -266,6 +271,17 @@ impl Worker {
                     input = register(me, io, io_free, src).err();
                 }
                 CoroutineResult::Yield(Reason::Yield) => {
+                    // Nothing else runnable here: resume it again directly, a bounded number
+                    // of times (the outer loop must still get to timers, inbox and I/O).
+                    if direct > 0
+                        && fresh.is_empty()
+                        && me.inbox.is_empty()
+                        && READY.with_borrow(|q| q.is_empty())
+                    {
+                        direct -= 1;
+                        input = None;
+                        continue;
+                    }
                     e.task.state.yielded();
                     READY.with_borrow_mut(|q| q.push(slot));
                     return;
