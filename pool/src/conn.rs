@@ -14,6 +14,7 @@
 //! - A connection with nothing pending (no read, flush, deferred closure or CPU job) after a
 //!   callback returns is closed: nothing could ever call back into it again.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -88,6 +89,7 @@ pub struct Conn {
     pub(crate) cpu_jobs: usize,
     /// `drive` stopped on its budget with work left: the worker queues it for a later turn.
     pub(crate) more: bool,
+    user_data: Option<Box<dyn Any>>,
     /// End-of-stream / error results delivered so far (see `dead_end`).
     dead_ends: u32,
     closed: bool,
@@ -119,6 +121,7 @@ impl Conn {
             queued: false,
             cpu_jobs: 0,
             more: false,
+            user_data: None,
             dead_ends: 0,
             closed: false,
             counted,
@@ -259,6 +262,34 @@ impl Conn {
     /// Bytes received and not yet consumed by a read operation.
     pub fn buffered_input(&self) -> usize {
         self.input.len()
+    }
+
+    /// Attaches a per-connection value (replacing any previous one), so that state can live
+    /// with the connection while the callbacks stay plain `fn` items (no allocation per
+    /// operation). Dropped when the connection is.
+    pub fn set_user_data<T: Any>(&mut self, value: T) {
+        self.user_data = Some(Box::new(value));
+    }
+
+    /// The value set with [`set_user_data`](Self::set_user_data), if it is a `T`.
+    pub fn user_data<T: Any>(&self) -> Option<&T> {
+        self.user_data.as_ref()?.downcast_ref()
+    }
+
+    /// Mutable access to the value set with [`set_user_data`](Self::set_user_data).
+    pub fn user_data_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.user_data.as_mut()?.downcast_mut()
+    }
+
+    /// Removes and returns the value, if it is a `T` (otherwise it stays).
+    pub fn take_user_data<T: Any>(&mut self) -> Option<T> {
+        match self.user_data.take()?.downcast::<T>() {
+            Ok(value) => Some(*value),
+            Err(other) => {
+                self.user_data = Some(other);
+                None
+            }
+        }
     }
 
     /// The index (0-based) of the worker thread serving this connection.

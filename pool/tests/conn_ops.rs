@@ -195,3 +195,40 @@ fn reading_again_after_end_of_stream_does_not_spin_forever() {
     assert!(calls > 1 && calls < 100, "callback ran {calls} times");
     pool.shutdown();
 }
+
+#[test]
+fn user_data_carries_state_between_fn_callbacks() {
+    struct Count(usize);
+    fn on_line(c: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
+        let Ok(Some(line)) = r else {
+            c.close();
+            return;
+        };
+        let Some(count) = c.user_data_mut::<Count>() else {
+            c.close();
+            return;
+        };
+        count.0 += 1;
+        let n = count.0;
+        c.write(format!("{n} {}\n", String::from_utf8_lossy(&line)).as_bytes());
+        if line == b"take" {
+            assert_eq!(c.take_user_data::<Count>().map(|c| c.0), Some(n));
+            assert!(c.user_data::<Count>().is_none());
+        }
+        c.read_line(MAX_LINE, on_line);
+    }
+    let (l, addr) = tcp_listener();
+    let h: Handler = Arc::new(|c: &mut Conn| {
+        c.set_user_data(Count(0));
+        assert!(c.user_data::<String>().is_none(), "wrong type gives None");
+        c.read_line(MAX_LINE, on_line);
+    });
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    let mut c = Client::tcp(addr);
+    assert_eq!(c.roundtrip(b"a"), b"1 a");
+    assert_eq!(c.roundtrip(b"b"), b"2 b");
+    assert_eq!(c.roundtrip(b"take"), b"3 take");
+    c.send(b"gone\n");
+    assert_eq!(c.recv_line(), None, "no state left: the handler closes");
+    pool.shutdown();
+}
