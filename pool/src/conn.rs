@@ -11,8 +11,8 @@
 //!   marked not readable and no `EAGAIN` read is attempted; the next edge says when to read.
 //! - Writes are appended to one output buffer and written with one syscall at the end of
 //!   the callback turn (so `write(line); write(b"\n")` costs one `send`), in the same turn.
-//! - A connection with nothing pending (no read, flush, deferred closure or CPU job) after a
-//!   callback returns is closed: nothing could ever call back into it again.
+//! - A connection with nothing pending (no read, flush, sleep, deferred closure or CPU job)
+//!   after a callback returns is closed: nothing could ever call back into it again.
 
 use std::any::Any;
 use std::fmt;
@@ -45,8 +45,8 @@ const KEEP_OUT_CAPACITY: usize = 64 * 1024;
 ///
 /// Every callback runs on the connection's worker with `&mut Conn`; start the next
 /// operation from inside the callback. At most one read and one flush can be pending.
-/// If a callback returns and nothing is pending any more (no read, flush, deferred closure
-/// or CPU job), the connection is closed.
+/// If a callback returns and nothing is pending any more (no read, flush, sleep, deferred
+/// closure or CPU job), the connection is closed.
 ///
 /// ```no_run
 /// use std::io;
@@ -83,6 +83,8 @@ pub struct Conn {
     timeout: Option<Duration>,
     read_deadline: Option<Instant>,
     flush_deadline: Option<Instant>,
+    sleep_op: Option<(Duration, Deferred)>,
+    sleep_deadline: Option<Instant>,
     pub(crate) timer_at: Option<Instant>,
     pub(crate) deferred: Vec<Deferred>,
     pub(crate) queued: bool,
@@ -116,6 +118,8 @@ impl Conn {
             timeout: None,
             read_deadline: None,
             flush_deadline: None,
+            sleep_op: None,
+            sleep_deadline: None,
             timer_at: None,
             deferred: Vec::new(),
             queued: false,
@@ -204,11 +208,23 @@ impl Conn {
         self.deferred.clear();
         self.read_deadline = None;
         self.flush_deadline = None;
+        self.sleep_op = None;
+        self.sleep_deadline = None;
     }
 
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Calls `cb` after `duration` (on the connection's worker), keeping the connection open
+    /// meanwhile; reads and flushes may be pending at the same time. At most one sleep is
+    /// pending: a new one replaces (and drops) the previous one.
+    pub fn sleep(&mut self, duration: Duration, cb: impl FnOnce(&mut Conn) + 'static) {
+        if !self.closed {
+            self.sleep_op = Some((duration, Box::new(cb)));
+            self.sleep_deadline = None;
+        }
     }
 
     /// Runs `f` on this connection's worker in a later turn of its event loop (after the
@@ -302,6 +318,7 @@ impl Conn {
         !self.more
             && self.read_op.is_none()
             && self.flush_op.is_none()
+            && self.sleep_op.is_none()
             && self.deferred.is_empty()
             && self.cpu_jobs == 0
     }
@@ -433,17 +450,23 @@ impl Conn {
     /// Sets the deadlines of newly waiting operations; returns a time for the worker's
     /// timer heap when this connection needs an earlier wake-up than it already has.
     pub(crate) fn arm(&mut self, now: Instant) -> Option<Instant> {
-        let timeout = self.timeout?;
-        if self.read_op.is_some() && self.read_deadline.is_none() {
-            self.read_deadline = Some(now + timeout);
+        if let Some(timeout) = self.timeout {
+            if self.read_op.is_some() && self.read_deadline.is_none() {
+                self.read_deadline = Some(now + timeout);
+            }
+            if self.flush_op.is_some() && self.flush_deadline.is_none() {
+                self.flush_deadline = Some(now + timeout);
+            }
         }
-        if self.flush_op.is_some() && self.flush_deadline.is_none() {
-            self.flush_deadline = Some(now + timeout);
+        if let Some((duration, _)) = &self.sleep_op
+            && self.sleep_deadline.is_none()
+        {
+            self.sleep_deadline = Some(now + *duration);
         }
-        let due = match (self.read_deadline, self.flush_deadline) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let due = [self.read_deadline, self.flush_deadline, self.sleep_deadline]
+            .into_iter()
+            .flatten()
+            .min()?;
         if self.timer_at.is_none_or(|t| due < t) {
             self.timer_at = Some(due);
             return Some(due);
@@ -451,9 +474,15 @@ impl Conn {
         None
     }
 
-    /// Completes the operations whose deadline has passed with `TimedOut`.
+    /// Completes the operations whose deadline has passed with `TimedOut`, and a due sleep.
     pub(crate) fn fire_timeouts(&mut self, now: Instant) {
-        if self.read_deadline.is_some_and(|d| d <= now) {
+        if self.sleep_deadline.is_some_and(|d| d <= now) {
+            self.sleep_deadline = None;
+            if let Some((_, cb)) = self.sleep_op.take() {
+                cb(self);
+            }
+        }
+        if !self.closed && self.read_deadline.is_some_and(|d| d <= now) {
             self.read_deadline = None;
             if let Some((_, cb)) = self.read_op.take() {
                 cb(

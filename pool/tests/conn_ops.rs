@@ -232,3 +232,25 @@ fn user_data_carries_state_between_fn_callbacks() {
     assert_eq!(c.recv_line(), None, "no state left: the handler closes");
     pool.shutdown();
 }
+
+#[test]
+fn sleep_runs_later_alongside_a_pending_read() {
+    fn tick(c: &mut Conn, n: u32) {
+        c.write(format!("tick {n}\n").as_bytes());
+        if n < 3 {
+            c.sleep(Duration::from_millis(10), move |c| tick(c, n + 1));
+        }
+    }
+    let (l, addr) = tcp_listener();
+    let h: Handler = Arc::new(|c: &mut Conn| {
+        c.sleep(Duration::from_millis(10), |c| tick(c, 1));
+        c.read_line(MAX_LINE, util::on_line);
+    });
+    let pool = Pool::start(1, vec![(l, h)]).expect("start");
+    let mut c = Client::tcp(addr);
+    for n in 1..=3 {
+        assert_eq!(c.recv_line().expect("tick"), format!("tick {n}").as_bytes());
+    }
+    assert_eq!(c.roundtrip(b"read still pending"), b"read still pending");
+    pool.shutdown();
+}
