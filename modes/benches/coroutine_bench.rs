@@ -194,6 +194,7 @@ fn serve_echo(s: &Scheduler, l: TcpListener) {
     s.handle().go(move || {
         while let Ok((c, _)) = l.accept() {
             coroutine::go(move || {
+                let _ = c.set_nodelay(true);
                 let mut r = BufReader::new(&c);
                 let mut line = Vec::with_capacity(128);
                 loop {

@@ -4,9 +4,10 @@
 //! Each type wraps the matching `std` socket in non-blocking mode and implements
 //! `std::io::Read`/`Write` (also for `&Stream`), so `BufReader`/`BufWriter` work on them.
 //! Operations try the syscall first and park only on would-block; a short write marks the
-//! socket buffer as full, so the next write parks without an extra `EAGAIN` syscall (reads do
-//! not do this, see [`read`]). Used from a plain thread (outside any coroutine) they block
-//! that thread with `poll(2)`.
+//! socket buffer as full, so the next write parks without an extra `EAGAIN` syscall. Reads do
+//! not do this: `polling` does not report `EPOLLRDHUP`, so a FIN that came with the last data
+//! would be missed (see `docs/coroutine.md`). Used from a plain thread (outside any coroutine)
+//! they block that thread with `poll(2)`.
 //!
 //! The fd is registered with the poller of the worker where it first waits; a stream can be
 //! moved to a coroutine on another worker (wake-ups then cross threads) but is fastest used
