@@ -297,3 +297,43 @@ fn stopping_a_listener_ends_its_accept_loop() {
     assert!(l.is_stopped());
     assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::ConnectionAborted);
 }
+
+#[test]
+fn shutdown_unwinds_coroutines_parked_in_io() {
+    let s = sched(2);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    s.handle().go(move || {
+        while let Ok((c, _)) = l.accept() {
+            let tx = tx.clone();
+            coroutine::go(move || {
+                struct SpawnOnDrop;
+                impl Drop for SpawnOnDrop {
+                    fn drop(&mut self) {
+                        // Spawning from a destructor during shutdown is ignored, not a panic.
+                        coroutine::go(|| {});
+                    }
+                }
+                let _guard = SpawnOnDrop;
+                tx.send(()).unwrap();
+                let mut buf = [0; 16];
+                let _ = (&c).read(&mut buf); // parks: the peer never writes
+            });
+        }
+    });
+    let peers: Vec<_> = (0..10)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    for _ in 0..10 {
+        rx.recv_timeout(WAIT).unwrap();
+    }
+    assert_eq!(s.live_coroutines(), 11);
+    s.shutdown();
+    // The server side of each connection was closed by the unwinding: peers read EOF.
+    for mut p in peers {
+        p.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0; 1];
+        assert_eq!(p.read(&mut buf).unwrap(), 0);
+    }
+}

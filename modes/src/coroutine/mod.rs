@@ -82,6 +82,11 @@ pub fn go<F: FnOnce() + Send + 'static>(f: F) {
 /// # Panics
 /// Panics when called outside a coroutine: plain threads spawn with [`Handle::go_with_stack`].
 pub fn go_with_stack<F: FnOnce() + Send + 'static>(size: usize, f: F) {
+    if !sys::in_coroutine() && sched::on_worker_thread() {
+        // A destructor running while the scheduler tears down: nothing can start any more.
+        log::debug!("coroutine spawn during scheduler shutdown ignored");
+        return;
+    }
     assert!(
         sys::in_coroutine(),
         "zmaster_modes::coroutine::go called outside a coroutine; \
