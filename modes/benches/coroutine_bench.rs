@@ -271,6 +271,22 @@ fn main() {
     }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    if filter.as_deref() == Some("switch") {
+        let s = sched(1);
+        let n = 10_000_000;
+        let took = in_coroutine(&s, move || {
+            coroutine::go(move || {
+                for _ in 0..n / 2 {
+                    coroutine::yield_now();
+                }
+            });
+            for _ in 0..n / 2 {
+                coroutine::yield_now();
+            }
+        });
+        report_cpu("yield switch (2 coroutines, 1 thr)", took, n);
+        return;
+    }
     if filter.as_deref() == Some("spawn1") {
         spawn_run_finish(1, 1_000_000);
         return;
