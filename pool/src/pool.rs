@@ -18,8 +18,9 @@ pub type Handler = Arc<dyn Fn(&mut Conn) + Send + Sync>;
 /// Dropping it (or [`shutdown`](Pool::shutdown)) stops accepting, closes every connection
 /// and joins all threads.
 pub struct Pool {
-    acceptor: Option<Acceptor>,
-    workers: Option<Workers>,
+    // Field order matters: the acceptor is dropped (stopped and joined) before the workers.
+    acceptor: Acceptor,
+    workers: Workers,
 }
 
 impl Pool {
@@ -44,8 +45,8 @@ impl Pool {
             .collect();
         let acceptor = Acceptor::spawn(entries)?;
         Ok(Pool {
-            acceptor: Some(acceptor),
-            workers: Some(pool),
+            acceptor,
+            workers: pool,
         })
     }
 
@@ -54,53 +55,36 @@ impl Pool {
     /// workers, right after this returns) so that only the next generation reads the FIFO.
     /// Idempotent.
     pub fn stop_accepting(&self) {
-        if let Some(a) = &self.acceptor {
-            a.stop_accepting();
-        }
-        if let Some(w) = &self.workers {
-            w.handle().close_fifos();
-        }
+        self.acceptor.stop_accepting();
+        self.workers.handle().close_fifos();
     }
 
     /// Whether the pool still accepts new connections.
     pub fn is_accepting(&self) -> bool {
-        self.acceptor.as_ref().is_some_and(Acceptor::is_accepting)
+        self.acceptor.is_accepting()
     }
 
     /// Connections accepted and not yet closed.
     pub fn active_connections(&self) -> usize {
-        self.workers.as_ref().map_or(0, Workers::active_connections)
+        self.workers.active_connections()
     }
 
     /// Blocks until no connection is open, or `deadline` passes; `true` if idle.
     /// Typical softstop: `stop_accepting()`, then `wait_idle(Some(deadline))`.
     pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        self.workers.as_ref().is_none_or(|w| w.wait_idle(deadline))
+        self.workers.wait_idle(deadline)
     }
 
     /// The worker pool (to assign connections accepted elsewhere).
-    pub fn workers(&self) -> Option<&Workers> {
-        self.workers.as_ref()
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// Stops accepting, closes every open connection and joins all threads.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        if let Some(a) = self.acceptor.take() {
-            a.join();
-        }
-        if let Some(w) = self.workers.take() {
-            w.shutdown();
-        }
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.stop();
+    pub fn shutdown(self) {
+        let Pool { acceptor, workers } = self;
+        acceptor.join();
+        workers.shutdown();
     }
 }
 
