@@ -11,8 +11,9 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 /// What a pending read operation waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Want {
-    /// A line of at most `max` bytes before the `\n` (the `\n` is consumed, not returned).
-    Line(usize),
+    /// Bytes up to a delimiter, at most `max` of them before it (the delimiter is consumed,
+    /// not returned): `Until(b'\n', max)` reads a line.
+    Until(u8, usize),
     /// Exactly `n` bytes.
     Exact(usize),
     /// Whatever is available, 1 to `max` bytes.
@@ -39,13 +40,13 @@ impl InBuf {
     /// line longer than its maximum, `None` when more input is needed.
     pub(crate) fn take(&mut self, want: Want) -> Option<io::Result<Vec<u8>>> {
         match want {
-            Want::Line(max) => {
+            Want::Until(delim, max) => {
                 let from = self.start + self.scanned;
-                match self.data[from..self.end].iter().position(|&b| b == b'\n') {
+                match self.data[from..self.end].iter().position(|&b| b == delim) {
                     Some(i) => {
                         let len = self.scanned + i;
                         if len > max {
-                            return Some(Err(too_long(max)));
+                            return Some(Err(too_long(delim, max)));
                         }
                         let line = self.data[self.start..self.start + len].to_vec();
                         self.consume(len + 1);
@@ -54,7 +55,7 @@ impl InBuf {
                     None => {
                         self.scanned = self.len();
                         if self.len() > max {
-                            Some(Err(too_long(max)))
+                            Some(Err(too_long(delim, max)))
                         } else {
                             None
                         }
@@ -77,7 +78,7 @@ impl InBuf {
             return Ok(None);
         }
         match want {
-            Want::Line(_) | Want::Some(_) => Ok(Some(self.split(self.len()))),
+            Want::Until(..) | Want::Some(_) => Ok(Some(self.split(self.len()))),
             Want::Exact(n) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("connection closed after {} of {n} bytes", self.len()),
@@ -88,7 +89,7 @@ impl InBuf {
     /// Free space to read into for `want`, compacting or growing the storage as needed.
     pub(crate) fn spare(&mut self, want: Want) -> &mut [u8] {
         let need = match want {
-            Want::Line(max) => (max + 1).saturating_sub(self.len()).clamp(1, MIN_READ),
+            Want::Until(_, max) => (max + 1).saturating_sub(self.len()).clamp(1, MIN_READ),
             Want::Exact(n) => n.saturating_sub(self.len()).max(MIN_READ),
             Want::Some(max) => max.clamp(1, MIN_READ),
         };
@@ -130,11 +131,13 @@ impl InBuf {
     }
 }
 
-fn too_long(max: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("line longer than {max} bytes"),
-    )
+fn too_long(delim: u8, max: usize) -> io::Error {
+    let msg = if delim == b'\n' {
+        format!("line longer than {max} bytes")
+    } else {
+        format!("no delimiter 0x{delim:02x} within {max} bytes")
+    };
+    io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
 #[cfg(test)]
@@ -153,14 +156,14 @@ mod tests {
     }
 
     fn line(buf: &mut InBuf, max: usize) -> Option<Vec<u8>> {
-        buf.take(Want::Line(max))
+        buf.take(Want::Until(b'\n', max))
             .map(|r| r.expect("line within max"))
     }
 
     #[test]
     fn lines_split_across_partial_reads() {
         let mut b = InBuf::default();
-        let want = Want::Line(100);
+        let want = Want::Until(b'\n', 100);
         feed(&mut b, want, b"hel");
         assert_eq!(line(&mut b, 100), None);
         feed(&mut b, want, b"lo\nwor");
@@ -179,27 +182,27 @@ mod tests {
         let mut b = InBuf::default();
         let text = vec![b'a'; 10_000];
         for &c in &text {
-            feed(&mut b, Want::Line(20_000), &[c]);
+            feed(&mut b, Want::Until(b'\n', 20_000), &[c]);
             assert_eq!(line(&mut b, 20_000), None);
         }
-        feed(&mut b, Want::Line(20_000), b"\n");
+        feed(&mut b, Want::Until(b'\n', 20_000), b"\n");
         assert_eq!(line(&mut b, 20_000), Some(text));
     }
 
     #[test]
     fn line_longer_than_max_is_an_error() {
         let mut b = InBuf::default();
-        feed(&mut b, Want::Line(4), b"12345");
+        feed(&mut b, Want::Until(b'\n', 4), b"12345");
         let err = b
-            .take(Want::Line(4))
+            .take(Want::Until(b'\n', 4))
             .expect("decided")
             .expect_err("too long");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let mut b = InBuf::default();
-        feed(&mut b, Want::Line(4), b"12345\n");
-        assert!(b.take(Want::Line(4)).expect("decided").is_err());
+        feed(&mut b, Want::Until(b'\n', 4), b"12345\n");
+        assert!(b.take(Want::Until(b'\n', 4)).expect("decided").is_err());
         let mut b = InBuf::default();
-        feed(&mut b, Want::Line(4), b"1234\n");
+        feed(&mut b, Want::Until(b'\n', 4), b"1234\n");
         assert_eq!(line(&mut b, 4).as_deref(), Some(&b"1234"[..]));
     }
 
@@ -228,12 +231,27 @@ mod tests {
     }
 
     #[test]
+    fn other_delimiters() {
+        let mut b = InBuf::default();
+        let want = Want::Until(0, 8);
+        feed(&mut b, want, b"abc\0de\nf\0");
+        assert_eq!(b.take(want).expect("rec").expect("ok"), b"abc");
+        assert_eq!(b.take(want).expect("rec").expect("ok"), b"de\nf");
+        assert!(b.take(want).is_none());
+        feed(&mut b, want, b"123456789");
+        let err = b.take(want).expect("decided").expect_err("too long");
+        assert!(err.to_string().contains("0x00"), "{err}");
+    }
+
+    #[test]
     fn eof_results() {
         let mut b = InBuf::default();
-        assert_eq!(b.take_at_eof(Want::Line(10)).expect("ok"), None);
-        feed(&mut b, Want::Line(10), b"tail");
+        assert_eq!(b.take_at_eof(Want::Until(b'\n', 10)).expect("ok"), None);
+        feed(&mut b, Want::Until(b'\n', 10), b"tail");
         assert_eq!(
-            b.take_at_eof(Want::Line(10)).expect("ok").as_deref(),
+            b.take_at_eof(Want::Until(b'\n', 10))
+                .expect("ok")
+                .as_deref(),
             Some(&b"tail"[..])
         );
         feed(&mut b, Want::Exact(10), b"abc");

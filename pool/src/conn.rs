@@ -131,7 +131,18 @@ impl Conn {
     /// and not returned; a `\r` before it is kept). At end of stream an unterminated last
     /// line is returned as is, then `Ok(None)`. A longer line fails with `InvalidData`.
     pub fn read_line(&mut self, max_len: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
-        self.start_read(Want::Line(max_len), Box::new(cb));
+        self.start_read(Want::Until(b'\n', max_len), Box::new(cb));
+    }
+
+    /// Reads up to `delim`: like [`read_line`](Self::read_line) with another delimiter (the
+    /// delimiter is consumed and not returned; at most `max_len` bytes before it).
+    pub fn read_until(
+        &mut self,
+        delim: u8,
+        max_len: usize,
+        cb: impl FnOnce(&mut Conn, ReadResult) + 'static,
+    ) {
+        self.start_read(Want::Until(delim, max_len), Box::new(cb));
     }
 
     /// Reads exactly `n` bytes. `Ok(None)` if the stream ends before the first byte,
