@@ -144,7 +144,10 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
             if grace_end.is_some_and(|g| now >= g || pending.is_empty()) {
                 break;
             }
-            let Ok(cur) = procs::children_of(master) else {
+            let cur = procs::children_of(master)
+                .ok()
+                .filter(|_| procs::alive(master));
+            let Some(cur) = cur else {
                 master_gone = true;
                 stop.store(true, Ordering::Relaxed);
                 break;
