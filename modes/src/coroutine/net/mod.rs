@@ -15,9 +15,11 @@
 //! `set_accept_timeout`) make operations fail with [`std::io::ErrorKind::TimedOut`]; they are
 //! kept per object (a `try_clone` starts without timeouts), not in the kernel socket.
 
+mod accept;
 mod tcp;
 mod unix;
 
+pub use accept::{ACCEPT_BACKOFF, Accept, accept_loop};
 pub use tcp::{TcpListener, TcpStream};
 pub use unix::{UnixListener, UnixStream};
 
