@@ -57,7 +57,7 @@ fn everything_at_once() {
                         if let Some(c) = &conn {
                             (&*c).write_all(format!("{v}\n").as_bytes()).unwrap();
                             let mut line = String::new();
-                            BufReader::new(&*c).read_line(&mut line).unwrap();
+                            BufReader::new(c).read_line(&mut line).unwrap();
                             assert_eq!(line.trim().parse::<u64>().unwrap(), v);
                         }
                     }
