@@ -287,24 +287,51 @@ fn main() {
         report_cpu("yield switch (2 coroutines, 1 thr)", took, n);
         return;
     }
+    if filter.as_deref() == Some("xwake") {
+        // Round trips between a plain thread and a coroutine: every wake crosses threads.
+        let s = sched(1);
+        let (a_tx, a_rx) = chan::bounded::<u32>(1);
+        let (b_tx, b_rx) = chan::bounded::<u32>(1);
+        s.handle().go(move || {
+            while let Ok(v) = a_rx.recv() {
+                if b_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let n = 20_000;
+        let t = Instant::now();
+        for i in 0..n as u32 {
+            a_tx.send(i).unwrap();
+            b_rx.recv().unwrap();
+        }
+        report("thread <-> coroutine round trip", t.elapsed(), n);
+        return;
+    }
     if filter.as_deref() == Some("spawn1") {
         spawn_run_finish(1, 1_000_000);
         return;
     }
+    // Under `cargo test --all-targets` this binary is built with cfg(test): a quick smoke run.
+    let k = if cfg!(test) { 100 } else { 1 };
     if want("spawn") {
-        spawn_run_finish(1, 200_000);
-        spawn_run_finish(2, 200_000);
-        spawn_from_thread(1, 200_000);
-        spawn_from_thread(2, 200_000);
+        spawn_run_finish(1, 200_000 / k);
+        spawn_run_finish(2, 200_000 / k);
+        spawn_from_thread(1, 200_000 / k);
+        spawn_from_thread(2, 200_000 / k);
     }
     if want("yield") {
-        yield_round_trip(2_000_000);
+        yield_round_trip(2_000_000 / k);
     }
     if want("chan") {
-        chan_ping_pong(1, 200_000);
-        chan_ping_pong(2, 200_000);
+        chan_ping_pong(1, 200_000 / k);
+        chan_ping_pong(2, 200_000 / k);
     }
     if want("echo") {
-        echo(2, 50, 3);
+        if cfg!(test) {
+            echo(2, 4, 1);
+        } else {
+            echo(2, 50, 3);
+        }
     }
 }
