@@ -48,6 +48,7 @@ pub mod net;
 mod reactor;
 mod runq;
 mod sched;
+mod server;
 mod stack;
 mod state;
 pub mod sync;
@@ -57,8 +58,10 @@ mod task;
 mod timer;
 mod worker;
 
+pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_started, stop_notify};
 pub use blocking::spawn_blocking;
 pub use sched::{Config, Handle, Scheduler};
+pub use server::{Connection, Hooks, Listener, general_register, loop_register, server_main};
 pub use stack::DEFAULT_STACK_SIZE;
 
 use std::thread;

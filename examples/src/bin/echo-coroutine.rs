@@ -1,0 +1,90 @@
+//! echo-coroutine: line echo in coroutine mode (SPEC §9), one coroutine per connection with
+//! blocking-style I/O: each line is sent back as is; `exit` closes the connection; `DETACH`
+//! detaches the process from its master and keeps echoing.
+//!
+//! ```text
+//! echo-coroutine alone -server-service 127.0.0.1:7002   # by hand
+//! zmaster -C examples/etc/service                        # under the master
+//! ```
+//!
+//! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
+//! `ERR line too long` and the connection is closed. FIFO services are not supported in
+//! coroutine mode; they are skipped with a warning.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use zmaster_modes::coroutine::{self, Connection, Hooks, ListenerKind};
+
+/// The longest line echoed (from `echo-max-line`), set once before serving.
+static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// Echoes lines until `exit`, end of stream or an error.
+fn serve(conn: Connection) {
+    let max = MAX_LINE.load(Ordering::Relaxed);
+    let mut reader = BufReader::with_capacity(4096, &conn);
+    let mut line = Vec::with_capacity(128);
+    loop {
+        line.clear();
+        // Read at most max + 1 bytes so an endless line cannot grow the buffer without limit.
+        match (&mut reader)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::debug!("echo read failed: {e}");
+                return;
+            }
+        }
+        let complete = line.last() == Some(&b'\n');
+        if !complete && line.len() > max {
+            let _ = (&conn).write_all(b"ERR line too long\n");
+            return;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let command = text.strip_suffix(b"\r").unwrap_or(text);
+        if command == b"exit" {
+            return;
+        }
+        if command == b"DETACH" {
+            coroutine::detach_from_master();
+        }
+        let result = if complete {
+            (&conn).write_all(&line)
+        } else {
+            // The last line of the stream, without its newline: echo it with one.
+            (&conn)
+                .write_all(&line)
+                .and_then(|()| (&conn).write_all(b"\n"))
+        };
+        if let Err(e) = result {
+            log::debug!("echo write failed: {e}");
+            return;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let hooks = Hooks::new()
+        .before_service(|config| {
+            let n = config.get_size("echo-max-line", 1 << 20)?;
+            MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+            Ok(())
+        })
+        .service_register(|name, listener, kind| {
+            if kind == ListenerKind::Fifo {
+                log::warn!(
+                    "service {name:?}: FIFO services are not supported in coroutine mode; skipped"
+                );
+                return Ok(());
+            }
+            coroutine::general_register(listener, serve)
+        })
+        // Having this hook makes a reload drain: open connections finish, an idle old
+        // process exits at once.
+        .before_softstop(|| log::info!("softstop: finishing open connections"));
+    coroutine::server_main(std::env::args_os(), hooks)
+}
