@@ -1,5 +1,6 @@
-//! `zstress load` and `chaos` against the real `zmaster` running `echo-aio`, when both were
-//! built into the same target directory as `zstress` (a workspace build); skipped otherwise.
+//! `zstress load` and `chaos` against the real `zmaster` running `echo-aio` and
+//! `echo-coroutine`, when they were built into the same target directory as `zstress` (a
+//! workspace build); each is skipped otherwise.
 
 mod util;
 
@@ -11,16 +12,14 @@ use util::{last_line, num, zstress};
 use zmaster_stress::bench::{free_port, wait_ready};
 use zmaster_stress::procs::ChildGuard;
 
-fn bins() -> Option<PathBuf> {
+fn bins(server: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_zstress"))
         .parent()?
         .to_path_buf();
-    let ok = ["zmaster", "echo-aio"]
-        .iter()
-        .all(|b| dir.join(b).is_file());
+    let ok = ["zmaster", server].iter().all(|b| dir.join(b).is_file());
     if !ok {
         eprintln!(
-            "skipped: zmaster or echo-aio not built in {}",
+            "skipped: zmaster or {server} not built in {}",
             dir.display()
         );
     }
@@ -29,12 +28,21 @@ fn bins() -> Option<PathBuf> {
 
 #[test]
 fn load_and_chaos_against_zmaster_echo_aio() {
-    let Some(bin) = bins() else { return };
+    load_and_chaos("echo-aio");
+}
+
+#[test]
+fn load_and_chaos_against_zmaster_echo_coroutine() {
+    load_and_chaos("echo-coroutine");
+}
+
+fn load_and_chaos(server: &str) {
+    let Some(bin) = bins(server) else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let port = free_port().expect("port");
     let cf = format!(
         "server-command = {}\nserver-service = 127.0.0.1:{port}\nserver-proc-count = 2\nserver-thread-count = 1\n",
-        bin.join("echo-aio").display()
+        bin.join(server).display()
     );
     std::fs::write(tmp.path().join("echo.cf"), cf).expect("write echo.cf");
     let pid_file = tmp.path().join("master.pid");
@@ -78,14 +86,14 @@ fn load_and_chaos_against_zmaster_echo_aio() {
         "--kill-rate",
         "4/s",
         "--duration",
-        "1500ms",
+        "1s",
         "--conns",
         "4",
         "--json",
     ]);
     let j = last_line(&o);
     assert!(o.status.success(), "{o:?}");
-    assert!(num(&j, "kills") >= 3.0, "{j}");
+    assert!(num(&j, "kills") >= 2.0, "{j}");
     assert_eq!(
         num(&j, "refused"),
         0.0,
