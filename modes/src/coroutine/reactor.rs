@@ -1,28 +1,38 @@
 //! The reactor side of coroutine I/O: per-fd readiness tracked from edge-triggered events,
 //! waiter lists, and the "try the syscall, park on would-block" loop with timeouts.
 //!
-//! Readiness is one `AtomicU64`: bit 0 readable, bit 1 writable, the rest an event counter.
-//! An operation that sees would-block (or a short read/write, which means the kernel buffer is
-//! drained/full) clears its bit only if no event arrived since it sampled the word, so an edge
-//! that lands between the syscall and the clear is never lost. A new source starts as ready in
-//! both directions: the first operation always tries the syscall.
+//! Readiness is one `AtomicU64`: bit 0 readable, bit 1 writable, bit 2 closed (the peer shut
+//! its side or the connection failed: `EPOLLRDHUP`/`HUP`/`ERR` seen, sticky), the rest an event
+//! counter. An operation that sees would-block (or a short read/write, which means the kernel
+//! buffer is drained/full) clears its bit only if no event arrived since it sampled the word, so
+//! an edge that lands between the syscall and the clear is never lost. A short read or write
+//! after "closed" was seen clears nothing: no further edge would come, and the next syscall
+//! reports the EOF or error at once. A new source starts as ready in both directions: the first
+//! operation always tries the syscall.
+
+mod epoll;
+
+pub(crate) use epoll::{EVENTS, Poller, forget, forget_all};
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::EpollFlags;
 use parking_lot::Mutex;
 
 use super::sched::{self, WorkerShared};
 use super::sys;
-use super::task::{self, Reason, Waker};
+use super::task::{self, Waker};
 
 const READABLE: u64 = 1;
 const WRITABLE: u64 = 2;
-const TICK: u64 = 4;
+const CLOSED: u64 = 4;
+const FLAGS: u64 = 7;
+const TICK: u64 = 8;
 
 /// Direction of an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +85,6 @@ impl Waiters {
 
 /// Readiness and waiters of one fd.
 pub(crate) struct IoState {
-    fd: RawFd,
     ready: AtomicU64,
     readers: Mutex<Waiters>,
     writers: Mutex<Waiters>,
@@ -88,9 +97,8 @@ pub(crate) struct IoState {
 }
 
 impl IoState {
-    fn new(fd: RawFd) -> IoState {
+    fn new() -> IoState {
         IoState {
-            fd,
             ready: AtomicU64::new(READABLE | WRITABLE),
             readers: Mutex::new(Waiters::default()),
             writers: Mutex::new(Waiters::default()),
@@ -101,30 +109,26 @@ impl IoState {
         }
     }
 
-    /// The fd number; open while the owning `Source` lives.
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd
-    }
-
-    pub(crate) fn registration(&self) -> Option<&(Arc<WorkerShared>, usize)> {
-        self.reg.get()
-    }
-
     /// Records the worker poller this source was added to; false if it already was.
     pub(crate) fn set_registration(&self, worker: Arc<WorkerShared>, key: usize) -> bool {
         self.reg.set((worker, key)).is_ok()
     }
 
     /// An event from the poller: record readiness, wake waiters.
-    pub(crate) fn on_event(&self, readable: bool, writable: bool) {
-        let bits = ((readable as u64) * READABLE) | ((writable as u64) * WRITABLE);
+    fn on_event(&self, flags: EpollFlags) {
+        let readable = flags.intersects(epoll::READ_FLAGS);
+        let writable = flags.intersects(epoll::WRITE_FLAGS);
+        let closed = flags.intersects(epoll::HUP_FLAGS);
+        let bits = ((readable as u64) * READABLE)
+            | ((writable as u64) * WRITABLE)
+            | ((closed as u64) * CLOSED);
         if bits == 0 {
             return;
         }
         let _ = self
             .ready
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                Some((s & !3).wrapping_add(TICK) | (s & 3) | bits)
+                Some((s & !FLAGS).wrapping_add(TICK) | (s & FLAGS) | bits)
             });
         if readable {
             wake_all(&self.readers);
@@ -184,10 +188,9 @@ pub(crate) struct Source<S: AsFd> {
 impl<S: AsFd> Source<S> {
     /// Wraps a socket that is already in non-blocking mode.
     pub(crate) fn new(sock: S) -> Source<S> {
-        let fd = sock.as_fd().as_raw_fd();
         Source {
             sock,
-            io: Arc::new(IoState::new(fd)),
+            io: Arc::new(IoState::new()),
         }
     }
 
@@ -232,7 +235,8 @@ impl<S: AsFd> Source<S> {
     }
 
     /// Runs `op` until it does not would-block, parking the coroutine (or polling the thread)
-    /// in between; `short` tells whether a result proves the buffer drained (or full).
+    /// in between; `short` tells whether a result proves the buffer drained (or full), which
+    /// clears the direction's readiness unless the source was seen closed.
     pub(crate) fn io<R>(
         &self,
         dir: Dir,
@@ -243,10 +247,8 @@ impl<S: AsFd> Source<S> {
         if !sys::in_coroutine() {
             return self.io_blocking(dir, deadline, op);
         }
-        if self.io.reg.get().is_none()
-            && let Some(e) = sys::suspend(Reason::Register(self.io.clone()))
-        {
-            return Err(e);
+        if self.io.reg.get().is_none() {
+            epoll::register(&self.io, self.sock.as_fd())?;
         }
         let io = &*self.io;
         let mut waker: Option<Waker> = None;
@@ -258,7 +260,7 @@ impl<S: AsFd> Source<S> {
             if seen & dir.bit() != 0 {
                 match op(&self.sock) {
                     Ok(r) => {
-                        if short(&r) {
+                        if seen & CLOSED == 0 && short(&r) {
                             io.clear(dir, seen);
                         }
                         break Ok(r);
@@ -343,7 +345,7 @@ impl<S: AsFd> Drop for Source<S> {
     fn drop(&mut self) {
         if let Some((worker, key)) = self.io.reg.get() {
             if let Err(e) = worker.poller.delete(self.sock.as_fd()) {
-                log::debug!("coroutine poller delete failed: {e}");
+                log::debug!("coroutine epoll delete failed: {e}");
             }
             worker.dereg.push(*key);
         }

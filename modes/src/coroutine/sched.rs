@@ -13,8 +13,8 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_deque::{Injector, Stealer, Worker as Deque};
 use crossbeam_utils::CachePadded;
-use polling::Poller;
 
+use super::reactor::Poller;
 use super::runq::RunQueue;
 use super::stack::{self, DEFAULT_STACK_SIZE};
 use super::sys;
@@ -86,6 +86,21 @@ thread_local! {
 pub(crate) fn set_worker(worker: Option<(&Arc<WorkerShared>, &Arc<Shared>)>) {
     WORKER.set(worker.map_or(std::ptr::null(), |(w, _)| Arc::as_ptr(w)));
     SHARED.set(worker.map(|(_, s)| s.clone()));
+}
+
+/// The worker running on the calling thread, if it is one.
+pub(crate) fn current_worker() -> Option<Arc<WorkerShared>> {
+    let me = WORKER.get();
+    if me.is_null() {
+        return None;
+    }
+    SHARED.with_borrow(|s| {
+        s.as_ref()?
+            .workers
+            .iter()
+            .find(|w| std::ptr::eq(Arc::as_ptr(w), me))
+            .cloned()
+    })
 }
 
 /// Whether the calling thread is a scheduler worker.

@@ -1,4 +1,4 @@
-//! Unsafe platform glue of the coroutine scheduler: the current-coroutine pointer, poller registration and stack-overflow reporting.
+//! Unsafe platform glue of the coroutine scheduler: the current-coroutine pointer and stack-overflow reporting.
 //!
 //! Contract (the only `unsafe` in the coroutine module lives here):
 //! - `CURRENT` holds a pointer to the [`CoroCtx`] of the coroutine executing on this thread, or
@@ -6,20 +6,16 @@
 //!   cleared by the scheduler right after `resume` returns, so it is non-null exactly while a
 //!   coroutine body runs on this thread. Coroutines never move to another thread once started,
 //!   so the pointer never crosses threads.
-//! - Every fd added to a poller through [`poller_add_edge`] is deleted from it by its owner
-//!   (`reactor::Source::drop`) before the fd is closed.
 //! - The SIGSEGV/SIGBUS handler only performs async-signal-safe work: relaxed atomic loads of a
 //!   fixed static table, `write(2)`, `_exit(2)` and `sigaction(2)`.
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use std::sync::{Arc, Once, OnceLock};
 
 use corosensei::Yielder;
-use polling::{Event, PollMode, Poller};
 
 use super::task::{Input, Reason, Task};
 
@@ -77,25 +73,6 @@ pub(super) fn suspend(reason: Reason) -> Input {
     // Back on the same thread (coroutines never migrate): re-publish our context.
     CURRENT.set(p);
     input
-}
-
-/// Adds `fd` to `poller` in edge-triggered mode for both directions under `key`.
-///
-/// Only called by a worker handling `Reason::Register`, while the registering coroutine is
-/// suspended holding a borrow of the `Source` that owns `fd`, so `fd` is open.
-pub(super) fn poller_add_edge(poller: &Poller, fd: RawFd, key: usize) -> io::Result<()> {
-    // SAFETY: `fd` is open (see above) and, per the module contract, its owner
-    // (reactor::Source) deletes it from this poller before closing it.
-    unsafe { poller.add_with_mode(fd, Event::all(key), PollMode::Edge) }
-}
-
-/// Deletes `fd` from `poller` (same calling context as [`poller_add_edge`]).
-pub(super) fn poller_delete(poller: &Poller, fd: RawFd) {
-    // SAFETY: `fd` is open for the duration of this call (see `poller_add_edge`).
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    if let Err(e) = poller.delete(fd) {
-        log::debug!("coroutine poller delete failed: {e}");
-    }
 }
 
 /// The system page size.

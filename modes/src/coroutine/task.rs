@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
-use super::reactor::IoState;
 use super::sched::{self, WorkerShared};
 use super::state::TaskState;
 use super::sys;
@@ -28,12 +27,10 @@ pub(crate) enum Reason {
     Park(Option<Instant>),
     /// Queue a new coroutine on this worker, then resume the caller at once.
     Spawn(Fresh),
-    /// Register an I/O source with this worker's poller, then resume the caller at once with
-    /// the outcome.
-    Register(Arc<IoState>),
 }
 
-/// The value a coroutine receives when resumed: an error for a failed `Register`.
+/// The value a coroutine receives when resumed (always `None` today; kept as the channel for
+/// an error the scheduler may have to hand back).
 pub(crate) type Input = Option<io::Error>;
 
 /// A started coroutine, as seen by whoever may wake it.

@@ -2,8 +2,9 @@
 //! and sleeps in its poller when idle.
 //!
 //! Loop: drain the inbox (wakes from other threads) and dropped I/O sources, fire due timers,
-//! run up to [`BATCH`] coroutines, then poll for I/O — without blocking if work remains, else
-//! blocking until the next timer after announcing sleep (`WorkerShared::sleeping`).
+//! run up to [`BATCH`] coroutines, then poll for I/O (one `epoll_wait`) — without blocking if
+//! work remains, else blocking until the next timer after announcing sleep
+//! (`WorkerShared::sleeping`).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -12,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crossbeam_deque::{Steal, Worker as Deque};
-use polling::Events;
+use nix::sys::epoll::EpollEvent;
 
-use super::reactor::IoState;
+use super::reactor;
 use super::runq::{self, Next};
 use super::sched::{self, READY, Shared, WorkerShared};
 use super::stack::{self, StackPool};
@@ -29,9 +30,6 @@ const BATCH: usize = 128;
 /// A coroutine that yields while nothing else is runnable on its worker is resumed directly
 /// up to this many times before going through the run queue.
 const DIRECT_YIELDS: u32 = 16;
-
-/// While coroutines stay ready, poll for I/O once every this many batches.
-const BUSY_POLL_EVERY: u32 = 4;
 
 /// Coroutine ids are reserved from this counter in blocks, per worker.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -57,9 +55,7 @@ pub(crate) struct Worker {
     free: Vec<u32>,
     timers: Timers<u32>,
     stacks: StackPool,
-    io: Vec<Option<Arc<IoState>>>,
-    io_free: Vec<usize>,
-    events: Events,
+    events: Vec<EpollEvent>,
     guard_slot: Option<usize>,
     next_id: u64,
     id_end: u64,
@@ -76,9 +72,7 @@ impl Worker {
             free: Vec::new(),
             timers: Timers::new(),
             stacks: StackPool::new(),
-            io: Vec::new(),
-            io_free: Vec::new(),
-            events: Events::new(),
+            events: vec![EpollEvent::empty(); reactor::EVENTS],
             guard_slot: None,
             next_id: 0,
             id_end: 0,
@@ -91,23 +85,17 @@ impl Worker {
             .map_err(|e| log::warn!("coroutine worker={} no signal stack: {e}", self.index))
             .ok();
         self.guard_slot = sys::claim_guard_slot();
-        let mut busy_batches = 0;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             self.drain_remote();
             self.fire_timers();
             let ran = self.run_batch();
             let more = ran == BATCH || !READY.with_borrow(|q| q.is_empty());
-            if !more {
-                self.sleep();
-                busy_batches = 0;
+            if more {
+                // Still busy: check for I/O without blocking (one `epoll_wait`) so that
+                // coroutines parked on sockets join the ready ones.
+                self.poll(Some(Duration::ZERO));
             } else {
-                // Still busy: check for I/O without blocking, but not after every batch (a
-                // `polling` wait costs several syscalls).
-                busy_batches += 1;
-                if busy_batches >= BUSY_POLL_EVERY {
-                    busy_batches = 0;
-                    self.poll(Some(Duration::ZERO));
-                }
+                self.sleep();
             }
         }
         self.teardown();
@@ -128,13 +116,7 @@ impl Worker {
         }
         loop {
             match self.me.dereg.steal() {
-                Steal::Success(key) => {
-                    if let Some(e) = self.io.get_mut(key)
-                        && e.take().is_some()
-                    {
-                        self.io_free.push(key);
-                    }
-                }
+                Steal::Success(key) => reactor::forget(key),
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
@@ -237,8 +219,6 @@ impl Worker {
             free,
             timers,
             stacks,
-            io,
-            io_free,
             guard_slot,
             ..
         } = self;
@@ -266,9 +246,6 @@ impl Worker {
                         shared.wake_one();
                     }
                     input = None;
-                }
-                CoroutineResult::Yield(Reason::Register(src)) => {
-                    input = register(me, io, io_free, src).err();
                 }
                 CoroutineResult::Yield(Reason::Yield) => {
                     // Nothing else runnable here: resume it again directly, a bounded number
@@ -309,16 +286,9 @@ impl Worker {
 
     /// Polls for I/O readiness and wakes the coroutines waiting for it.
     fn poll(&mut self, timeout: Option<Duration>) {
-        self.events.clear();
         if let Err(e) = self.me.poller.wait(&mut self.events, timeout) {
             log::error!("coroutine worker={} poll failed: {e}", self.index);
             std::thread::sleep(Duration::from_millis(10));
-            return;
-        }
-        for ev in self.events.iter() {
-            if let Some(Some(io)) = self.io.get(ev.key) {
-                io.on_event(ev.readable, ev.writable);
-            }
         }
     }
 
@@ -371,40 +341,9 @@ impl Worker {
         }
         READY.with_borrow_mut(|q| q.clear());
         bump(&self.me.finished, dropped);
-        self.io.clear();
+        reactor::forget_all();
         log::debug!("coroutine worker={} stopped dropped={dropped}", self.index);
     }
-}
-
-/// Adds an I/O source to this worker's poller (edge-triggered) under a new reactor key.
-fn register(
-    me: &Arc<WorkerShared>,
-    io: &mut Vec<Option<Arc<IoState>>>,
-    io_free: &mut Vec<usize>,
-    src: Arc<IoState>,
-) -> std::io::Result<()> {
-    if src.registration().is_some() {
-        return Ok(());
-    }
-    let key = match io_free.pop() {
-        Some(k) => k,
-        None => {
-            io.push(None);
-            io.len() - 1
-        }
-    };
-    if let Err(e) = sys::poller_add_edge(&me.poller, src.raw_fd(), key) {
-        io_free.push(key);
-        return Err(e);
-    }
-    if src.set_registration(me.clone(), key) {
-        io[key] = Some(src);
-    } else {
-        // Registered concurrently on another worker: undo ours.
-        sys::poller_delete(&me.poller, src.raw_fd());
-        io_free.push(key);
-    }
-    Ok(())
 }
 
 /// Adds to a counter only this worker thread writes (no locked instruction needed).

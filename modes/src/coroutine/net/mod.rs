@@ -3,11 +3,11 @@
 //!
 //! Each type wraps the matching `std` socket in non-blocking mode and implements
 //! `std::io::Read`/`Write` (also for `&Stream`), so `BufReader`/`BufWriter` work on them.
-//! Operations try the syscall first and park only on would-block; a short write marks the
-//! socket buffer as full, so the next write parks without an extra `EAGAIN` syscall. Reads do
-//! not do this: `polling` does not report `EPOLLRDHUP`, so a FIN that came with the last data
-//! would be missed (see `docs/coroutine.md`). Used from a plain thread (outside any coroutine)
-//! they block that thread with `poll(2)`.
+//! Operations try the syscall first and park only on would-block; a short read marks the
+//! socket buffer as drained and a short write marks it as full, so the next operation parks
+//! without an extra `EAGAIN` syscall (as tokio does) — unless the peer's shutdown or an error
+//! was seen (`EPOLLRDHUP`/`HUP`/`ERR`), in which case the next syscall reports it at once. Used
+//! from a plain thread (outside any coroutine) they block that thread with `poll(2)`.
 //!
 //! The fd is registered with the poller of the worker where it first waits; a stream can be
 //! moved to a coroutine on another worker (wake-ups then cross threads) but is fastest used
@@ -69,19 +69,20 @@ fn wait_connected<S: AsFd>(
     r
 }
 
-/// Reads through a source.
+/// Reads through a source: a short read (some bytes, fewer than asked) marks the socket
+/// drained.
 ///
-/// A short read is *not* taken as "drained": `polling` neither registers nor reports
-/// `EPOLLRDHUP`, so a FIN that arrived together with the last data is indistinguishable from
-/// the data itself; clearing readiness after the short read would then wait forever for an
-/// edge that already came (the connection hangs instead of reading EOF). The next read
-/// therefore tries the syscall once more and parks on its `EAGAIN`.
+/// Sound because sockets are registered with `EPOLLRDHUP`: a FIN that arrived together with
+/// the last data sets the source's sticky "closed" bit when its event is handled, and a
+/// closed source never has its readiness cleared, so the next read returns the EOF instead of
+/// waiting for an edge that already came. A FIN arriving after that event is a new edge.
 fn read<S: AsFd>(
     src: &Source<S>,
     buf: &mut [u8],
     f: impl Fn(&S, &mut [u8]) -> io::Result<usize>,
 ) -> io::Result<usize> {
-    src.io(Dir::Read, |s| f(s, buf), |_| false)
+    let len = buf.len();
+    src.io(Dir::Read, |s| f(s, buf), |&n| n > 0 && n < len)
 }
 
 /// Writes through a source: a short write marks the socket buffer full.
