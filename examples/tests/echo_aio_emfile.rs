@@ -32,6 +32,7 @@ fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
 #[test]
 fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let log = tempfile::NamedTempFile::new().expect("log file");
     let mut command = Command::new(BIN);
     command
         .args([
@@ -41,7 +42,8 @@ fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
             "-server-thread-count",
             "1",
         ])
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stderr(log.reopen().expect("log file"));
     let limit = libc::rlimit {
         rlim_cur: FD_LIMIT,
         rlim_max: FD_LIMIT,
@@ -90,6 +92,25 @@ fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
         "acceptor used {spent} ticks in 700 ms while out of descriptors"
     );
 
+    // The queued clients really hit EMFILE: the acceptor said so (at most once a second).
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert!(
+        text.contains("out of resources"),
+        "no EMFILE warning logged: {text}"
+    );
+    assert!(
+        text.matches("out of resources").count() <= 2,
+        "warnings not rate-limited: {text}"
+    );
+    let waiting = queued
+        .iter_mut()
+        .map(|c| !c.has_reply_now())
+        .filter(|w| *w)
+        .count();
+    assert!(
+        waiting >= 20,
+        "only {waiting} of 30 queued clients were waiting for descriptors"
+    );
     served.clear();
     for c in &mut queued {
         assert_eq!(c.read_line().as_deref(), Some("queued"));

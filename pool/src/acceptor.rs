@@ -259,7 +259,7 @@ fn run(mut owned: Owned) {
             if let Some(entry) = entries.get_mut(ev.key)
                 && entry.paused_until.is_none()
             {
-                entry.accept_batch(&shared.poller, ev.key);
+                entry.accept_batch(&shared.poller, ev.key, &shared.stop);
             }
             if shared.stop.load(Ordering::SeqCst) {
                 break;
@@ -283,8 +283,12 @@ impl Entry {
         }
     }
 
-    fn accept_batch(&mut self, poller: &Poller, key: usize) {
+    fn accept_batch(&mut self, poller: &Poller, key: usize, stop: &AtomicBool) {
         for _ in 0..BATCH {
+            // Stop means at once: after a reload not one more connection for this generation.
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
             let accepted = match &self.listener {
                 Some(Listener::Tcp(l)) => {
                     accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).map(|fd| {

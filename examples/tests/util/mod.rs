@@ -133,6 +133,23 @@ impl LineClient {
     }
 
     /// Asserts the server closes the connection (EOF or reset) without sending anything.
+    /// Whether a line (or EOF) is already waiting, without blocking.
+    pub fn has_reply_now(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        self.reader
+            .get_ref()
+            .set_nonblocking(true)
+            .expect("nonblocking");
+        let got = std::io::BufRead::fill_buf(&mut self.reader).map(|b| b.len());
+        self.reader
+            .get_ref()
+            .set_nonblocking(false)
+            .expect("blocking");
+        !matches!(got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     pub fn expect_closed(&mut self) {
         assert_eq!(self.read_line(), None, "expected the server to close");
     }
@@ -148,6 +165,15 @@ pub struct FakeMaster {
     pub generation: Option<OwnedFd>,
     /// Reports POLLERR once the server closed fd 4 (exited or detached).
     pub private: OwnedFd,
+    /// The server's stderr (its log).
+    pub log: tempfile::NamedTempFile,
+}
+
+impl FakeMaster {
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
 }
 
 /// Starts `bin MASTER -server-service :i5 extra...` under a fake master. The listener is
@@ -158,11 +184,13 @@ pub fn spawn_under_fake_master(bin: &str, extra: &[&str]) -> FakeMaster {
     let (gen_r, gen_w) = cloexec_pipe();
     let (priv_r, priv_w) = cloexec_pipe();
     let sources: [RawFd; 3] = [gen_w.as_raw_fd(), priv_r.as_raw_fd(), listener.as_raw_fd()];
+    let log = tempfile::NamedTempFile::new().expect("log file");
     let mut command = Command::new(bin);
     command
         .args(["MASTER", "-server-service", ":i5"])
         .args(extra)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stderr(log.reopen().expect("log file"));
     // SAFETY: the closure runs in the forked child before exec and only calls fcntl and
     // dup2, which are async-signal-safe; it touches no memory shared with other threads.
     unsafe {
@@ -177,6 +205,7 @@ pub fn spawn_under_fake_master(bin: &str, extra: &[&str]) -> FakeMaster {
         addr,
         generation: Some(gen_r),
         private: priv_w,
+        log,
     }
 }
 

@@ -219,6 +219,23 @@ impl Active {
         *lock(&self.count) += 1;
         ActiveGuard(Arc::clone(self))
     }
+
+    /// Blocks until the count is 0 (true) or `deadline` passes (false).
+    fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut count = lock(&self.count);
+        while *count > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = self
+                .idle
+                .wait_timeout(count, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
 }
 
 impl Drop for ActiveGuard {
@@ -229,6 +246,12 @@ impl Drop for ActiveGuard {
             self.0.idle.notify_all();
         }
     }
+}
+
+/// What a running coroutine server counts: handler coroutines and live accept loops.
+struct Counts {
+    active: Arc<Active>,
+    loops: Arc<Active>,
 }
 
 /// A listener whose accepted connections are counted as active from the moment of accept (the
@@ -256,19 +279,25 @@ impl<L: net::Accept> net::Accept for Counted<L> {
 fn spawn_loop<L: net::Accept>(
     handle: &super::Handle,
     listener: Arc<L>,
-    active: &Arc<Active>,
+    counts: &Counts,
     handler: Handler,
     wrap: fn(L::Conn) -> Connection,
 ) {
     let counted = Counted {
         inner: listener,
-        active: Arc::clone(active),
+        active: Arc::clone(&counts.active),
     };
     let serve = Arc::new(move |(conn, guard): (L::Conn, ActiveGuard)| {
         let _guard = guard;
         handler(wrap(conn));
     });
-    handle.go(move || net::accept_loop(&counted, serve));
+    // The loop counts as live until accept_loop returned: every connection it accepted is
+    // counted by then, so a softstop that waits for the loops cannot miss one.
+    let live = counts.loops.enter();
+    handle.go(move || {
+        net::accept_loop(&counted, serve);
+        drop(live);
+    });
 }
 
 /// A stoppable coroutine listener of a `loop_register`ed service.
@@ -318,13 +347,17 @@ impl Mode for CoroutineMode {
             )
         })?;
         let handle = scheduler.handle();
-        let active = Arc::new(Active::default());
+        let counts = Counts {
+            active: Arc::new(Active::default()),
+            loops: Arc::new(Active::default()),
+        };
+        let active = &counts.active;
         let mut entries: Vec<(Listener, AcceptCallback)> = Vec::new();
         let mut loops = Vec::new();
         for (listener, handler, style) in registered {
             match style {
                 Style::Acceptor => {
-                    let (handle, active) = (handle.clone(), Arc::clone(&active));
+                    let (handle, active) = (handle.clone(), Arc::clone(active));
                     let callback = move |stream: Stream| match Connection::from_stream(stream) {
                         Ok(conn) => {
                             let (handler, guard) = (Arc::clone(&handler), active.enter());
@@ -343,12 +376,12 @@ impl Mode for CoroutineMode {
                     let stoppable = match listener {
                         Listener::Tcp(l) => {
                             let l = Arc::new(TcpListener::from_std(l).map_err(setup)?);
-                            spawn_loop(&handle, Arc::clone(&l), &active, handler, Connection::Tcp);
+                            spawn_loop(&handle, Arc::clone(&l), &counts, handler, Connection::Tcp);
                             LoopListener::Tcp(l)
                         }
                         Listener::Unix(l) => {
                             let l = Arc::new(UnixListener::from_std(l).map_err(setup)?);
-                            spawn_loop(&handle, Arc::clone(&l), &active, handler, Connection::Unix);
+                            spawn_loop(&handle, Arc::clone(&l), &counts, handler, Connection::Unix);
                             LoopListener::Unix(l)
                         }
                         Listener::Fifo(_) => continue, // refused at registration
@@ -365,8 +398,8 @@ impl Mode for CoroutineMode {
         Ok(CoroutineServing {
             scheduler: Some(scheduler),
             acceptor,
-            loops,
-            active,
+            loops: Mutex::new(loops),
+            counts,
         })
     }
 
@@ -393,41 +426,45 @@ fn config_threads(config: &SchedConfig) -> String {
 struct CoroutineServing {
     scheduler: Option<Scheduler>,
     acceptor: Option<Acceptor>,
-    loops: Vec<LoopListener>,
-    active: Arc<Active>,
+    loops: Mutex<Vec<LoopListener>>,
+    counts: Counts,
 }
+
+/// How long a softstop waits for stopped accept loops to return.
+const LOOP_STOP_LIMIT: Duration = Duration::from_secs(1);
 
 impl Serving for CoroutineServing {
     fn stop_accepting(&self) {
         if let Some(acceptor) = &self.acceptor {
             acceptor.stop_accepting();
         }
-        for l in &self.loops {
+        let mut loops = lock(&self.loops);
+        if loops.is_empty() {
+            return;
+        }
+        for l in loops.iter() {
             match l {
                 LoopListener::Tcp(l) => l.stop(),
                 LoopListener::Unix(l) => l.stop(),
             }
         }
+        // Synchronous, like the acceptor's: once the loops returned, every connection they
+        // accepted is counted. Then close the sockets here.
+        if !self
+            .counts
+            .loops
+            .wait_idle(Instant::now() + LOOP_STOP_LIMIT)
+        {
+            log::warn!("accept loops still running {LOOP_STOP_LIMIT:?} after stop");
+        }
+        loops.clear();
     }
 
     fn active_connections(&self) -> usize {
-        *lock(&self.active.count)
+        *lock(&self.counts.active.count)
     }
 
     fn wait_idle(&self, deadline: Instant) -> bool {
-        let mut count = lock(&self.active.count);
-        while *count > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            count = self
-                .active
-                .idle
-                .wait_timeout(count, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        self.counts.active.wait_idle(deadline)
     }
 }

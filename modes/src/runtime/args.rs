@@ -45,9 +45,13 @@ impl Settings {
         let thread_count = config.get_int_in("server-thread-count", cpus as i64, 1, 4096)?;
         let stack = config.get_size("server-coroutine-stack-size", DEFAULT_COROUTINE_STACK_SIZE)?;
         if !(16 * 1024..=1 << 30).contains(&stack) {
+            let raw = config.get_str("server-coroutine-stack-size", "");
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("server-coroutine-stack-size = {stack}: expected 16k to 1g"),
+                format!(
+                    "{}server-coroutine-stack-size = {raw:?}: expected 16k to 1g",
+                    located(config, "server-coroutine-stack-size")
+                ),
             ));
         }
         let level_text = config.get_str("server-log-level", "info");
@@ -55,7 +59,8 @@ impl Settings {
             Error::new(
                 ErrorKind::Config,
                 format!(
-                    "server-log-level = {level_text:?}: expected error, warn, info, debug, trace or off"
+                    "{}server-log-level = {level_text:?}: expected error, warn, info, debug, trace or off",
+                    located(config, "server-log-level")
                 ),
             )
         })?;
@@ -123,6 +128,15 @@ pub(crate) fn parse_args(args: Vec<String>) -> Result<Invocation> {
         launch,
         command_line,
     })
+}
+
+/// `FILE:LINE: ` for a key set in a config file, `command line: ` for one set there, else "".
+pub(crate) fn located(config: &Config, key: &str) -> String {
+    match config.origin(key) {
+        Some(zmaster_core::config::Origin::File(loc)) => format!("{loc}: "),
+        Some(zmaster_core::config::Origin::CommandLine) => "command line: ".to_owned(),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]

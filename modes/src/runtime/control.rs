@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,12 @@ impl Control {
     pub(crate) fn detach(&self) -> bool {
         let mut state = lock(&self.state);
         if state.detached {
+            return false;
+        }
+        if lock(&self.private_fd).is_none() {
+            // Not started by a master (`alone`): there is nothing to detach from, and a client
+            // must not be able to stop the server this way.
+            log::debug!("detach ignored: not running under a master");
             return false;
         }
         state.detached = true;
@@ -148,11 +154,25 @@ pub(crate) fn spawn_watcher(
     generation: OwnedFd,
     parent: Pid,
 ) -> std::io::Result<thread::JoinHandle<()>> {
-    let (hangup, notify) = UnixStream::pair()?;
-    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, notify)?;
+    let hangup = catch_hangup()?;
     thread::Builder::new()
         .name("zm-softstop".into())
-        .spawn(move || watch(&control, &generation, &hangup, parent))
+        .spawn(move || watch(&control, &generation, hangup, parent))
+}
+
+/// The read end of the SIGHUP self-pipe; it lives as long as the process, so a SIGHUP after the
+/// watcher stopped (detached) still has somewhere to go.
+static HANGUP: OnceLock<UnixStream> = OnceLock::new();
+
+/// Catches SIGHUP from now on (idempotent): call it as early as possible in a child of a
+/// master, so the parent-death signal can never kill it outright.
+pub(crate) fn catch_hangup() -> std::io::Result<&'static UnixStream> {
+    if let Some(hangup) = HANGUP.get() {
+        return Ok(hangup);
+    }
+    let (hangup, notify) = UnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, notify)?;
+    Ok(HANGUP.get_or_init(|| hangup))
 }
 
 fn watch(control: &Control, generation: &OwnedFd, hangup: &UnixStream, parent: Pid) {
@@ -238,13 +258,21 @@ mod tests {
 
     #[test]
     fn events_in_priority_order() {
-        let c = Control::install(None);
+        let (_reader, private) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let c = Control::install(Some(private));
         assert!(c.detach());
         assert!(!c.detach());
         c.softstop("ignored after detach");
         assert_eq!(c.wait_event(), Event::Detached);
         c.stop_notify(Duration::ZERO);
         assert_eq!(c.wait_event(), Event::StopNotified);
+    }
+
+    #[test]
+    fn detach_is_ignored_without_a_master() {
+        let c = Control::install(None);
+        assert!(!c.detach());
+        assert!(!c.is_detached());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -121,8 +122,16 @@ fn remove_stale_socket(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
-        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)
-            .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e)),
+        // Replaced only when stale (nobody accepts on it): never steal a running server's path.
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => Err(Error::new(
+                ErrorKind::Io,
+                format!("bind {}: a server is listening there", path.display()),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path)
+                .map_err(|e| Error::io(format!("remove stale socket {}", path.display()), e)),
+            Err(e) => Err(Error::io(format!("probe socket {}", path.display()), e)),
+        },
         Ok(_) => Err(Error::new(
             ErrorKind::Io,
             format!("{} exists and is not a socket", path.display()),

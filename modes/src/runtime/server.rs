@@ -105,12 +105,18 @@ impl Server {
         // Adopt the master's fds before anything (the logger, say) could open an fd of its own
         // and take a number the master should have passed.
         let inherited = match invocation.launch {
-            Launch::Master => Some(adopt_master_fds(&invocation)?),
+            Launch::Master => {
+                let fds = adopt_master_fds(&invocation)?;
+                // From here on the master's PR_SET_PDEATHSIG(SIGHUP) means softstop, not death.
+                control::catch_hangup().map_err(|e| Error::io("catch SIGHUP", e))?;
+                Some(fds)
+            }
             Launch::Alone => None,
         };
         let config = invocation.command_line.server_config()?;
         let settings = Settings::from_config(&config)?;
-        let target = LogTarget::parse(config.get_str("server-log", ""))?;
+        let target = LogTarget::parse(config.get_str("server-log", ""))
+            .map_err(|e| e.at_location(config.location("server-log")))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
         let (listeners, generation, private) = match inherited {
@@ -120,7 +126,15 @@ impl Server {
                 if spec.is_empty() {
                     return Err(Error::new(ErrorKind::Usage, "missing -server-service"));
                 }
-                (listeners::bind_all(spec)?, None, None)
+                let listeners = listeners::bind_all(spec).map_err(|e| {
+                    let at = args::located(&config, "server-service");
+                    if at.is_empty() {
+                        e
+                    } else {
+                        Error::new(e.kind(), format!("{at}{e}"))
+                    }
+                })?;
+                (listeners, None, None)
             }
         };
         let config = Arc::new(config);
@@ -369,6 +383,21 @@ where
         server.settings().thread_count
     );
     let outcome = server.run(&serving, before_softstop);
+    // Joining the mode's threads must not hang the process forever (a handler stuck in a
+    // blocking call or a CPU loop would keep an old generation alive): exit anyway.
+    let (finished, watchdog) = std::sync::mpsc::channel::<()>();
+    let _ = std::thread::Builder::new()
+        .name("zm-exit-watchdog".into())
+        .spawn(move || {
+            if watchdog.recv_timeout(FINISH_LIMIT).is_err() {
+                log::warn!("shutdown still waiting for handlers after {FINISH_LIMIT:?}; exiting");
+                std::process::exit(0);
+            }
+        });
     mode.finish(serving, outcome);
+    let _ = finished.send(());
     ExitCode::SUCCESS
 }
+
+/// How long `Mode::finish` may take before the process exits regardless.
+const FINISH_LIMIT: Duration = Duration::from_secs(5);
