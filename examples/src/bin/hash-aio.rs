@@ -5,7 +5,9 @@
 //! ones go to rayon with `Conn::spawn_cpu`, split in parallel chunks, and the answer is
 //! written from a callback back on the worker, so other connections keep being served.
 //!
-//! Config keys: `hash-max-rounds` (integer, default 1000000000): larger requests get `ERR`.
+//! Config keys: `hash-max-rounds` (integer, default 1000000000): larger requests get `ERR`;
+//! `hash-max-jobs` (default 16): with that many big requests in progress, another gets
+//! `ERR busy` (no unbounded queue of CPU work).
 
 use std::io;
 use std::process::ExitCode;
@@ -20,6 +22,10 @@ const INLINE_ROUNDS: u64 = 100_000;
 const MAX_LINE: usize = 256;
 
 static MAX_ROUNDS: AtomicU64 = AtomicU64::new(1_000_000_000);
+/// Jobs on rayon right now, and the most allowed (`hash-max-jobs`): beyond it a request gets
+/// `ERR busy` instead of queueing unbounded CPU work.
+static JOBS: AtomicU64 = AtomicU64::new(0);
+static MAX_JOBS: AtomicU64 = AtomicU64::new(16);
 
 fn answer(conn: &mut Conn, text: &str) {
     conn.write(text.as_bytes());
@@ -43,10 +49,20 @@ fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
     let max = MAX_ROUNDS.load(Ordering::Relaxed);
     match text.parse::<u64>() {
         Ok(n) if n <= INLINE_ROUNDS => answer(conn, &digest::to_hex(digest::digest_serial(n))),
-        Ok(n) if n <= max => conn.spawn_cpu(
-            move || digest::to_hex(digest::digest_parallel(n)),
-            |conn, hex| answer(conn, &hex),
-        ),
+        Ok(n) if n <= max => {
+            if JOBS.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS.load(Ordering::Relaxed) {
+                JOBS.fetch_sub(1, Ordering::SeqCst);
+                return answer(conn, "ERR busy");
+            }
+            conn.spawn_cpu(
+                move || {
+                    let hex = digest::to_hex(digest::digest_parallel(n));
+                    JOBS.fetch_sub(1, Ordering::SeqCst);
+                    hex
+                },
+                |conn, hex| answer(conn, &hex),
+            )
+        }
         _ => answer(conn, &format!("ERR expected a round count 0..={max}")),
     }
 }
@@ -56,6 +72,8 @@ fn main() -> ExitCode {
         .before_service(|config| {
             let max = config.get_int_in("hash-max-rounds", 1_000_000_000, 0, i64::MAX)?;
             MAX_ROUNDS.store(u64::try_from(max).unwrap_or(0), Ordering::Relaxed);
+            let jobs = config.get_int_in("hash-max-jobs", 16, 1, 1 << 20)?;
+            MAX_JOBS.store(u64::try_from(jobs).unwrap_or(16), Ordering::Relaxed);
             Ok(())
         })
         .service_register(|_name, listener, _kind| {
