@@ -493,21 +493,20 @@ impl Supervisor {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
             }
         }
-        // A service keeps its crash-loop state across reloads (a HUP from logrotate must not
-        // restart a crash-looping service at once); new services start now.
+        // The new generation starts at once (SPEC §4), but a service keeps its backoff level:
+        // if the new children die young too, the delay goes on doubling from where it was
+        // instead of starting again at 100 ms (a HUP from logrotate must not reset a crash loop).
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.services);
         self.services = services
             .into_iter()
-            .map(
-                |spec| match old.iter().position(|o| o.spec.name == spec.name) {
-                    Some(i) => ServiceState {
-                        spec,
-                        ..old.swap_remove(i)
-                    },
-                    None => ServiceState::new(spec, now),
-                },
-            )
+            .map(|spec| {
+                let mut state = ServiceState::new(spec, now);
+                if let Some(i) = old.iter().position(|o| o.spec.name == state.spec.name) {
+                    state.backoff = old.swap_remove(i).backoff;
+                }
+                state
+            })
             .collect();
         log::info!(
             "reloaded: generation={} services={} listeners={}",
