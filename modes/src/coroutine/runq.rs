@@ -108,6 +108,27 @@ pub(crate) fn work_available<F>(global: &Injector<F>, stealers: &[Stealer<F>], m
             .any(|(i, s)| i != me && !s.is_empty())
 }
 
+/// Where a new coroutine about to start on worker `me` should run, given each worker's load
+/// (started and not finished, plus placed and not started): `None` to start it here, or a
+/// worker whose load is lower by more than one. Started coroutines never move, so a connection
+/// stays where it started; placing new ones keeps workers even (an accept loop on one worker
+/// would otherwise start most connections there).
+pub(crate) fn place(loads: impl Iterator<Item = usize>, me: usize) -> Option<usize> {
+    let mut mine = None;
+    let mut best: Option<(usize, usize)> = None;
+    for (i, l) in loads.enumerate() {
+        if i == me {
+            mine = Some(l);
+        } else if best.is_none_or(|(_, b)| l < b) {
+            best = Some((i, l));
+        }
+    }
+    match (mine, best) {
+        (Some(m), Some((i, b))) if m > b + 1 => Some(i),
+        _ => None,
+    }
+}
+
 fn retry<F>(mut f: impl FnMut() -> Steal<F>) -> Option<F> {
     loop {
         match f() {
@@ -124,6 +145,17 @@ mod tests {
 
     fn pick(q: &mut RunQueue, local: &mut Vec<&'static str>) -> Option<Next<&'static str>> {
         q.next(&mut || local.pop(), &mut || None)
+    }
+
+    #[test]
+    fn place_picks_a_clearly_less_loaded_worker() {
+        assert_eq!(place([3].into_iter(), 0), None);
+        assert_eq!(place([1, 0].into_iter(), 0), None);
+        assert_eq!(place([2, 0].into_iter(), 0), Some(1));
+        assert_eq!(place([2, 1].into_iter(), 0), None);
+        assert_eq!(place([5, 9, 3, 4].into_iter(), 0), Some(2));
+        assert_eq!(place([5, 9, 3, 4].into_iter(), 2), None);
+        assert_eq!(place([5, 0, 3, 0].into_iter(), 2), Some(1));
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub(crate) struct WorkerShared {
     pub(crate) spawned: CachePadded<AtomicUsize>,
     /// Coroutines that finished (or were dropped) on this worker.
     pub(crate) finished: CachePadded<AtomicUsize>,
+    /// Coroutines started here and not finished, plus those placed here and not started yet:
+    /// what a worker about to start a new coroutine compares (see `runq::place`).
+    pub(crate) load: CachePadded<AtomicUsize>,
+    /// New coroutines another worker placed here (to balance load); never stolen again.
+    pub(crate) placed: Injector<Fresh>,
 }
 
 thread_local! {
@@ -235,6 +240,8 @@ impl Scheduler {
                     sleeping: AtomicBool::new(false),
                     spawned: CachePadded::new(AtomicUsize::new(0)),
                     finished: CachePadded::new(AtomicUsize::new(0)),
+                    load: CachePadded::new(AtomicUsize::new(0)),
+                    placed: Injector::new(),
                 }))
             })
             .collect::<io::Result<Vec<_>>>()?;

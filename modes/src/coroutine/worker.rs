@@ -6,6 +6,7 @@
 //! work remains, else blocking until the next timer after announcing sleep
 //! (`WorkerShared::sleeping`).
 
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
@@ -51,6 +52,9 @@ pub(crate) struct Worker {
     me: Arc<WorkerShared>,
     index: usize,
     fresh: Deque<Fresh>,
+    /// New coroutines placed here by other workers (from `WorkerShared::placed`), started
+    /// before the stealable ones and never stolen.
+    placed: VecDeque<Fresh>,
     slab: Vec<Option<Entry>>,
     free: Vec<u32>,
     timers: Timers<u32>,
@@ -68,6 +72,7 @@ impl Worker {
             shared,
             index,
             fresh,
+            placed: VecDeque::new(),
             slab: Vec::new(),
             free: Vec::new(),
             timers: Timers::new(),
@@ -105,8 +110,16 @@ impl Worker {
         sched::set_worker(None);
     }
 
-    /// Moves wakes from other threads into the ready queue; forgets dropped I/O sources.
+    /// Moves wakes from other threads into the ready queue and placed coroutines into the
+    /// local queue; forgets dropped I/O sources.
     fn drain_remote(&mut self) {
+        loop {
+            match self.me.placed.steal() {
+                Steal::Success(f) => self.placed.push_back(f),
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
         loop {
             match self.me.inbox.steal() {
                 Steal::Success(slot) => READY.with_borrow_mut(|q| q.push(slot)),
@@ -139,9 +152,13 @@ impl Worker {
     fn run_batch(&mut self) -> usize {
         for n in 0..BATCH {
             let (fresh, shared, index) = (&self.fresh, &self.shared, self.index);
-            let mut local = || fresh.pop();
+            let placed = &mut self.placed;
+            let mut local = || {
+                (placed.pop_front().map(|f| (f, true))).or_else(|| fresh.pop().map(|f| (f, false)))
+            };
             let mut remote = || {
-                let found = runq::find_remote(fresh, &shared.injector, &shared.stealers, index);
+                let found = runq::find_remote(fresh, &shared.injector, &shared.stealers, index)
+                    .map(|f| (f, false));
                 // Took remote work and more is waiting: get another sleeper going too.
                 if found.is_some()
                     && runq::work_available(&shared.injector, &shared.stealers, index)
@@ -152,14 +169,30 @@ impl Worker {
             };
             match READY.with_borrow_mut(|q| q.next(&mut local, &mut remote)) {
                 Some(Next::Resume(slot)) => self.resume(slot, None),
-                Some(Next::Start(f)) => self.start(f),
+                Some(Next::Start((f, placed))) => self.start(f, placed),
                 None => return n,
             }
         }
         BATCH
     }
 
-    fn start(&mut self, fresh: Fresh) {
+    /// Starts a new coroutine here, or places it on a clearly less loaded worker (unless it
+    /// was `placed` here already).
+    fn start(&mut self, fresh: Fresh, placed: bool) {
+        if !placed {
+            let workers = &self.shared.workers;
+            let loads = workers.iter().map(|w| w.load.load(Ordering::Relaxed));
+            if workers.len() > 1
+                && let Some(to) = runq::place(loads, self.index)
+            {
+                let w = &workers[to];
+                w.load.fetch_add(1, Ordering::Relaxed);
+                w.placed.push(fresh);
+                w.unpark();
+                return;
+            }
+            self.me.load.fetch_add(1, Ordering::Relaxed);
+        }
         let size = match fresh.stack {
             0 => self.shared.stack_size,
             s => stack::round_size(s),
@@ -170,6 +203,7 @@ impl Worker {
                 log::error!(
                     "coroutine stack allocation failed size={size}: {e}; coroutine dropped"
                 );
+                self.me.load.fetch_sub(1, Ordering::Relaxed);
                 bump(&self.me.finished, 1);
                 return;
             }
@@ -215,6 +249,7 @@ impl Worker {
             shared,
             me,
             fresh,
+            placed,
             slab,
             free,
             timers,
@@ -252,6 +287,7 @@ impl Worker {
                     // of times (the outer loop must still get to timers, inbox and I/O).
                     if direct > 0
                         && fresh.is_empty()
+                        && placed.is_empty()
                         && me.inbox.is_empty()
                         && READY.with_borrow(|q| q.is_empty())
                     {
@@ -280,6 +316,7 @@ impl Worker {
             e.task.state.finish();
             stacks.put(e.stack_size, e.coro.into_stack());
             free.push(slot);
+            me.load.fetch_sub(1, Ordering::Relaxed);
             bump(&me.finished, 1);
         }
     }
@@ -299,6 +336,7 @@ impl Worker {
         fence(Ordering::SeqCst);
         let busy = !self.me.inbox.is_empty()
             || !self.fresh.is_empty()
+            || !self.me.placed.is_empty()
             || runq::work_available(&self.shared.injector, &self.shared.stealers, self.index)
             || self.shared.shutdown.load(Ordering::SeqCst);
         let timeout = if busy {
@@ -323,6 +361,15 @@ impl Worker {
         let mut dropped = 0usize;
         while self.fresh.pop().is_some() {
             dropped += 1;
+        }
+        dropped += self.placed.len();
+        self.placed.clear();
+        loop {
+            match self.me.placed.steal() {
+                Steal::Success(_) => dropped += 1,
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
         }
         loop {
             match self.shared.injector.steal() {
