@@ -82,15 +82,14 @@ impl BenchConfig {
         if self.workers.is_empty() || self.workers.iter().any(|&w| w == 0 || w > 256) {
             return Err(Error::usage("--workers must list counts in 1..=256"));
         }
-        if let Some(only) = &self.only {
-            if let Some(bad) = only
+        if let Some(only) = &self.only
+            && let Some(bad) = only
                 .iter()
                 .find(|n| !Server::ALL.iter().any(|s| s.short() == n.as_str()))
-            {
-                return Err(Error::usage(format!(
-                    "--only: unknown server {bad:?} (aio, coroutine, tokio, may, epoll)"
-                )));
-            }
+        {
+            return Err(Error::usage(format!(
+                "--only: unknown server {bad:?} (aio, coroutine, tokio, may, epoll)"
+            )));
         }
         self.load_config(Target::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 1))))
             .validate()
@@ -412,10 +411,10 @@ fn measured_load(
     let r = load::run(&lc, None).map_err(|e| e.to_string())?;
     let cpu1 = procs::tree_cpu_time(pid);
     let mut m = measure(&r);
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        if r.ok > 0 {
-            m.server_cpu_us = Some(b.saturating_sub(a).as_secs_f64() * 1e6 / r.ok as f64);
-        }
+    if let (Some(a), Some(b)) = (cpu0, cpu1)
+        && r.ok > 0
+    {
+        m.server_cpu_us = Some(b.saturating_sub(a).as_secs_f64() * 1e6 / r.ok as f64);
     }
     Ok(m)
 }

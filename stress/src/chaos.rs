@@ -156,45 +156,45 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                 attribute(&mut events, &mut pending, *pid, now, t0);
             }
             if grace_end.is_none() {
-                if let (Some(at), Some(p)) = (next_kill, kill_p) {
-                    if now >= at {
-                        next_kill = Some(at + p);
-                        // Prefer the current generation: a softstopping old child is
-                        // not replaced, so killing it would time nothing.
-                        let mut live: Vec<i32> =
-                            cur.iter().copied().filter(|c| procs::alive(*c)).collect();
-                        if live.iter().any(|c| !old_gen.contains(c)) {
-                            live.retain(|c| !old_gen.contains(c));
+                if let (Some(at), Some(p)) = (next_kill, kill_p)
+                    && now >= at
+                {
+                    next_kill = Some(at + p);
+                    // Prefer the current generation: a softstopping old child is
+                    // not replaced, so killing it would time nothing.
+                    let mut live: Vec<i32> =
+                        cur.iter().copied().filter(|c| procs::alive(*c)).collect();
+                    if live.iter().any(|c| !old_gen.contains(c)) {
+                        live.retain(|c| !old_gen.contains(c));
+                    }
+                    let action = if live.is_empty() {
+                        Action::Failed("no live child to kill".into())
+                    } else {
+                        let victim = live[(rng.next() % live.len() as u64) as usize];
+                        match procs::signal_child(master, victim, Signal::SIGKILL) {
+                            Ok(()) => Action::Kill(victim),
+                            Err(e) => Action::Failed(format!("SIGKILL {victim}: {e}")),
                         }
-                        let action = if live.is_empty() {
-                            Action::Failed("no live child to kill".into())
-                        } else {
-                            let victim = live[(rng.next() % live.len() as u64) as usize];
-                            match procs::signal_child(master, victim, Signal::SIGKILL) {
-                                Ok(()) => Action::Kill(victim),
-                                Err(e) => Action::Failed(format!("SIGKILL {victim}: {e}")),
-                            }
-                        };
-                        push_event(&mut events, &mut pending, now - t0, action, 1);
-                    }
+                    };
+                    push_event(&mut events, &mut pending, now - t0, action, 1);
                 }
-                if let (Some(at), Some(p)) = (next_hup, hup_p) {
-                    if now >= at {
-                        next_hup = Some(at + p);
-                        let n = cur.len().max(initial.len()).max(1);
-                        old_gen.extend(cur.iter().copied());
-                        let action = match procs::signal(master, Signal::SIGHUP) {
-                            Ok(()) => Action::Hup(n),
-                            Err(e) => Action::Failed(format!("SIGHUP {master}: {e}")),
-                        };
-                        push_event(
-                            &mut events,
-                            &mut pending,
-                            now - t0,
-                            action,
-                            initial.len().max(1),
-                        );
-                    }
+                if let (Some(at), Some(p)) = (next_hup, hup_p)
+                    && now >= at
+                {
+                    next_hup = Some(at + p);
+                    let n = cur.len().max(initial.len()).max(1);
+                    old_gen.extend(cur.iter().copied());
+                    let action = match procs::signal(master, Signal::SIGHUP) {
+                        Ok(()) => Action::Hup(n),
+                        Err(e) => Action::Failed(format!("SIGHUP {master}: {e}")),
+                    };
+                    push_event(
+                        &mut events,
+                        &mut pending,
+                        now - t0,
+                        action,
+                        initial.len().max(1),
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(2));
