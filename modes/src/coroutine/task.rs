@@ -1,7 +1,9 @@
 //! Coroutine tasks and waiting: the shared task handle, the messages a coroutine sends its
-//! scheduler when it suspends, wakers (coroutine or plain thread) and `park`.
+//! scheduler when it suspends, wakers (coroutine or plain thread), `park`, and the panic guard
+//! around a coroutine body.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
@@ -141,4 +143,20 @@ pub(crate) fn park(deadline: Option<Instant>) -> bool {
 /// The error returned by operations that cannot wait because the scheduler is shutting down.
 pub(crate) fn shutdown_error() -> io::Error {
     io::Error::other("coroutine scheduler is shutting down")
+}
+
+/// Runs a coroutine body, containing panics to this coroutine.
+pub(crate) fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        if sched::on_worker_thread() && !sys::in_coroutine() {
+            // Forced unwind of a parked coroutine at shutdown: not an error.
+            return;
+        }
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        log::error!("coroutine {id} panicked: {msg}");
+    }
 }

@@ -7,7 +7,6 @@
 //! (`WorkerShared::sleeping`).
 
 use std::collections::VecDeque;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use super::sched::{self, READY, Shared, WorkerShared};
 use super::stack::{self, StackPool};
 use super::state::TaskState;
 use super::sys;
-use super::task::{Fresh, Input, Reason, Task};
+use super::task::{self, Fresh, Input, Reason, Task};
 use super::timer::{TimerKey, Timers};
 
 /// Coroutines run between two checks of the inbox, timers and shutdown flag.
@@ -242,7 +241,7 @@ impl Worker {
         let body_task = task.clone();
         let f = fresh.f;
         let coro = Coro::with_stack(stack, move |y: &Yielder<Input, Reason>, _: Input| {
-            sys::run_body(y, body_task, move |task| run_guarded(task.id, f));
+            sys::run_body(y, body_task, move |task| task::run_guarded(task.id, f));
         });
         self.slab[slot as usize] = Some(Entry {
             coro,
@@ -422,20 +421,4 @@ impl Worker {
 /// Adds to a counter only this worker thread writes (no locked instruction needed).
 fn bump(counter: &AtomicUsize, n: usize) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
-}
-
-/// Runs a coroutine body, containing panics to this coroutine.
-fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        if sched::on_worker_thread() && !sys::in_coroutine() {
-            // Forced unwind of a parked coroutine at shutdown: not an error.
-            return;
-        }
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
-        log::error!("coroutine {id} panicked: {msg}");
-    }
 }
