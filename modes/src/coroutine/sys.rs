@@ -1,4 +1,4 @@
-//! Unsafe platform glue of the coroutine scheduler: the current-coroutine pointer and stack-overflow reporting.
+//! Unsafe platform glue of the coroutine scheduler: current-coroutine pointer, overflow report.
 //!
 //! Contract (the only `unsafe` in the coroutine module lives here):
 //! - `CURRENT` holds a pointer to the [`CoroCtx`] of the coroutine executing on this thread, or

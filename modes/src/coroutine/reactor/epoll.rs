@@ -8,9 +8,9 @@
 //! `epoll_wait` as its timeout.
 //!
 //! Sources: an event carries a key into the worker's thread-local table of `IoState`s. A
-//! coroutine registers its socket on the worker it runs on ([`register`]), the first time it
-//! would wait; the socket's owner deletes it from the epoll before closing it and sends the key
-//! back to the worker (`WorkerShared::dereg`), which then forgets it ([`forget`]).
+//! coroutine registers its socket on the worker it runs on ([`register`]), on its first
+//! operation there; the socket's owner deletes it from the epoll before closing it and sends
+//! the key back to the worker (`WorkerShared::dereg`), which then forgets it ([`forget`]).
 
 use std::cell::RefCell;
 use std::io;
