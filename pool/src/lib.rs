@@ -66,7 +66,7 @@ mod buffer;
 mod conn;
 mod listener;
 mod pool;
-mod reactor;
+pub mod reactor;
 #[allow(unsafe_code)]
 mod sys;
 mod worker;

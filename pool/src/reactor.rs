@@ -1,5 +1,6 @@
-//! A worker's readiness source: a raw epoll instance (edge-triggered, no re-arming) and a
-//! coalescing eventfd waker for cross-thread submissions.
+//! The epoll readiness primitive of the aio workers, shared with the coroutine mode's reactor:
+//! a raw epoll instance (edge-triggered, no re-arming) and an eventfd waker for cross-thread
+//! submissions.
 //!
 //! Design notes: `polling::Poller::wait` costs four syscalls besides `epoll_wait` on every
 //! call (timerfd arm + re-arm, eventfd read + re-arm), which the hot loop of a worker cannot
@@ -18,37 +19,42 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// The epoll data value of the waker.
-pub(crate) const WAKER_KEY: u64 = u64::MAX;
+pub const WAKER_KEY: u64 = u64::MAX;
 
 /// Readiness flags that make a connection readable (data, EOF, reset, error).
-pub(crate) const READ_FLAGS: EpollFlags = EpollFlags::EPOLLIN
+pub const READ_FLAGS: EpollFlags = EpollFlags::EPOLLIN
     .union(EpollFlags::EPOLLRDHUP)
     .union(EpollFlags::EPOLLHUP)
     .union(EpollFlags::EPOLLERR)
     .union(EpollFlags::EPOLLPRI);
 /// Flags saying the peer closed or the connection failed (stay true once seen).
-pub(crate) const HUP_FLAGS: EpollFlags = EpollFlags::EPOLLRDHUP
+pub const HUP_FLAGS: EpollFlags = EpollFlags::EPOLLRDHUP
     .union(EpollFlags::EPOLLHUP)
     .union(EpollFlags::EPOLLERR);
 /// Readiness flags that make a connection writable (space, reset, error).
-pub(crate) const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
+pub const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
     .union(EpollFlags::EPOLLHUP)
     .union(EpollFlags::EPOLLERR);
 
 /// The epoll instance of one worker.
-pub(crate) struct Reactor {
+#[derive(Debug)]
+pub struct Reactor {
     epoll: Epoll,
 }
 
 /// Wakes a worker blocked in [`Reactor::wait`]; shared with other threads.
-pub(crate) struct Waker {
+#[derive(Debug)]
+pub struct Waker {
     fd: EventFd,
     pending: AtomicBool,
 }
 
 impl Reactor {
     /// A new epoll instance with `waker` registered.
-    pub(crate) fn new(waker: &Waker) -> io::Result<Reactor> {
+    ///
+    /// # Errors
+    /// `epoll_create1` or `epoll_ctl` failed.
+    pub fn new(waker: &Waker) -> io::Result<Reactor> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, WAKER_KEY);
         epoll.add(waker.fd.as_fd(), ev)?;
@@ -56,23 +62,28 @@ impl Reactor {
     }
 
     /// Registers a connection for edge-triggered read and write readiness under `key`.
-    pub(crate) fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
         let flags = READ_FLAGS | WRITE_FLAGS | EpollFlags::EPOLLET;
         Ok(self.epoll.add(fd, EpollEvent::new(flags, key))?)
     }
 
     /// Removes a connection (before it is closed, so no stale event can name it).
-    pub(crate) fn delete(&self, fd: impl AsFd) -> io::Result<()> {
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
         Ok(self.epoll.delete(fd)?)
     }
 
     /// Waits for events up to `timeout` (rounded up to whole milliseconds; `None` = forever).
     /// Returns how many entries of `events` were filled; 0 on timeout or `EINTR`.
-    pub(crate) fn wait(
-        &self,
-        events: &mut [EpollEvent],
-        timeout: Option<Duration>,
-    ) -> io::Result<usize> {
+    ///
+    /// # Errors
+    /// `epoll_wait` failed.
+    pub fn wait(&self, events: &mut [EpollEvent], timeout: Option<Duration>) -> io::Result<usize> {
         let timeout = match timeout {
             None => EpollTimeout::NONE,
             Some(t) => {
@@ -90,7 +101,10 @@ impl Reactor {
 
 impl Waker {
     /// A new, unsignalled waker.
-    pub(crate) fn new() -> io::Result<Waker> {
+    ///
+    /// # Errors
+    /// `eventfd` failed.
+    pub fn new() -> io::Result<Waker> {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Waker {
             fd,
@@ -98,20 +112,32 @@ impl Waker {
         })
     }
 
-    /// Wakes the worker unless a wake-up is already pending.
-    pub(crate) fn wake(&self) {
+    /// Wakes the worker unless a wake-up is already pending (cleared by [`Waker::reset`]).
+    pub fn wake(&self) {
         if self.pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Err(Errno::EAGAIN) = self.fd.write(1) {
-            // The counter is saturated (after ~2^64 writes): drain it and signal again.
-            let _ = self.fd.read();
-            let _ = self.fd.write(1);
+        let _ = self.signal();
+    }
+
+    /// Wakes the worker now, whether or not a wake-up is pending.
+    ///
+    /// # Errors
+    /// The eventfd write failed (other than a saturated counter, which is handled).
+    pub fn signal(&self) -> io::Result<()> {
+        match self.fd.write(1) {
+            Ok(_) => Ok(()),
+            Err(Errno::EAGAIN) => {
+                // The counter is saturated (after ~2^64 writes): drain it and signal again.
+                let _ = self.fd.read();
+                self.fd.write(1).map(drop).map_err(io::Error::from)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Called by the worker before it drains its inbox: later submissions wake it again.
-    pub(crate) fn reset(&self) {
+    pub fn reset(&self) {
         self.pending.swap(false, Ordering::AcqRel);
     }
 }

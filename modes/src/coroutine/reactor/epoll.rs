@@ -1,11 +1,10 @@
 //! A worker's readiness source: a raw epoll instance (edge-triggered, each fd registered once
 //! for `IN | OUT | RDHUP`) with an eventfd for wake-ups, and the worker's table of sources.
 //!
-//! Why not `polling`: its `wait` costs four syscalls besides `epoll_wait` (timerfd arm and
-//! re-arm, eventfd read and re-arm) and it does not report `EPOLLRDHUP`. nix's epoll wrapper is
-//! safe (it takes `AsFd`), so this needs no `unsafe`. The waker eventfd is edge-triggered and
-//! never read: every write is a new edge. Timers are the worker's own (`timer.rs`), passed to
-//! `epoll_wait` as its timeout.
+//! The epoll instance and eventfd waker are the aio pool's (`zmaster_pool::reactor`). Why not
+//! `polling`: its `wait` costs four syscalls besides `epoll_wait` (timerfd arm and re-arm,
+//! eventfd read and re-arm) and it does not report `EPOLLRDHUP`. Timers are the worker's own
+//! (`timer.rs`), passed to `epoll_wait` as its timeout.
 //!
 //! Sources: an event carries a key into the worker's thread-local table of `IoState`s. A
 //! coroutine registers its socket on the worker it runs on ([`register`]), on its first
@@ -14,72 +13,44 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::epoll::EpollEvent;
+pub(super) use zmaster_pool::reactor::{HUP_FLAGS, READ_FLAGS, WRITE_FLAGS};
+use zmaster_pool::reactor::{Reactor, WAKER_KEY, Waker};
 
 use super::IoState;
 use crate::coroutine::sched;
 
-/// The epoll data value of the waker.
-const WAKER_KEY: u64 = u64::MAX;
-
 /// Events fetched per `epoll_wait`.
 pub(crate) const EVENTS: usize = 256;
 
-/// Flags that make a source readable (data, EOF, reset, error).
-pub(super) const READ_FLAGS: EpollFlags = EpollFlags::EPOLLIN
-    .union(EpollFlags::EPOLLRDHUP)
-    .union(EpollFlags::EPOLLHUP)
-    .union(EpollFlags::EPOLLERR)
-    .union(EpollFlags::EPOLLPRI);
-/// Flags that make a source writable (space, reset, error).
-pub(super) const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
-    .union(EpollFlags::EPOLLHUP)
-    .union(EpollFlags::EPOLLERR);
-/// Flags saying the peer closed its side or the connection failed (sticky).
-pub(super) const HUP_FLAGS: EpollFlags = EpollFlags::EPOLLRDHUP
-    .union(EpollFlags::EPOLLHUP)
-    .union(EpollFlags::EPOLLERR);
-
-/// One worker's epoll instance and waker; shared with other threads (they notify, and delete
-/// sources they drop).
+/// One worker's epoll instance and waker (the aio pool's primitive); shared with other threads
+/// (they notify, and delete sources they drop).
 #[derive(Debug)]
 pub(crate) struct Poller {
-    epoll: Epoll,
-    waker: EventFd,
+    reactor: Reactor,
+    waker: Waker,
 }
 
 impl Poller {
     /// A new epoll instance with its waker registered.
     pub(crate) fn new() -> io::Result<Poller> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let waker = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-        let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, WAKER_KEY);
-        epoll.add(waker.as_fd(), ev)?;
-        Ok(Poller { epoll, waker })
+        let waker = Waker::new()?;
+        let reactor = Reactor::new(&waker)?;
+        Ok(Poller { reactor, waker })
     }
 
     /// Wakes the thread blocked in (or about to enter) [`Poller::wait`].
     pub(crate) fn notify(&self) -> io::Result<()> {
-        match self.waker.write(1) {
-            Ok(_) => Ok(()),
-            Err(Errno::EAGAIN) => {
-                // The counter is saturated (after ~2^64 writes): drain it and signal again.
-                let _ = self.waker.read();
-                self.waker.write(1).map(drop).map_err(io::Error::from)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.waker.signal()
     }
 
     /// Removes `fd` (before it is closed, so no stale event can name its key).
     pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        Ok(self.epoll.delete(fd)?)
+        self.reactor.delete(fd)
     }
 
     /// Waits up to `timeout` (rounded up to whole milliseconds; `None` = forever) and hands
@@ -89,19 +60,7 @@ impl Poller {
         events: &mut [EpollEvent],
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
-        let timeout = match timeout {
-            None => EpollTimeout::NONE,
-            Some(t) if t.is_zero() => EpollTimeout::ZERO,
-            Some(t) => {
-                let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-                EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
-            }
-        };
-        let n = match self.epoll.wait(events, timeout) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let n = self.reactor.wait(events, timeout)?;
         SOURCES.with_borrow(|s| {
             for ev in &events[..n] {
                 let key = ev.data();
@@ -148,14 +107,9 @@ pub(super) fn register(src: &Arc<IoState>, fd: BorrowedFd<'_>) -> io::Result<()>
                 s.slots.len() - 1
             }
         };
-        let flags = READ_FLAGS | WRITE_FLAGS | EpollFlags::EPOLLET;
-        if let Err(e) = worker
-            .poller
-            .epoll
-            .add(fd, EpollEvent::new(flags, key as u64))
-        {
+        if let Err(e) = worker.poller.reactor.add(fd, key as u64) {
             s.free.push(key);
-            return Err(e.into());
+            return Err(e);
         }
         let poller = &worker.poller;
         if src.set_registration(worker.clone(), key) {
