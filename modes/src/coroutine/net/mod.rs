@@ -15,6 +15,159 @@
 //! `set_accept_timeout`) make operations fail with [`std::io::ErrorKind::TimedOut`]; they are
 //! kept per object (a `try_clone` starts without timeouts), not in the kernel socket.
 
+/// The parts of a coroutine stream type that do not depend on the socket family: shutdown,
+/// timeouts, `try_clone`, `take_error`, `Read`/`Write` (for the value and for `&`), fd access
+/// and `Debug`. The type must have a `src: Source<std stream>` field and a `from_std`.
+macro_rules! stream_common {
+    ($ty:ident) => {
+        impl $ty {
+            /// Shuts down the read, write or both halves.
+            ///
+            /// # Errors
+            /// `shutdown(2)` failed.
+            pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+                self.src.get().shutdown(how)
+            }
+
+            /// Sets how long a read waits; `None` waits forever.
+            ///
+            /// # Errors
+            /// A zero duration is rejected, as by std.
+            pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+                self.src
+                    .set_timeout($crate::coroutine::reactor::Dir::Read, t)
+            }
+
+            /// Sets how long a write waits; `None` waits forever.
+            ///
+            /// # Errors
+            /// A zero duration is rejected, as by std.
+            pub fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+                self.src
+                    .set_timeout($crate::coroutine::reactor::Dir::Write, t)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> Option<std::time::Duration> {
+                self.src.timeout($crate::coroutine::reactor::Dir::Read)
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> Option<std::time::Duration> {
+                self.src.timeout($crate::coroutine::reactor::Dir::Write)
+            }
+
+            /// A second handle to the same connection (a `dup`ed fd with its own readiness and no
+            /// timeouts), for example to read in one coroutine and write in another.
+            ///
+            /// # Errors
+            /// `dup` failed.
+            pub fn try_clone(&self) -> std::io::Result<$ty> {
+                <$ty>::from_std(self.src.get().try_clone()?)
+            }
+
+            /// Takes the pending socket error (`SO_ERROR`).
+            ///
+            /// # Errors
+            /// `getsockopt` failed.
+            pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+                self.src.get().take_error()
+            }
+        }
+
+        impl std::io::Read for &$ty {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                $crate::coroutine::net::read(&self.src, buf, |mut s, b| {
+                    std::io::Read::read(&mut s, b)
+                })
+            }
+        }
+
+        impl std::io::Read for $ty {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+        }
+
+        impl std::io::Write for &$ty {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                $crate::coroutine::net::write(&self.src, buf, |mut s, b| {
+                    std::io::Write::write(&mut s, b)
+                })
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                $crate::coroutine::net::write_vectored(&self.src, bufs, |mut s, b| {
+                    std::io::Write::write_vectored(&mut s, b)
+                })
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Write for $ty {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::io::Write::write(&mut &*self, buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                std::io::Write::write_vectored(&mut &*self, bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.src.get())
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self.src.get())
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("fd", &std::os::fd::AsRawFd::as_raw_fd(self))
+                    .finish()
+            }
+        }
+    };
+}
+
+/// The fd access and `Debug` of a coroutine listener type (a `src: Source<std listener>`).
+macro_rules! listener_common {
+    ($ty:ident) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.src.get())
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self.src.get())
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("fd", &std::os::fd::AsRawFd::as_raw_fd(self))
+                    .finish()
+            }
+        }
+    };
+}
+
 mod accept;
 mod tcp;
 mod unix;

@@ -1,8 +1,7 @@
 //! Coroutine-aware `TcpListener` and `TcpStream`.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::io;
+use std::net::{self, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -162,14 +161,6 @@ impl TcpStream {
         self.src.get().local_addr()
     }
 
-    /// Shuts down the read, write or both halves.
-    ///
-    /// # Errors
-    /// `shutdown(2)` failed.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.src.get().shutdown(how)
-    }
-
     /// Sets `TCP_NODELAY`.
     ///
     /// # Errors
@@ -185,127 +176,7 @@ impl TcpStream {
     pub fn nodelay(&self) -> io::Result<bool> {
         self.src.get().nodelay()
     }
-
-    /// Sets how long a read waits; `None` waits forever.
-    ///
-    /// # Errors
-    /// A zero duration is rejected, as by std.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets how long a write waits; `None` waits forever.
-    ///
-    /// # Errors
-    /// A zero duration is rejected, as by std.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.src.timeout(Dir::Read)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.src.timeout(Dir::Write)
-    }
-
-    /// A second handle to the same connection (a `dup`ed fd with its own readiness and no
-    /// timeouts), for example to read in one coroutine and write in another.
-    ///
-    /// # Errors
-    /// `dup` failed.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        TcpStream::from_std(self.src.get().try_clone()?)
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    /// `getsockopt` failed.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get().take_error()
-    }
 }
 
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        super::read(&self.src, buf, |mut s, b| s.read(b))
-    }
-}
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        super::write(&self.src, buf, |mut s, b| s.write(b))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        super::write_vectored(&self.src, bufs, |mut s, b| s.write_vectored(b))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsFd for TcpStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.src.get().as_fd()
-    }
-}
-
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.src.get().as_raw_fd()
-    }
-}
-
-impl AsFd for TcpListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.src.get().as_fd()
-    }
-}
-
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.src.get().as_raw_fd()
-    }
-}
-
-impl std::fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpStream")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
+stream_common!(TcpStream);
+listener_common!(TcpListener);

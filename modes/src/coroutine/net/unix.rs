@@ -1,8 +1,6 @@
 //! Coroutine-aware `UnixListener` and `UnixStream` (stream sockets).
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::io;
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -159,135 +157,7 @@ impl UnixStream {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.src.get().local_addr()
     }
-
-    /// Shuts down the read, write or both halves.
-    ///
-    /// # Errors
-    /// `shutdown(2)` failed.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.src.get().shutdown(how)
-    }
-
-    /// Sets how long a read waits; `None` waits forever.
-    ///
-    /// # Errors
-    /// A zero duration is rejected, as by std.
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Read, t)
-    }
-
-    /// Sets how long a write waits; `None` waits forever.
-    ///
-    /// # Errors
-    /// A zero duration is rejected, as by std.
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.src.set_timeout(Dir::Write, t)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> Option<Duration> {
-        self.src.timeout(Dir::Read)
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> Option<Duration> {
-        self.src.timeout(Dir::Write)
-    }
-
-    /// A second handle to the same connection (a `dup`ed fd with its own readiness and no
-    /// timeouts), for example to read in one coroutine and write in another.
-    ///
-    /// # Errors
-    /// `dup` failed.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        UnixStream::from_std(self.src.get().try_clone()?)
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    /// `getsockopt` failed.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.src.get().take_error()
-    }
 }
 
-impl Read for &UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        super::read(&self.src, buf, |mut s, b| s.read(b))
-    }
-}
-
-impl Read for UnixStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-}
-
-impl Write for &UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        super::write(&self.src, buf, |mut s, b| s.write(b))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        super::write_vectored(&self.src, bufs, |mut s, b| s.write_vectored(b))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for UnixStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsFd for UnixStream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.src.get().as_fd()
-    }
-}
-
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.src.get().as_raw_fd()
-    }
-}
-
-impl AsFd for UnixListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.src.get().as_fd()
-    }
-}
-
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.src.get().as_raw_fd()
-    }
-}
-
-impl std::fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnixStream")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnixListener")
-            .field("fd", &self.as_raw_fd())
-            .finish()
-    }
-}
+stream_common!(UnixStream);
+listener_common!(UnixListener);
