@@ -88,9 +88,14 @@ impl InBuf {
 
     /// Free space to read into for `want`, compacting or growing the storage as needed.
     pub(crate) fn spare(&mut self, want: Want) -> &mut [u8] {
+        // At most MIN_READ more than is buffered: storage grows (doubling) as bytes arrive,
+        // never to a size the peer only announced (`read_exact` of a peer-supplied length).
         let need = match want {
-            Want::Until(_, max) => (max + 1).saturating_sub(self.len()).clamp(1, MIN_READ),
-            Want::Exact(n) => n.saturating_sub(self.len()).max(MIN_READ),
+            Want::Until(_, max) => max
+                .saturating_add(1)
+                .saturating_sub(self.len())
+                .clamp(1, MIN_READ),
+            Want::Exact(_) => MIN_READ,
             Want::Some(max) => max.clamp(1, MIN_READ),
         };
         if self.data.len() - self.end < need {

@@ -33,6 +33,20 @@ fn on_command(conn: &mut Conn, r: io::Result<Option<Vec<u8>>>) {
                 c.read_line(MAX_LINE, on_command);
             });
         }
+        (Some("line"), Some(n)) => {
+            let n: usize = n.parse().unwrap_or(0);
+            conn.read_line(n, |c, r| {
+                match r {
+                    Ok(Some(bytes)) => {
+                        c.write(b"line ");
+                        c.write(&bytes);
+                        c.write(b"\n");
+                    }
+                    other => c.write(format!("line failed {other:?}\n").as_bytes()),
+                }
+                c.read_line(MAX_LINE, on_command);
+            });
+        }
         (Some("some"), _) => conn.read_some(3, |c, r| {
             let n = r.ok().flatten().map_or(0, |b| b.len());
             c.write(format!("some {n}\n").as_bytes());
@@ -92,6 +106,30 @@ fn read_exact_and_read_some() {
         "short read_exact at EOF: {}",
         String::from_utf8_lossy(&reply)
     );
+    pool.shutdown();
+}
+
+#[test]
+fn huge_read_exact_and_unlimited_read_line_serve_what_arrives() {
+    let (pool, addr) = command_pool();
+    let mut c = Client::tcp(addr);
+    // No limit on the line: usize::MAX must not overflow.
+    c.send(b"line 18446744073709551615\nhello");
+    c.send(b" world\n");
+    assert_eq!(c.recv_line().expect("reply"), b"line hello world");
+    assert_eq!(c.roundtrip(b"still here"), b"still here");
+    // A peer-announced length of 1 TiB is not allocated up front: the read waits for the
+    // bytes and ends short at EOF, and the worker lives on.
+    c.send(b"exact 1099511627776\nabc");
+    c.stream()
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let reply = String::from_utf8(c.recv_line().expect("reply")).expect("utf8");
+    assert!(
+        reply.contains("UnexpectedEof") && reply.contains("after 3 of 1099511627776 bytes"),
+        "{reply}"
+    );
+    assert_eq!(Client::tcp(addr).roundtrip(b"next"), b"next");
     pool.shutdown();
 }
 

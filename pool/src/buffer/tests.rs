@@ -2,10 +2,13 @@
 
 use super::*;
 
+/// Copies `bytes` into the buffer the way the worker's reads do, as much as `spare` offers
+/// at a time (an empty offer is a bug that would make a reader spin: it fails the test).
 fn feed(buf: &mut InBuf, want: Want, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         let spare = buf.spare(want);
+        assert!(!spare.is_empty(), "spare offered no room for {want:?}");
         let n = spare.len().min(rest.len());
         spare[..n].copy_from_slice(&rest[..n]);
         buf.filled(n);
@@ -115,4 +118,154 @@ fn eof_results() {
     feed(&mut b, Want::Exact(10), b"abc");
     let err = b.take_at_eof(Want::Exact(10)).expect_err("short");
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+}
+
+#[test]
+fn feed_of_nothing_returns() {
+    let mut b = InBuf::default();
+    feed(&mut b, Want::Until(b'\n', 4), b"");
+    assert_eq!(b.len(), 0);
+    assert_eq!(line(&mut b, 4), None);
+}
+
+#[test]
+fn a_line_of_exactly_max_bytes_ended_by_a_later_read() {
+    let want = Want::Until(b'\n', 4);
+    let mut b = InBuf::default();
+    feed(&mut b, want, b"12");
+    assert_eq!(line(&mut b, 4), None);
+    feed(&mut b, want, b"34");
+    assert_eq!(line(&mut b, 4), None, "max bytes and no newline yet: wait");
+    feed(&mut b, want, b"\nab");
+    assert_eq!(line(&mut b, 4).as_deref(), Some(&b"1234"[..]));
+    assert_eq!(b.len(), 2);
+    // One byte more than max with no newline is decided at once.
+    feed(&mut b, want, b"cde");
+    assert!(b.take(want).expect("decided").is_err());
+}
+
+#[test]
+fn a_line_limit_of_usize_max_is_no_limit() {
+    let want = Want::Until(b'\n', usize::MAX);
+    let mut b = InBuf::default();
+    assert!(!b.spare(want).is_empty());
+    feed(&mut b, want, b"abc");
+    assert_eq!(line(&mut b, usize::MAX), None);
+    feed(&mut b, want, b"def\nx");
+    assert_eq!(line(&mut b, usize::MAX).as_deref(), Some(&b"abcdef"[..]));
+    let mut b = InBuf::default();
+    feed(&mut b, Want::Until(0, usize::MAX - 1), b"z\0");
+    assert_eq!(
+        b.take(Want::Until(0, usize::MAX - 1))
+            .expect("rec")
+            .expect("ok"),
+        b"z"
+    );
+}
+
+#[test]
+fn exact_read_storage_grows_with_the_data_not_the_request() {
+    // A peer-supplied length must not be allocated before the bytes arrive.
+    let want = Want::Exact(64 << 20);
+    let mut b = InBuf::default();
+    assert!(b.spare(want).len() <= 2 * MIN_READ);
+    feed(&mut b, want, b"0123456789");
+    assert!(b.data.len() <= 2 * MIN_READ, "storage {}", b.data.len());
+    let chunk = vec![7u8; 100_000];
+    for _ in 0..10 {
+        feed(&mut b, want, &chunk);
+        assert!(b.take(want).is_none());
+        assert!(
+            b.data.len() <= 2 * b.len() + MIN_READ,
+            "storage {} for {} bytes",
+            b.data.len(),
+            b.len()
+        );
+    }
+    let err = b.take_at_eof(want).expect_err("short");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(
+        err.to_string().contains("after 1000010 of 67108864 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_exact_read_completes_with_what_arrived() {
+    let want = Want::Exact(usize::MAX);
+    let mut b = InBuf::default();
+    feed(&mut b, want, b"abc");
+    assert!(b.take(want).is_none());
+    assert!(b.data.len() <= 2 * MIN_READ);
+}
+
+/// Reads `stream` the way the worker does (as much as each `spare` offers) while taking
+/// every complete line, and returns the lines and the largest storage seen.
+fn pipeline(stream: &[u8], max: usize) -> (Vec<Vec<u8>>, usize) {
+    let want = Want::Until(b'\n', max);
+    let mut b = InBuf::default();
+    let (mut lines, mut largest) = (Vec::new(), 0);
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let spare = b.spare(want);
+        let n = spare.len().min(rest.len());
+        assert!(n > 0, "spare offered no room");
+        spare[..n].copy_from_slice(&rest[..n]);
+        b.filled(n);
+        rest = &rest[n..];
+        largest = largest.max(b.data.len());
+        while let Some(l) = line(&mut b, max) {
+            lines.push(l);
+        }
+    }
+    (lines, largest)
+}
+
+#[test]
+fn pipelined_lines_keep_storage_bounded() {
+    let mut stream = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..50_000 {
+        let l = format!("line {i} {}", "x".repeat(i % 97));
+        stream.extend_from_slice(l.as_bytes());
+        stream.push(b'\n');
+        want.push(l.into_bytes());
+    }
+    let (lines, largest) = pipeline(&stream, 200);
+    assert_eq!(lines, want);
+    // Compaction reuses the storage: it never grows with the total input.
+    assert!(largest <= 2 * MIN_READ, "storage grew to {largest}");
+}
+
+#[test]
+fn compaction_moves_a_partial_line_to_the_front_instead_of_growing() {
+    let want = Want::Until(b'\n', 100);
+    let mut b = InBuf::default();
+    let mut first = b"yyyyyyyyy\n".repeat(409);
+    first.extend_from_slice(b"abcdef");
+    assert_eq!(first.len(), MIN_READ);
+    feed(&mut b, want, &first);
+    assert_eq!(b.data.len(), MIN_READ, "one read's worth of storage");
+    for _ in 0..409 {
+        assert_eq!(line(&mut b, 100).as_deref(), Some(&b"yyyyyyyyy"[..]));
+    }
+    assert_eq!(line(&mut b, 100), None);
+    // Full storage, 6 bytes left at its end: compacted, not grown.
+    assert_eq!(b.spare(want).len(), MIN_READ - 6);
+    assert_eq!(b.data.len(), MIN_READ);
+    feed(&mut b, want, b"gh\n");
+    assert_eq!(line(&mut b, 100).as_deref(), Some(&b"abcdefgh"[..]));
+    assert_eq!(b.len(), 0);
+}
+
+#[test]
+fn growth_keeps_the_buffered_bytes_and_small_storage_is_kept() {
+    let want = Want::Until(b'\n', 3 * MIN_READ);
+    let mut b = InBuf::default();
+    let long = vec![b'q'; 2 * MIN_READ + 5];
+    feed(&mut b, want, &long);
+    assert!(b.data.len() >= long.len() && b.data.len() <= 4 * MIN_READ);
+    feed(&mut b, want, b"\n");
+    assert_eq!(line(&mut b, 3 * MIN_READ), Some(long));
+    assert_ne!(b.data.len(), 0, "storage under KEEP_CAPACITY is reused");
 }
