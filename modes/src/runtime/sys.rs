@@ -1,7 +1,10 @@
 //! The runtime's only unsafe code: adopting the fds a master hands down (SPEC §5).
 //!
 //! Contract: an fd number becomes an [`OwnedFd`] here at most once per process, and only after
-//! `fcntl(F_GETFD)` shows it is open. The protocol gives fds 3, 4 and 5+ to the server alone;
+//! `fcntl(F_GETFD)` shows it is open with close-on-exec clear: a master's fds reach the child
+//! through `exec`, so they cannot have `FD_CLOEXEC` set, while every fd a Rust program (or an
+//! embedding one) opens for itself has it, and must not be closed behind its owner's back.
+//! The protocol gives fds 3, 4 and 5+ to the server alone;
 //! nothing else in the process claims them: the runtime adopts them right after parsing argv,
 //! before it sets up logging or starts a thread, so no fd of its own can have taken one of
 //! those numbers (a master that did not pass an fd makes the adoption fail, not alias).
@@ -17,7 +20,8 @@ static ADOPTED: Mutex<Option<HashSet<RawFd>>> = Mutex::new(None);
 /// Takes ownership of an inherited, open fd and marks it close-on-exec.
 ///
 /// # Errors
-/// `EBADF` when `fd` is not open; `EBUSY` when this process adopted it before.
+/// `EBADF` when `fd` is not open; `EBUSY` when this process adopted it before;
+/// `InvalidInput` when it has close-on-exec set (so was not inherited through `exec`).
 pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     let mut adopted = ADOPTED.lock().unwrap_or_else(|poison| poison.into_inner());
     let adopted = adopted.get_or_insert_with(HashSet::new);
@@ -30,9 +34,17 @@ pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if flags == -1 {
         return Err(io::Error::last_os_error());
     }
+    if flags & libc::FD_CLOEXEC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "fd {fd} has close-on-exec set: it belongs to this process, not inherited from a master"
+            ),
+        ));
+    }
     adopted.insert(fd);
-    // SAFETY: `fd` is open (checked above), it was handed to this process by its master for
-    // this purpose (module contract) and it has not been adopted before (checked under the
+    // SAFETY: `fd` is open and was inherited through exec (checked above: close-on-exec
+    // clear), it was handed to this process by its master for this purpose (module contract) and it has not been adopted before (checked under the
     // lock), so the new OwnedFd is its only owner and closes it exactly once.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: F_SETFD on an fd we now own only changes its close-on-exec flag.
@@ -47,12 +59,28 @@ mod tests {
     use super::*;
     use std::os::fd::{AsRawFd, IntoRawFd};
 
+    fn cloexec(fd: RawFd) -> bool {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        flags & libc::O_CLOEXEC as u32 != 0
+    }
+
     #[test]
     fn adopts_open_fds_once_and_refuses_closed_ones() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // As a master hands it down: close-on-exec clear.
+        let (r, w) = nix::unistd::pipe().unwrap();
         let raw: RawFd = r.into_raw_fd();
+        assert!(!cloexec(raw));
         let owned = adopt_inherited_fd(raw).unwrap();
         assert_eq!(owned.as_raw_fd(), raw);
+        assert!(
+            cloexec(raw),
+            "adopted fds are not passed on to exec'd programs"
+        );
         assert_eq!(
             adopt_inherited_fd(raw).unwrap_err().raw_os_error(),
             Some(libc::EBUSY)
@@ -60,5 +88,29 @@ mod tests {
         drop(owned);
         drop(w);
         assert!(adopt_inherited_fd(-1).is_err());
+    }
+
+    #[test]
+    fn refuses_the_process_own_close_on_exec_fds() {
+        // A number this process never adopted (adoptions are remembered after a close).
+        let mut opened = Vec::new();
+        let own = loop {
+            let f = std::fs::File::open("/dev/null").unwrap();
+            let adopted = ADOPTED.lock().unwrap_or_else(|p| p.into_inner());
+            if !adopted.as_ref().is_some_and(|a| a.contains(&f.as_raw_fd())) {
+                break f;
+            }
+            drop(adopted);
+            opened.push(f);
+        };
+        let raw = own.as_raw_fd();
+        let err = adopt_inherited_fd(raw).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("close-on-exec"), "{err}");
+        // Neither taken nor closed: the owner's fd still works and is not marked adopted.
+        assert!(cloexec(raw));
+        assert!(own.metadata().is_ok());
+        let adopted = ADOPTED.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(!adopted.as_ref().is_some_and(|a| a.contains(&raw)));
     }
 }
