@@ -3,7 +3,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -78,6 +78,13 @@ fn bind_one(service: &ServiceAddr) -> Result<ServiceListener> {
             socket
                 .set_reuse_address(true)
                 .map_err(|e| attempt("SO_REUSEADDR on", e))?;
+            // As the master binds (master/src/listeners.rs): `[::]:port` is IPv6 only, so
+            // a `0.0.0.0:port` entry beside it binds too, whatever net.ipv6.bindv6only says.
+            if sa.is_ipv6() {
+                socket
+                    .set_only_v6(true)
+                    .map_err(|e| attempt("IPV6_V6ONLY on", e))?;
+            }
             listen(socket, &SockAddr::from(*sa), &sa.to_string())?
         }
         Address::Unix(path) => {
@@ -149,10 +156,15 @@ fn open_fifo(path: &Path) -> Result<OwnedFd> {
                 format!("{} exists and is not a FIFO", path.display()),
             ));
         }
-        Err(_) => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o666))
                 .map_err(|e| Error::io(format!("mkfifo {}", path.display()), e.into()))?;
+            // mkfifo is subject to the umask; FIFOs are created 0666 (SPEC §4), as the
+            // master does.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+                .map_err(|e| Error::io(format!("chmod 0666 {}", path.display()), e))?;
         }
+        Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
     }
     let file = fs::OpenOptions::new()
         .read(true)
@@ -200,6 +212,53 @@ mod tests {
         assert!(unix_l.accept().is_ok());
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         drop(fifo_l);
+    }
+
+    #[test]
+    fn fifo_is_created_0666_whatever_the_umask() {
+        // 022 is the usual umask; set it so that mkfifo alone could not give 0666.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.fifo");
+        let got = bind_all(&format!("fifo:{}", fifo.display()));
+        nix::sys::stat::umask(old);
+        drop(got.unwrap());
+        let meta = fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+        // An existing FIFO is reused as it is.
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o600)).unwrap();
+        drop(bind_all(&format!("fifo:{}", fifo.display())).unwrap());
+        assert_eq!(
+            fs::metadata(&fifo).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn a_fifo_path_that_cannot_be_examined_is_a_stat_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        fs::write(&file, "x").unwrap();
+        // stat fails with ENOTDIR (a file used as a directory): reported as a stat error.
+        let err = bind_all(&format!("fifo:{}/f.fifo", file.display())).unwrap_err();
+        assert!(err.to_string().starts_with("stat "), "{err}");
+    }
+
+    #[test]
+    fn ipv6_listeners_are_v6_only_so_v4_can_share_the_port() {
+        let Ok(probe) = TcpListener::bind("[::]:0") else {
+            return; // no IPv6 on this host: nothing to check
+        };
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        // Without IPV6_V6ONLY (and net.ipv6.bindv6only = 0, the default) `[::]` takes the
+        // IPv4 port too and the second bind fails.
+        let mut got = bind_all(&format!("[::]:{port}, 0.0.0.0:{port}")).unwrap();
+        assert_eq!(got.len(), 2);
+        drop(got.pop());
+        let v6 = Socket::from(got.pop().unwrap().fd);
+        assert!(v6.only_v6().unwrap(), "IPV6_V6ONLY set, as the master does");
     }
 
     #[test]
