@@ -105,7 +105,9 @@ impl InBuf {
                 self.start = 0;
             }
             if self.data.len() - self.end < need {
-                let size = (self.end + need).max(self.data.len() * 2).max(MIN_READ);
+                // Doubling is enough: storage is empty or at least MIN_READ >= need, so
+                // twice it leaves `need` free past `end`.
+                let size = (self.data.len() * 2).max(MIN_READ);
                 self.data.resize(size, 0);
             }
         }

@@ -269,3 +269,72 @@ fn growth_keeps_the_buffered_bytes_and_small_storage_is_kept() {
     assert_eq!(line(&mut b, 3 * MIN_READ), Some(long));
     assert_ne!(b.data.len(), 0, "storage under KEEP_CAPACITY is reused");
 }
+
+#[test]
+fn spare_offers_at_least_what_is_needed_and_copies_only_when_short() {
+    let mut b = InBuf::default();
+    feed(&mut b, Want::Some(100), &[b'x'; 100]);
+    assert_eq!(b.data.len(), MIN_READ);
+    assert_eq!(b.take(Want::Some(10)).expect("some").expect("ok").len(), 10);
+    // Exactly the room needed is left past the end: no compaction.
+    assert_eq!(b.spare(Want::Some(MIN_READ - 100)).len(), MIN_READ - 100);
+    assert_eq!((b.start, b.end), (10, 100));
+    // One byte more: compacted, not grown.
+    assert_eq!(b.spare(Want::Some(MIN_READ - 99)).len(), MIN_READ - 90);
+    assert_eq!((b.start, b.end, b.data.len()), (0, 90, MIN_READ));
+    assert_eq!(
+        b.take(Want::Some(1000)).expect("some").expect("ok"),
+        [b'x'; 90]
+    );
+    // Compaction that frees exactly what is needed does not grow the storage either.
+    feed(&mut b, Want::Exact(MIN_READ), &[b'y'; MIN_READ]);
+    assert_eq!(b.data.len(), MIN_READ);
+    assert_eq!(b.take(Want::Some(96)).expect("some").expect("ok").len(), 96);
+    assert_eq!(b.spare(Want::Some(96)).len(), 96);
+    assert_eq!(b.data.len(), MIN_READ);
+    // Full storage: it grows, and offers a whole read's worth.
+    feed(&mut b, Want::Some(96), &[b'z'; 96]);
+    assert!(b.spare(Want::Exact(usize::MAX)).len() >= MIN_READ);
+    assert_eq!(b.data.len(), 2 * MIN_READ);
+}
+
+#[test]
+fn storage_of_keep_capacity_is_kept_and_larger_is_released() {
+    let mut b = InBuf::default();
+    let n = KEEP_CAPACITY / 2 + 1;
+    feed(&mut b, Want::Exact(n), &vec![1; n]);
+    assert_eq!(
+        b.data.len(),
+        KEEP_CAPACITY,
+        "doubling from MIN_READ reaches it exactly"
+    );
+    assert_eq!(b.take(Want::Exact(n)).expect("all").expect("ok").len(), n);
+    assert_eq!(b.data.len(), KEEP_CAPACITY, "kept for the next reads");
+    feed(
+        &mut b,
+        Want::Exact(KEEP_CAPACITY + 1),
+        &vec![2; KEEP_CAPACITY + 1],
+    );
+    assert!(b.data.len() > KEEP_CAPACITY);
+    assert_eq!(
+        b.take(Want::Exact(KEEP_CAPACITY + 1))
+            .expect("all")
+            .expect("ok")
+            .len(),
+        KEEP_CAPACITY + 1
+    );
+    assert_eq!(b.data.len(), 0, "released once empty");
+}
+
+#[test]
+fn some_of_zero_takes_one_byte() {
+    let mut b = InBuf::default();
+    assert_eq!(b.spare(Want::Some(0)).len(), MIN_READ);
+    feed(&mut b, Want::Some(0), b"ab");
+    assert_eq!(b.take(Want::Some(0)).expect("some").expect("ok"), b"a");
+    assert_eq!(
+        b.take_at_eof(Want::Some(0)).expect("ok").as_deref(),
+        Some(&b"b"[..])
+    );
+    assert_eq!(b.take_at_eof(Want::Some(0)).expect("ok"), None);
+}
