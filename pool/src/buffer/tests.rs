@@ -216,6 +216,8 @@ fn pipeline(stream: &[u8], max: usize) -> (Vec<Vec<u8>>, usize) {
         largest = largest.max(b.data.len());
         while let Some(l) = line(&mut b, max) {
             lines.push(l);
+            // Each line consumes at least its newline: more would be a take that spins.
+            assert!(lines.len() <= stream.len(), "more lines than input bytes");
         }
     }
     (lines, largest)
