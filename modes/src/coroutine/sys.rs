@@ -3,9 +3,11 @@
 //! Contract (the only `unsafe` in the coroutine module lives here):
 //! - `CURRENT` holds a pointer to the [`CoroCtx`] of the coroutine executing on this thread, or
 //!   null. It is set by the coroutine itself (on entry and after every `suspend` returns) and
-//!   cleared by the scheduler right after `resume` returns, so it is non-null exactly while a
-//!   coroutine body runs on this thread. Coroutines never move to another thread once started,
-//!   so the pointer never crosses threads.
+//!   cleared by drop guards — one in [`run_body`], dropped when the body returns or unwinds, and
+//!   one around every `resume` ([`ClearCurrent`]), dropped when `resume` returns or unwinds —
+//!   so it is non-null exactly while a coroutine body runs on this thread, on every exit path.
+//!   Coroutines never move to another thread once started, so the pointer never crosses
+//!   threads.
 //! - The SIGSEGV/SIGBUS handler only performs async-signal-safe work: relaxed atomic loads of a
 //!   fixed static table, `write(2)`, `_exit(2)` and `sigaction(2)`.
 
@@ -32,14 +34,21 @@ thread_local! {
 /// Runs `f` as the body of a coroutine whose yielder is `yielder`.
 pub(super) fn run_body(yielder: &Yielder<Input, Reason>, task: Arc<Task>, f: impl FnOnce(&Task)) {
     let ctx = CoroCtx { yielder, task };
+    // Declared after `ctx`, so dropped before it: the pointer is gone before its target, also
+    // when `f` unwinds.
+    let _clear = ClearCurrent;
     CURRENT.set((&ctx as *const CoroCtx<'_>).cast());
     f(&ctx.task);
-    CURRENT.set(ptr::null());
 }
 
-/// Called by the scheduler right after `Coroutine::resume` returns.
-pub(super) fn clear_current() {
-    CURRENT.set(ptr::null());
+/// Clears the current-coroutine pointer when dropped: the scheduler holds one across every
+/// `Coroutine::resume`, so the pointer is reset whether `resume` returns or unwinds.
+pub(super) struct ClearCurrent;
+
+impl Drop for ClearCurrent {
+    fn drop(&mut self) {
+        CURRENT.set(ptr::null());
+    }
 }
 
 /// Whether a coroutine body is executing on this thread.

@@ -279,8 +279,10 @@ impl Worker {
         }
         let mut direct = DIRECT_YIELDS;
         loop {
-            let r = e.coro.resume(input);
-            sys::clear_current();
+            let r = {
+                let _clear = sys::ClearCurrent;
+                e.coro.resume(input)
+            };
             match r {
                 CoroutineResult::Yield(Reason::Spawn(f)) => {
                     bump(&me.spawned, 1);
