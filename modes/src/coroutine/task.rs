@@ -15,7 +15,7 @@ use super::sys;
 
 /// A coroutine that has not started yet: movable between threads, may be stolen.
 pub(crate) struct Fresh {
-    /// Requested stack size (0 = the scheduler default).
+    /// Stack size, already validated and rounded (0 = the scheduler default).
     pub(crate) stack: usize,
     /// The body.
     pub(crate) f: Box<dyn FnOnce() + Send>,
@@ -180,8 +180,21 @@ fn contain(f: impl FnOnce(), id: u64) {
     }
 }
 
+/// Drops a coroutine closure that will never run (its stack could not be allocated, or the
+/// scheduler stops) on a worker thread: its `Drop` is user code, so a panic there is contained
+/// (leaked, one line on stderr) instead of killing the worker.
+pub(crate) fn drop_unstarted(f: Box<dyn FnOnce() + Send>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+        std::mem::forget(p);
+        let _ = writeln!(
+            io::stderr(),
+            "coroutine closure dropped without running panicked in its destructor"
+        );
+    }
+}
+
 /// The text of a panic payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
