@@ -25,6 +25,7 @@ use nix::sys::epoll::EpollFlags;
 use parking_lot::Mutex;
 
 use super::sched::{self, WorkerShared};
+use super::sync::OnUnwind;
 use super::sys;
 use super::task::{self, Waker};
 
@@ -284,7 +285,11 @@ impl<S: AsFd> Source<S> {
             if io.ready.load(Ordering::Acquire) & dir.bit() != 0 {
                 continue;
             }
-            if !task::park(deadline) {
+            // A park that unwinds (scheduler shutdown) leaves no finished task in the list.
+            let unwind = OnUnwind::new(|| io.waiters(dir).lock().remove(w));
+            let parked = task::park(deadline);
+            unwind.disarm();
+            if !parked {
                 break Err(task::shutdown_error());
             }
         };
