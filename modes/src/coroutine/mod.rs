@@ -107,8 +107,9 @@ pub fn go_with_stack<F: FnOnce() + Send + 'static>(size: usize, f: F) {
     }));
 }
 
-/// Parks the calling coroutine for `d` (at least; timers fire on the worker's next loop).
-/// Outside a coroutine, sleeps the thread.
+/// Parks the calling coroutine for `d` (at least; timers fire on the worker's next loop); a
+/// `d` too large to add to the current time (`Duration::MAX`) parks it forever. Outside a
+/// coroutine, sleeps the thread.
 pub fn sleep(d: Duration) {
     if !sys::in_coroutine() {
         if !sched::on_worker_thread() {
@@ -116,7 +117,11 @@ pub fn sleep(d: Duration) {
         }
         return;
     }
-    let deadline = Instant::now() + d;
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        // Too far to represent: forever (until the scheduler stops and unwinds us).
+        while task::park(None) {}
+        return;
+    };
     while Instant::now() < deadline {
         if !task::park(Some(deadline)) {
             return;

@@ -244,7 +244,9 @@ impl<S: AsFd> Source<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
         short: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
-        let deadline = self.timeout(dir).map(|t| Instant::now() + t);
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
         if !sys::in_coroutine() {
             return self.io_blocking(dir, deadline, op);
         }

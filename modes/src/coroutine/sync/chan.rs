@@ -79,12 +79,13 @@ impl<T> Sender<T> {
         })
     }
 
-    /// Sends, waiting at most `timeout` for room.
+    /// Sends, waiting at most `timeout` for room (a `timeout` too large to add to the current
+    /// time, such as `Duration::MAX`, waits without limit).
     ///
     /// # Errors
     /// Timed out, or every receiver is gone.
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(msg, Some(Instant::now() + timeout))
+        self.send_deadline(msg, Instant::now().checked_add(timeout))
     }
 
     /// Sends without waiting.
@@ -167,12 +168,13 @@ impl<T> Receiver<T> {
         self.recv_deadline(None).map_err(|_| RecvError)
     }
 
-    /// Receives, waiting at most `timeout`.
+    /// Receives, waiting at most `timeout` (a `timeout` too large to add to the current time,
+    /// such as `Duration::MAX`, waits without limit).
     ///
     /// # Errors
     /// Timed out, or the channel is empty and every sender is gone.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Receives without waiting.
