@@ -64,7 +64,7 @@ pub(crate) struct Worker {
     timers: Timers<u32>,
     stacks: StackPool,
     events: Vec<EpollEvent>,
-    guard_slot: Option<usize>,
+    guard_slot: Option<&'static sys::GuardSlot>,
     /// Yield-and-poll rounds before sleeping ([`SPIN_POLLS`], 0 on a single CPU).
     spin_polls: u32,
     next_id: u64,
@@ -102,7 +102,7 @@ impl Worker {
         let _alt = sys::AltStack::install()
             .map_err(|e| log::warn!("coroutine worker={} no signal stack: {e}", self.index))
             .ok();
-        self.guard_slot = sys::claim_guard_slot();
+        self.guard_slot = Some(sys::claim_guard_slot());
         while !self.shared.shutdown.load(Ordering::Acquire) {
             self.drain_remote();
             self.fire_timers();
@@ -279,7 +279,7 @@ impl Worker {
             timers.remove(key);
         }
         e.task.state.start_running();
-        if let Some(g) = *guard_slot {
+        if let Some(g) = guard_slot {
             sys::set_running(g, e.task.id, e.guard, e.stack_size);
         }
         let mut direct = DIRECT_YIELDS;
