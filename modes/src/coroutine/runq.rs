@@ -236,6 +236,28 @@ mod tests {
     }
 
     #[test]
+    fn work_available_sees_siblings_but_not_its_own_queue() {
+        let injector = Injector::<u32>::new();
+        let workers: Vec<Worker<u32>> = (0..3).map(|_| Worker::new_fifo()).collect();
+        let stealers: Vec<_> = workers.iter().map(Worker::stealer).collect();
+        assert!(!work_available(&injector, &stealers, 1), "nothing anywhere");
+        workers[1].push(1);
+        assert!(
+            !work_available(&injector, &stealers, 1),
+            "its own queue is not remote work"
+        );
+        assert!(work_available(&injector, &stealers, 0), "sibling 1 has work");
+        assert!(work_available(&injector, &stealers, 2), "sibling 1 has work");
+        workers[1].pop();
+        workers[2].push(2);
+        assert!(work_available(&injector, &stealers, 0), "the last sibling counts");
+        assert!(!work_available(&injector, &stealers, 2));
+        workers[2].pop();
+        injector.push(3);
+        assert!(work_available(&injector, &stealers, 0), "injector only");
+    }
+
+    #[test]
     fn stealing_spreads_work_across_threads() {
         let injector = Injector::new();
         let workers: Vec<Worker<u32>> = (0..4).map(|_| Worker::new_fifo()).collect();
