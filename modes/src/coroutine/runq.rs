@@ -173,6 +173,22 @@ mod tests {
     }
 
     #[test]
+    fn clear_empties_the_ready_queue() {
+        let mut q = RunQueue::new();
+        assert!(q.is_empty());
+        q.push(4);
+        q.push(9);
+        assert!(!q.is_empty(), "a pushed slot is queued");
+        q.clear();
+        assert!(q.is_empty());
+        assert_eq!(
+            pick(&mut q, &mut Vec::new()),
+            None,
+            "nothing left after clear"
+        );
+    }
+
+    #[test]
     fn ready_queue_is_fifo_without_new_work() {
         let mut q = RunQueue::new();
         for s in [5, 6, 7] {
@@ -246,11 +262,20 @@ mod tests {
             !work_available(&injector, &stealers, 1),
             "its own queue is not remote work"
         );
-        assert!(work_available(&injector, &stealers, 0), "sibling 1 has work");
-        assert!(work_available(&injector, &stealers, 2), "sibling 1 has work");
+        assert!(
+            work_available(&injector, &stealers, 0),
+            "sibling 1 has work"
+        );
+        assert!(
+            work_available(&injector, &stealers, 2),
+            "sibling 1 has work"
+        );
         workers[1].pop();
         workers[2].push(2);
-        assert!(work_available(&injector, &stealers, 0), "the last sibling counts");
+        assert!(
+            work_available(&injector, &stealers, 0),
+            "the last sibling counts"
+        );
         assert!(!work_available(&injector, &stealers, 2));
         workers[2].pop();
         injector.push(3);
