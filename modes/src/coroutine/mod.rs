@@ -62,7 +62,7 @@ pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_star
 pub use blocking::spawn_blocking;
 pub use sched::{Config, Handle, Scheduler};
 pub use server::{Connection, Hooks, Listener, general_register, loop_register, server_main};
-pub use stack::DEFAULT_STACK_SIZE;
+pub use stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -83,8 +83,14 @@ pub fn go<F: FnOnce() + Send + 'static>(f: F) {
 /// worker; the caller continues at once.
 ///
 /// # Panics
-/// Panics when called outside a coroutine: plain threads spawn with [`Handle::go_with_stack`].
+/// Panics when called outside a coroutine (plain threads spawn with
+/// [`Handle::go_with_stack`]), or when `size` exceeds [`MAX_STACK_SIZE`]; both panic here, in
+/// the caller, never on a worker.
 pub fn go_with_stack<F: FnOnce() + Send + 'static>(size: usize, f: F) {
+    let stack = match size {
+        0 => 0,
+        s => stack::round_size(s).unwrap_or_else(|| panic!("{}", stack::too_large(s))),
+    };
     if !sys::in_coroutine() && sched::on_worker_thread() {
         // A destructor running while the scheduler tears down: nothing can start any more.
         log::debug!("coroutine spawn during scheduler shutdown ignored");
@@ -96,13 +102,14 @@ pub fn go_with_stack<F: FnOnce() + Send + 'static>(size: usize, f: F) {
          spawn from plain threads with Scheduler::handle().go(..)"
     );
     sys::suspend(Reason::Spawn(Fresh {
-        stack: size,
+        stack,
         f: Box::new(f),
     }));
 }
 
-/// Parks the calling coroutine for `d` (at least; timers fire on the worker's next loop).
-/// Outside a coroutine, sleeps the thread.
+/// Parks the calling coroutine for `d` (at least; timers fire on the worker's next loop); a
+/// `d` too large to add to the current time (`Duration::MAX`) parks it forever. Outside a
+/// coroutine, sleeps the thread.
 pub fn sleep(d: Duration) {
     if !sys::in_coroutine() {
         if !sched::on_worker_thread() {
@@ -110,7 +117,11 @@ pub fn sleep(d: Duration) {
         }
         return;
     }
-    let deadline = Instant::now() + d;
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        // Too far to represent: forever (until the scheduler stops and unwinds us).
+        while task::park(None) {}
+        return;
+    };
     while Instant::now() < deadline {
         if !task::park(Some(deadline)) {
             return;

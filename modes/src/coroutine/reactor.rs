@@ -25,6 +25,7 @@ use nix::sys::epoll::EpollFlags;
 use parking_lot::Mutex;
 
 use super::sched::{self, WorkerShared};
+use super::sync::OnUnwind;
 use super::sys;
 use super::task::{self, Waker};
 
@@ -243,7 +244,9 @@ impl<S: AsFd> Source<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
         short: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
-        let deadline = self.timeout(dir).map(|t| Instant::now() + t);
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
         if !sys::in_coroutine() {
             return self.io_blocking(dir, deadline, op);
         }
@@ -284,7 +287,11 @@ impl<S: AsFd> Source<S> {
             if io.ready.load(Ordering::Acquire) & dir.bit() != 0 {
                 continue;
             }
-            if !task::park(deadline) {
+            // A park that unwinds (scheduler shutdown) leaves no finished task in the list.
+            let unwind = OnUnwind::new(|| io.waiters(dir).lock().remove(w));
+            let parked = task::park(deadline);
+            unwind.disarm();
+            if !parked {
                 break Err(task::shutdown_error());
             }
         };

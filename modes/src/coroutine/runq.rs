@@ -173,6 +173,22 @@ mod tests {
     }
 
     #[test]
+    fn clear_empties_the_ready_queue() {
+        let mut q = RunQueue::new();
+        assert!(q.is_empty());
+        q.push(4);
+        q.push(9);
+        assert!(!q.is_empty(), "a pushed slot is queued");
+        q.clear();
+        assert!(q.is_empty());
+        assert_eq!(
+            pick(&mut q, &mut Vec::new()),
+            None,
+            "nothing left after clear"
+        );
+    }
+
+    #[test]
     fn ready_queue_is_fifo_without_new_work() {
         let mut q = RunQueue::new();
         for s in [5, 6, 7] {
@@ -233,6 +249,37 @@ mod tests {
         assert_eq!(next, Some(4));
         assert_eq!(find_remote(&workers[0], &injector, &stealers, 0), None);
         assert!(!work_available(&injector, &stealers, 0));
+    }
+
+    #[test]
+    fn work_available_sees_siblings_but_not_its_own_queue() {
+        let injector = Injector::<u32>::new();
+        let workers: Vec<Worker<u32>> = (0..3).map(|_| Worker::new_fifo()).collect();
+        let stealers: Vec<_> = workers.iter().map(Worker::stealer).collect();
+        assert!(!work_available(&injector, &stealers, 1), "nothing anywhere");
+        workers[1].push(1);
+        assert!(
+            !work_available(&injector, &stealers, 1),
+            "its own queue is not remote work"
+        );
+        assert!(
+            work_available(&injector, &stealers, 0),
+            "sibling 1 has work"
+        );
+        assert!(
+            work_available(&injector, &stealers, 2),
+            "sibling 1 has work"
+        );
+        workers[1].pop();
+        workers[2].push(2);
+        assert!(
+            work_available(&injector, &stealers, 0),
+            "the last sibling counts"
+        );
+        assert!(!work_available(&injector, &stealers, 2));
+        workers[2].pop();
+        injector.push(3);
+        assert!(work_available(&injector, &stealers, 0), "injector only");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::runq::RunQueue;
 use super::stack::{self, DEFAULT_STACK_SIZE};
 use super::sys;
 use super::task::Fresh;
-use super::worker::Worker;
+use super::worker;
 
 /// Scheduler settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub struct Config {
     /// Worker threads (`server-thread-count`); 0 means one per CPU.
     pub threads: usize,
     /// Default coroutine stack size in bytes (`server-coroutine-stack-size`); 0 means
-    /// [`DEFAULT_STACK_SIZE`] (128 KiB). Rounded up to whole pages, at least 16 KiB.
+    /// [`DEFAULT_STACK_SIZE`] (128 KiB). Rounded up to whole pages, at least 16 KiB, at most
+    /// [`MAX_STACK_SIZE`](super::MAX_STACK_SIZE) (`Scheduler::start` refuses more).
     pub stack_size: usize,
 }
 
@@ -218,17 +219,21 @@ impl Scheduler {
     /// Starts the worker threads.
     ///
     /// # Errors
-    /// Creating a poller, installing the stack-overflow handler or spawning a thread failed.
+    /// The stack size exceeds [`MAX_STACK_SIZE`](super::MAX_STACK_SIZE) (`InvalidInput`), or
+    /// creating a poller, installing the stack-overflow handler or spawning a thread failed.
     pub fn start(config: Config) -> io::Result<Scheduler> {
         sys::install_overflow_handler()?;
         let n = match config.threads {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let stack_size = stack::round_size(match config.stack_size {
+        let requested = match config.stack_size {
             0 => DEFAULT_STACK_SIZE,
             s => s,
-        });
+        };
+        let stack_size = stack::round_size(requested).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, stack::too_large(requested))
+        })?;
         let deques: Vec<Deque<Fresh>> = (0..n).map(|_| Deque::new_fifo()).collect();
         let workers = (0..n)
             .map(|index| {
@@ -264,7 +269,7 @@ impl Scheduler {
             let shared = shared.clone();
             let t = thread::Builder::new()
                 .name(format!("zm-coro-{index}"))
-                .spawn(move || Worker::new(shared, index, deque).run())?;
+                .spawn(move || worker::run(shared, index, deque))?;
             sched.threads.push(t);
         }
         log::debug!("coroutine scheduler started threads={n} stack_size={stack_size}");
@@ -340,9 +345,16 @@ impl Handle {
         self.shared.spawn(0, Box::new(f));
     }
 
-    /// Spawns a coroutine with a stack of at least `size` bytes.
+    /// Spawns a coroutine with a stack of at least `size` bytes (0: the scheduler default).
+    ///
+    /// # Panics
+    /// Panics here, in the caller, when `size` exceeds [`MAX_STACK_SIZE`](super::MAX_STACK_SIZE).
     pub fn go_with_stack<F: FnOnce() + Send + 'static>(&self, size: usize, f: F) {
-        self.shared.spawn(size, Box::new(f));
+        let stack = match size {
+            0 => 0,
+            s => stack::round_size(s).unwrap_or_else(|| panic!("{}", stack::too_large(s))),
+        };
+        self.shared.spawn(stack, Box::new(f));
     }
 
     /// Number of coroutines spawned and not yet finished.

@@ -12,6 +12,11 @@ use super::sys;
 /// Default coroutine stack size (usable bytes, excluding the guard page).
 pub const DEFAULT_STACK_SIZE: usize = 128 * 1024;
 
+/// Largest coroutine stack accepted (usable bytes): 1 GiB. Larger requests are refused where
+/// they are made (`go_with_stack` panics, `Scheduler::start` fails) instead of failing on a
+/// worker thread.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
 /// Smallest stack handed out.
 pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
 
@@ -19,10 +24,18 @@ pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
 pub(crate) const MAX_POOLED: usize = 1024;
 
 /// Rounds a requested stack size to what is allocated: at least [`MIN_STACK_SIZE`], a whole
-/// number of pages.
-pub(crate) fn round_size(size: usize) -> usize {
+/// number of pages. `None` above [`MAX_STACK_SIZE`] (so the rounding never wraps).
+pub(crate) fn round_size(size: usize) -> Option<usize> {
+    if size > MAX_STACK_SIZE {
+        return None;
+    }
     let page = sys::page_size();
-    size.max(MIN_STACK_SIZE).div_ceil(page) * page
+    Some(size.max(MIN_STACK_SIZE).div_ceil(page) * page)
+}
+
+/// The message for a refused stack size.
+pub(crate) fn too_large(size: usize) -> String {
+    format!("coroutine stack size {size} exceeds the maximum {MAX_STACK_SIZE} (MAX_STACK_SIZE)")
 }
 
 /// The lowest address of a stack's mapping: the start of its guard page.
@@ -82,15 +95,25 @@ mod tests {
     #[test]
     fn sizes_round_to_pages() {
         let page = sys::page_size();
-        assert_eq!(round_size(1), MIN_STACK_SIZE.div_ceil(page) * page);
-        assert_eq!(round_size(DEFAULT_STACK_SIZE), DEFAULT_STACK_SIZE);
-        assert_eq!(round_size(DEFAULT_STACK_SIZE + 1) % page, 0);
+        assert_eq!(round_size(1), Some(MIN_STACK_SIZE.div_ceil(page) * page));
+        assert_eq!(round_size(DEFAULT_STACK_SIZE), Some(DEFAULT_STACK_SIZE));
+        assert_eq!(round_size(DEFAULT_STACK_SIZE + 1).unwrap() % page, 0);
+        assert!(round_size(DEFAULT_STACK_SIZE + 1).unwrap() > DEFAULT_STACK_SIZE);
+        assert_eq!(round_size(MAX_STACK_SIZE), Some(MAX_STACK_SIZE));
+    }
+
+    #[test]
+    fn sizes_near_the_top_are_refused_not_wrapped() {
+        for size in [MAX_STACK_SIZE + 1, usize::MAX - 5000, usize::MAX] {
+            assert_eq!(round_size(size), None, "{size}");
+        }
+        assert!(too_large(usize::MAX).contains("stack size 18446744073709551615"));
     }
 
     #[test]
     fn stacks_are_reused() {
         let mut pool = StackPool::new();
-        let size = round_size(DEFAULT_STACK_SIZE);
+        let size = DEFAULT_STACK_SIZE;
         let s = pool.get(size).unwrap();
         let base = s.base();
         pool.put(size, s);

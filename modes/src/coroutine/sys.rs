@@ -3,16 +3,18 @@
 //! Contract (the only `unsafe` in the coroutine module lives here):
 //! - `CURRENT` holds a pointer to the [`CoroCtx`] of the coroutine executing on this thread, or
 //!   null. It is set by the coroutine itself (on entry and after every `suspend` returns) and
-//!   cleared by the scheduler right after `resume` returns, so it is non-null exactly while a
-//!   coroutine body runs on this thread. Coroutines never move to another thread once started,
-//!   so the pointer never crosses threads.
-//! - The SIGSEGV/SIGBUS handler only performs async-signal-safe work: relaxed atomic loads of a
-//!   fixed static table, `write(2)`, `_exit(2)` and `sigaction(2)`.
+//!   cleared by drop guards — one in [`run_body`], dropped when the body returns or unwinds, and
+//!   one around every `resume` ([`ClearCurrent`]), dropped when `resume` returns or unwinds —
+//!   so it is non-null exactly while a coroutine body runs on this thread, on every exit path.
+//!   Coroutines never move to another thread once started, so the pointer never crosses
+//!   threads.
+//! - The SIGSEGV/SIGBUS handler only performs async-signal-safe work: atomic loads of a table
+//!   of leaked, never-freed chunks, `write(2)`, `_exit(2)` and `sigaction(2)`.
 
 use std::cell::Cell;
 use std::io;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use std::sync::{Arc, Once, OnceLock};
 
 use corosensei::Yielder;
@@ -32,14 +34,21 @@ thread_local! {
 /// Runs `f` as the body of a coroutine whose yielder is `yielder`.
 pub(super) fn run_body(yielder: &Yielder<Input, Reason>, task: Arc<Task>, f: impl FnOnce(&Task)) {
     let ctx = CoroCtx { yielder, task };
+    // Declared after `ctx`, so dropped before it: the pointer is gone before its target, also
+    // when `f` unwinds.
+    let _clear = ClearCurrent;
     CURRENT.set((&ctx as *const CoroCtx<'_>).cast());
     f(&ctx.task);
-    CURRENT.set(ptr::null());
 }
 
-/// Called by the scheduler right after `Coroutine::resume` returns.
-pub(super) fn clear_current() {
-    CURRENT.set(ptr::null());
+/// Clears the current-coroutine pointer when dropped: the scheduler holds one across every
+/// `Coroutine::resume`, so the pointer is reset whether `resume` returns or unwinds.
+pub(super) struct ClearCurrent;
+
+impl Drop for ClearCurrent {
+    fn drop(&mut self) {
+        CURRENT.set(ptr::null());
+    }
 }
 
 /// Whether a coroutine body is executing on this thread.
@@ -88,10 +97,13 @@ pub(super) fn page_size() -> usize {
 // ---------------------------------------------------------------------------------------------
 // Stack overflow detection.
 
-/// Number of worker threads whose running coroutine can be attributed on overflow.
-const GUARD_SLOTS: usize = 256;
+/// Guard slots per chunk of the attribution table. The table is a list of chunks that only
+/// grows (chunks are leaked, never freed), so the signal handler can walk it with plain
+/// atomic loads at any moment, whatever the number of worker threads.
+const CHUNK_SLOTS: usize = 64;
 
-struct GuardSlot {
+/// Which coroutine runs on one worker thread, for the overflow report.
+pub(super) struct GuardSlot {
     used: AtomicBool,
     /// Lowest address of the running coroutine's stack mapping (its guard page), 0 if none.
     guard: AtomicUsize,
@@ -106,32 +118,71 @@ const EMPTY_SLOT: GuardSlot = GuardSlot {
     size: AtomicUsize::new(0),
     id: AtomicU64::new(0),
 };
-static SLOTS: [GuardSlot; GUARD_SLOTS] = [EMPTY_SLOT; GUARD_SLOTS];
+
+struct Chunk {
+    slots: [GuardSlot; CHUNK_SLOTS],
+    next: AtomicPtr<Chunk>,
+}
+
+static FIRST_CHUNK: Chunk = Chunk {
+    slots: [EMPTY_SLOT; CHUNK_SLOTS],
+    next: AtomicPtr::new(ptr::null_mut()),
+};
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
 static OLD_ACTIONS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
 
-/// Claims a guard slot for a worker thread (None when all are taken).
-pub(super) fn claim_guard_slot() -> Option<usize> {
-    SLOTS.iter().position(|s| {
-        s.used
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+/// The chunks of the table, first to last. Async-signal-safe: atomic loads only.
+fn chunks() -> impl Iterator<Item = &'static Chunk> {
+    std::iter::successors(Some(&FIRST_CHUNK), |c| {
+        let next = c.next.load(Ordering::Acquire);
+        // SAFETY: a non-null `next` was published (Release) by `claim_guard_slot` from a leaked
+        // Box, so it points at a fully initialised Chunk that is never freed.
+        (!next.is_null()).then(|| unsafe { &*next })
     })
 }
 
+/// Claims a guard slot for a worker thread, growing the table when every slot is taken.
+pub(super) fn claim_guard_slot() -> &'static GuardSlot {
+    let mut last = &FIRST_CHUNK;
+    loop {
+        for chunk in chunks() {
+            let free = chunk.slots.iter().find(|s| {
+                s.used
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            });
+            if let Some(slot) = free {
+                return slot;
+            }
+            last = chunk;
+        }
+        let new = Box::into_raw(Box::new(Chunk {
+            slots: [EMPTY_SLOT; CHUNK_SLOTS],
+            next: AtomicPtr::new(ptr::null_mut()),
+        }));
+        if let Err(_other) =
+            last.next
+                .compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // Another thread appended first: use its chunk (the loop rescans) and free ours.
+            // SAFETY: `new` came from Box::into_raw above and was never published.
+            drop(unsafe { Box::from_raw(new) });
+        }
+    }
+}
+
 /// Releases a slot claimed by [`claim_guard_slot`].
-pub(super) fn release_guard_slot(slot: usize) {
-    SLOTS[slot].guard.store(0, Ordering::Relaxed);
-    SLOTS[slot].used.store(false, Ordering::Release);
+pub(super) fn release_guard_slot(slot: &GuardSlot) {
+    slot.guard.store(0, Ordering::Relaxed);
+    slot.used.store(false, Ordering::Release);
 }
 
 /// Records which coroutine is about to run on the thread owning `slot`.
 #[inline]
-pub(super) fn set_running(slot: usize, id: u64, guard: usize, size: usize) {
-    let s = &SLOTS[slot];
-    s.id.store(id, Ordering::Relaxed);
-    s.size.store(size, Ordering::Relaxed);
-    s.guard.store(guard, Ordering::Relaxed);
+pub(super) fn set_running(slot: &GuardSlot, id: u64, guard: usize, size: usize) {
+    slot.id.store(id, Ordering::Relaxed);
+    slot.size.store(size, Ordering::Relaxed);
+    slot.guard.store(guard, Ordering::Relaxed);
     // The handler runs on this same thread; keep the stores before the switch.
     compiler_fence(Ordering::SeqCst);
 }
@@ -175,7 +226,7 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo_t to SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
     let page = PAGE_SIZE.load(Ordering::Relaxed);
-    for s in SLOTS.iter() {
+    for s in chunks().flat_map(|c| c.slots.iter()) {
         let guard = s.guard.load(Ordering::Relaxed);
         if guard != 0 && addr >= guard && addr < guard + page {
             report_overflow(s.id.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
@@ -233,6 +284,19 @@ fn fmt_u64(mut v: u64) -> ([u8; 20], usize) {
     (out, len)
 }
 
+/// Makes the `page` bytes at `map` inaccessible (a guard page), reporting `mprotect`'s failure.
+///
+/// # Safety
+/// `map .. map + page` must be a page-aligned part of a mapping the caller owns that no
+/// reference points into.
+unsafe fn protect_guard_page(map: *mut libc::c_void, page: usize) -> io::Result<()> {
+    // SAFETY: per the caller's contract, nothing accesses these bytes.
+    if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// An alternate signal stack installed for the lifetime of a worker thread.
 pub(super) struct AltStack {
     map: *mut libc::c_void,
@@ -261,10 +325,17 @@ impl AltStack {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: `map` is a fresh mapping of `len >= page` bytes; protecting its lowest page
-        // turns it into a guard page. zeroed stack_t values are valid for sigaltstack.
+        // SAFETY: `map` is a fresh mapping of `len >= page` bytes, page-aligned, used by nothing
+        // else yet.
+        if let Err(e) = unsafe { protect_guard_page(map, page) } {
+            // SAFETY: unmapping the fresh mapping above, which nothing references.
+            unsafe { libc::munmap(map, len) };
+            return Err(e);
+        }
+        // SAFETY: `map + page .. map + len` is the mapping's writable part, below which the
+        // guard page is now in place (checked above). zeroed stack_t values are valid for
+        // sigaltstack.
         unsafe {
-            libc::mprotect(map, page, libc::PROT_NONE);
             let new = libc::stack_t {
                 ss_sp: map.cast::<u8>().add(page).cast(),
                 ss_flags: 0,
@@ -288,6 +359,55 @@ impl Drop for AltStack {
         unsafe {
             libc::sigaltstack(&self.old, ptr::null_mut());
             libc::munmap(self.map, self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_slots_grow_past_one_chunk_and_are_reused() {
+        let n = 3 * CHUNK_SLOTS + 5;
+        let slots: Vec<&'static GuardSlot> = (0..n).map(|_| claim_guard_slot()).collect();
+        for (i, a) in slots.iter().enumerate() {
+            assert!(
+                slots[i + 1..].iter().all(|b| !ptr::eq(*a, *b)),
+                "slot {i} handed out twice"
+            );
+        }
+        assert!(chunks().count() >= 4);
+        for s in &slots {
+            release_guard_slot(s);
+        }
+        let again = claim_guard_slot();
+        assert!(
+            slots.iter().any(|s| ptr::eq(*s, again)),
+            "a released slot is reused"
+        );
+        release_guard_slot(again);
+    }
+
+    #[test]
+    fn failed_mprotect_is_an_error() {
+        let page = page_size();
+        // SAFETY: a fresh two-page anonymous mapping, checked, unmapped at the end.
+        unsafe {
+            let map = libc::mmap(
+                ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            // Not page-aligned: mprotect fails with EINVAL.
+            let e = protect_guard_page(map.cast::<u8>().add(1).cast(), page).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+            assert!(protect_guard_page(map, page).is_ok());
+            libc::munmap(map, 2 * page);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! scheduler when it suspends, wakers (coroutine or plain thread), `park`, and the panic guard
 //! around a coroutine body.
 
-use std::io;
+use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use super::sys;
 
 /// A coroutine that has not started yet: movable between threads, may be stolen.
 pub(crate) struct Fresh {
-    /// Requested stack size (0 = the scheduler default).
+    /// Stack size, already validated and rounded (0 = the scheduler default).
     pub(crate) stack: usize,
     /// The body.
     pub(crate) f: Box<dyn FnOnce() + Send>,
@@ -146,17 +146,58 @@ pub(crate) fn shutdown_error() -> io::Error {
 }
 
 /// Runs a coroutine body, containing panics to this coroutine.
+///
+/// Reporting the panic and dropping its payload run user code too (the logger, the payload's
+/// `Drop`), so they stay inside `catch_unwind`: a panic there must not unwind out of the
+/// coroutine's root. If they panic, the second payload is leaked (dropping it could panic
+/// again) and one line goes to stderr without the logger.
 pub(crate) fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        if sched::on_worker_thread() && !sys::in_coroutine() {
-            // Forced unwind of a parked coroutine at shutdown: not an error.
-            return;
-        }
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
-        log::error!("coroutine {id} panicked: {msg}");
+    let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) else {
+        return;
+    };
+    if sched::on_worker_thread() && !sys::in_coroutine() {
+        // Forced unwind of a parked coroutine at shutdown: not an error.
+        contain(move || drop(payload), id);
+        return;
     }
+    contain(
+        move || {
+            log::error!("coroutine {id} panicked: {}", panic_message(&*payload));
+            drop(payload);
+        },
+        id,
+    );
+}
+
+/// Runs `f`, which reports or drops a panic payload; a second panic is leaked and noted.
+fn contain(f: impl FnOnce(), id: u64) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        std::mem::forget(again);
+        let _ = writeln!(
+            io::stderr(),
+            "coroutine {id} panicked, and reporting or dropping the panic panicked too"
+        );
+    }
+}
+
+/// Drops a coroutine closure that will never run (its stack could not be allocated, or the
+/// scheduler stops) on a worker thread: its `Drop` is user code, so a panic there is contained
+/// (leaked, one line on stderr) instead of killing the worker.
+pub(crate) fn drop_unstarted(f: Box<dyn FnOnce() + Send>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+        std::mem::forget(p);
+        let _ = writeln!(
+            io::stderr(),
+            "coroutine closure dropped without running panicked in its destructor"
+        );
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
 }

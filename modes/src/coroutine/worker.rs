@@ -7,6 +7,8 @@
 //! (`WorkerShared::sleeping`).
 
 use std::collections::VecDeque;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -62,7 +64,7 @@ pub(crate) struct Worker {
     timers: Timers<u32>,
     stacks: StackPool,
     events: Vec<EpollEvent>,
-    guard_slot: Option<usize>,
+    guard_slot: Option<&'static sys::GuardSlot>,
     /// Yield-and-poll rounds before sleeping ([`SPIN_POLLS`], 0 on a single CPU).
     spin_polls: u32,
     next_id: u64,
@@ -94,12 +96,13 @@ impl Worker {
         }
     }
 
-    pub(crate) fn run(mut self) {
+    /// Runs the worker loop on this thread until shutdown.
+    fn run(&mut self) {
         sched::set_worker(Some((&self.me, &self.shared)));
         let _alt = sys::AltStack::install()
             .map_err(|e| log::warn!("coroutine worker={} no signal stack: {e}", self.index))
             .ok();
-        self.guard_slot = sys::claim_guard_slot();
+        self.guard_slot = Some(sys::claim_guard_slot());
         while !self.shared.shutdown.load(Ordering::Acquire) {
             self.drain_remote();
             self.fire_timers();
@@ -205,16 +208,18 @@ impl Worker {
         }
         let size = match fresh.stack {
             0 => self.shared.stack_size,
-            s => stack::round_size(s),
+            // Validated and rounded where it was requested.
+            s => s,
         };
         let stack = match self.stacks.get(size) {
             Ok(s) => s,
             Err(e) => {
+                self.me.load.fetch_sub(1, Ordering::Relaxed);
+                bump(&self.me.finished, 1);
+                task::drop_unstarted(fresh.f);
                 log::error!(
                     "coroutine stack allocation failed size={size}: {e}; coroutine dropped"
                 );
-                self.me.load.fetch_sub(1, Ordering::Relaxed);
-                bump(&self.me.finished, 1);
                 return;
             }
         };
@@ -274,13 +279,15 @@ impl Worker {
             timers.remove(key);
         }
         e.task.state.start_running();
-        if let Some(g) = *guard_slot {
+        if let Some(g) = guard_slot {
             sys::set_running(g, e.task.id, e.guard, e.stack_size);
         }
         let mut direct = DIRECT_YIELDS;
         loop {
-            let r = e.coro.resume(input);
-            sys::clear_current();
+            let r = {
+                let _clear = sys::ClearCurrent;
+                e.coro.resume(input)
+            };
             match r {
                 CoroutineResult::Yield(Reason::Spawn(f)) => {
                     bump(&me.spawned, 1);
@@ -384,21 +391,30 @@ impl Worker {
     /// Drops every coroutine this worker still holds (shutdown).
     fn teardown(&mut self) {
         let mut dropped = 0usize;
-        while self.fresh.pop().is_some() {
+        while let Some(f) = self.fresh.pop() {
+            task::drop_unstarted(f.f);
             dropped += 1;
         }
-        dropped += self.placed.len();
-        self.placed.clear();
+        for f in self.placed.drain(..) {
+            task::drop_unstarted(f.f);
+            dropped += 1;
+        }
         loop {
             match self.me.placed.steal() {
-                Steal::Success(_) => dropped += 1,
+                Steal::Success(f) => {
+                    task::drop_unstarted(f.f);
+                    dropped += 1;
+                }
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
         }
         loop {
             match self.shared.injector.steal() {
-                Steal::Success(_) => dropped += 1,
+                Steal::Success(f) => {
+                    task::drop_unstarted(f.f);
+                    dropped += 1;
+                }
                 Steal::Retry => continue,
                 Steal::Empty => break,
             }
@@ -415,6 +431,30 @@ impl Worker {
         bump(&self.me.finished, dropped);
         reactor::forget_all();
         log::debug!("coroutine worker={} stopped dropped={dropped}", self.index);
+    }
+}
+
+/// The body of worker thread `index`.
+///
+/// A panic on a worker outside any coroutine (the scheduler's own code, or user code it calls
+/// such as a logger) would leave the coroutines started or placed there unable to ever run
+/// while `place` keeps sending it more and softstop waits for them: the process aborts with a
+/// message instead. The worker is not dropped then: its coroutines' stacks are in an unknown
+/// state.
+pub(crate) fn run(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) {
+    let mut worker = std::mem::ManuallyDrop::new(Worker::new(shared, index, fresh));
+    match panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
+        Ok(()) => drop(std::mem::ManuallyDrop::into_inner(worker)),
+        Err(p) => {
+            let msg = panic::catch_unwind(AssertUnwindSafe(|| task::panic_message(&*p)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                std::io::stderr(),
+                "coroutine worker {index} panicked outside a coroutine: {msg}; aborting, \
+                 the coroutines on it could never run"
+            );
+            std::process::abort();
+        }
     }
 }
 

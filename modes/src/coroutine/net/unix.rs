@@ -3,11 +3,16 @@
 use std::io;
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::super::reactor::{Dir, Source};
+use super::super::{sched, sys, task};
+
+/// First and longest pause between connect attempts while the listener's backlog is full.
+const CONNECT_RETRY_MIN: Duration = Duration::from_millis(1);
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(50);
 
 /// A Unix-domain listener whose `accept` parks the calling coroutine.
 pub struct UnixListener {
@@ -91,7 +96,8 @@ impl UnixListener {
 }
 
 impl UnixStream {
-    /// Connects to the socket at `path`, parking while connecting.
+    /// Connects to the socket at `path`, parking while connecting; while the listener's backlog
+    /// is full (`EAGAIN`) it retries, pausing 1 ms to 50 ms between attempts.
     ///
     /// # Errors
     /// The connect failed.
@@ -108,8 +114,33 @@ impl UnixStream {
     }
 
     fn connect_addr(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
-        let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        let pending = super::start_connect(&sock, &SockAddr::unix(path)?)?;
+        let addr = SockAddr::unix(path)?;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut pause = CONNECT_RETRY_MIN;
+        let (sock, pending) = loop {
+            let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            match super::start_connect(&sock, &addr) {
+                Ok(pending) => break (sock, pending),
+                // The listener's backlog is full. Unlike TCP there is no connect in progress
+                // and no readiness event announces room: retry after a growing pause.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connect timed out (listener backlog full)",
+                        ));
+                    }
+                    if !sys::in_coroutine() && sched::on_worker_thread() {
+                        // Scheduler teardown: cannot wait.
+                        return Err(task::shutdown_error());
+                    }
+                    super::super::sleep(left.map_or(pause, |l| l.min(pause)));
+                    pause = (pause * 2).min(CONNECT_RETRY_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let stream = UnixStream {
             src: Source::new(net::UnixStream::from(sock)),
         };

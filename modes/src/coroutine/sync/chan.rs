@@ -16,7 +16,7 @@ pub use crossbeam_channel::{
 };
 
 use super::super::task::{self, Waker};
-use super::WaitQueue;
+use super::{OnUnwind, WaitQueue};
 
 struct Inner<T> {
     queue: VecDeque<T>,
@@ -79,12 +79,13 @@ impl<T> Sender<T> {
         })
     }
 
-    /// Sends, waiting at most `timeout` for room.
+    /// Sends, waiting at most `timeout` for room (a `timeout` too large to add to the current
+    /// time, such as `Duration::MAX`, waits without limit).
     ///
     /// # Errors
     /// Timed out, or every receiver is gone.
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(msg, Some(Instant::now() + timeout))
+        self.send_deadline(msg, Instant::now().checked_add(timeout))
     }
 
     /// Sends without waiting.
@@ -135,7 +136,10 @@ impl<T> Sender<T> {
             let w = me.get_or_insert_with(task::current_waker);
             g.send_waiters.push(w);
             drop(g);
-            if !task::park(deadline) {
+            let unwind = OnUnwind::new(|| self.chan.lock().send_waiters.remove(w));
+            let parked = task::park(deadline);
+            unwind.disarm();
+            if !parked {
                 if let Some(w) = &me {
                     self.chan.lock().send_waiters.remove(w);
                 }
@@ -164,12 +168,13 @@ impl<T> Receiver<T> {
         self.recv_deadline(None).map_err(|_| RecvError)
     }
 
-    /// Receives, waiting at most `timeout`.
+    /// Receives, waiting at most `timeout` (a `timeout` too large to add to the current time,
+    /// such as `Duration::MAX`, waits without limit).
     ///
     /// # Errors
     /// Timed out, or the channel is empty and every sender is gone.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Receives without waiting.
@@ -219,7 +224,10 @@ impl<T> Receiver<T> {
             let w = me.get_or_insert_with(task::current_waker);
             g.recv_waiters.push(w);
             drop(g);
-            if !task::park(deadline) {
+            let unwind = OnUnwind::new(|| self.chan.lock().recv_waiters.remove(w));
+            let parked = task::park(deadline);
+            unwind.disarm();
+            if !parked {
                 if let Some(w) = &me {
                     self.chan.lock().recv_waiters.remove(w);
                 }
@@ -295,5 +303,92 @@ impl<T> fmt::Debug for Sender<T> {
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Receiver { .. }")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use super::super::super::{Config, Scheduler};
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let end = Instant::now() + WAIT;
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    fn sched() -> Scheduler {
+        Scheduler::start(Config {
+            threads: 1,
+            stack_size: 0,
+        })
+        .unwrap()
+    }
+
+    fn thread_queued(q: &WaitQueue) -> bool {
+        q.q.iter().any(|w| matches!(w, Waker::Thread(_)))
+    }
+
+    #[test]
+    fn receiver_unwound_at_shutdown_does_not_take_the_message_wake() {
+        let (tx, rx) = unbounded::<u32>();
+        let s = sched();
+        let rx2 = rx.clone();
+        s.handle().go(move || {
+            let _ = rx2.recv();
+        });
+        wait_for("the coroutine to wait", || {
+            rx.chan.lock().recv_waiters.len() == 1
+        });
+        s.shutdown();
+        assert_eq!(
+            rx.chan.lock().recv_waiters.len(),
+            0,
+            "unwound waiter removed"
+        );
+        let (done, got) = mpsc::channel();
+        let rx3 = rx.clone();
+        std::thread::spawn(move || done.send(rx3.recv()).unwrap());
+        wait_for("the thread to wait", || {
+            thread_queued(&rx.chan.lock().recv_waiters)
+        });
+        tx.send(7).unwrap();
+        assert_eq!(got.recv_timeout(WAIT), Ok(Ok(7)), "the thread was woken");
+    }
+
+    #[test]
+    fn sender_unwound_at_shutdown_does_not_take_the_room_wake() {
+        let (tx, rx) = bounded::<u32>(1);
+        tx.send(1).unwrap();
+        let s = sched();
+        let tx2 = tx.clone();
+        s.handle().go(move || {
+            let _ = tx2.send(2);
+        });
+        wait_for("the coroutine to wait", || {
+            tx.chan.lock().send_waiters.len() == 1
+        });
+        s.shutdown();
+        assert_eq!(
+            tx.chan.lock().send_waiters.len(),
+            0,
+            "unwound waiter removed"
+        );
+        let (done, sent) = mpsc::channel();
+        let tx3 = tx.clone();
+        std::thread::spawn(move || done.send(tx3.send(3).is_ok()).unwrap());
+        wait_for("the thread to wait", || {
+            thread_queued(&tx.chan.lock().send_waiters)
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(sent.recv_timeout(WAIT), Ok(true), "the thread was woken");
+        assert_eq!(rx.recv(), Ok(3));
     }
 }

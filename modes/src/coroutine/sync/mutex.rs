@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use super::super::task::{self, Waker};
-use super::WaitQueue;
+use super::{OnUnwind, WaitQueue};
 
 /// A mutual-exclusion lock for coroutines.
 pub struct Mutex<T: ?Sized> {
@@ -56,7 +56,10 @@ impl<T: ?Sized> Mutex<T> {
                 self.forget_waiter(&me);
                 return g;
             }
-            if !task::park(None) {
+            let unwind = OnUnwind::new(|| self.forget_waiter(&me));
+            let parked = task::park(None);
+            unwind.disarm();
+            if !parked {
                 // Scheduler teardown: no coroutine to park, block the thread instead.
                 self.forget_waiter(&me);
                 return MutexGuard {
@@ -148,5 +151,60 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
 impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, mpsc};
+    use std::time::{Duration, Instant};
+
+    use super::super::super::{Config, Scheduler};
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let end = Instant::now() + WAIT;
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn waiter_unwound_at_shutdown_does_not_take_the_wake() {
+        let m = Arc::new(Mutex::new(0u32));
+        let held = m.lock();
+        let s = Scheduler::start(Config {
+            threads: 1,
+            stack_size: 0,
+        })
+        .unwrap();
+        let m2 = m.clone();
+        s.handle().go(move || {
+            *m2.lock() += 1;
+        });
+        wait_for("the coroutine to queue", || m.waiters.lock().len() == 1);
+        // Unwinds the coroutine parked in `lock`.
+        s.shutdown();
+        assert_eq!(m.waiters.lock().len(), 0, "the unwound waiter was removed");
+        let (tx, rx) = mpsc::channel();
+        let m3 = m.clone();
+        std::thread::spawn(move || {
+            *m3.lock() += 10;
+            tx.send(()).unwrap();
+        });
+        wait_for("the thread to queue", || {
+            m.waiters
+                .lock()
+                .q
+                .iter()
+                .any(|w| matches!(w, Waker::Thread(_)))
+        });
+        drop(held);
+        rx.recv_timeout(WAIT)
+            .expect("the plain-thread waiter got the lock");
+        assert_eq!(*m.lock(), 10);
     }
 }
