@@ -178,6 +178,9 @@ impl Supervisor {
         loop {
             tick();
             let pending = self.signals.take();
+            for name in pending.not_implemented() {
+                log::warn!("{name} received: not implemented yet; ignored");
+            }
             // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
             // for a detached one (see settle_detaches), whatever else this turn did.
             self.reap();
