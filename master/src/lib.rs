@@ -193,7 +193,7 @@ where
     // Validate everything before touching anything.
     let services = load(&config_dir)?;
     let _ = logging::init(&LogTarget::Stderr, "zmaster", level);
-    let pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
+    let mut pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
     sys::mark_inherited_fds_cloexec();
     if let Some(svc) = &log_service {
         svc.start()?;
@@ -213,6 +213,14 @@ where
             return Err(e);
         }
     };
+    // Up (every listener bound): only now does the pid file get this pid. A start that failed
+    // before leaves it holding whatever it held.
+    if let Some(Err(e)) = pid_lock.as_mut().map(PidFile::write_pid) {
+        if let Some(svc) = &log_service {
+            svc.remove_socket();
+        }
+        return Err(e);
+    }
     log::info!(
         "started: pid={} config={} pid_file={}",
         std::process::id(),
