@@ -344,40 +344,14 @@ mod tests {
     }
 
     #[test]
-    fn chdir_and_chroot_are_checked_and_relative_commands_made_absolute() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "x.cf",
-            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chdir = /no/such/dir\n",
-        );
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("x.cf:3: master-chdir") && err.contains("/no/such/dir"),
-            "{err}"
-        );
-        write(
-            dir.path(),
-            "x.cf",
-            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chroot = /no/root\n",
-        );
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("x.cf:3: master-chroot"), "{err}");
-        let cwd = std::env::current_dir().unwrap();
-        let bin = tempfile::tempdir_in(&cwd).unwrap();
-        let exe = bin.path().join("srv");
-        fs::write(&exe, "#!/bin/sh\n").unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        let rel = exe.strip_prefix(&cwd).unwrap();
-        write(
-            dir.path(),
-            "x.cf",
-            &format!(
-                "server-command = {}\nserver-service = 127.0.0.1:7001\nmaster-chdir = /\n",
-                rel.display()
-            ),
-        );
-        assert_eq!(load(dir.path()).unwrap()[0].command, exe);
+    fn a_relative_command_with_a_slash_is_a_file_not_a_path_lookup() {
+        // validate makes such commands absolute first; check_command itself must not send
+        // them to the PATH lookup either.
+        let err = check_command(Path::new("no/such/server")).unwrap_err();
+        assert_eq!(err, "not an executable file");
+        let err = check_command(Path::new("/")).unwrap_err();
+        assert_eq!(err, "not an executable file");
+        assert_eq!(check_command(Path::new("sh")), Ok(()));
     }
 
     #[test]

@@ -87,3 +87,91 @@ fn an_empty_command_is_a_missing_one() {
         "{err}"
     );
 }
+
+fn write_cf(dir: &Path, text: &str) {
+    fs::write(dir.join("x.cf"), text).unwrap();
+}
+
+#[test]
+fn chdir_and_chroot_are_checked_and_relative_commands_made_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_cf(
+        d,
+        "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chdir = /no/such/dir\n",
+    );
+    let err = load(d).unwrap_err();
+    assert!(
+        err.contains("x.cf:3: master-chdir") && err.contains("/no/such/dir"),
+        "{err}"
+    );
+    write_cf(
+        d,
+        "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chroot = /no/root\n",
+    );
+    let err = load(d).unwrap_err();
+    assert!(err.contains("x.cf:3: master-chroot"), "{err}");
+    // Relative to the master's cwd, not to master-chdir.
+    let cwd = std::env::current_dir().unwrap();
+    let bin = tempfile::tempdir_in(&cwd).unwrap();
+    let exe = bin.path().join("srv");
+    fs::write(&exe, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let rel = exe.strip_prefix(&cwd).unwrap();
+    write_cf(
+        d,
+        &format!(
+            "server-command = {}\nserver-service = 127.0.0.1:7001\nmaster-chdir = /\n",
+            rel.display()
+        ),
+    );
+    let s = load(d).unwrap();
+    assert_eq!(s[0].command, exe);
+    assert_eq!(s[0].chdir, Some(PathBuf::from("/")));
+    assert_eq!(s[0].chroot, None);
+}
+
+#[test]
+fn under_a_chroot_the_command_is_the_roots_and_is_not_checked_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("work")).unwrap();
+    // Neither command exists outside the root; the relative one stays relative.
+    for command in ["/only-inside-the-root", "bin/only-inside"] {
+        write_cf(
+            d,
+            &format!(
+                "server-command = {command}\nserver-service = 127.0.0.1:7001\nmaster-chroot = {}\nmaster-chdir = /work\n",
+                root.path().display()
+            ),
+        );
+        if nix::unistd::geteuid().is_root() {
+            let s = load(d).unwrap();
+            assert_eq!(s[0].command, PathBuf::from(command));
+            assert_eq!(s[0].chroot.as_deref(), Some(root.path()));
+            assert_eq!(s[0].chdir, Some(PathBuf::from("/work")));
+        } else {
+            let err = load(d).unwrap_err();
+            assert!(
+                err.contains("chroot needs the master to run as root"),
+                "{err}"
+            );
+        }
+    }
+    // master-chdir is looked up inside the root.
+    write_cf(
+        d,
+        &format!(
+            "server-command = /x\nserver-service = 127.0.0.1:7001\nmaster-chroot = {}\nmaster-chdir = /tmp\n",
+            root.path().display()
+        ),
+    );
+    if nix::unistd::geteuid().is_root() {
+        let err = load(d).unwrap_err();
+        assert!(
+            err.contains("x.cf:4: master-chdir") && err.contains("/tmp"),
+            "{err}"
+        );
+    }
+}
