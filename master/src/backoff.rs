@@ -66,7 +66,8 @@ mod tests {
         // in 10 s. Fewer means it stopped restarting; more means the backoff is too weak.
         let mut b = Backoff::default();
         let (mut t, mut starts) = (Duration::ZERO, 0);
-        while t < Duration::from_secs(10) {
+        // Bounded: a backoff stuck at zero must fail here, not spin.
+        while t < Duration::from_secs(10) && starts < 100 {
             starts += 1;
             t += b.on_exit(Duration::ZERO);
         }
