@@ -42,7 +42,14 @@ mod tests {
     fn doubles_caps_and_resets() {
         let mut b = Backoff::default();
         let young = Duration::from_millis(10);
-        let delays: Vec<u128> = (0..12).map(|_| b.on_exit(young).as_millis()).collect();
+        assert_eq!(b.delay(), Duration::ZERO);
+        let delays: Vec<u128> = (0..12)
+            .map(|_| {
+                let d = b.on_exit(young);
+                assert_eq!(b.delay(), d, "delay() is what on_exit returned");
+                d.as_millis()
+            })
+            .collect();
         assert_eq!(
             delays,
             [
@@ -55,13 +62,16 @@ mod tests {
 
     #[test]
     fn starts_in_ten_seconds_of_a_crash_loop_are_few() {
-        // A service that dies at once: how many starts fit in 10 s?
+        // A service that dies at once starts at 0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 s: exactly 7
+        // in 10 s. Fewer means it stopped restarting; more means the backoff is too weak.
         let mut b = Backoff::default();
-        let (mut t, mut starts) = (Duration::ZERO, 1);
-        while t < Duration::from_secs(10) {
-            t += b.on_exit(Duration::ZERO);
+        let (mut t, mut starts) = (Duration::ZERO, 0);
+        // Bounded: a backoff stuck at zero must fail here, not spin.
+        while t < Duration::from_secs(10) && starts < 100 {
             starts += 1;
+            t += b.on_exit(Duration::ZERO);
         }
-        assert!(starts <= 9, "{starts}");
+        assert_eq!(starts, 7);
+        assert_eq!(b.delay(), Duration::from_millis(6400));
     }
 }

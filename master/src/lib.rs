@@ -27,11 +27,12 @@ mod supervisor;
 #[allow(unsafe_code)]
 mod sys;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zmaster_core::cli::CommandLine;
-use zmaster_core::config::ServiceFile;
+use zmaster_core::config::{Config, ServiceFile};
 use zmaster_core::logging::{self, LogTarget};
 
 pub use backoff::Backoff;
@@ -76,6 +77,21 @@ const KNOWN_OPTIONS: [&str; 7] = [
 
 const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-stop-timeout DURATION] [--verbose] [-key value ...]";
 
+/// Keys of the master/server protocol: the master passes each child its own values (the
+/// listener fds, the config dir), so an override of them stops at the master; appended after
+/// `-server-service` it would replace the child's fd map.
+const PROTOCOL_KEYS: [&str; 2] = ["server-service", "server-config-path"];
+
+/// The `-key value` pairs a child gets after `-server-service` (in key order).
+fn child_args(overrides: &Config) -> Vec<OsString> {
+    overrides
+        .keys()
+        .filter(|key| !PROTOCOL_KEYS.contains(key))
+        .filter_map(|key| Some([format!("-{key}").into(), overrides.get(key)?.into()]))
+        .flatten()
+        .collect()
+}
+
 /// Runs the master with `args` (without argv[0]) and returns the process exit status:
 /// 0 after a clean stop (or `--try-lock`: not running), 1 on any error (one line on stderr).
 pub fn main<I, S>(args: I, hooks: Hooks) -> i32
@@ -118,6 +134,7 @@ where
     for key in KNOWN_OPTIONS {
         overrides.remove(key);
     }
+    let child_args = child_args(&overrides);
     let pid_file = opts
         .get("pid-file")
         .filter(|p| !p.is_empty())
@@ -176,7 +193,7 @@ where
     // Validate everything before touching anything.
     let services = load(&config_dir)?;
     let _ = logging::init(&LogTarget::Stderr, "zmaster", level);
-    let pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
+    let mut pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
     sys::mark_inherited_fds_cloexec();
     if let Some(svc) = &log_service {
         svc.start()?;
@@ -185,6 +202,7 @@ where
         config_dir: config_dir.clone(),
         stop_grace,
         tick_interval: hooks.event_loop.is_some().then_some(EVENT_LOOP_INTERVAL),
+        child_args,
     };
     let mut supervisor = match supervisor::Supervisor::new(settings, services, signals) {
         Ok(s) => s,
@@ -195,6 +213,14 @@ where
             return Err(e);
         }
     };
+    // Up (every listener bound): only now does the pid file get this pid. A start that failed
+    // before leaves it holding whatever it held.
+    if let Some(Err(e)) = pid_lock.as_mut().map(PidFile::write_pid) {
+        if let Some(svc) = &log_service {
+            svc.remove_socket();
+        }
+        return Err(e);
+    }
     log::info!(
         "started: pid={} config={} pid_file={}",
         std::process::id(),

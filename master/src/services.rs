@@ -1,6 +1,8 @@
 //! Service definitions: one validated `NAME.cf` of the config dir, ready to bind and spawn.
 
 use std::env;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -35,12 +37,58 @@ pub struct Service {
     pub unix_mode: Option<u32>,
 }
 
+/// True for a name `config::load_dir` would read (`*.cf`, `*.gcf`, any case, no dot-file),
+/// judged on the bytes so that a name that is not UTF-8 is recognised too.
+fn named_like_config(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !lower.starts_with(b".") && (lower.ends_with(b".cf") || lower.ends_with(b".gcf"))
+}
+
+/// Refuses config-dir entries named like config files that `config::load_dir` would skip
+/// silently: a name that is not UTF-8, a directory, a FIFO. Skipped, a `.cf` that became a
+/// directory would remove its service at the next reload and refuse its traffic.
+fn check_config_entries(dir: &Path) -> Result<()> {
+    let what = || format!("read config dir {}", dir.display());
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(what(), e))? {
+        let entry = entry.map_err(|e| Error::io(what(), e))?;
+        let name = entry.file_name();
+        if !named_like_config(name.as_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        if name.to_str().is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{path:?}: config file name is not UTF-8"),
+            ));
+        }
+        // Symlinks are followed, as load_dir does; one that dangles is left to load_dir,
+        // which fails to read it and names it.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{}: named like a config file but {kind}", path.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads every `dir/*.cf` as a service file (LIB-ZC's `zmaster_load_config_from_dir`), with
 /// the dir's `*.gcf` globals merged under each.
 ///
 /// # Errors
 /// The dir or a file cannot be read, or a line is malformed (`file:line`).
 pub fn load_config_from_dir(dir: &Path) -> Result<Vec<ServiceFile>> {
+    check_config_entries(dir)?;
     let loaded = config::load_dir(dir)?;
     Ok(loaded
         .services
@@ -296,40 +344,14 @@ mod tests {
     }
 
     #[test]
-    fn chdir_and_chroot_are_checked_and_relative_commands_made_absolute() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "x.cf",
-            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chdir = /no/such/dir\n",
-        );
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("x.cf:3: master-chdir") && err.contains("/no/such/dir"),
-            "{err}"
-        );
-        write(
-            dir.path(),
-            "x.cf",
-            "server-command = /bin/sh\nserver-service = 127.0.0.1:7001\nmaster-chroot = /no/root\n",
-        );
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("x.cf:3: master-chroot"), "{err}");
-        let cwd = std::env::current_dir().unwrap();
-        let bin = tempfile::tempdir_in(&cwd).unwrap();
-        let exe = bin.path().join("srv");
-        fs::write(&exe, "#!/bin/sh\n").unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        let rel = exe.strip_prefix(&cwd).unwrap();
-        write(
-            dir.path(),
-            "x.cf",
-            &format!(
-                "server-command = {}\nserver-service = 127.0.0.1:7001\nmaster-chdir = /\n",
-                rel.display()
-            ),
-        );
-        assert_eq!(load(dir.path()).unwrap()[0].command, exe);
+    fn a_relative_command_with_a_slash_is_a_file_not_a_path_lookup() {
+        // validate makes such commands absolute first; check_command itself must not send
+        // them to the PATH lookup either.
+        let err = check_command(Path::new("no/such/server")).unwrap_err();
+        assert_eq!(err, "not an executable file");
+        let err = check_command(Path::new("/")).unwrap_err();
+        assert_eq!(err, "not an executable file");
+        assert_eq!(check_command(Path::new("sh")), Ok(()));
     }
 
     #[test]

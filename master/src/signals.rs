@@ -6,13 +6,36 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+
+/// Signals an operator sends by habit whose meaning (SPEC §4: reopen logs, binary upgrade, one
+/// process more / fewer) is not implemented yet. Their default action kills (USR1/USR2) or
+/// stops (TTIN/TTOU) the master, so they are caught and only logged.
+const NOT_IMPLEMENTED: [(i32, &str); 4] = [
+    (SIGUSR1, "SIGUSR1"),
+    (SIGUSR2, "SIGUSR2"),
+    (SIGTTIN, "SIGTTIN"),
+    (SIGTTOU, "SIGTTOU"),
+];
 
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pending {
     pub(crate) reload: bool,
     pub(crate) stop: bool,
+    /// Per entry of [`NOT_IMPLEMENTED`]: it arrived.
+    not_implemented: [bool; NOT_IMPLEMENTED.len()],
+}
+
+impl Pending {
+    /// The names of the signals that arrived and mean nothing yet.
+    pub(crate) fn not_implemented(&self) -> impl Iterator<Item = &'static str> + '_ {
+        NOT_IMPLEMENTED
+            .iter()
+            .zip(self.not_implemented)
+            .filter(|(_, arrived)| *arrived)
+            .map(|((_, name), _)| *name)
+    }
 }
 
 /// Flags set by the handlers plus a pipe that wakes the poll loop.
@@ -20,10 +43,11 @@ pub(crate) struct Signals {
     wake: UnixStream,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    not_implemented: [Arc<AtomicBool>; NOT_IMPLEMENTED.len()],
 }
 
 impl Signals {
-    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM and SIGINT.
+    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT and the [`NOT_IMPLEMENTED`] ones.
     pub(crate) fn install() -> io::Result<Signals> {
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -31,12 +55,18 @@ impl Signals {
             wake,
             reload: Arc::default(),
             stop: Arc::default(),
+            not_implemented: Default::default(),
         };
-        for (sig, flag) in [
+        let acted_on = [
             (SIGHUP, &signals.reload),
             (SIGTERM, &signals.stop),
             (SIGINT, &signals.stop),
-        ] {
+        ];
+        let logged = NOT_IMPLEMENTED
+            .iter()
+            .zip(&signals.not_implemented)
+            .map(|((sig, _), flag)| (*sig, flag));
+        for (sig, flag) in acted_on.into_iter().chain(logged) {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
@@ -57,6 +87,10 @@ impl Signals {
         Pending {
             reload: self.reload.swap(false, Ordering::SeqCst),
             stop: self.stop.swap(false, Ordering::SeqCst),
+            not_implemented: self
+                .not_implemented
+                .each_ref()
+                .map(|flag| flag.swap(false, Ordering::SeqCst)),
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   a detached one (which would bypass the crash-loop backoff).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -123,6 +124,9 @@ pub(crate) struct Settings {
     pub(crate) stop_grace: Duration,
     /// Wake at least this often (set when an `event_loop` hook wants calls while idle).
     pub(crate) tick_interval: Option<Duration>,
+    /// The command line's `-key value` overrides, appended to every child's argv after
+    /// `-server-service` (SPEC §4) so a server sees them with command-line precedence.
+    pub(crate) child_args: Vec<OsString>,
 }
 
 /// The running master.
@@ -174,6 +178,9 @@ impl Supervisor {
         loop {
             tick();
             let pending = self.signals.take();
+            for name in pending.not_implemented() {
+                log::warn!("{name} received: not implemented yet; ignored");
+            }
             // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
             // for a detached one (see settle_detaches), whatever else this turn did.
             self.reap();
@@ -243,12 +250,13 @@ impl Supervisor {
         }
         let inherited = protocol::assign_listener_fds(kinds);
         let cf_path = absolute(&spec.cf_path);
-        let argv = protocol::child_argv(
+        let mut argv = protocol::child_argv(
             &spec.command,
             &self.settings.config_dir,
             &cf_path,
             &inherited,
         );
+        argv.extend(self.settings.child_args.iter().cloned());
         let child = sys::ChildSpec {
             program: &spec.command,
             argv: &argv,

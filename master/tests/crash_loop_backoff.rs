@@ -144,4 +144,9 @@ fn a_server_that_detaches_at_start_up_is_throttled() {
             }
         },
     );
+    // And it is restarted: the starts at 0, 0.1, 0.3, 0.7, 1.5 s have all happened by now (a
+    // master that never replaced a detached child would stay at 1).
+    wait_for(Duration::from_secs(10), "at least 5 processes", || {
+        (master.children().len() >= 5).then_some(())
+    });
 }
