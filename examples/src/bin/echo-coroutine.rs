@@ -23,15 +23,14 @@ static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
 /// Echoes lines until `exit`, end of stream or an error.
 fn serve(conn: Connection) {
     let max = MAX_LINE.load(Ordering::Relaxed);
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut reader = BufReader::with_capacity(4096, &conn);
     let mut line = Vec::with_capacity(128);
     loop {
         line.clear();
-        // Read at most max + 1 bytes so an endless line cannot grow the buffer without limit.
-        match (&mut reader)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut line)
-        {
+        // Read at most max + 1 bytes so an endless line cannot grow the buffer without limit
+        // (saturating: `echo-max-line` may be as large as u64::MAX).
+        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => {
