@@ -152,6 +152,21 @@ mod tests {
     }
 
     #[test]
+    fn known_answers() {
+        // Computed independently (a Python transcription of this module's definition), so
+        // a change to the mixing, chunking or folding shows up here.
+        for (n, hex) in [
+            (0, "e220a8397b1dcdafe4d971771b652c20"),
+            (1, "f5173e0eb6eabaa9c30085f1741aac8d"),
+            (CHUNK_ROUNDS + 1, "947556fc5e29a20739ad307364078183"),
+            (3 * CHUNK_ROUNDS + 5, "f0b8285cdc73b0ddb41b0aa6bb52b573"),
+        ] {
+            assert_eq!(to_hex(digest_serial(n)), hex, "n={n}");
+            assert_eq!(to_hex(digest_parallel(n)), hex, "n={n}");
+        }
+    }
+
+    #[test]
     fn digests_differ_and_render_as_32_hex_digits() {
         let a = to_hex(digest_serial(1000));
         let b = to_hex(digest_serial(1001));
