@@ -1,9 +1,11 @@
 //! zmaster-examples: code shared by the example servers and their tests.
 //!
-//! The binaries: `echo-aio` (line echo), `hash-aio` (CPU-heavy rayon work inside a handler)
+//! The binaries: `echo-aio` and `echo-coroutine` (line echo; who may `DETACH` is the
+//! [`detach`] policy), `hash-aio` (CPU-heavy rayon work inside a handler)
 //! and `mail-greeter` (the SMTP/IMAP/POP3 stand-in of `etc/mail/`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod detach;
 pub mod digest;
 pub mod greeting;

@@ -281,3 +281,25 @@ fn serves_unix_sockets_and_logs_fifo_lines() {
     }
     LineClient::connect(tcp.parse().expect("addr")).expect_echo("still echoing");
 }
+
+#[test]
+fn largest_max_line_still_echoes() {
+    // `echo-max-line` = u64::MAX: the read limit `max + 1` must not overflow (issue 9 item 7).
+    // echo-coroutine only: echo-aio passes the limit to the pool's `read_line`, whose own
+    // `max + 1` is the pool's part of that item.
+    let bin = BINS[1];
+    let (_server, addr) = spawn_alone(bin, &["-echo-max-line", "18446744073709551615"]);
+    let mut client = LineClient::connect(addr);
+    client.expect_echo("no limit");
+    client.send(b"last line without newline");
+    client
+        .writer
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    assert_eq!(
+        client.read_line().as_deref(),
+        Some("last line without newline"),
+        "{}",
+        name(bin)
+    );
+}

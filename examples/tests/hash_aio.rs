@@ -1,10 +1,12 @@
-//! hash-aio: digests are right, and CPU-heavy requests run on rayon without stalling the worker.
+//! hash-aio: digests are right, CPU-heavy requests run on rayon without stalling the worker,
+//! memory stays bounded for any N, and a job whose client left is cancelled (its slot freed,
+//! a draining generation not kept alive).
 
 mod util;
 
 use std::thread;
 
-use util::{LineClient, spawn_alone};
+use util::{LineClient, spawn_alone, spawn_under_fake_master, wait_for};
 use zmaster_examples::digest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hash-aio");
@@ -54,4 +56,101 @@ fn heavy_request_does_not_stall_cheap_ones_on_the_same_worker() {
         answered_meanwhile >= 10,
         "only {answered_meanwhile} cheap answers while the heavy request ran"
     );
+}
+
+/// Rounds of a request that would run for hours: only cancellation ends it.
+const ENDLESS: &str = "9223372036854775807";
+/// A request big enough to go to rayon (over the inline limit) and quick to answer.
+const BIG: u64 = 200_001;
+
+/// Sends `BIG` on a new connection until it is not `ERR busy`; checks the digest.
+fn wait_for_a_free_slot(addr: std::net::SocketAddr) {
+    let expected = digest::to_hex(digest::digest_serial(BIG));
+    let mut client = LineClient::connect(addr);
+    wait_for("a free job slot", || {
+        client.send_line(&BIG.to_string());
+        let reply = client.read_line().expect("an answer");
+        assert!(reply == expected || reply == "ERR busy", "{reply}");
+        reply == expected
+    });
+}
+
+/// With `hash-max-jobs 1`: a client whose 10^12-round job holds the only slot (another
+/// client got `ERR busy`), and that other client.
+fn occupy_the_only_slot(addr: std::net::SocketAddr) -> (LineClient, LineClient) {
+    let mut holder = LineClient::connect(addr);
+    holder.send_line("1000000000000");
+    let mut other = LineClient::connect(addr);
+    wait_for("the slot to be taken", || {
+        other.send_line(&BIG.to_string());
+        if other.read_line().as_deref() == Some("ERR busy") {
+            return true;
+        }
+        // The other request took the slot first and the holder's got `ERR busy`: retry.
+        if holder.has_reply_now() {
+            assert_eq!(holder.read_line().as_deref(), Some("ERR busy"));
+            holder.send_line("1000000000000");
+        }
+        false
+    });
+    (holder, other)
+}
+
+#[test]
+fn huge_round_count_runs_in_bounded_memory() {
+    // 2^63 - 1 rounds: a result per chunk collected at once would be ~1 PB (the process
+    // aborted on the allocation). The job must run, using CPU, while others are served.
+    let (mut server, addr) = spawn_alone(BIN, &["-hash-max-rounds", ENDLESS]);
+    let mut endless = LineClient::connect(addr);
+    let mut cheap = LineClient::connect(addr);
+    let cheap_answer = digest::to_hex(digest::digest_serial(10));
+    let before = server.cpu_ticks();
+    endless.send_line(ENDLESS);
+    // Half a second of CPU (clock ticks are 10 ms) says the job is really computing.
+    wait_for("the job to use CPU", || {
+        cheap.send_line("10");
+        assert_eq!(cheap.read_line(), Some(cheap_answer.clone()), "server died");
+        server.cpu_ticks() >= before + 50
+    });
+    assert!(server.is_running());
+}
+
+#[test]
+fn a_client_leaving_cancels_its_job_and_frees_the_slot() {
+    // 10^12 rounds take many minutes: the slot comes back only if the job is cancelled.
+    let (_server, addr) = spawn_alone(
+        BIN,
+        &["-hash-max-jobs", "1", "-hash-max-rounds", "1000000000000"],
+    );
+    let (leaving, _other) = occupy_the_only_slot(addr);
+    drop(leaving);
+    wait_for_a_free_slot(addr);
+}
+
+#[test]
+fn a_request_sent_during_a_job_is_answered_after_it_in_order() {
+    let (_server, addr) = spawn_alone(BIN, &[]);
+    let mut client = LineClient::connect(addr);
+    client.send(format!("{BIG}\n10\n{BIG}\nexit\n").as_bytes());
+    for n in [BIG, 10, BIG] {
+        let expected = digest::to_hex(digest::digest_serial(n));
+        assert_eq!(client.read_line(), Some(expected), "n={n}");
+    }
+    client.expect_closed();
+}
+
+#[test]
+fn a_drain_ends_when_the_busy_client_leaves() {
+    let mut fake = spawn_under_fake_master(
+        BIN,
+        &["-hash-max-jobs", "1", "-hash-max-rounds", "1000000000000"],
+    );
+    let (leaving, other) = occupy_the_only_slot(fake.addr);
+    drop(other);
+    drop(fake.generation.take()); // a reload: the old generation drains
+    drop(leaving);
+    // The job is cancelled, its connection closed: nothing left to drain.
+    assert!(fake.server.wait_exit().success());
+    let log = fake.log_text();
+    assert!(log.contains("drained: every connection finished"), "{log}");
 }

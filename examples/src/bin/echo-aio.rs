@@ -1,5 +1,6 @@
 //! echo-aio: line echo in aio mode (SPEC §9): each line is sent back as is; `exit` closes the
-//! connection; `DETACH` detaches the process from its master and keeps echoing.
+//! connection; `DETACH` detaches the process from its master and keeps echoing, if the peer
+//! may (`echo-allow-detach`, below).
 //!
 //! ```text
 //! echo-aio alone -server-service 127.0.0.1:7001      # by hand
@@ -10,19 +11,42 @@
 //! written to it is logged at info level.
 //!
 //! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
-//! `ERR line too long` and the connection is closed.
+//! `ERR line too long` and the connection is closed. `echo-allow-detach` (`yes`, `loopback`
+//! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
+//! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
+//! and the connection stays open (each detach makes the master start one more process, so a
+//! remote client must not be able to do it).
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind};
+use zmaster_examples::detach::{self, Peer, Policy};
+use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind, Stream};
 
 /// The longest line echoed (from `echo-max-line`), set once before serving.
 static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
 
 fn max_line() -> usize {
     MAX_LINE.load(Ordering::Relaxed)
+}
+
+/// Who may send `DETACH` (from `echo-allow-detach`), set once before serving.
+static DETACH: OnceLock<Policy> = OnceLock::new();
+
+/// Whether the peer of `conn` may detach this process.
+fn may_detach(conn: &Conn) -> bool {
+    let peer = match conn.stream() {
+        Stream::Tcp(s) => Peer::of_tcp(s.peer_addr()),
+        Stream::Unix(_) => Peer::Unix,
+        Stream::Fifo(_) => Peer::Unknown,
+    };
+    DETACH
+        .get()
+        .copied()
+        .unwrap_or(Policy::DEFAULT)
+        .allows(peer)
 }
 
 /// A line without its trailing `\r` (so `exit\r\n` from telnet also closes).
@@ -35,10 +59,15 @@ fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
         Ok(Some(line)) => match command(&line) {
             b"exit" => conn.close(),
             cmd => {
-                if cmd == b"DETACH" {
+                if cmd != b"DETACH" {
+                    conn.write(&line);
+                } else if may_detach(conn) {
                     aio::detach_from_master();
+                    conn.write(&line);
+                } else {
+                    log::info!("DETACH refused peer={}", conn.stream().describe_peer());
+                    conn.write(detach::REFUSED.as_bytes());
                 }
-                conn.write(&line);
                 conn.write(b"\n");
                 // Wait for the kernel to take the echo before reading more: a client that
                 // sends without reading is slowed down instead of growing our buffer.
@@ -85,6 +114,7 @@ fn main() -> ExitCode {
         .before_service(|config| {
             let n = config.get_size("echo-max-line", 1 << 20)?;
             MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+            let _ = DETACH.set(detach::from_config(config)?);
             Ok(())
         })
         .service_register(|name, listener, kind| match kind {

@@ -5,13 +5,21 @@
 //! ones go to rayon with `Conn::spawn_cpu`, split in parallel chunks, and the answer is
 //! written from a callback back on the worker, so other connections keep being served.
 //!
+//! A job is cancelled when its client goes away: while it runs, a read stays pending on the
+//! connection, and end of stream (or an error) closes it; the connection's state sets the
+//! job's cancel flag when it is dropped (closed, or cut at a drain deadline), the job stops
+//! within one chunk and frees its `hash-max-jobs` slot. A request line sent during a job is
+//! kept and answered after it (one line: no further read is started until then, so a client
+//! that pipelines and leaves is noticed only once the job ends). Memory does not depend on N.
+//!
 //! Config keys: `hash-max-rounds` (integer, default 1000000000): larger requests get `ERR`;
 //! `hash-max-jobs` (default 16): with that many big requests in progress, another gets
 //! `ERR busy` (no unbounded queue of CPU work).
 
 use std::io;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zmaster_examples::digest;
 use zmaster_modes::aio::{self, Conn, Hooks};
@@ -27,21 +35,84 @@ static MAX_ROUNDS: AtomicU64 = AtomicU64::new(1_000_000_000);
 static JOBS: AtomicU64 = AtomicU64::new(0);
 static MAX_JOBS: AtomicU64 = AtomicU64::new(16);
 
+/// One of the `hash-max-jobs` slots, held by a job until it ends (finished or cancelled).
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        if JOBS.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS.load(Ordering::Relaxed) {
+            JOBS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        JOBS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's state (its user data).
+#[derive(Default)]
+struct Session {
+    /// The cancel flag of the job in progress, until its answer is sent.
+    busy: Option<Arc<AtomicBool>>,
+    /// A request that arrived during the job, handled once the answer is sent.
+    stashed: Option<Vec<u8>>,
+}
+
+impl Drop for Session {
+    /// The connection is gone (client left, error, drain deadline): stop its job.
+    fn drop(&mut self) {
+        if let Some(cancel) = &self.busy {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes `text` and, once it is sent, goes on with the next request.
 fn answer(conn: &mut Conn, text: &str) {
     conn.write(text.as_bytes());
     conn.write(b"\n");
     conn.flush(|conn, sent| match sent {
-        Ok(()) => conn.read_line(MAX_LINE, on_line),
+        Ok(()) => next(conn),
         Err(_) => conn.close(),
     });
+}
+
+/// After an answer: a job's answer leaves the read started with the job pending (unless it
+/// delivered a stashed line); an inline answer starts the next read.
+fn next(conn: &mut Conn) {
+    let (was_busy, stashed) = match conn.user_data_mut::<Session>() {
+        Some(session) => (session.busy.take().is_some(), session.stashed.take()),
+        None => (false, None),
+    };
+    match stashed {
+        Some(line) => request(conn, &line),
+        None if was_busy => {}
+        None => conn.read_line(MAX_LINE, on_line),
+    }
 }
 
 fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
     let line = match line {
         Ok(Some(line)) => line,
+        // The client left: dropping the connection's Session cancels a job in progress.
         Ok(None) | Err(_) => return conn.close(),
     };
-    let text = String::from_utf8_lossy(&line);
+    if let Some(session) = conn.user_data_mut::<Session>()
+        && session.busy.is_some()
+    {
+        session.stashed = Some(line);
+        return;
+    }
+    request(conn, &line);
+}
+
+fn request(conn: &mut Conn, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
     let text = text.trim();
     if text == "exit" {
         return conn.close();
@@ -49,22 +120,31 @@ fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
     let max = MAX_ROUNDS.load(Ordering::Relaxed);
     match text.parse::<u64>() {
         Ok(n) if n <= INLINE_ROUNDS => answer(conn, &digest::to_hex(digest::digest_serial(n))),
-        Ok(n) if n <= max => {
-            if JOBS.fetch_add(1, Ordering::SeqCst) >= MAX_JOBS.load(Ordering::Relaxed) {
-                JOBS.fetch_sub(1, Ordering::SeqCst);
-                return answer(conn, "ERR busy");
-            }
-            conn.spawn_cpu(
-                move || {
-                    let hex = digest::to_hex(digest::digest_parallel(n));
-                    JOBS.fetch_sub(1, Ordering::SeqCst);
-                    hex
-                },
-                |conn, hex| answer(conn, &hex),
-            )
-        }
+        Ok(n) if n <= max => start_job(conn, n),
         _ => answer(conn, &format!("ERR expected a round count 0..={max}")),
     }
+}
+
+/// Runs `n` rounds on rayon, watching the connection meanwhile (see the module doc).
+fn start_job(conn: &mut Conn, n: u64) {
+    let Some(slot) = Slot::take() else {
+        return answer(conn, "ERR busy");
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Some(session) = conn.user_data_mut::<Session>() {
+        session.busy = Some(Arc::clone(&cancel));
+    }
+    conn.spawn_cpu(
+        move || {
+            let _slot = slot;
+            digest::digest_parallel_cancellable(n, &cancel)
+        },
+        |conn, digest| match digest {
+            Some(digest) => answer(conn, &digest::to_hex(digest)),
+            None => conn.close(),
+        },
+    );
+    conn.read_line(MAX_LINE, on_line);
 }
 
 fn main() -> ExitCode {
@@ -77,7 +157,10 @@ fn main() -> ExitCode {
             Ok(())
         })
         .service_register(|_name, listener, _kind| {
-            aio::general_register(listener, |conn| conn.read_line(MAX_LINE, on_line))
+            aio::general_register(listener, |conn| {
+                conn.set_user_data(Session::default());
+                conn.read_line(MAX_LINE, on_line);
+            })
         })
         .before_softstop(|| log::info!("softstop: finishing open connections"));
     aio::server_main(std::env::args_os(), hooks)

@@ -55,6 +55,23 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// CPU time the process used so far (user + system), in clock ticks (from /proc).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        tick(11) + tick(12)
+    }
+
     /// The number of threads of the process (from /proc).
     pub fn threads(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/task", self.pid())).map_or(0, Iterator::count)
@@ -180,14 +197,40 @@ impl FakeMaster {
 /// bound before the server runs, so a connect succeeds at once: wait for an answer instead.
 pub fn spawn_under_fake_master(bin: &str, extra: &[&str]) -> FakeMaster {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    spawn_under_fake_master_on(bin, listener, extra)
+}
+
+/// [`spawn_under_fake_master`] on a TCP listener the test bound (any address).
+pub fn spawn_under_fake_master_on(bin: &str, listener: TcpListener, extra: &[&str]) -> FakeMaster {
     let addr = listener.local_addr().expect("addr");
+    spawn_with_listener(bin, OwnedFd::from(listener), ":i5", addr, extra)
+}
+
+/// [`spawn_under_fake_master`] on a unix listener (`addr` is then unspecified: connect to
+/// the listener's path).
+pub fn spawn_under_fake_master_unix(
+    bin: &str,
+    listener: std::os::unix::net::UnixListener,
+    extra: &[&str],
+) -> FakeMaster {
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    spawn_with_listener(bin, OwnedFd::from(listener), ":u5", unspecified, extra)
+}
+
+fn spawn_with_listener(
+    bin: &str,
+    listener: OwnedFd,
+    spec: &str,
+    addr: SocketAddr,
+    extra: &[&str],
+) -> FakeMaster {
     let (gen_r, gen_w) = cloexec_pipe();
     let (priv_r, priv_w) = cloexec_pipe();
     let sources: [RawFd; 3] = [gen_w.as_raw_fd(), priv_r.as_raw_fd(), listener.as_raw_fd()];
     let log = tempfile::NamedTempFile::new().expect("log file");
     let mut command = Command::new(bin);
     command
-        .args(["MASTER", "-server-service", ":i5"])
+        .args(["MASTER", "-server-service", spec])
         .args(extra)
         .stdin(Stdio::null())
         .stderr(log.reopen().expect("log file"));
@@ -252,4 +295,14 @@ pub fn raise_fd_limit(want: u64) -> u64 {
 /// A pipe (read end, write end) whose ends other spawned children do not inherit.
 pub fn cloexec_pipe() -> (OwnedFd, OwnedFd) {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe2")
+}
+
+/// An address of this host that is not loopback (the source address of the default route),
+/// to connect from as a "remote" peer; `None` on a host with no such address.
+pub fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    // A UDP connect sends nothing: it only picks the route and the source address.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
