@@ -8,7 +8,7 @@ use std::thread;
 use parking_lot::Mutex;
 
 use super::sys;
-use super::task::{self, Waker};
+use super::task::Waker;
 
 /// Runs `f` on the rayon thread pool and parks the calling coroutine until it returns, then
 /// returns its value; a panic in `f` is resumed in the caller.
@@ -27,7 +27,7 @@ where
         return f();
     }
     let slot: Arc<Mutex<Option<thread::Result<T>>>> = Arc::new(Mutex::new(None));
-    let waker: Waker = task::current_waker();
+    let waker: Waker = sys::current_waker();
     let (slot2, waker2) = (slot.clone(), waker);
     rayon::spawn(move || {
         let r = panic::catch_unwind(AssertUnwindSafe(f));
@@ -41,7 +41,7 @@ where
                 Err(p) => panic::resume_unwind(p),
             };
         }
-        if !task::park(None) {
+        if !sys::park(None) {
             // Teardown unwinding: cannot wait for the pool; abandon the result.
             panic::resume_unwind(Box::new("coroutine scheduler is shutting down"));
         }

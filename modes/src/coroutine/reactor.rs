@@ -1,5 +1,5 @@
-//! The reactor side of coroutine I/O: per-fd readiness tracked from edge-triggered events,
-//! waiter lists, and the "try the syscall, park on would-block" loop with timeouts.
+//! The reactor of coroutine I/O (layer 4, on the stack switcher): per-fd readiness tracked
+//! from edge-triggered events, waiter lists, and each worker's table of registered sources.
 //!
 //! Readiness is one `AtomicU64`: bit 0 readable, bit 1 writable, bit 2 closed (the peer shut
 //! its side or the connection failed: `EPOLLRDHUP`/`HUP`/`ERR` seen, sticky), the rest an event
@@ -9,25 +9,31 @@
 //! after "closed" was seen clears nothing: no further edge would come, and the next syscall
 //! reports the EOF or error at once. A new source starts as ready in both directions: the first
 //! operation always tries the syscall.
+//!
+//! Sources: an event carries a key into the worker's thread-local table of `IoState`s. A
+//! coroutine registers its socket on the worker it runs on ([`register`]), on its first
+//! operation there; the socket's owner deletes it from the epoll before closing it and sends
+//! the key back to the worker (`WorkerShared::dereg`), which then forgets it ([`forget`]).
+//! The socket wrapper with the "try, park on would-block" loop is [`source::Source`].
 
-mod epoll;
+pub(crate) mod source;
 
-pub(crate) use epoll::{EVENTS, Poller, forget, forget_all};
-
+use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::epoll::EpollFlags;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 use parking_lot::Mutex;
+use zmaster_pool::reactor::{HUP_FLAGS, READ_FLAGS, WAKER_KEY, WRITE_FLAGS};
 
-use super::sched::{self, WorkerShared};
-use super::sync::OnUnwind;
-use super::sys;
-use super::task::{self, Waker};
+use super::context::{self, WorkerShared};
+use super::task::Waker;
+
+/// Events fetched per `epoll_wait`.
+pub(crate) const EVENTS: usize = 256;
 
 const READABLE: u64 = 1;
 const WRITABLE: u64 = 2;
@@ -117,9 +123,9 @@ impl IoState {
 
     /// An event from the poller: record readiness, wake waiters.
     fn on_event(&self, flags: EpollFlags) {
-        let readable = flags.intersects(epoll::READ_FLAGS);
-        let writable = flags.intersects(epoll::WRITE_FLAGS);
-        let closed = flags.intersects(epoll::HUP_FLAGS);
+        let readable = flags.intersects(READ_FLAGS);
+        let writable = flags.intersects(WRITE_FLAGS);
+        let closed = flags.intersects(HUP_FLAGS);
         let bits = ((readable as u64) * READABLE)
             | ((writable as u64) * WRITABLE)
             | ((closed as u64) * CLOSED);
@@ -179,182 +185,88 @@ fn wake_all(w: &Mutex<Waiters>) {
     }
 }
 
-/// An fd-owning socket plus its reactor state. Deletes the fd from the poller before the
-/// socket closes.
-pub(crate) struct Source<S: AsFd> {
-    sock: S,
-    io: Arc<IoState>,
+/// The I/O sources registered with this worker thread's epoll, by key.
+struct Sources {
+    slots: Vec<Option<Arc<IoState>>>,
+    free: Vec<usize>,
 }
 
-impl<S: AsFd> Source<S> {
-    /// Wraps a socket that is already in non-blocking mode.
-    pub(crate) fn new(sock: S) -> Source<S> {
-        Source {
-            sock,
-            io: Arc::new(IoState::new()),
-        }
-    }
-
-    pub(crate) fn get(&self) -> &S {
-        &self.sock
-    }
-
-    pub(crate) fn set_timeout(&self, dir: Dir, t: Option<Duration>) -> io::Result<()> {
-        let nanos = match t {
-            None => 0,
-            Some(d) if d.is_zero() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot set a zero duration timeout",
-                ));
-            }
-            Some(d) => d.as_nanos().min(u64::MAX as u128) as u64,
-        };
-        self.io.timeout_cell(dir).store(nanos, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Makes every pending and later operation fail with [`stopped_error`], waking the
-    /// coroutines parked in one. A plain thread blocked in `poll(2)` notices at its next
-    /// wake-up (use a timeout there).
-    pub(crate) fn stop(&self) {
-        self.io.stopped.store(true, Ordering::Release);
-        wake_all(&self.io.readers);
-        wake_all(&self.io.writers);
-    }
-
-    /// Whether [`Source::stop`] was called.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.io.stopped.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
-        match self.io.timeout_cell(dir).load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(Duration::from_nanos(n)),
-        }
-    }
-
-    /// Runs `op` until it does not would-block, parking the coroutine (or polling the thread)
-    /// in between; `short` tells whether a result proves the buffer drained (or full), which
-    /// clears the direction's readiness unless the source was seen closed.
-    pub(crate) fn io<R>(
-        &self,
-        dir: Dir,
-        mut op: impl FnMut(&S) -> io::Result<R>,
-        short: impl Fn(&R) -> bool,
-    ) -> io::Result<R> {
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
-        if !sys::in_coroutine() {
-            return self.io_blocking(dir, deadline, op);
-        }
-        if self.io.reg.get().is_none() {
-            epoll::register(&self.io, self.sock.as_fd())?;
-        }
-        let io = &*self.io;
-        let mut waker: Option<Waker> = None;
-        let result = loop {
-            if io.stopped.load(Ordering::Acquire) {
-                break Err(stopped_error());
-            }
-            let seen = io.ready.load(Ordering::Acquire);
-            if seen & dir.bit() != 0 {
-                match op(&self.sock) {
-                    Ok(r) => {
-                        if seen & CLOSED == 0 && short(&r) {
-                            io.clear(dir, seen);
-                        }
-                        break Ok(r);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        io.clear(dir, seen);
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Err(e),
-                }
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "operation timed out",
-                ));
-            }
-            let w = waker.get_or_insert_with(task::current_waker);
-            io.waiters(dir).lock().add(w.clone());
-            if io.ready.load(Ordering::Acquire) & dir.bit() != 0 {
-                continue;
-            }
-            // A park that unwinds (scheduler shutdown) leaves no finished task in the list.
-            let unwind = OnUnwind::new(|| io.waiters(dir).lock().remove(w));
-            let parked = task::park(deadline);
-            unwind.disarm();
-            if !parked {
-                break Err(task::shutdown_error());
-            }
-        };
-        if let Some(w) = waker {
-            io.waiters(dir).lock().remove(&w);
-        }
-        result
-    }
-
-    /// The plain-thread path: `poll(2)` on the fd between attempts.
-    fn io_blocking<R>(
-        &self,
-        dir: Dir,
-        deadline: Option<Instant>,
-        mut op: impl FnMut(&S) -> io::Result<R>,
-    ) -> io::Result<R> {
-        loop {
-            if self.io.stopped.load(Ordering::Acquire) {
-                return Err(stopped_error());
-            }
-            match op(&self.sock) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-            if sched::on_worker_thread() {
-                return Err(task::shutdown_error());
-            }
-            let timeout = match deadline {
-                None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "operation timed out",
-                        ));
-                    }
-                    // Round up so we never spin on a sub-millisecond remainder.
-                    let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            let flags = match dir {
-                Dir::Read => PollFlags::POLLIN,
-                Dir::Write => PollFlags::POLLOUT,
-            };
-            let mut fds = [PollFd::new(self.sock.as_fd(), flags)];
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+thread_local! {
+    static SOURCES: RefCell<Sources> = const {
+        RefCell::new(Sources { slots: Vec::new(), free: Vec::new() })
+    };
 }
 
-impl<S: AsFd> Drop for Source<S> {
-    fn drop(&mut self) {
-        if let Some((worker, key)) = self.io.reg.get() {
-            if let Err(e) = worker.poller.delete(self.sock.as_fd()) {
+/// Registers `src` (whose fd is `fd`) with the epoll of the worker running on this thread,
+/// edge-triggered for both directions. A source registered concurrently by another worker
+/// stays there (ours is undone).
+///
+/// Must be called on a worker thread (inside a coroutine).
+pub(crate) fn register(src: &Arc<IoState>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let Some(worker) = context::current_worker() else {
+        return Err(io::Error::other(
+            "coroutine I/O registration outside a worker",
+        ));
+    };
+    SOURCES.with_borrow_mut(|s| {
+        let key = match s.free.pop() {
+            Some(k) => k,
+            None => {
+                s.slots.push(None);
+                s.slots.len() - 1
+            }
+        };
+        if let Err(e) = worker.poller.add(fd, key as u64) {
+            s.free.push(key);
+            return Err(e);
+        }
+        let poller = &worker.poller;
+        if src.set_registration(worker.clone(), key) {
+            s.slots[key] = Some(src.clone());
+        } else {
+            if let Err(e) = poller.delete(fd) {
                 log::debug!("coroutine epoll delete failed: {e}");
             }
-            worker.dereg.push(*key);
+            s.free.push(key);
         }
-    }
+        Ok(())
+    })
+}
+
+/// Forgets a source whose owner deleted it from this worker's epoll (its key may be reused).
+pub(crate) fn forget(key: usize) {
+    SOURCES.with_borrow_mut(|s| {
+        if let Some(slot) = s.slots.get_mut(key)
+            && slot.take().is_some()
+        {
+            s.free.push(key);
+        }
+    });
+}
+
+/// Forgets every source (worker shutdown).
+pub(crate) fn forget_all() {
+    let old = SOURCES.with_borrow_mut(|s| {
+        s.free.clear();
+        std::mem::take(&mut s.slots)
+    });
+    // Dropped outside the borrow: a last `IoState` reference going away runs no user code,
+    // but keep the table unborrowed anyway.
+    drop(old);
+}
+
+/// Hands every source event among `events` to its `IoState` (the worker calls this after each
+/// `Poller::wait`, on the thread whose table the keys index).
+pub(crate) fn dispatch(events: &[EpollEvent]) {
+    SOURCES.with_borrow(|s| {
+        for ev in events {
+            let key = ev.data();
+            if key == WAKER_KEY {
+                continue;
+            }
+            if let Some(Some(io)) = s.slots.get(key as usize) {
+                io.on_event(ev.events());
+            }
+        }
+    });
 }

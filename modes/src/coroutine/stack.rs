@@ -7,7 +7,7 @@ use std::io;
 
 use corosensei::stack::{DefaultStack, Stack};
 
-use super::sys;
+use super::overflow;
 
 /// Default coroutine stack size (usable bytes, excluding the guard page).
 pub const DEFAULT_STACK_SIZE: usize = 128 * 1024;
@@ -29,7 +29,7 @@ pub(crate) fn round_size(size: usize) -> Option<usize> {
     if size > MAX_STACK_SIZE {
         return None;
     }
-    let page = sys::page_size();
+    let page = overflow::page_size();
     Some(size.max(MIN_STACK_SIZE).div_ceil(page) * page)
 }
 
@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn sizes_round_to_pages() {
-        let page = sys::page_size();
+        let page = overflow::page_size();
         assert_eq!(round_size(1), Some(MIN_STACK_SIZE.div_ceil(page) * page));
         assert_eq!(round_size(DEFAULT_STACK_SIZE), Some(DEFAULT_STACK_SIZE));
         assert_eq!(round_size(DEFAULT_STACK_SIZE + 1).unwrap() % page, 0);
@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(pool.pooled(size), 0);
         assert_eq!(
             again.base().get() - guard_start(&again),
-            size + sys::page_size()
+            size + overflow::page_size()
         );
     }
 }

@@ -1,6 +1,6 @@
-//! Coroutine tasks and waiting: the shared task handle, the messages a coroutine sends its
-//! scheduler when it suspends, wakers (coroutine or plain thread), `park`, and the panic guard
-//! around a coroutine body.
+//! Coroutine tasks (layer 2, on the worker context): the shared task handle and its state
+//! machine (`state.rs`), wakers (coroutine or plain thread), the clean-up guard held across a
+//! park, and containing panics of user code a worker drops or reports.
 
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
@@ -9,31 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
-use super::sched::{self, WorkerShared};
+use super::context::WorkerShared;
 use super::state::TaskState;
-use super::sys;
-
-/// A coroutine that has not started yet: movable between threads, may be stolen.
-pub(crate) struct Fresh {
-    /// Stack size, already validated and rounded (0 = the scheduler default).
-    pub(crate) stack: usize,
-    /// The body.
-    pub(crate) f: Box<dyn FnOnce() + Send>,
-}
-
-/// Why a coroutine suspended: what its worker must do before resuming anything.
-pub(crate) enum Reason {
-    /// Re-queue at the back of the ready queue.
-    Yield,
-    /// Wait for a wake-up, or until the deadline.
-    Park(Option<Instant>),
-    /// Queue a new coroutine on this worker, then resume the caller at once.
-    Spawn(Fresh),
-}
-
-/// The value a coroutine receives when resumed (always `None` today; kept as the channel for
-/// an error the scheduler may have to hand back).
-pub(crate) type Input = Option<io::Error>;
 
 /// A started coroutine, as seen by whoever may wake it.
 #[derive(Debug)]
@@ -118,25 +95,37 @@ thread_local! {
     });
 }
 
-/// A waker for whoever is running: the current coroutine, else the current thread.
-pub(crate) fn current_waker() -> Waker {
-    sys::with_current(|ctx| Waker::Task(ctx.task.clone()))
-        .unwrap_or_else(|| Waker::Thread(SIGNAL.with(Arc::clone)))
+/// A waker for the calling plain thread.
+pub(crate) fn thread_waker() -> Waker {
+    Waker::Thread(SIGNAL.with(Arc::clone))
 }
 
-/// Waits until woken or until `deadline`. May return spuriously; callers loop on their
-/// condition. Returns false when waiting is impossible — on a scheduler thread outside any
-/// coroutine, which only happens while the scheduler tears down and unwinds its coroutines —
-/// and the caller must then give up with an error instead of looping.
-pub(crate) fn park(deadline: Option<Instant>) -> bool {
-    if sys::in_coroutine() {
-        sys::suspend(Reason::Park(deadline));
-        true
-    } else if sched::on_worker_thread() {
-        false
-    } else {
-        SIGNAL.with(|s| s.wait(deadline));
-        true
+/// Blocks the calling plain thread until its [`thread_waker`] is woken or `deadline` passes.
+pub(crate) fn wait_thread(deadline: Option<Instant>) {
+    SIGNAL.with(|s| s.wait(deadline));
+}
+
+/// Runs a clean-up when dropped unless disarmed: held across a park, it removes the waiter
+/// when the park unwinds (the scheduler shutting down unwinds parked coroutines), so the next
+/// wake-up is not spent on a finished coroutine while another waiter sleeps on.
+pub(crate) struct OnUnwind<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnUnwind<F> {
+    pub(crate) fn new(f: F) -> OnUnwind<F> {
+        OnUnwind(Some(f))
+    }
+
+    /// The guarded call returned normally: nothing to clean up here.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnUnwind<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 
@@ -145,32 +134,8 @@ pub(crate) fn shutdown_error() -> io::Error {
     io::Error::other("coroutine scheduler is shutting down")
 }
 
-/// Runs a coroutine body, containing panics to this coroutine.
-///
-/// Reporting the panic and dropping its payload run user code too (the logger, the payload's
-/// `Drop`), so they stay inside `catch_unwind`: a panic there must not unwind out of the
-/// coroutine's root. If they panic, the second payload is leaked (dropping it could panic
-/// again) and one line goes to stderr without the logger.
-pub(crate) fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
-    let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) else {
-        return;
-    };
-    if sched::on_worker_thread() && !sys::in_coroutine() {
-        // Forced unwind of a parked coroutine at shutdown: not an error.
-        contain(move || drop(payload), id);
-        return;
-    }
-    contain(
-        move || {
-            log::error!("coroutine {id} panicked: {}", panic_message(&*payload));
-            drop(payload);
-        },
-        id,
-    );
-}
-
 /// Runs `f`, which reports or drops a panic payload; a second panic is leaked and noted.
-fn contain(f: impl FnOnce(), id: u64) {
+pub(crate) fn contain(f: impl FnOnce(), id: u64) {
     if let Err(again) = panic::catch_unwind(AssertUnwindSafe(f)) {
         std::mem::forget(again);
         let _ = writeln!(

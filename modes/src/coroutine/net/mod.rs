@@ -183,7 +183,8 @@ use std::os::fd::AsFd;
 
 use socket2::{SockAddr, Socket};
 
-use super::reactor::{Dir, Source};
+use super::reactor::Dir;
+use super::reactor::source::Source;
 
 /// Starts a non-blocking connect; returns whether it is still in progress.
 fn start_connect(sock: &Socket, addr: &SockAddr) -> io::Result<bool> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::super::reactor::{Dir, Source};
+use super::super::reactor::Dir;
+use super::super::reactor::source::Source;
 
 /// A TCP listener whose `accept` parks the calling coroutine.
 pub struct TcpListener {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::super::reactor::{Dir, Source};
-use super::super::{sched, sys, task};
+use super::super::reactor::Dir;
+use super::super::reactor::source::Source;
+use super::super::{context, sys, task};
 
 /// First and longest pause between connect attempts while the listener's backlog is full.
 const CONNECT_RETRY_MIN: Duration = Duration::from_millis(1);
@@ -131,7 +132,7 @@ impl UnixStream {
                             "connect timed out (listener backlog full)",
                         ));
                     }
-                    if !sys::in_coroutine() && sched::on_worker_thread() {
+                    if !sys::in_coroutine() && context::on_worker_thread() {
                         // Scheduler teardown: cannot wait.
                         return Err(task::shutdown_error());
                     }

@@ -15,8 +15,9 @@ pub use crossbeam_channel::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 
-use super::super::task::{self, Waker};
-use super::{OnUnwind, WaitQueue};
+use super::super::sys;
+use super::super::task::{OnUnwind, Waker};
+use super::WaitQueue;
 
 struct Inner<T> {
     queue: VecDeque<T>,
@@ -133,11 +134,11 @@ impl<T> Sender<T> {
                 }
                 return Err(SendTimeoutError::Timeout(msg));
             }
-            let w = me.get_or_insert_with(task::current_waker);
+            let w = me.get_or_insert_with(sys::current_waker);
             g.send_waiters.push(w);
             drop(g);
             let unwind = OnUnwind::new(|| self.chan.lock().send_waiters.remove(w));
-            let parked = task::park(deadline);
+            let parked = sys::park(deadline);
             unwind.disarm();
             if !parked {
                 if let Some(w) = &me {
@@ -221,11 +222,11 @@ impl<T> Receiver<T> {
                 }
                 return Err(err);
             }
-            let w = me.get_or_insert_with(task::current_waker);
+            let w = me.get_or_insert_with(sys::current_waker);
             g.recv_waiters.push(w);
             drop(g);
             let unwind = OnUnwind::new(|| self.chan.lock().recv_waiters.remove(w));
-            let parked = task::park(deadline);
+            let parked = sys::park(deadline);
             unwind.disarm();
             if !parked {
                 if let Some(w) = &me {

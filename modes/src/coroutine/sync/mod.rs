@@ -10,30 +10,6 @@ use std::collections::VecDeque;
 
 use super::task::Waker;
 
-/// Runs a clean-up when dropped unless disarmed: held across a park, it removes the waiter
-/// when the park unwinds (the scheduler shutting down unwinds parked coroutines), so the next
-/// wake-up is not spent on a finished coroutine while another waiter sleeps on.
-pub(crate) struct OnUnwind<F: FnOnce()>(Option<F>);
-
-impl<F: FnOnce()> OnUnwind<F> {
-    pub(crate) fn new(f: F) -> OnUnwind<F> {
-        OnUnwind(Some(f))
-    }
-
-    /// The guarded call returned normally: nothing to clean up here.
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl<F: FnOnce()> Drop for OnUnwind<F> {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f();
-        }
-    }
-}
-
 /// Waiters of one condition, kept under the owner's lock; woken one at a time.
 #[derive(Default)]
 pub(crate) struct WaitQueue {

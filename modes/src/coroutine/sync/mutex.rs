@@ -5,8 +5,9 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
-use super::super::task::{self, Waker};
-use super::{OnUnwind, WaitQueue};
+use super::super::sys;
+use super::super::task::{OnUnwind, Waker};
+use super::WaitQueue;
 
 /// A mutual-exclusion lock for coroutines.
 pub struct Mutex<T: ?Sized> {
@@ -44,7 +45,7 @@ impl<T: ?Sized> Mutex<T> {
         if let Some(g) = self.try_lock() {
             return g;
         }
-        let me = task::current_waker();
+        let me = sys::current_waker();
         loop {
             {
                 let mut q = self.waiters.lock();
@@ -57,7 +58,7 @@ impl<T: ?Sized> Mutex<T> {
                 return g;
             }
             let unwind = OnUnwind::new(|| self.forget_waiter(&me));
-            let parked = task::park(None);
+            let parked = sys::park(None);
             unwind.disarm();
             if !parked {
                 // Scheduler teardown: no coroutine to park, block the thread instead.
