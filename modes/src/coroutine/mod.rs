@@ -41,66 +41,17 @@
 //! sched.shutdown();
 //! ```
 //!
-//! # Layers
-//!
-//! Imports point only down (checked over the `use` lines and `super::` paths; no file imports
-//! one of a layer above it, and no two files import each other):
-//!
-//! 0. **Leaves** — `overflow` (unsafe: the SIGSEGV/SIGBUS guard-page report, guard-slot
-//!    table, signal stack, page size), `stack` (pooled guard-paged stacks; uses `overflow`
-//!    for the page size), `runq` (ready queue, stealing, placement), `timer`, `state` (the
-//!    task state machine).
-//! 1. **Worker context** — `context`: the thread-locals naming the worker on this thread and
-//!    its ready queue, `WorkerShared` (inbox, epoll handle `Poller`, counters) and `Shared`
-//!    (injector, stealers, sleepers); `Fresh`, a coroutine not started yet.
-//! 2. **Task** — `task` (+ `state`): the task handle a waker holds, wakers of coroutines and
-//!    plain threads, the clean-up guard held across a park, panic containment.
-//! 3. **Stack switcher** — `sys` (unsafe: the current-coroutine pointer): `suspend` with a
-//!    `Reason`, and the suspension points on it, `park` and `current_waker`.
-//! 4. **Reactor** — `reactor` (readiness, waiters, the per-worker source table) and
-//!    `reactor::source` (the socket wrapper's "try, park on would-block" loop).
-//! 5. **Worker loop and scheduler** — `coros` (a worker's started coroutines: slab, start,
-//!    the resume loop), `worker` (the thread loop), `sched` (`Scheduler`, `Handle`, `go`,
-//!    `sleep`, `yield_now`), `blocking` (`spawn_blocking`).
-//! 6. **Net and sync** — `net` (TCP and unix sockets, the accept loop), `sync` (`chan`,
-//!    `Mutex`).
-//!
-//! On top, `server` (LIB-ZC serving on a scheduler) and this file, which only declares the
-//! layers and re-exports their public items.
+//! The engine is its own crate, `zmaster-coro` (`modes/coro/`, its layers named in its crate
+//! notes); this module re-exports it and adds LIB-ZC serving on a scheduler (`server`:
+//! `server_main`, the hooks, `Connection`).
 //!
 //! See `docs/coroutine.md` for the model and its hazards.
 
-// Layer 0: leaves.
-#[allow(unsafe_code)]
-mod overflow;
-mod runq;
-mod stack;
-mod state;
-mod timer;
-// Layer 1: worker context.
-mod context;
-// Layer 2: task.
-mod task;
-// Layer 3: stack switcher.
-#[allow(unsafe_code)]
-mod sys;
-// Layer 4: reactor.
-mod reactor;
-// Layer 5: worker loop and scheduler.
-mod blocking;
-mod coros;
-mod sched;
-mod worker;
-// Layer 6: net and sync.
-pub mod net;
-pub mod sync;
-// On top: LIB-ZC serving.
 mod server;
 
 pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_started, stop_notify};
-pub use blocking::spawn_blocking;
-pub use sched::{
-    Config, Handle, Scheduler, current_id, go, go_with_stack, in_coroutine, sleep, yield_now,
-};
 pub use server::{Connection, Hooks, Listener, general_register, loop_register, server_main};
-pub use stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
+pub use zmaster_coro::{
+    Config, DEFAULT_STACK_SIZE, Handle, MAX_STACK_SIZE, Scheduler, current_id, go, go_with_stack,
+    in_coroutine, net, sleep, spawn_blocking, sync, yield_now,
+};

@@ -7,8 +7,8 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::net::{TcpListener, UnixListener};
-use zmaster_modes::coroutine::{self, Config, Scheduler};
+use zmaster_coro::net::{TcpListener, UnixListener};
+use zmaster_coro::{self as coroutine, Config, Scheduler};
 
 /// Client-side wait bound: a server that missed the EOF never answers, and the test fails
 /// instead of hanging.

@@ -4,8 +4,8 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::sync::chan::{self, RecvTimeoutError, TryRecvError, TrySendError};
-use zmaster_modes::coroutine::{self, Config, Scheduler};
+use zmaster_coro::sync::chan::{self, RecvTimeoutError, TryRecvError, TrySendError};
+use zmaster_coro::{self as coroutine, Config, Scheduler};
 
 const WAIT: Duration = Duration::from_secs(60);
 

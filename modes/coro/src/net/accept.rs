@@ -79,7 +79,7 @@ fn classify(e: &io::Error) -> OnError {
 /// second. It returns once `listener.stop()` was called.
 ///
 /// # Panics
-/// Panics when called outside a coroutine (it spawns with [`go`](crate::coroutine::go)).
+/// Panics when called outside a coroutine (it spawns with [`go`](crate::go)).
 pub fn accept_loop<L, F>(listener: &L, handler: Arc<F>)
 where
     L: Accept,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::{self, Config, Scheduler, sync::chan};
+use zmaster_coro::{self as coroutine, Config, Scheduler, sync::chan};
 
 const WAIT: Duration = Duration::from_secs(20);
 const HUGE: [Duration; 2] = [Duration::MAX, Duration::from_secs(u64::MAX)];

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::net::{TcpListener, TcpStream};
-use zmaster_modes::coroutine::sync::{Mutex, chan};
-use zmaster_modes::coroutine::{self, Config, Scheduler};
+use zmaster_coro::net::{TcpListener, TcpStream};
+use zmaster_coro::sync::{Mutex, chan};
+use zmaster_coro::{self as coroutine, Config, Scheduler};
 
 const WAIT: Duration = Duration::from_secs(60);
 

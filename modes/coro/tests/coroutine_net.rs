@@ -6,8 +6,8 @@ use std::net::Shutdown;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use zmaster_modes::coroutine::{self, Config, Scheduler};
+use zmaster_coro::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use zmaster_coro::{self as coroutine, Config, Scheduler};
 
 const WAIT: Duration = Duration::from_secs(60);
 const LINES: usize = 4096;

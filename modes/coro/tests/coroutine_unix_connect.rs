@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use zmaster_modes::coroutine::net::UnixStream;
-use zmaster_modes::coroutine::{Config, Scheduler};
+use zmaster_coro::net::UnixStream;
+use zmaster_coro::{Config, Scheduler};
 
 const WAIT: Duration = Duration::from_secs(20);
 

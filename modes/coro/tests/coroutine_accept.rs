@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::net::{TcpListener, accept_loop};
-use zmaster_modes::coroutine::{Config, Scheduler};
+use zmaster_coro::net::{TcpListener, accept_loop};
+use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_EMFILE_CHILD";
 const WAIT: Duration = Duration::from_secs(30);
@@ -35,7 +35,7 @@ fn emfile_child() {
     s.handle().go(move || {
         accept_loop(
             &*l2,
-            Arc::new(|c: zmaster_modes::coroutine::net::TcpStream| {
+            Arc::new(|c: zmaster_coro::net::TcpStream| {
                 let mut r = BufReader::new(&c);
                 let mut line = String::new();
                 while r.read_line(&mut line).unwrap_or(0) > 0 {

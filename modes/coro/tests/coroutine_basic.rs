@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::{self, Config, Scheduler, sync};
+use zmaster_coro::{self as coroutine, Config, Scheduler, sync};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::{self, Config, MAX_STACK_SIZE, Scheduler};
+use zmaster_coro::{self as coroutine, Config, MAX_STACK_SIZE, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_STACK_SIZE_CHILD";
 const WAIT: Duration = Duration::from_secs(20);

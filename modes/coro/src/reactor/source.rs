@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{CLOSED, Dir, IoState, register, stopped_error, wake_all};
-use crate::coroutine::context;
-use crate::coroutine::sys;
-use crate::coroutine::task::{self, OnUnwind, Waker};
+use crate::context;
+use crate::sys;
+use crate::task::{self, OnUnwind, Waker};
 
 /// An fd-owning socket plus its reactor state. Deletes the fd from the poller before the
 /// socket closes.

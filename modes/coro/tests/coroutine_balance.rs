@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::net::TcpListener;
-use zmaster_modes::coroutine::{self, Config, Scheduler};
+use zmaster_coro::net::TcpListener;
+use zmaster_coro::{self as coroutine, Config, Scheduler};
 
 const CONNS: usize = 40;
 const WAIT: Duration = Duration::from_secs(30);

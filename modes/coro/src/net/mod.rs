@@ -34,8 +34,7 @@ macro_rules! stream_common {
             /// # Errors
             /// A zero duration is rejected, as by std.
             pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
-                self.src
-                    .set_timeout($crate::coroutine::reactor::Dir::Read, t)
+                self.src.set_timeout($crate::reactor::Dir::Read, t)
             }
 
             /// Sets how long a write waits; `None` waits forever.
@@ -43,18 +42,17 @@ macro_rules! stream_common {
             /// # Errors
             /// A zero duration is rejected, as by std.
             pub fn set_write_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
-                self.src
-                    .set_timeout($crate::coroutine::reactor::Dir::Write, t)
+                self.src.set_timeout($crate::reactor::Dir::Write, t)
             }
 
             /// The read timeout.
             pub fn read_timeout(&self) -> Option<std::time::Duration> {
-                self.src.timeout($crate::coroutine::reactor::Dir::Read)
+                self.src.timeout($crate::reactor::Dir::Read)
             }
 
             /// The write timeout.
             pub fn write_timeout(&self) -> Option<std::time::Duration> {
-                self.src.timeout($crate::coroutine::reactor::Dir::Write)
+                self.src.timeout($crate::reactor::Dir::Write)
             }
 
             /// A second handle to the same connection (a `dup`ed fd with its own readiness and no
@@ -77,9 +75,7 @@ macro_rules! stream_common {
 
         impl std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                $crate::coroutine::net::read(&self.src, buf, |mut s, b| {
-                    std::io::Read::read(&mut s, b)
-                })
+                $crate::net::read(&self.src, buf, |mut s, b| std::io::Read::read(&mut s, b))
             }
         }
 
@@ -91,13 +87,11 @@ macro_rules! stream_common {
 
         impl std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                $crate::coroutine::net::write(&self.src, buf, |mut s, b| {
-                    std::io::Write::write(&mut s, b)
-                })
+                $crate::net::write(&self.src, buf, |mut s, b| std::io::Write::write(&mut s, b))
             }
 
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                $crate::coroutine::net::write_vectored(&self.src, bufs, |mut s, b| {
+                $crate::net::write_vectored(&self.src, bufs, |mut s, b| {
                     std::io::Write::write_vectored(&mut s, b)
                 })
             }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::{self, Config, Scheduler, sync::chan};
+use zmaster_coro::{self as coroutine, Config, Scheduler, sync::chan};
 
 const CHILD_ENV: &str = "ZM_CORO_PANIC_ESCAPE_CHILD";
 const WAIT: Duration = Duration::from_secs(20);

@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::{Config, Scheduler};
+use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_CHILD";
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::{Config, Scheduler};
+use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_MANY_CHILD";
 /// Threads of the first scheduler: every one of the former fixed table's slots.
