@@ -1,14 +1,15 @@
 //! Logging setup from a `server-log` value: `stderr`, `stdout`, `syslog,FACILITY[,IDENT]`,
 //! `masterlog,SOCKPATH` (one unix datagram per record, `IDENT,PID,message`, LIB-ZC's format).
 
-use std::io;
-use std::os::unix::net::UnixDatagram;
+mod sink;
+
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::LevelFilter;
 
 use crate::error::{Error, ErrorKind, Result};
+use sink::{Logger, MasterLogSink, Sink, SyslogSink};
 
 /// Where log records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,8 @@ impl LogTarget {
 /// Installs the global logger for `target`. `ident` names the program in each record.
 /// Call once per process; later calls are ignored (the first logger stays).
 ///
+/// Each record is formatted into one buffer and written with one `write(2)` (one datagram for
+/// syslog and master-log), so the lines of processes sharing a pipe never interleave.
 /// A syslog daemon that cannot be reached falls back to stderr with a warning; a master-log
 /// collector that is missing or slow drops records rather than block or fail the program.
 ///
@@ -89,53 +92,39 @@ impl LogTarget {
 /// Only for a target that cannot be set up at all (none today: every failure falls back).
 pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
     let pid = std::process::id();
-    let base = fern::Dispatch::new().level(level);
-    let stream_format = {
-        let ident = ident.to_owned();
-        move |out: fern::FormatCallback<'_>,
-              message: &std::fmt::Arguments<'_>,
-              record: &log::Record<'_>| {
-            out.finish(format_args!(
-                "{} {}[{}]: {}: {}",
-                utc_timestamp(SystemTime::now()),
-                ident,
-                pid,
-                level_word(record.level()),
-                message
-            ))
-        }
-    };
     let mut fallback_warning = None;
-    let dispatch = match target {
-        LogTarget::Stderr => base.format(stream_format).chain(io::stderr()),
-        LogTarget::Stdout => base.format(stream_format).chain(io::stdout()),
+    let sink = match target {
+        LogTarget::Stderr => Sink::Stderr,
+        LogTarget::Stdout => Sink::Stdout,
         LogTarget::Syslog {
             facility,
             ident: custom,
         } => {
-            let formatter = syslog::Formatter3164 {
-                facility: facility.parse().unwrap_or(syslog::Facility::LOG_USER),
-                hostname: None,
-                process: custom.clone().unwrap_or_else(|| ident.to_owned()),
-                pid,
-            };
-            match syslog::unix(formatter) {
-                Ok(logger) => base.chain(logger),
+            let facility = facility.parse().unwrap_or(syslog::Facility::LOG_USER);
+            let process = custom.clone().unwrap_or_else(|| ident.to_owned());
+            match SyslogSink::system(facility, process, pid) {
+                Ok(sink) => Sink::Syslog(sink),
                 Err(e) => {
                     fallback_warning = Some(format!("syslog unavailable ({e}); logging to stderr"));
-                    base.format(stream_format).chain(io::stderr())
+                    Sink::Stderr
                 }
             }
         }
         LogTarget::MasterLog { path } => {
-            let sink = MasterLogSink::new(path.clone(), ident.to_owned(), pid);
-            base.chain(fern::Output::call(move |record| sink.send(record)))
+            Sink::MasterLog(MasterLogSink::new(path.clone(), ident.to_owned(), pid))
         }
     };
-    if dispatch.apply().is_ok()
-        && let Some(warning) = fallback_warning
-    {
-        log::warn!("{warning}");
+    let logger = Logger {
+        level,
+        ident: ident.to_owned(),
+        pid,
+        sink,
+    };
+    if log::set_logger(Box::leak(Box::new(logger))).is_ok() {
+        log::set_max_level(level);
+        if let Some(warning) = fallback_warning {
+            log::warn!("{warning}");
+        }
     }
     Ok(())
 }
@@ -150,37 +139,18 @@ fn level_word(level: log::Level) -> &'static str {
     }
 }
 
-/// Client side of LIB-ZC's master-log: one non-blocking datagram per record.
-struct MasterLogSink {
-    socket: Option<UnixDatagram>,
-    path: PathBuf,
-    ident: String,
-    pid: u32,
+/// A UTC calendar time, to the millisecond.
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u32,
 }
 
-impl MasterLogSink {
-    fn new(path: PathBuf, ident: String, pid: u32) -> MasterLogSink {
-        let socket = UnixDatagram::unbound()
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .ok();
-        MasterLogSink {
-            socket,
-            path,
-            ident,
-            pid,
-        }
-    }
-
-    fn send(&self, record: &log::Record<'_>) {
-        let Some(socket) = &self.socket else { return };
-        let line = format!("{},{},{}", self.ident, self.pid, record.args());
-        // A missing or full collector must never block or fail the program: drop the record.
-        let _ = socket.send_to(line.as_bytes(), &self.path);
-    }
-}
-
-/// `2026-11-25T18:01:40.123Z` for a time (UTC, milliseconds).
-pub fn utc_timestamp(time: SystemTime) -> String {
+fn civil_utc(time: SystemTime) -> Civil {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -193,13 +163,23 @@ pub fn utc_timestamp(time: SystemTime) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
+        day,
+        hour: rem / 3_600,
+        minute: rem % 3_600 / 60,
+        second: rem % 60,
+        millis: since.subsec_millis(),
+    }
+}
+
+/// `2026-11-25T18:01:40.123Z` for a time (UTC, milliseconds).
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let t = civil_utc(time);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60,
-        since.subsec_millis()
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.millis
     )
 }
 
@@ -253,31 +233,5 @@ mod tests {
         assert_eq!(utc_timestamp(t), "2026-11-25T18:01:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn masterlog_sends_lib_zc_records_and_never_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.sock");
-        let collector = UnixDatagram::bind(&path).unwrap();
-        let sink = MasterLogSink::new(path.clone(), "smtpd".into(), 42);
-        let record = |msg| {
-            sink.send(
-                &log::Record::builder()
-                    .args(format_args!("{msg}"))
-                    .level(log::Level::Info)
-                    .build(),
-            );
-        };
-        record("hello");
-        let mut buf = [0u8; 256];
-        let n = collector.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"smtpd,42,hello");
-        // Nobody reads: the socket buffer fills, and sending still returns at once.
-        for _ in 0..10_000 {
-            record("flood");
-        }
-        drop(collector);
-        record("collector gone");
     }
 }
