@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 use crate::protocol::ListenerKind;
 
 /// The longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
@@ -73,7 +73,7 @@ impl fmt::Display for ServiceAddr {
 fn bad(entry: &str, why: impl fmt::Display) -> Error {
     Error::new(
         ErrorKind::Address,
-        format!("bad service address {entry:?}: {why}"),
+        format!("bad service address {}: {why}", quoted(entry)),
     )
 }
 
@@ -92,8 +92,9 @@ pub fn parse_service_list(text: &str) -> Result<Vec<ServiceAddr>> {
             return Err(Error::new(
                 ErrorKind::Address,
                 format!(
-                    "service address {entry:?} is listed twice ({})",
-                    parsed.addr
+                    "service address {} is listed twice ({})",
+                    quoted(entry),
+                    quoted(&parsed.addr.to_string())
                 ),
             ));
         }
@@ -171,12 +172,24 @@ fn parse_addr(addr: &str) -> std::result::Result<Address, String> {
 
 fn parse_port(port: &str) -> std::result::Result<u16, String> {
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number from 1 to 65535"));
+        return Err(format!(
+            "port {} is not a number from 1 to 65535",
+            quoted(port)
+        ));
     }
     match port.parse::<u32>() {
         Ok(n @ 1..=65535) => Ok(n as u16),
-        _ => Err(format!("port {port} is out of range (1..65535)")),
+        _ => Err(format!("port {} is out of range (1..65535)", quoted(port))),
     }
+}
+
+/// A DNS name is at most 253 bytes of letters, digits, `-` and `.`: anything else is refused
+/// before the resolver sees it.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
@@ -190,7 +203,7 @@ fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
         return inner
             .parse::<std::net::Ipv6Addr>()
             .map(IpAddr::V6)
-            .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+            .map_err(|_| format!("{} is not an IPv6 address", quoted(inner)));
     }
     if host.contains(':') {
         return Err("an IPv6 address must be written in brackets, e.g. [::1]:8080".into());
@@ -198,22 +211,19 @@ fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(IpAddr::V4(ip));
     }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return Err(format!("{host:?} is not a valid host name"));
+    if !is_host_name(host) {
+        return Err(format!("{} is not a valid host name", quoted(host)));
     }
     let mut found = (host, 0)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?;
+        .map_err(|e| format!("cannot resolve host {}: {e}", quoted(host)))?;
     let addrs: Vec<SocketAddr> = found.by_ref().collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .map(|a| a.ip())
-        .ok_or_else(|| format!("host {host:?} has no address"))
+        .ok_or_else(|| format!("host {} has no address", quoted(host)))
 }
 
 #[cfg(test)]

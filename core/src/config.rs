@@ -3,11 +3,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind, Location, Result};
+use crate::error::{Error, ErrorKind, Location, Result, quoted};
 use crate::value;
+
+/// The largest config file read (1 MiB): a bigger one, or `/dev/zero`, is an error, not an
+/// unbounded read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
 /// Where a value came from: a config file line, or the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +68,7 @@ impl Config {
             let Some((key, val)) = trimmed.split_once('=') else {
                 return Err(Error::new(
                     ErrorKind::Syntax,
-                    format!(
-                        "expected `key = value`, got {:?}",
-                        shorten(trimmed.trim_end())
-                    ),
+                    format!("expected `key = value`, got {}", quoted(trimmed.trim_end())),
                 )
                 .at(path, line));
             };
@@ -89,8 +91,20 @@ impl Config {
     /// # Errors
     /// The file cannot be read, or a line is malformed.
     pub fn load_file(path: &Path) -> Result<Config> {
-        let bytes = fs::read(path)
-            .map_err(|e| Error::io(format!("read config file {}", path.display()), e))?;
+        let what = || format!("read config file {}", path.display());
+        let mut bytes = Vec::new();
+        fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(what(), e))?;
+        if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "config file {} is larger than {MAX_CONFIG_FILE_BYTES} bytes (1 MiB)",
+                    path.display()
+                ),
+            ));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()
@@ -172,13 +186,16 @@ impl Config {
         parse(&entry.value).ok_or_else(|| {
             let err = Error::new(
                 ErrorKind::Value,
-                format!("{key} = {:?}: expected {what}", entry.value),
+                format!("{key} = {}: expected {what}", quoted(&entry.value)),
             );
             match &entry.origin {
                 Origin::File(loc) => err.at(&loc.path, loc.line),
                 Origin::CommandLine => Error::new(
                     ErrorKind::Value,
-                    format!("command line -{key} {:?}: expected {what}", entry.value),
+                    format!(
+                        "command line -{key} {}: expected {what}",
+                        quoted(&entry.value)
+                    ),
                 ),
                 Origin::Default => err,
             }
@@ -259,16 +276,6 @@ impl Config {
             Some(Origin::File(loc)) => Some(loc),
             _ => None,
         }
-    }
-}
-
-fn shorten(text: &str) -> String {
-    const MAX: usize = 60;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(MAX).collect();
-        format!("{cut}...")
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::LevelFilter;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 use sink::{Logger, MasterLogSink, Sink, SyslogSink};
 
 /// Where log records go.
@@ -41,8 +41,12 @@ impl LogTarget {
         let mut parts = value.split(',').map(str::trim);
         let head = parts.next().unwrap_or_default();
         let rest: Vec<&str> = parts.collect();
-        let bad =
-            |why: &str| Error::new(ErrorKind::Value, format!("server-log = {value:?}: {why}"));
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::Value,
+                format!("server-log = {}: {why}", quoted(value)),
+            )
+        };
         match head {
             "" | "stderr" if rest.is_empty() => Ok(LogTarget::Stderr),
             "stdout" if rest.is_empty() => Ok(LogTarget::Stdout),
@@ -53,7 +57,10 @@ impl LogTarget {
                     .filter(|f| !f.is_empty())
                     .unwrap_or("user");
                 if facility.parse::<syslog::Facility>().is_err() {
-                    return Err(bad(&format!("unknown syslog facility {facility:?}")));
+                    return Err(bad(&format!(
+                        "unknown syslog facility {}",
+                        quoted(facility)
+                    )));
                 }
                 if rest.len() > 2 {
                     return Err(bad("expected syslog,FACILITY[,IDENT]"));

@@ -16,7 +16,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 
 /// fd 3 in a child: the write end of the master's generation pipe.
 pub const GENERATION_FD: RawFd = 3;
@@ -99,7 +99,10 @@ pub fn parse_server_service(text: &str) -> Result<Vec<InheritedListener>> {
     let bad = |entry: &str, why: &str| {
         Error::new(
             ErrorKind::Protocol,
-            format!("bad -server-service entry {entry:?} from the master: {why}"),
+            format!(
+                "bad -server-service entry {} from the master: {why}",
+                quoted(entry)
+            ),
         )
     };
     let mut out: Vec<InheritedListener> = Vec::new();
