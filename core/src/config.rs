@@ -479,6 +479,38 @@ mod tests {
     }
 
     #[test]
+    fn origins_display_where_a_value_came_from() {
+        let c = parse("\na = 1\n").unwrap();
+        assert_eq!(c.origin("a").unwrap().to_string(), "t.cf:2");
+        assert_eq!(Origin::CommandLine.to_string(), "command line");
+        assert_eq!(Origin::Default.to_string(), "default");
+        assert_eq!(c.origin("b"), None);
+    }
+
+    #[test]
+    fn accessors() {
+        let mut c = Config::new();
+        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
+        c.set("b", "2");
+        c.set("a", "1");
+        assert!(!c.is_empty());
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(c.origin("a"), Some(&Origin::Default));
+        assert_eq!(c.location("a"), None);
+        assert_eq!(c.get_str("a", "dflt"), "1");
+        assert_eq!(c.get_str("zz", "dflt"), "dflt");
+        c.set("a", "one");
+        assert_eq!(c.get("a"), Some("one"));
+        assert_eq!(c.remove("a"), Some("one".to_owned()));
+        assert_eq!(c.remove("a"), None);
+        assert_eq!(c.get("a"), None);
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(c.remove("b"), Some("2".to_owned()));
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn merge_overrides() {
         let mut low = parse("a = 1\nb = 2\n").unwrap();
         let high = parse("b = 3\nc = 4\n").unwrap();
