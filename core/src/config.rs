@@ -306,10 +306,8 @@ fn config_kind(name: &str) -> Option<(&str, bool)> {
     if name.starts_with('.') {
         return None;
     }
+    // Not empty: a name starting with '.' was skipped above.
     let (stem, ext) = name.rsplit_once('.')?;
-    if stem.is_empty() {
-        return None;
-    }
     if ext.eq_ignore_ascii_case("cf") {
         Some((stem, false))
     } else if ext.eq_ignore_ascii_case("gcf") {
@@ -533,6 +531,7 @@ mod tests {
         fs::write(p.join("2.GCF"), "g = 2\n").unwrap();
         fs::create_dir(p.join("dir.cf")).unwrap();
         let d = load_dir(p).unwrap();
+        assert_eq!(d.dir, p);
         let names: Vec<_> = d.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(d.globals.get("g"), Some("2"));
@@ -541,6 +540,19 @@ mod tests {
         fs::write(p.join("broken.cf"), "no equals\n").unwrap();
         assert!(load_dir(p).is_err());
         assert_eq!(load_globals(p).unwrap().get("g"), Some("2"));
+    }
+
+    #[test]
+    fn load_dir_reports_a_dangling_config_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("x.cf")).unwrap();
+        let err = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.cf"), "{err}");
+        fs::write(dir.path().join("gone"), "a = 1\n").unwrap();
+        assert_eq!(
+            load_dir(dir.path()).unwrap().services[0].config.get("a"),
+            Some("1")
+        );
     }
 
     #[test]

@@ -3,13 +3,13 @@
 
 mod sink;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::LevelFilter;
 
 use crate::error::{Error, ErrorKind, Result, quoted};
-use sink::{Logger, MasterLogSink, Sink, SyslogSink};
+use sink::{Logger, MasterLogSink, SYSLOG_PATHS, Sink, SyslogSink};
 
 /// Where log records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,28 +99,7 @@ impl LogTarget {
 /// Only for a target that cannot be set up at all (none today: every failure falls back).
 pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
     let pid = std::process::id();
-    let mut fallback_warning = None;
-    let sink = match target {
-        LogTarget::Stderr => Sink::Stderr,
-        LogTarget::Stdout => Sink::Stdout,
-        LogTarget::Syslog {
-            facility,
-            ident: custom,
-        } => {
-            let facility = facility.parse().unwrap_or(syslog::Facility::LOG_USER);
-            let process = custom.clone().unwrap_or_else(|| ident.to_owned());
-            match SyslogSink::system(facility, process, pid) {
-                Ok(sink) => Sink::Syslog(sink),
-                Err(e) => {
-                    fallback_warning = Some(format!("syslog unavailable ({e}); logging to stderr"));
-                    Sink::Stderr
-                }
-            }
-        }
-        LogTarget::MasterLog { path } => {
-            Sink::MasterLog(MasterLogSink::new(path.clone(), ident.to_owned(), pid))
-        }
-    };
+    let (sink, fallback_warning) = sink_for(target, ident, pid, &SYSLOG_PATHS.map(Path::new));
     let logger = Logger {
         level,
         ident: ident.to_owned(),
@@ -134,6 +113,39 @@ pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sink for `target` (syslog tried at `syslog_paths`), and the warning to log when
+/// syslog could not be reached and stderr stands in.
+fn sink_for(
+    target: &LogTarget,
+    ident: &str,
+    pid: u32,
+    syslog_paths: &[&Path],
+) -> (Sink, Option<String>) {
+    let mut fallback_warning = None;
+    let sink = match target {
+        LogTarget::Stderr => Sink::Stderr,
+        LogTarget::Stdout => Sink::Stdout,
+        LogTarget::Syslog {
+            facility,
+            ident: custom,
+        } => {
+            let facility = facility.parse().unwrap_or(syslog::Facility::LOG_USER);
+            let process = custom.clone().unwrap_or_else(|| ident.to_owned());
+            match SyslogSink::connect(syslog_paths, facility, process, pid) {
+                Ok(sink) => Sink::Syslog(sink),
+                Err(e) => {
+                    fallback_warning = Some(format!("syslog unavailable ({e}); logging to stderr"));
+                    Sink::Stderr
+                }
+            }
+        }
+        LogTarget::MasterLog { path } => {
+            Sink::MasterLog(MasterLogSink::new(path.clone(), ident.to_owned(), pid))
+        }
+    };
+    (sink, fallback_warning)
 }
 
 fn level_word(level: log::Level) -> &'static str {
@@ -193,6 +205,7 @@ pub fn utc_timestamp(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
     #[test]
@@ -226,11 +239,27 @@ mod tests {
             "masterlog",
             "masterlog,",
             "stderr,x",
+            "stdout,x",
+            ",x",
+            "Stderr",
             "syslog,mail,a,b",
         ] {
             let err = LogTarget::parse(bad).unwrap_err().to_string();
             assert!(err.starts_with("server-log = "), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn level_words() {
+        let words = [
+            log::Level::Error,
+            log::Level::Warn,
+            log::Level::Info,
+            log::Level::Debug,
+            log::Level::Trace,
+        ]
+        .map(level_word);
+        assert_eq!(words, ["error", "warning", "info", "debug", "trace"]);
     }
 
     #[test]
@@ -240,5 +269,145 @@ mod tests {
         assert_eq!(utc_timestamp(t), "2026-11-25T18:01:40.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    fn log_at(logger: &Logger, level: log::Level, message: &str) {
+        log::Log::log(
+            logger,
+            &log::Record::builder()
+                .args(format_args!("{message}"))
+                .level(level)
+                .build(),
+        );
+    }
+
+    fn logger(sink: Sink) -> Logger {
+        Logger {
+            level: LevelFilter::Info,
+            ident: "prog".into(),
+            pid: 42,
+            sink,
+        }
+    }
+
+    #[test]
+    fn each_target_gets_its_sink_and_records_reach_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon_path = dir.path().join("log");
+        let daemon = UnixDatagram::bind(&daemon_path).unwrap();
+        daemon.set_nonblocking(true).unwrap();
+        let paths = [daemon_path.as_path()];
+        let (stderr, warning) = sink_for(&LogTarget::Stderr, "prog", 42, &paths);
+        assert!(matches!(stderr, Sink::Stderr) && warning.is_none());
+        let (stdout, warning) = sink_for(&LogTarget::Stdout, "prog", 42, &paths);
+        assert!(matches!(stdout, Sink::Stdout) && warning.is_none());
+        let syslog = |facility: &str, ident: Option<&str>| LogTarget::Syslog {
+            facility: facility.into(),
+            ident: ident.map(Into::into),
+        };
+        let mut buf = [0u8; 256];
+        for (target, pri, process) in [
+            (syslog("mail", None), "<22>", "prog"),
+            (syslog("local0", Some("custom")), "<134>", "custom"),
+            (syslog("no-such", None), "<14>", "prog"),
+        ] {
+            let (sink, warning) = sink_for(&target, "prog", 42, &paths);
+            assert!(matches!(sink, Sink::Syslog(_)) && warning.is_none());
+            let logger = logger(sink);
+            log_at(&logger, log::Level::Debug, "below the level");
+            log_at(&logger, log::Level::Info, "hi");
+            let n = daemon.recv(&mut buf).unwrap();
+            let got = &buf[..n];
+            let got = std::str::from_utf8(got).unwrap();
+            assert!(got.starts_with(pri), "{got}");
+            assert!(got.ends_with(&format!(" {process}[42]: hi")), "{got}");
+            assert!(
+                daemon.recv(&mut buf).is_err(),
+                "the debug record was filtered"
+            );
+        }
+        let missing = dir.path().join("missing");
+        let (sink, warning) = sink_for(&syslog("mail", None), "prog", 42, &[missing.as_path()]);
+        assert!(matches!(sink, Sink::Stderr));
+        let warning = warning.unwrap();
+        assert!(warning.starts_with("syslog unavailable ("), "{warning}");
+        assert!(warning.ends_with("); logging to stderr"), "{warning}");
+
+        let collector_path = dir.path().join("masterlog");
+        let collector = UnixDatagram::bind(&collector_path).unwrap();
+        collector.set_nonblocking(true).unwrap();
+        let target = LogTarget::MasterLog {
+            path: collector_path,
+        };
+        let (sink, warning) = sink_for(&target, "prog", 42, &paths);
+        assert!(matches!(sink, Sink::MasterLog(_)) && warning.is_none());
+        let logger = logger(sink);
+        log_at(&logger, log::Level::Debug, "below the level");
+        log_at(&logger, log::Level::Warn, "hello");
+        let n = collector.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"prog,42,hello");
+        assert!(
+            collector.recv(&mut buf).is_err(),
+            "the debug record was filtered"
+        );
+    }
+
+    /// Days since 1970-01-01 to (year, month, day), one day at a time.
+    fn naive_civil(mut days: u64) -> (i64, i64, i64) {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let mut year = 1970;
+        loop {
+            let length = if leap(year) { 366 } else { 365 };
+            if days < length {
+                break;
+            }
+            days -= length;
+            year += 1;
+        }
+        let mut month = 1;
+        for length in [
+            31,
+            if leap(year) { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ] {
+            if days < length {
+                break;
+            }
+            days -= length;
+            month += 1;
+        }
+        (year, month, days as i64 + 1)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn calendar_matches_counting_days(days in 0u64..160_000, secs in 0u64..86_400, ms in 0u64..1_000) {
+            let t = UNIX_EPOCH + Duration::from_millis((days * 86_400 + secs) * 1_000 + ms);
+            let c = civil_utc(t);
+            proptest::prop_assert_eq!((c.year, c.month, c.day), naive_civil(days));
+            proptest::prop_assert_eq!(
+                (c.hour, c.minute, c.second, u64::from(c.millis)),
+                (secs / 3_600, secs / 60 % 60, secs % 60, ms)
+            );
+        }
+    }
+
+    #[test]
+    fn calendar_edges() {
+        for days in [
+            0, 58, 59, 365, 10_956, 11_016, 11_017, 47_541, 47_540, 146_096, 146_097,
+        ] {
+            let c = civil_utc(UNIX_EPOCH + Duration::from_secs(days * 86_400));
+            assert_eq!((c.year, c.month, c.day), naive_civil(days), "day {days}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! records; one `write(2)` per record (at most `PIPE_BUF` bytes) cannot.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::os::unix::fs::FileTypeExt;
+use std::process::{Child, Command, Stdio};
 
 use log::LevelFilter;
 use zmaster_core::logging::{self, LogTarget};
@@ -25,12 +26,30 @@ fn filler(t: usize, i: usize) -> String {
         .repeat(1_000 + (i * 397 + t * 131) % 2_000)
 }
 
-fn child() {
-    logging::init(&LogTarget::Stderr, "logchild", LevelFilter::Info).unwrap();
+fn child(mode: &str) {
+    let target = match mode {
+        "stdout" | "stdout-order" => LogTarget::Stdout,
+        "syslog" => LogTarget::Syslog {
+            facility: "user".into(),
+            ident: None,
+        },
+        _ => LogTarget::Stderr,
+    };
+    logging::init(&target, "logchild", LevelFilter::Info).unwrap();
+    if mode == "syslog" {
+        log::info!("after the fallback");
+        return;
+    }
+    if mode == "stdout-order" {
+        print!("printed before ");
+        log::info!("the record");
+        return;
+    }
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             std::thread::spawn(move || {
                 for i in 0..RECORDS {
+                    log::debug!("filtered out t={t} i={i}");
                     log::info!("rec t={t} i={i} {} end", filler(t, i));
                 }
             })
@@ -39,6 +58,31 @@ fn child() {
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+fn spawn_child(mode: &str, stdout: Stdio, stderr: Stdio) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([TEST_NAME, "--exact", "--test-threads=1"])
+        .env(CHILD_ENV, mode)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// A line of a child's stdout without libtest's own text: `running 1 test`, `test NAME ... `
+/// (written before the test runs, so the first record follows it on its line), `ok` and the
+/// summary. `None` when nothing else is left.
+fn without_libtest(line: &str) -> Option<&str> {
+    let line = line
+        .strip_prefix(&format!("test {TEST_NAME} ... "))
+        .unwrap_or(line);
+    let libtest = line.is_empty()
+        || line == "ok"
+        || line.starts_with("running ")
+        || line.starts_with("test result: ");
+    (!libtest).then_some(line)
 }
 
 /// Checks one line: `TIMESTAMP logchild[PID]: info: rec t=T i=I FILLER end`; returns the pid.
@@ -71,34 +115,32 @@ fn check_line(line: &str) -> Result<u32, String> {
 
 #[test]
 fn records_of_concurrent_processes_are_whole_lines() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        child();
+    if let Some(mode) = std::env::var_os(CHILD_ENV) {
+        child(mode.to_str().unwrap());
         return;
     }
+    // Half the children log to stderr, half to stdout, all into one pipe.
     let (mut reader, writer) = std::io::pipe().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(&exe)
-                .args([TEST_NAME, "--exact", "--test-threads=1"])
-                .env(CHILD_ENV, "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(writer.try_clone().unwrap())
-                .spawn()
-                .unwrap()
+    let mut children: Vec<Child> = (0..PROCESSES)
+        .map(|n| {
+            let pipe = || Stdio::from(writer.try_clone().unwrap());
+            if n % 2 == 0 {
+                spawn_child("stderr", Stdio::null(), pipe())
+            } else {
+                spawn_child("stdout", pipe(), pipe())
+            }
         })
         .collect();
     drop(writer);
     let mut output = String::new();
     reader.read_to_string(&mut output).unwrap();
-    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
     for child in &mut children {
         assert!(child.wait().unwrap().success());
     }
     let mut per_pid = vec![0usize; PROCESSES];
     let mut torn = Vec::new();
-    for line in output.lines() {
+    for line in output.lines().filter_map(without_libtest) {
         match check_line(line) {
             Ok(pid) => match pids.iter().position(|p| *p == pid) {
                 Some(n) => per_pid[n] += 1,
@@ -115,4 +157,50 @@ fn records_of_concurrent_processes_are_whole_lines() {
         torn[0]
     );
     assert_eq!(per_pid, [THREADS * RECORDS; PROCESSES]);
+}
+
+#[test]
+fn stdout_records_come_after_what_print_left_buffered() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([TEST_NAME, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, "stdout-order")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("logchild["))
+        .unwrap_or_else(|| panic!("no record: {stdout}"));
+    // Without --nocapture libtest would capture the print!.
+    assert!(line.contains("printed before 20"), "{stdout}");
+    assert!(line.ends_with("]: info: the record"), "{stdout}");
+}
+
+#[test]
+fn unreachable_syslog_falls_back_to_stderr_with_a_warning() {
+    let system_has_syslog = ["/dev/log", "/var/run/syslog", "/var/run/log"]
+        .iter()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()));
+    if system_has_syslog {
+        eprintln!("a syslog socket exists here: the fallback cannot be exercised");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([TEST_NAME, "--exact", "--test-threads=1"])
+        .env(CHILD_ENV, "syslog")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains(" logchild[") && lines[0].contains("]: warning: syslog unavailable ("),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].ends_with("]: info: after the fallback"),
+        "{stderr}"
+    );
 }

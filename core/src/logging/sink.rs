@@ -77,12 +77,11 @@ pub(super) fn stream_line(now: SystemTime, ident: &str, pid: u32, record: &Recor
 /// Writes `buf` with as few `write(2)` calls as the kernel allows: one, unless it takes only
 /// part (a pipe writes up to `PIPE_BUF` = 4096 bytes atomically). Errors drop the rest: a
 /// broken or full stderr must never fail or panic the program.
-fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) {
-    let mut done = 0;
-    while done < buf.len() {
-        match nix::unistd::write(fd, &buf[done..]) {
+fn write_once(fd: BorrowedFd<'_>, mut rest: &[u8]) {
+    while !rest.is_empty() {
+        match nix::unistd::write(fd, rest) {
             Ok(0) => return,
-            Ok(n) => done += n,
+            Ok(n) => rest = &rest[n..],
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return,
         }
@@ -90,7 +89,7 @@ fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) {
 }
 
 /// The syslog sockets tried in order, as glibc and the `syslog` crate do.
-const SYSLOG_PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+pub(super) const SYSLOG_PATHS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
 
 enum SyslogConn {
     Datagram(UnixDatagram),
@@ -158,16 +157,6 @@ impl SyslogSink {
         Err(last)
     }
 
-    /// Connects to the system's syslog socket.
-    pub(super) fn system(
-        facility: syslog::Facility,
-        process: String,
-        pid: u32,
-    ) -> io::Result<SyslogSink> {
-        let paths = SYSLOG_PATHS.map(Path::new);
-        SyslogSink::connect(&paths, facility, process, pid)
-    }
-
     /// `<PRI>Mmm dd hh:mm:ss PROCESS[PID]: MESSAGE` (the time in UTC).
     fn format(&self, now: SystemTime, record: &Record<'_>) -> String {
         const MONTHS: [&str; 12] = [
@@ -181,9 +170,10 @@ impl SyslogSink {
         };
         let t = civil_utc(now);
         let month = MONTHS[(t.month - 1) as usize % 12];
+        // Facility codes are multiples of 8: the priority is their sum.
         format!(
             "<{}>{month} {:>2} {:02}:{:02}:{:02} {}[{}]: {}",
-            self.facility | severity,
+            self.facility + severity,
             t.day,
             t.hour,
             t.minute,
@@ -200,7 +190,7 @@ impl SyslogSink {
         // A failed send means the daemon restarted (ECONNREFUSED, EPIPE): reconnect once,
         // else drop the record.
         for attempt in 0..2 {
-            if attempt > 0 || conn.is_none() {
+            if attempt > 0 {
                 *conn = SyslogConn::connect(&self.path).ok();
             }
             if let Some(c) = conn.as_mut()
@@ -248,6 +238,8 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::time::{Duration, UNIX_EPOCH};
 
+    const HANG: Duration = Duration::from_secs(20);
+
     fn with_record(level: Level, message: &str, f: impl FnOnce(&Record<'_>)) {
         f(&Record::builder()
             .args(format_args!("{message}"))
@@ -289,6 +281,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let daemon = UnixDatagram::bind(&path).unwrap();
+        // A hang guard: a record that never comes fails the test instead of blocking it.
+        daemon.set_read_timeout(Some(HANG)).unwrap();
         let missing = dir.path().join("missing");
         let sink = SyslogSink::connect(
             &[missing.as_path(), path.as_path()],
@@ -324,6 +318,7 @@ mod tests {
         drop(daemon);
         std::fs::remove_file(&path).unwrap();
         let daemon = UnixDatagram::bind(&path).unwrap();
+        daemon.set_read_timeout(Some(HANG)).unwrap();
         with_record(Level::Info, "again", |r| sink.send(when(), r));
         let n = daemon.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"<22>Nov 25 18:01:40 smtpd[42]: again");
@@ -340,6 +335,7 @@ mod tests {
         with_record(Level::Info, "one", |r| sink.send(when(), r));
         with_record(Level::Error, "two", |r| sink.send(when(), r));
         let (conn, _) = daemon.accept().unwrap();
+        conn.set_read_timeout(Some(HANG)).unwrap();
         let mut reader = BufReader::new(conn);
         let mut record = Vec::new();
         reader.read_until(0, &mut record).unwrap();
@@ -370,6 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sock");
         let collector = UnixDatagram::bind(&path).unwrap();
+        collector.set_read_timeout(Some(HANG)).unwrap();
         let sink = MasterLogSink::new(path.clone(), "smtpd".into(), 42);
         let record = |msg| with_record(Level::Info, msg, |r| sink.send(r));
         record("hello");
