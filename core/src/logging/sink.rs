@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use super::{civil_utc, level_word, utc_timestamp};
+use super::level_word;
+use super::time::{civil_utc, utc_timestamp};
 
 /// Where the installed logger sends its records.
 pub(super) enum Sink {
