@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 use crate::protocol::ListenerKind;
 
 /// The longest unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
@@ -73,7 +73,7 @@ impl fmt::Display for ServiceAddr {
 fn bad(entry: &str, why: impl fmt::Display) -> Error {
     Error::new(
         ErrorKind::Address,
-        format!("bad service address {entry:?}: {why}"),
+        format!("bad service address {}: {why}", quoted(entry)),
     )
 }
 
@@ -92,8 +92,9 @@ pub fn parse_service_list(text: &str) -> Result<Vec<ServiceAddr>> {
             return Err(Error::new(
                 ErrorKind::Address,
                 format!(
-                    "service address {entry:?} is listed twice ({})",
-                    parsed.addr
+                    "service address {} is listed twice ({})",
+                    quoted(entry),
+                    quoted(&parsed.addr.to_string())
                 ),
             ));
         }
@@ -139,30 +140,29 @@ fn parse_path(path: &str) -> std::result::Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
+/// A unix socket path: one that fits `sun_path` with its NUL.
+fn unix_path(path: &str) -> std::result::Result<Address, String> {
+    let path = parse_path(path)?;
+    if path.as_os_str().len() > MAX_UNIX_PATH {
+        return Err(format!(
+            "unix socket path longer than {MAX_UNIX_PATH} bytes"
+        ));
+    }
+    Ok(Address::Unix(path))
+}
+
 fn parse_addr(addr: &str) -> std::result::Result<Address, String> {
     if let Some(path) = addr
         .strip_prefix("local:")
         .or_else(|| addr.strip_prefix("unix:"))
     {
-        let path = parse_path(path)?;
-        if path.as_os_str().len() > MAX_UNIX_PATH {
-            return Err(format!(
-                "unix socket path longer than {MAX_UNIX_PATH} bytes"
-            ));
-        }
-        return Ok(Address::Unix(path));
+        return unix_path(path);
     }
     if let Some(path) = addr.strip_prefix("fifo:") {
         return parse_path(path).map(Address::Fifo);
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
-        let path = parse_path(addr)?;
-        if path.as_os_str().len() > MAX_UNIX_PATH {
-            return Err(format!(
-                "unix socket path longer than {MAX_UNIX_PATH} bytes"
-            ));
-        }
-        return Ok(Address::Unix(path));
+        return unix_path(addr);
     };
     let port = parse_port(port)?;
     let ip = parse_host(host)?;
@@ -171,12 +171,24 @@ fn parse_addr(addr: &str) -> std::result::Result<Address, String> {
 
 fn parse_port(port: &str) -> std::result::Result<u16, String> {
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number from 1 to 65535"));
+        return Err(format!(
+            "port {} is not a number from 1 to 65535",
+            quoted(port)
+        ));
     }
     match port.parse::<u32>() {
         Ok(n @ 1..=65535) => Ok(n as u16),
-        _ => Err(format!("port {port} is out of range (1..65535)")),
+        _ => Err(format!("port {} is out of range (1..65535)", quoted(port))),
     }
+}
+
+/// A DNS name is at most 253 bytes of letters, digits, `-` and `.`: anything else is refused
+/// before the resolver sees it.
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
@@ -190,7 +202,7 @@ fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
         return inner
             .parse::<std::net::Ipv6Addr>()
             .map(IpAddr::V6)
-            .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+            .map_err(|_| format!("{} is not an IPv6 address", quoted(inner)));
     }
     if host.contains(':') {
         return Err("an IPv6 address must be written in brackets, e.g. [::1]:8080".into());
@@ -198,22 +210,19 @@ fn parse_host(host: &str) -> std::result::Result<IpAddr, String> {
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(IpAddr::V4(ip));
     }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return Err(format!("{host:?} is not a valid host name"));
+    if !is_host_name(host) {
+        return Err(format!("{} is not a valid host name", quoted(host)));
     }
     let mut found = (host, 0)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?;
+        .map_err(|e| format!("cannot resolve host {}: {e}", quoted(host)))?;
     let addrs: Vec<SocketAddr> = found.by_ref().collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .map(|a| a.ip())
-        .ok_or_else(|| format!("host {host:?} has no address"))
+        .ok_or_else(|| format!("host {} has no address", quoted(host)))
 }
 
 #[cfg(test)]
@@ -242,6 +251,74 @@ mod tests {
             v6.addr,
             Address::Inet(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 9000))
         );
+    }
+
+    #[test]
+    fn star_host_is_every_ipv4_address() {
+        assert_eq!(one("*:25").addr, inet([0, 0, 0, 0], 25));
+        assert_eq!(one("smtp://*:2525").addr, inet([0, 0, 0, 0], 2525));
+    }
+
+    #[test]
+    fn host_names_may_have_dashes_and_dots() {
+        for name in ["localhost", "mail-1.example.com", "a.b-c", "x-", "."] {
+            assert!(is_host_name(name), "{name}");
+        }
+        for name in ["a_b", "bad!host", "a b", "ü.example", "a/b"] {
+            assert!(!is_host_name(name), "{name}");
+        }
+        let longest = format!("{}.example", "a".repeat(245));
+        assert_eq!(longest.len(), 253);
+        assert!(is_host_name(&longest));
+        assert!(!is_host_name(&format!("a{longest}")));
+        // Dashes and dots pass the check and reach the resolver; anything else does not.
+        let err = parse_entry("bad_host.example:80").unwrap_err().to_string();
+        assert!(err.contains("not a valid host name"), "{err}");
+    }
+
+    #[test]
+    fn unix_paths_up_to_107_bytes_in_both_forms() {
+        let fits = format!("/{}", "p".repeat(MAX_UNIX_PATH - 1));
+        let over = format!("/{}", "p".repeat(MAX_UNIX_PATH));
+        assert_eq!((fits.len(), over.len()), (107, 108));
+        for prefix in ["local:", "unix:", ""] {
+            assert_eq!(
+                one(&format!("{prefix}{fits}")).addr,
+                Address::Unix(fits.clone().into()),
+                "{prefix}"
+            );
+            let err = parse_entry(&format!("{prefix}{over}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("longer than 107 bytes"), "{prefix}: {err}");
+        }
+        // A FIFO path is not a sockaddr: no such limit.
+        assert_eq!(
+            one(&format!("fifo:{over}")).addr,
+            Address::Fifo(over.into())
+        );
+    }
+
+    #[test]
+    fn kinds_and_conflicts() {
+        let (i, u, f) = (one("0:1").addr, one("local:/a").addr, one("fifo:/a").addr);
+        assert_eq!(
+            [i.kind(), u.kind(), f.kind()],
+            [ListenerKind::Inet, ListenerKind::Unix, ListenerKind::Fifo]
+        );
+        assert!(u.conflicts_with(&f) && f.conflicts_with(&u) && f.conflicts_with(&f));
+        assert!(!i.conflicts_with(&u) && !u.conflicts_with(&i));
+        assert!(i.conflicts_with(&one("0.0.0.0:1").addr));
+        assert!(!i.conflicts_with(&one("0:2").addr));
+        assert!(!f.conflicts_with(&one("fifo:/b").addr));
+    }
+
+    #[test]
+    fn display_forms() {
+        assert_eq!(one("smtp://*:25").to_string(), "smtp://0.0.0.0:25");
+        assert_eq!(one("/run/x").to_string(), "local:/run/x");
+        assert_eq!(one("f://fifo:/run/y").to_string(), "f://fifo:/run/y");
+        assert_eq!(one("[::1]:80").to_string(), "[::1]:80");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::{Config, Origin};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 
 /// A parsed command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +38,10 @@ impl CommandLine {
                     .set_with_origin(flag, "yes", Origin::CommandLine);
             } else if let Some(key) = arg.strip_prefix('-').filter(|k| !k.is_empty()) {
                 let value = args.next().ok_or_else(|| {
-                    Error::new(ErrorKind::Usage, format!("option -{key} needs a value"))
+                    Error::new(
+                        ErrorKind::Usage,
+                        format!("option {} needs a value", quoted(&arg)),
+                    )
                 })?;
                 if key == "config" {
                     out.config_files.push(PathBuf::from(value));
@@ -114,7 +117,7 @@ mod tests {
     #[test]
     fn missing_value_is_an_error() {
         let err = CommandLine::parse(["-C"]).unwrap_err().to_string();
-        assert_eq!(err, "option -C needs a value");
+        assert_eq!(err, "option \"-C\" needs a value");
     }
 
     #[test]

@@ -3,11 +3,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, ErrorKind, Location, Result};
+use crate::error::{Error, ErrorKind, Location, Result, quoted};
 use crate::value;
+
+/// The largest config file read (1 MiB): a bigger one, or `/dev/zero`, is an error, not an
+/// unbounded read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
 
 /// Where a value came from: a config file line, or the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +68,7 @@ impl Config {
             let Some((key, val)) = trimmed.split_once('=') else {
                 return Err(Error::new(
                     ErrorKind::Syntax,
-                    format!(
-                        "expected `key = value`, got {:?}",
-                        shorten(trimmed.trim_end())
-                    ),
+                    format!("expected `key = value`, got {}", quoted(trimmed.trim_end())),
                 )
                 .at(path, line));
             };
@@ -89,8 +91,20 @@ impl Config {
     /// # Errors
     /// The file cannot be read, or a line is malformed.
     pub fn load_file(path: &Path) -> Result<Config> {
-        let bytes = fs::read(path)
-            .map_err(|e| Error::io(format!("read config file {}", path.display()), e))?;
+        let what = || format!("read config file {}", path.display());
+        let mut bytes = Vec::new();
+        fs::File::open(path)
+            .and_then(|file| file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(what(), e))?;
+        if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "config file {} is larger than {MAX_CONFIG_FILE_BYTES} bytes (1 MiB)",
+                    path.display()
+                ),
+            ));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()
@@ -172,13 +186,16 @@ impl Config {
         parse(&entry.value).ok_or_else(|| {
             let err = Error::new(
                 ErrorKind::Value,
-                format!("{key} = {:?}: expected {what}", entry.value),
+                format!("{key} = {}: expected {what}", quoted(&entry.value)),
             );
             match &entry.origin {
                 Origin::File(loc) => err.at(&loc.path, loc.line),
                 Origin::CommandLine => Error::new(
                     ErrorKind::Value,
-                    format!("command line -{key} {:?}: expected {what}", entry.value),
+                    format!(
+                        "command line -{key} {}: expected {what}",
+                        quoted(&entry.value)
+                    ),
                 ),
                 Origin::Default => err,
             }
@@ -262,16 +279,6 @@ impl Config {
     }
 }
 
-fn shorten(text: &str) -> String {
-    const MAX: usize = 60;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(MAX).collect();
-        format!("{cut}...")
-    }
-}
-
 /// One `NAME.cf` service file of a config dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceFile {
@@ -299,10 +306,8 @@ fn config_kind(name: &str) -> Option<(&str, bool)> {
     if name.starts_with('.') {
         return None;
     }
+    // Not empty: a name starting with '.' was skipped above.
     let (stem, ext) = name.rsplit_once('.')?;
-    if stem.is_empty() {
-        return None;
-    }
     if ext.eq_ignore_ascii_case("cf") {
         Some((stem, false))
     } else if ext.eq_ignore_ascii_case("gcf") {
@@ -472,6 +477,38 @@ mod tests {
     }
 
     #[test]
+    fn origins_display_where_a_value_came_from() {
+        let c = parse("\na = 1\n").unwrap();
+        assert_eq!(c.origin("a").unwrap().to_string(), "t.cf:2");
+        assert_eq!(Origin::CommandLine.to_string(), "command line");
+        assert_eq!(Origin::Default.to_string(), "default");
+        assert_eq!(c.origin("b"), None);
+    }
+
+    #[test]
+    fn accessors() {
+        let mut c = Config::new();
+        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
+        c.set("b", "2");
+        c.set("a", "1");
+        assert!(!c.is_empty());
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(c.origin("a"), Some(&Origin::Default));
+        assert_eq!(c.location("a"), None);
+        assert_eq!(c.get_str("a", "dflt"), "1");
+        assert_eq!(c.get_str("zz", "dflt"), "dflt");
+        c.set("a", "one");
+        assert_eq!(c.get("a"), Some("one"));
+        assert_eq!(c.remove("a"), Some("one".to_owned()));
+        assert_eq!(c.remove("a"), None);
+        assert_eq!(c.get("a"), None);
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(c.remove("b"), Some("2".to_owned()));
+        assert!(c.is_empty());
+    }
+
+    #[test]
     fn merge_overrides() {
         let mut low = parse("a = 1\nb = 2\n").unwrap();
         let high = parse("b = 3\nc = 4\n").unwrap();
@@ -494,6 +531,7 @@ mod tests {
         fs::write(p.join("2.GCF"), "g = 2\n").unwrap();
         fs::create_dir(p.join("dir.cf")).unwrap();
         let d = load_dir(p).unwrap();
+        assert_eq!(d.dir, p);
         let names: Vec<_> = d.services.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(d.globals.get("g"), Some("2"));
@@ -502,6 +540,19 @@ mod tests {
         fs::write(p.join("broken.cf"), "no equals\n").unwrap();
         assert!(load_dir(p).is_err());
         assert_eq!(load_globals(p).unwrap().get("g"), Some("2"));
+    }
+
+    #[test]
+    fn load_dir_reports_a_dangling_config_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("x.cf")).unwrap();
+        let err = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("x.cf"), "{err}");
+        fs::write(dir.path().join("gone"), "a = 1\n").unwrap();
+        assert_eq!(
+            load_dir(dir.path()).unwrap().services[0].config.get("a"),
+            Some("1")
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Logging setup from a `server-log` value: `stderr`, `stdout`, `syslog,FACILITY[,IDENT]`,
 //! `masterlog,SOCKPATH` (one unix datagram per record, `IDENT,PID,message`, LIB-ZC's format).
 
-use std::io;
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+mod sink;
+mod time;
+
+pub use time::utc_timestamp;
+
+use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
+use sink::{Logger, MasterLogSink, SYSLOG_PATHS, Sink, SyslogSink};
 
 /// Where log records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +43,12 @@ impl LogTarget {
         let mut parts = value.split(',').map(str::trim);
         let head = parts.next().unwrap_or_default();
         let rest: Vec<&str> = parts.collect();
-        let bad =
-            |why: &str| Error::new(ErrorKind::Value, format!("server-log = {value:?}: {why}"));
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::Value,
+                format!("server-log = {}: {why}", quoted(value)),
+            )
+        };
         match head {
             "" | "stderr" if rest.is_empty() => Ok(LogTarget::Stderr),
             "stdout" if rest.is_empty() => Ok(LogTarget::Stdout),
@@ -52,7 +59,10 @@ impl LogTarget {
                     .filter(|f| !f.is_empty())
                     .unwrap_or("user");
                 if facility.parse::<syslog::Facility>().is_err() {
-                    return Err(bad(&format!("unknown syslog facility {facility:?}")));
+                    return Err(bad(&format!(
+                        "unknown syslog facility {}",
+                        quoted(facility)
+                    )));
                 }
                 if rest.len() > 2 {
                     return Err(bad("expected syslog,FACILITY[,IDENT]"));
@@ -82,6 +92,8 @@ impl LogTarget {
 /// Installs the global logger for `target`. `ident` names the program in each record.
 /// Call once per process; later calls are ignored (the first logger stays).
 ///
+/// Each record is formatted into one buffer and written with one `write(2)` (one datagram for
+/// syslog and master-log), so the lines of processes sharing a pipe never interleave.
 /// A syslog daemon that cannot be reached falls back to stderr with a warning; a master-log
 /// collector that is missing or slow drops records rather than block or fail the program.
 ///
@@ -89,55 +101,53 @@ impl LogTarget {
 /// Only for a target that cannot be set up at all (none today: every failure falls back).
 pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
     let pid = std::process::id();
-    let base = fern::Dispatch::new().level(level);
-    let stream_format = {
-        let ident = ident.to_owned();
-        move |out: fern::FormatCallback<'_>,
-              message: &std::fmt::Arguments<'_>,
-              record: &log::Record<'_>| {
-            out.finish(format_args!(
-                "{} {}[{}]: {}: {}",
-                utc_timestamp(SystemTime::now()),
-                ident,
-                pid,
-                level_word(record.level()),
-                message
-            ))
-        }
+    let (sink, fallback_warning) = sink_for(target, ident, pid, &SYSLOG_PATHS.map(Path::new));
+    let logger = Logger {
+        level,
+        ident: ident.to_owned(),
+        pid,
+        sink,
     };
+    if log::set_logger(Box::leak(Box::new(logger))).is_ok() {
+        log::set_max_level(level);
+        if let Some(warning) = fallback_warning {
+            log::warn!("{warning}");
+        }
+    }
+    Ok(())
+}
+
+/// The sink for `target` (syslog tried at `syslog_paths`), and the warning to log when
+/// syslog could not be reached and stderr stands in.
+fn sink_for(
+    target: &LogTarget,
+    ident: &str,
+    pid: u32,
+    syslog_paths: &[&Path],
+) -> (Sink, Option<String>) {
     let mut fallback_warning = None;
-    let dispatch = match target {
-        LogTarget::Stderr => base.format(stream_format).chain(io::stderr()),
-        LogTarget::Stdout => base.format(stream_format).chain(io::stdout()),
+    let sink = match target {
+        LogTarget::Stderr => Sink::Stderr,
+        LogTarget::Stdout => Sink::Stdout,
         LogTarget::Syslog {
             facility,
             ident: custom,
         } => {
-            let formatter = syslog::Formatter3164 {
-                facility: facility.parse().unwrap_or(syslog::Facility::LOG_USER),
-                hostname: None,
-                process: custom.clone().unwrap_or_else(|| ident.to_owned()),
-                pid,
-            };
-            match syslog::unix(formatter) {
-                Ok(logger) => base.chain(logger),
+            let facility = facility.parse().unwrap_or(syslog::Facility::LOG_USER);
+            let process = custom.clone().unwrap_or_else(|| ident.to_owned());
+            match SyslogSink::connect(syslog_paths, facility, process, pid) {
+                Ok(sink) => Sink::Syslog(sink),
                 Err(e) => {
                     fallback_warning = Some(format!("syslog unavailable ({e}); logging to stderr"));
-                    base.format(stream_format).chain(io::stderr())
+                    Sink::Stderr
                 }
             }
         }
         LogTarget::MasterLog { path } => {
-            let sink = MasterLogSink::new(path.clone(), ident.to_owned(), pid);
-            base.chain(fern::Output::call(move |record| sink.send(record)))
+            Sink::MasterLog(MasterLogSink::new(path.clone(), ident.to_owned(), pid))
         }
     };
-    if dispatch.apply().is_ok()
-        && let Some(warning) = fallback_warning
-    {
-        log::warn!("{warning}");
-    }
-    Ok(())
+    (sink, fallback_warning)
 }
 
 fn level_word(level: log::Level) -> &'static str {
@@ -150,63 +160,10 @@ fn level_word(level: log::Level) -> &'static str {
     }
 }
 
-/// Client side of LIB-ZC's master-log: one non-blocking datagram per record.
-struct MasterLogSink {
-    socket: Option<UnixDatagram>,
-    path: PathBuf,
-    ident: String,
-    pid: u32,
-}
-
-impl MasterLogSink {
-    fn new(path: PathBuf, ident: String, pid: u32) -> MasterLogSink {
-        let socket = UnixDatagram::unbound()
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .ok();
-        MasterLogSink {
-            socket,
-            path,
-            ident,
-            pid,
-        }
-    }
-
-    fn send(&self, record: &log::Record<'_>) {
-        let Some(socket) = &self.socket else { return };
-        let line = format!("{},{},{}", self.ident, self.pid, record.args());
-        // A missing or full collector must never block or fail the program: drop the record.
-        let _ = socket.send_to(line.as_bytes(), &self.path);
-    }
-}
-
-/// `2026-11-25T18:01:40.123Z` for a time (UTC, milliseconds).
-pub fn utc_timestamp(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn targets() {
@@ -239,6 +196,9 @@ mod tests {
             "masterlog",
             "masterlog,",
             "stderr,x",
+            "stdout,x",
+            ",x",
+            "Stderr",
             "syslog,mail,a,b",
         ] {
             let err = LogTarget::parse(bad).unwrap_err().to_string();
@@ -247,37 +207,96 @@ mod tests {
     }
 
     #[test]
-    fn timestamps() {
-        assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_629_700_123);
-        assert_eq!(utc_timestamp(t), "2026-11-25T18:01:40.123Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(utc_timestamp(leap), "2000-02-29T00:00:00.000Z");
+    fn level_words() {
+        let words = [
+            log::Level::Error,
+            log::Level::Warn,
+            log::Level::Info,
+            log::Level::Debug,
+            log::Level::Trace,
+        ]
+        .map(level_word);
+        assert_eq!(words, ["error", "warning", "info", "debug", "trace"]);
+    }
+
+    fn log_at(logger: &Logger, level: log::Level, message: &str) {
+        log::Log::log(
+            logger,
+            &log::Record::builder()
+                .args(format_args!("{message}"))
+                .level(level)
+                .build(),
+        );
+    }
+
+    fn logger(sink: Sink) -> Logger {
+        Logger {
+            level: LevelFilter::Info,
+            ident: "prog".into(),
+            pid: 42,
+            sink,
+        }
     }
 
     #[test]
-    fn masterlog_sends_lib_zc_records_and_never_blocks() {
+    fn each_target_gets_its_sink_and_records_reach_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.sock");
-        let collector = UnixDatagram::bind(&path).unwrap();
-        let sink = MasterLogSink::new(path.clone(), "smtpd".into(), 42);
-        let record = |msg| {
-            sink.send(
-                &log::Record::builder()
-                    .args(format_args!("{msg}"))
-                    .level(log::Level::Info)
-                    .build(),
-            );
+        let daemon_path = dir.path().join("log");
+        let daemon = UnixDatagram::bind(&daemon_path).unwrap();
+        daemon.set_nonblocking(true).unwrap();
+        let paths = [daemon_path.as_path()];
+        let (stderr, warning) = sink_for(&LogTarget::Stderr, "prog", 42, &paths);
+        assert!(matches!(stderr, Sink::Stderr) && warning.is_none());
+        let (stdout, warning) = sink_for(&LogTarget::Stdout, "prog", 42, &paths);
+        assert!(matches!(stdout, Sink::Stdout) && warning.is_none());
+        let syslog = |facility: &str, ident: Option<&str>| LogTarget::Syslog {
+            facility: facility.into(),
+            ident: ident.map(Into::into),
         };
-        record("hello");
         let mut buf = [0u8; 256];
-        let n = collector.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"smtpd,42,hello");
-        // Nobody reads: the socket buffer fills, and sending still returns at once.
-        for _ in 0..10_000 {
-            record("flood");
+        for (target, pri, process) in [
+            (syslog("mail", None), "<22>", "prog"),
+            (syslog("local0", Some("custom")), "<134>", "custom"),
+            (syslog("no-such", None), "<14>", "prog"),
+        ] {
+            let (sink, warning) = sink_for(&target, "prog", 42, &paths);
+            assert!(matches!(sink, Sink::Syslog(_)) && warning.is_none());
+            let logger = logger(sink);
+            log_at(&logger, log::Level::Debug, "below the level");
+            log_at(&logger, log::Level::Info, "hi");
+            let n = daemon.recv(&mut buf).unwrap();
+            let got = &buf[..n];
+            let got = std::str::from_utf8(got).unwrap();
+            assert!(got.starts_with(pri), "{got}");
+            assert!(got.ends_with(&format!(" {process}[42]: hi")), "{got}");
+            assert!(
+                daemon.recv(&mut buf).is_err(),
+                "the debug record was filtered"
+            );
         }
-        drop(collector);
-        record("collector gone");
+        let missing = dir.path().join("missing");
+        let (sink, warning) = sink_for(&syslog("mail", None), "prog", 42, &[missing.as_path()]);
+        assert!(matches!(sink, Sink::Stderr));
+        let warning = warning.unwrap();
+        assert!(warning.starts_with("syslog unavailable ("), "{warning}");
+        assert!(warning.ends_with("); logging to stderr"), "{warning}");
+
+        let collector_path = dir.path().join("masterlog");
+        let collector = UnixDatagram::bind(&collector_path).unwrap();
+        collector.set_nonblocking(true).unwrap();
+        let target = LogTarget::MasterLog {
+            path: collector_path,
+        };
+        let (sink, warning) = sink_for(&target, "prog", 42, &paths);
+        assert!(matches!(sink, Sink::MasterLog(_)) && warning.is_none());
+        let logger = logger(sink);
+        log_at(&logger, log::Level::Debug, "below the level");
+        log_at(&logger, log::Level::Warn, "hello");
+        let n = collector.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"prog,42,hello");
+        assert!(
+            collector.recv(&mut buf).is_err(),
+            "the debug record was filtered"
+        );
     }
 }

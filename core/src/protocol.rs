@@ -16,7 +16,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, quoted};
 
 /// fd 3 in a child: the write end of the master's generation pipe.
 pub const GENERATION_FD: RawFd = 3;
@@ -99,7 +99,10 @@ pub fn parse_server_service(text: &str) -> Result<Vec<InheritedListener>> {
     let bad = |entry: &str, why: &str| {
         Error::new(
             ErrorKind::Protocol,
-            format!("bad -server-service entry {entry:?} from the master: {why}"),
+            format!(
+                "bad -server-service entry {} from the master: {why}",
+                quoted(entry)
+            ),
         )
     };
     let mut out: Vec<InheritedListener> = Vec::new();
@@ -219,10 +222,61 @@ mod tests {
     }
 
     #[test]
-    fn malformed_server_service() {
-        for bad in ["", "a", "a:x5", "a:i", "a:i3", "a:ix", "a:i5,b:u5", ","] {
-            assert!(parse_server_service(bad).is_err(), "{bad:?}");
+    fn every_kind_parses_by_its_letter() {
+        let parsed = parse_server_service("a:i5,b:u6,t:f7").unwrap();
+        let kinds: Vec<_> = parsed
+            .iter()
+            .map(|l| (l.name.as_str(), l.kind, l.fd))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", ListenerKind::Inet, 5),
+                ("b", ListenerKind::Unix, 6),
+                ("t", ListenerKind::Fifo, 7)
+            ]
+        );
+        for kind in [ListenerKind::Inet, ListenerKind::Unix, ListenerKind::Fifo] {
+            assert_eq!(ListenerKind::from_code(kind.code()), Some(kind));
         }
+        assert_eq!(ListenerKind::from_code('x'), None);
+        // The name may contain ':' (the spec is after the last one).
+        assert_eq!(parse_server_service("a:b:i5").unwrap()[0].name, "a:b");
+    }
+
+    #[test]
+    fn kinds_display_as_words() {
+        assert_eq!(ListenerKind::Inet.to_string(), "inet");
+        assert_eq!(ListenerKind::Unix.to_string(), "unix");
+        assert_eq!(ListenerKind::Fifo.to_string(), "fifo");
+    }
+
+    #[test]
+    fn argv0_of_a_bare_command_is_the_command() {
+        let argv = child_argv(Path::new("/"), Path::new("d"), Path::new("d/s.cf"), &[]);
+        assert_eq!(argv[0], "/");
+        assert_eq!(argv.len(), 8);
+    }
+
+    #[test]
+    fn malformed_server_service() {
+        for (bad, why) in [
+            ("", "empty"),
+            (",", "empty"),
+            ("a", "expected name:Tfd"),
+            ("a:x5", "type must be"),
+            ("a:", "type must be"),
+            ("a:i", "not a number"),
+            ("a:ix", "not a number"),
+            ("a:i4", "start at 5"),
+            ("a:i-5", "start at 5"),
+            ("a:i5,b:u5", "listed twice"),
+        ] {
+            let err = parse_server_service(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Protocol, "{bad:?}");
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+        }
+        assert_eq!(parse_server_service("a:i5,,b:u6").unwrap().len(), 2);
     }
 
     proptest! {

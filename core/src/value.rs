@@ -141,7 +141,13 @@ mod tests {
     fn octal_modes() {
         assert_eq!(parse_octal_mode("0660"), Some(0o660));
         assert_eq!(parse_octal_mode("777"), Some(0o777));
-        for bad in ["", "8", "0x1", "17777", "rw"] {
+        assert_eq!(parse_octal_mode(" 0600 "), Some(0o600));
+        assert_eq!(parse_octal_mode("7777"), Some(0o7777));
+        assert_eq!(parse_octal_mode("0"), Some(0));
+        // from_str_radix alone would take a sign: the digit check must refuse it.
+        for bad in [
+            "", " ", "8", "0x1", "17777", "10000", "rw", "+660", "-660", "+",
+        ] {
             assert_eq!(parse_octal_mode(bad), None, "{bad:?}");
         }
     }
