@@ -8,7 +8,7 @@ pub use time::utc_timestamp;
 
 use std::path::{Path, PathBuf};
 
-use log::LevelFilter;
+use log::{LevelFilter, Log};
 
 use crate::error::{Error, ErrorKind, Result, quoted};
 use sink::{Logger, MasterLogSink, SYSLOG_PATHS, Sink, SyslogSink};
@@ -108,8 +108,12 @@ pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
         pid,
         sink,
     };
-    if log::set_logger(Box::leak(Box::new(logger))).is_ok() {
-        log::set_max_level(level);
+    // fern dispatches (level filter, one place to add per-module levels); the sink formats the
+    // whole line into one buffer and writes it once, so fern's own piecewise writers are unused.
+    let dispatch = fern::Dispatch::new()
+        .level(level)
+        .chain(fern::Output::call(move |record| logger.log(record)));
+    if dispatch.apply().is_ok() {
         if let Some(warning) = fallback_warning {
             log::warn!("{warning}");
         }
