@@ -19,6 +19,17 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Variables systemd addresses to the master alone (SPEC §12): a child that saw them would try
+/// to adopt fds it does not own or notify systemd in the master's name.
+pub(crate) const SYSTEMD_ONLY_ENV: [&str; 6] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
 /// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5..., and
 /// where to chroot/chdir.
 pub(crate) struct ChildSpec<'a> {
@@ -71,6 +82,9 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         .arg0(&spec.argv[0])
         .args(&spec.argv[1..])
         .stdin(Stdio::null());
+    for var in SYSTEMD_ONLY_ENV {
+        command.env_remove(var);
+    }
     let stage = move || -> io::Result<()> {
         // SIGHUP, not SIGTERM: a zmaster server catches it and softstops (drains its
         // connections) as it does when fd 3 fails; a server that does not catch it just dies.
