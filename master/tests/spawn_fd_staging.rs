@@ -1,0 +1,87 @@
+//! fd staging after a reload freed low fd numbers: std's exec-error pipe then lands on a low
+//! number, and must never be one of the targets 3, 4, 5.. (or a failed exec looks like a start).
+
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use util::*;
+
+/// `n` free ports as a `server-service` list `name://127.0.0.1:PORT; ...`.
+fn tcp_services(prefix: &str, n: usize) -> (String, Vec<u16>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let text = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{prefix}{i}://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (text, ports)
+}
+
+/// An executable that exists (the master's validation accepts it) but whose exec fails: its
+/// interpreter does not exist (ENOENT from execve, no shell fallback).
+fn unexecutable(s: &Setup) -> std::path::PathBuf {
+    let path = s.path("broken-server");
+    std::fs::write(&path, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_failed_exec_is_reported_after_a_reload_freed_low_fds() {
+    let s = Setup::new();
+    let (wide, _) = tcp_services("w", 12);
+    s.probe_service("wide", &wide, 1, "");
+    let master = s.start_master(&[]);
+    let first = master.wait_children(1);
+
+    // The new config closes all twelve listeners (their low fds become free) and brings a
+    // service whose exec fails, with as many listeners, and a good one.
+    std::fs::remove_file(s.etc().join("wide.cf")).unwrap();
+    let (bad, _) = tcp_services("b", 12);
+    let broken = unexecutable(&s);
+    s.write_cf(
+        "bad",
+        &format!(
+            "server-command = {}\nserver-service = {bad}\nserver-proc-count = 1\n",
+            broken.display()
+        ),
+    );
+    let (good, good_ports) = tcp_services("g", 2);
+    s.probe_service("good", &good, 1, "");
+    master.signal(Signal::SIGHUP);
+
+    // The good service starts and serves on both listeners.
+    for port in &good_ports {
+        let reply = wait_for(
+            Duration::from_secs(10),
+            "the good service to answer",
+            || ask_tcp(*port, "hi").ok(),
+        );
+        assert!(!first.contains(&reply_pid(&reply)), "{reply}");
+    }
+    // The broken one is reported as a start failure, never as a child that started and died.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = master.log_text();
+        if log.contains("service=bad cannot start a child") {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed exec was never reported:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        log.contains("No such file or directory"),
+        "the exec error must be the one reported:\n{log}"
+    );
+    assert!(
+        !log.contains("service=bad pid="),
+        "a failed exec was taken for a started child:\n{log}"
+    );
+}
