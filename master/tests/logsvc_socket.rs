@@ -14,7 +14,8 @@ use util::*;
 
 /// Starts a master with one probe service and `-log-service sock,logs`; waits until it is up.
 fn master_with_log_service(s: &Setup, sock: &Path, logs: &Path) -> Master {
-    s.probe_service("probe", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let listener = s.path("probe.sock");
+    s.probe_service("probe", &format!("p://{}", listener.display()), 1, "");
     let arg = format!("{},{}", sock.display(), logs.display());
     let master = s.start_master(&["-log-service", &arg]);
     wait_for(Duration::from_secs(10), "the master to start", || {
@@ -50,7 +51,8 @@ fn a_second_master_does_not_steal_a_live_log_socket() {
 
     // Another config (its listeners are free), the same log socket: it must refuse to start.
     let second = Setup::new();
-    second.probe_service("probe", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let listener = second.path("probe.sock");
+    second.probe_service("probe", &format!("p://{}", listener.display()), 1, "");
     let arg = format!("{},{}", sock.display(), second.path("logs").display());
     let mut intruder = second.start_master(&["-log-service", &arg]);
     assert_eq!(intruder.wait_exit(Duration::from_secs(10)), Some(1));

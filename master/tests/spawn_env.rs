@@ -32,8 +32,8 @@ const SYSTEMD_ONLY: [&str; 6] = [
 #[test]
 fn systemd_variables_do_not_reach_children() {
     let s = Setup::new();
-    let port = free_port();
-    s.probe_service("probe", &format!("127.0.0.1:{port}"), 1, "");
+    let listener = s.path("probe.sock");
+    s.probe_service("probe", &format!("p://{}", listener.display()), 1, "");
     // A real notify socket, so a master that speaks sd_notify has somewhere to send; LISTEN_PID
     // and WATCHDOG_PID name another process, so a master that honours them passes nothing.
     let notify = s.path("notify.sock");
@@ -61,7 +61,7 @@ fn systemd_variables_do_not_reach_children() {
     let kid = master.wait_children(1)[0];
     // The probe answers once it runs its own main: its environ is the exec'd one by then.
     let reply = wait_for(Duration::from_secs(10), "the probe to answer", || {
-        ask_tcp(port, "hi").ok()
+        ask_unix(&listener, "hi").ok()
     });
     assert_eq!(reply_pid(&reply), kid);
     let env = environ(kid);

@@ -4,26 +4,28 @@
 mod util;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use util::*;
 
-/// `n` free ports as a `server-service` list `name://127.0.0.1:PORT; ...`.
-fn tcp_services(prefix: &str, n: usize) -> (String, Vec<u16>) {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let text = ports
+/// `n` unix socket addresses in the test dir (paths never collide, ports could) as a
+/// `server-service` list `NAMEi://PATH; ...`, and the paths.
+fn unix_services(s: &Setup, name: &str, n: usize) -> (String, Vec<PathBuf>) {
+    let paths: Vec<PathBuf> = (0..n).map(|i| s.path(&format!("{name}{i}.sock"))).collect();
+    let text = paths
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{prefix}{i}://127.0.0.1:{p}"))
+        .map(|(i, p)| format!("{name}{i}://{}", p.display()))
         .collect::<Vec<_>>()
         .join("; ");
-    (text, ports)
+    (text, paths)
 }
 
 /// An executable that exists (the master's validation accepts it) but whose exec fails: its
 /// interpreter does not exist (ENOENT from execve, no shell fallback).
-fn unexecutable(s: &Setup) -> std::path::PathBuf {
+fn unexecutable(s: &Setup) -> PathBuf {
     let path = s.path("broken-server");
     std::fs::write(&path, "#!/no/such/interpreter\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -33,7 +35,7 @@ fn unexecutable(s: &Setup) -> std::path::PathBuf {
 #[test]
 fn a_failed_exec_is_reported_after_a_reload_freed_low_fds() {
     let s = Setup::new();
-    let (wide, _) = tcp_services("w", 12);
+    let (wide, _) = unix_services(&s, "w", 12);
     s.probe_service("wide", &wide, 1, "");
     let master = s.start_master(&[]);
     let first = master.wait_children(1);
@@ -41,7 +43,7 @@ fn a_failed_exec_is_reported_after_a_reload_freed_low_fds() {
     // The new config closes all twelve listeners (their low fds become free) and brings a
     // service whose exec fails, with as many listeners, and a good one.
     std::fs::remove_file(s.etc().join("wide.cf")).unwrap();
-    let (bad, _) = tcp_services("b", 12);
+    let (bad, _) = unix_services(&s, "b", 12);
     let broken = unexecutable(&s);
     s.write_cf(
         "bad",
@@ -50,16 +52,16 @@ fn a_failed_exec_is_reported_after_a_reload_freed_low_fds() {
             broken.display()
         ),
     );
-    let (good, good_ports) = tcp_services("g", 2);
+    let (good, good_paths) = unix_services(&s, "g", 2);
     s.probe_service("good", &good, 1, "");
     master.signal(Signal::SIGHUP);
 
     // The good service starts and serves on both listeners.
-    for port in &good_ports {
+    for path in &good_paths {
         let reply = wait_for(
             Duration::from_secs(10),
             "the good service to answer",
-            || ask_tcp(*port, "hi").ok(),
+            || ask_unix(path, "hi").ok(),
         );
         assert!(!first.contains(&reply_pid(&reply)), "{reply}");
     }
