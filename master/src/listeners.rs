@@ -248,6 +248,16 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_cannot_be_checked_is_an_error_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        // ENOTDIR: the parent is a regular file; a bind there would fail, say so now.
+        let err = remove_stale_socket(&file.join("s.sock"), SocketKind::Stream).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
+    }
+
+    #[test]
     fn only_the_socket_we_bound_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
