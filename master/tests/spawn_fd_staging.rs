@@ -41,9 +41,11 @@ fn a_failed_exec_is_reported_after_a_reload_freed_low_fds() {
     let first = master.wait_children(1);
 
     // The new config closes all twelve listeners (their low fds become free) and brings a
-    // service whose exec fails, with as many listeners, and a good one.
+    // service whose exec fails and a good one. The broken one has so many listeners that its
+    // targets 3..45 cover every freed number, whatever fds the test runner left open for us
+    // (the exec-error pipe takes the lowest free numbers: freed ones).
     std::fs::remove_file(s.etc().join("wide.cf")).unwrap();
-    let (bad, _) = unix_services(&s, "b", 12);
+    let (bad, _) = unix_services(&s, "b", 40);
     let broken = unexecutable(&s);
     s.write_cf(
         "bad",
