@@ -277,6 +277,34 @@ mod tests {
     }
 
     #[test]
+    fn fifos_are_reused_never_made_of_other_files_and_nonblocking_cloexec() {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.fifo");
+        let first = bind(&Address::Fifo(path.clone()), 16, None).unwrap();
+        let inode = file_id(&path).unwrap();
+        // A FIFO already there (a restart) is opened as it is.
+        let again = bind(&Address::Fifo(path.clone()), 16, None).unwrap();
+        assert_eq!(file_id(&path).unwrap(), inode);
+        for l in [&first, &again] {
+            let fl = OFlag::from_bits_truncate(fcntl(l.fd(), FcntlArg::F_GETFL).unwrap());
+            assert!(
+                fl.contains(OFlag::O_NONBLOCK) && fl.contains(OFlag::O_RDWR),
+                "{fl:?}"
+            );
+            let fd = FdFlag::from_bits_truncate(fcntl(l.fd(), FcntlArg::F_GETFD).unwrap());
+            assert!(fd.contains(FdFlag::FD_CLOEXEC));
+        }
+        let file = dir.path().join("data");
+        fs::write(&file, "keep me").unwrap();
+        let err = bind(&Address::Fifo(file.clone()), 16, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a FIFO"), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+    }
+
+    #[test]
     fn a_regular_file_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");

@@ -145,28 +145,37 @@ impl LogService {
         let mut buf = vec![0u8; 65536];
         let mut open: Option<(PathBuf, File)> = None;
         while let Ok(n) = socket.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]);
-            let mut parts = text.splitn(3, ',');
-            let (ident, pid, message) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(i), Some(p), Some(m)) => (i, p, m),
-                _ => ("?", "?", text.as_ref()),
-            };
-            let now = SystemTime::now();
-            let path = self.file_name(now);
-            if open.as_ref().is_none_or(|(p, _)| *p != path) {
-                // Closing the old file frees an fd number: not while a child is being spawned.
-                let _fd_table = sys::fd_table();
-                open = append(&path).map(|f| (path.clone(), f));
-            }
-            if let Some((_, file)) = open.as_mut() {
-                let stamp = utc_timestamp(now);
-                let _ = writeln!(
-                    file,
-                    "{} {ident}[{pid}] {}",
-                    &stamp[11..19],
-                    message.trim_end()
-                );
-            }
+            self.write_record(&mut open, SystemTime::now(), &buf[..n]);
+        }
+    }
+
+    /// Appends one record received at `now` to its file, switching `open` to a new file when
+    /// the rotation moved on.
+    fn write_record(&self, open: &mut Option<(PathBuf, File)>, now: SystemTime, record: &[u8]) {
+        let text = String::from_utf8_lossy(record);
+        let mut parts = text.splitn(3, ',');
+        let (ident, pid, message) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(i), Some(p), Some(m)) => (i, p, m),
+            _ => ("?", "?", text.as_ref()),
+        };
+        let path = self.file_name(now);
+        if open.as_ref().is_none_or(|(p, _)| *p != path) {
+            // Opening only takes a number (the lowest free one); closing the old file frees
+            // one, which must not happen while a child is spawned (sys.rs, fd staging). The
+            // open stays outside the lock: it may block (a FIFO at the path) and must not hold
+            // up the master's spawns.
+            let new = append(&path).map(|f| (path.clone(), f));
+            let _fd_table = sys::fd_table();
+            *open = new;
+        }
+        if let Some((_, file)) = open.as_mut() {
+            let stamp = utc_timestamp(now);
+            let _ = writeln!(
+                file,
+                "{} {ident}[{pid}] {}",
+                &stamp[11..19],
+                message.trim_end()
+            );
         }
     }
 }
@@ -218,6 +227,33 @@ mod tests {
         assert!(file.to_str().unwrap().ends_with(".log"));
         svc.remove_socket();
         assert!(!svc.socket.exists());
+    }
+
+    #[test]
+    fn records_go_to_the_file_of_their_day_or_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2025-11-25T18:01:40Z, and an hour later.
+        let six = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_093_700);
+        let seven = six + std::time::Duration::from_secs(3600);
+        let hourly = LogService::new(dir.path().join("s"), dir.path().join("h"), Rotation::Hour);
+        fs::create_dir_all(&hourly.prefix).unwrap();
+        let mut open = None;
+        hourly.write_record(&mut open, six, b"a,1,first");
+        hourly.write_record(&mut open, six, b"a,1,second");
+        hourly.write_record(&mut open, seven, b"b,2,third");
+        hourly.write_record(&mut open, seven, b"no commas");
+        drop(open);
+        let read = |name: &str| fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("h/2025112518.log"),
+            "18:01:40 a[1] first\n18:01:40 a[1] second\n"
+        );
+        assert_eq!(
+            read("h/2025112519.log"),
+            "19:01:40 b[2] third\n19:01:40 ?[?] no commas\n"
+        );
+        let daily = LogService::new(dir.path().join("s"), dir.path().join("d"), Rotation::Day);
+        assert_eq!(daily.file_name(six), dir.path().join("d/20251125.log"));
     }
 
     #[test]
