@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -119,14 +119,21 @@ pub(crate) fn remove_stale_socket(path: &Path, kind: SocketKind) -> io::Result<(
         Err(e) => return Err(e),
     }
     let answer = match kind {
-        SocketKind::Stream => UnixStream::connect(path).map(drop),
+        // Non-blocking: a blocking connect to a live listener whose backlog is full (a busy
+        // master) would wait for an accept that may never come.
+        SocketKind::Stream => {
+            let probe = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+            probe.set_nonblocking(true)?;
+            probe.connect(&SockAddr::unix(path)?)
+        }
         SocketKind::Datagram => UnixDatagram::unbound()?.connect(path),
     };
     match answer {
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => fs::remove_file(path),
         // EPROTOTYPE: a live socket of the other type is bound there: it is someone's too.
+        // EAGAIN: a live listener with a full backlog.
         Ok(()) => Err(live()),
-        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => Err(live()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPROTOTYPE | libc::EAGAIN)) => Err(live()),
         Err(e) => Err(e),
     }
 }
@@ -195,6 +202,8 @@ fn open_fifo(path: &Path) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
+
     use super::*;
 
     #[test]
@@ -245,6 +254,35 @@ mod tests {
         drop(live);
         remove_stale_socket(&path, SocketKind::Datagram).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_listener_with_a_full_backlog_is_live_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.sock");
+        let busy = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        busy.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+        busy.listen(0).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..64 {
+            let c = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+            c.set_nonblocking(true).unwrap();
+            match c.connect(&SockAddr::unix(&path).unwrap()) {
+                Ok(()) => queued.push(c),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let probe = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(remove_stale_socket(&probe, SocketKind::Stream));
+        });
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the live check hung on a full backlog");
+        assert_eq!(answer.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert!(path.exists());
     }
 
     #[test]
