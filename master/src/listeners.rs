@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
@@ -39,12 +39,7 @@ impl Listener {
     /// Closes the listener and removes the unix socket file it created.
     pub(crate) fn close(self) {
         if let Some((path, id)) = &self.created {
-            // Only remove the file if it is still the socket we bound, never a newer one.
-            if fs::symlink_metadata(path)
-                .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == *id)
-            {
-                let _ = fs::remove_file(path);
-            }
+            remove_if_ours(path, *id);
         }
     }
 }
@@ -65,11 +60,11 @@ pub(crate) fn bind(addr: &Address, backlog: i32, unix_mode: Option<u32>) -> Resu
         Address::Unix(path) => {
             let what = || format!("bind unix socket {}", path.display());
             let fd = bind_unix(path, backlog, unix_mode).map_err(|e| Error::io(what(), e))?;
-            let meta = fs::symlink_metadata(path).map_err(|e| Error::io(what(), e))?;
+            let id = file_id(path).map_err(|e| Error::io(what(), e))?;
             Ok(Listener {
                 addr: addr.clone(),
                 fd,
-                created: Some((path.clone(), (meta.dev(), meta.ino()))),
+                created: Some((path.clone(), id)),
             })
         }
         Address::Fifo(path) => {
@@ -96,28 +91,80 @@ fn bind_inet(sa: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(socket.into())
 }
 
-fn bind_unix(path: &Path, backlog: i32, unix_mode: Option<u32>) -> io::Result<OwnedFd> {
+/// The type of a unix socket, for the live check of [`remove_stale_socket`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketKind {
+    /// A listener (`SOCK_STREAM`).
+    Stream,
+    /// A datagram socket (the log service).
+    Datagram,
+}
+
+/// Makes `path` free for a bind of a `kind` socket: a socket file is removed only when it is
+/// stale (a connect is refused: nobody is bound there any more); a missing path is fine.
+///
+/// # Errors
+/// Something answers there (another master?), the path is not a socket, or it cannot be
+/// checked or removed.
+pub(crate) fn remove_stale_socket(path: &Path, kind: SocketKind) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        // A socket file is replaced only when it is stale: nobody accepts on it any more.
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "a live socket is listening there (another master running?)",
-                ));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => fs::remove_file(path)?,
-            Err(e) => return Err(e),
-        },
+        Ok(meta) if meta.file_type().is_socket() => {}
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "the path exists and is not a socket; not replacing it",
             ));
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
+    let answer = match kind {
+        // Non-blocking: a blocking connect to a live listener whose backlog is full (a busy
+        // master) would wait for an accept that may never come.
+        SocketKind::Stream => {
+            let probe = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+            probe.set_nonblocking(true)?;
+            probe.connect(&SockAddr::unix(path)?)
+        }
+        SocketKind::Datagram => UnixDatagram::unbound()?.connect(path),
+    };
+    match answer {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => fs::remove_file(path),
+        // EPROTOTYPE: a live socket of the other type is bound there: it is someone's too.
+        // EAGAIN: a live listener with a full backlog.
+        Ok(()) => Err(live()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPROTOTYPE | libc::EAGAIN)) => Err(live()),
+        Err(e) => Err(e),
+    }
+}
+
+fn live() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "a live socket is listening there (another master running?)",
+    )
+}
+
+/// The (device, inode) of the file at `path` (not following a symlink): who owns a socket path.
+///
+/// # Errors
+/// The path cannot be stat'ed.
+pub(crate) fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes the socket file at `path` only while it is still the one with identity `id` (the one
+/// this process bound), never a socket someone bound there since.
+pub(crate) fn remove_if_ours(path: &Path, id: (u64, u64)) {
+    if fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == id)
+    {
+        let _ = fs::remove_file(path);
+    }
+}
+
+fn bind_unix(path: &Path, backlog: i32, unix_mode: Option<u32>) -> io::Result<OwnedFd> {
+    remove_stale_socket(path, SocketKind::Stream)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     if let Some(mode) = unix_mode {
@@ -155,6 +202,8 @@ fn open_fifo(path: &Path) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
+
     use super::*;
 
     #[test]
@@ -187,6 +236,110 @@ mod tests {
             0o666
         );
         f.close();
+    }
+
+    #[test]
+    fn datagram_sockets_are_replaced_only_when_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        remove_stale_socket(&path, SocketKind::Datagram).unwrap(); // nothing there: fine
+        let live = UnixDatagram::bind(&path).unwrap();
+        let id = file_id(&path).unwrap();
+        let err = remove_stale_socket(&path, SocketKind::Datagram).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert_eq!(file_id(&path).unwrap(), id);
+        // A live socket of the other type is someone's too.
+        let err = remove_stale_socket(&path, SocketKind::Stream).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        drop(live);
+        remove_stale_socket(&path, SocketKind::Datagram).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_listener_with_a_full_backlog_is_live_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.sock");
+        let busy = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        busy.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+        busy.listen(0).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..64 {
+            let c = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+            c.set_nonblocking(true).unwrap();
+            match c.connect(&SockAddr::unix(&path).unwrap()) {
+                Ok(()) => queued.push(c),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let probe = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(remove_stale_socket(&probe, SocketKind::Stream));
+        });
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the live check hung on a full backlog");
+        assert_eq!(answer.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_checked_is_an_error_not_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        // ENOTDIR: the parent is a regular file; a bind there would fail, say so now.
+        let err = remove_stale_socket(&file.join("s.sock"), SocketKind::Stream).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
+    }
+
+    #[test]
+    fn only_the_socket_we_bound_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let ours = UnixDatagram::bind(&path).unwrap();
+        let our_id = file_id(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        let _theirs = UnixDatagram::bind(&path).unwrap();
+        remove_if_ours(&path, our_id);
+        assert!(path.exists(), "a socket bound by someone else was removed");
+        remove_if_ours(&path, file_id(&path).unwrap());
+        assert!(!path.exists());
+        drop(ours);
+        // A regular file with the id of what was once our socket is never removed.
+        fs::write(&path, "data").unwrap();
+        remove_if_ours(&path, file_id(&path).unwrap());
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn fifos_are_reused_never_made_of_other_files_and_nonblocking_cloexec() {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.fifo");
+        let first = bind(&Address::Fifo(path.clone()), 16, None).unwrap();
+        let inode = file_id(&path).unwrap();
+        // A FIFO already there (a restart) is opened as it is.
+        let again = bind(&Address::Fifo(path.clone()), 16, None).unwrap();
+        assert_eq!(file_id(&path).unwrap(), inode);
+        for l in [&first, &again] {
+            let fl = OFlag::from_bits_truncate(fcntl(l.fd(), FcntlArg::F_GETFL).unwrap());
+            assert!(
+                fl.contains(OFlag::O_NONBLOCK) && fl.contains(OFlag::O_RDWR),
+                "{fl:?}"
+            );
+            let fd = FdFlag::from_bits_truncate(fcntl(l.fd(), FcntlArg::F_GETFD).unwrap());
+            assert!(fd.contains(FdFlag::FD_CLOEXEC));
+        }
+        let file = dir.path().join("data");
+        fs::write(&file, "keep me").unwrap();
+        let err = bind(&Address::Fifo(file.clone()), 16, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a FIFO"), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
     }
 
     #[test]

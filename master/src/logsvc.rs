@@ -6,14 +6,16 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use zmaster_core::logging::utc_timestamp;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::listeners::{self, SocketKind};
+use crate::sys;
 
 /// How often the collector starts a new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +35,44 @@ pub struct LogService {
     pub prefix: PathBuf,
     /// Rotation.
     pub rotation: Rotation,
+    bound: Bound,
 }
 
+/// The (device, inode) of the socket file [`LogService::start`] bound, shared by clones: stop
+/// removes the path only while it is still that file. Runtime state, not part of the parsed
+/// value: every two `Bound`s compare equal.
+#[derive(Debug, Clone, Default)]
+struct Bound(Arc<Mutex<Option<(u64, u64)>>>);
+
+impl Bound {
+    fn get(&self) -> Option<(u64, u64)> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, id: Option<(u64, u64)>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = id;
+    }
+}
+
+impl PartialEq for Bound {
+    fn eq(&self, _: &Bound) -> bool {
+        true
+    }
+}
+
+impl Eq for Bound {}
+
 impl LogService {
+    /// A log service on `socket` writing into `prefix`, not started yet.
+    pub fn new(socket: impl Into<PathBuf>, prefix: impl Into<PathBuf>, rotation: Rotation) -> Self {
+        LogService {
+            socket: socket.into(),
+            prefix: prefix.into(),
+            rotation,
+            bound: Bound::default(),
+        }
+    }
+
     /// Parses `SOCK,PREFIX[,day|hour]`.
     ///
     /// # Errors
@@ -55,29 +92,27 @@ impl LogService {
         };
         match parts.as_slice() {
             [sock, prefix, ..] if !sock.is_empty() && !prefix.is_empty() && parts.len() <= 3 => {
-                Ok(LogService {
-                    socket: sock.into(),
-                    prefix: prefix.into(),
-                    rotation,
-                })
+                Ok(LogService::new(*sock, *prefix, rotation))
             }
             _ => Err(bad()),
         }
     }
 
-    /// Binds the socket and starts the collector thread. The socket file is removed by
-    /// [`LogService::remove_socket`] at stop.
+    /// Binds the socket and starts the collector thread. A socket file already at the path is
+    /// replaced only when it is stale (nothing answers there), as for listeners. The socket
+    /// file is removed by [`LogService::remove_socket`] at stop.
     ///
     /// # Errors
-    /// The socket cannot be bound.
+    /// The socket cannot be bound: a live socket (another master's) or a non-socket is there.
     pub fn start(&self) -> Result<()> {
-        if fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket()) {
-            let _ = fs::remove_file(&self.socket);
-        }
+        let what = || format!("bind log service {}", self.socket.display());
         fs::create_dir_all(&self.prefix)
             .map_err(|e| Error::io(format!("create log dir {}", self.prefix.display()), e))?;
-        let socket = UnixDatagram::bind(&self.socket)
-            .map_err(|e| Error::io(format!("bind log service {}", self.socket.display()), e))?;
+        listeners::remove_stale_socket(&self.socket, SocketKind::Datagram)
+            .map_err(|e| Error::io(what(), e))?;
+        let socket = UnixDatagram::bind(&self.socket).map_err(|e| Error::io(what(), e))?;
+        let id = listeners::file_id(&self.socket).map_err(|e| Error::io(what(), e))?;
+        self.bound.set(Some(id));
         let this = self.clone();
         std::thread::Builder::new()
             .name("zm-log-service".into())
@@ -86,10 +121,12 @@ impl LogService {
         Ok(())
     }
 
-    /// Removes the socket file.
+    /// Removes the socket file [`LogService::start`] bound, if the path still is that file: a
+    /// socket someone else bound there since is left alone.
     pub fn remove_socket(&self) {
-        if fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket()) {
-            let _ = fs::remove_file(&self.socket);
+        if let Some(id) = self.bound.get() {
+            listeners::remove_if_ours(&self.socket, id);
+            self.bound.set(None);
         }
     }
 
@@ -108,26 +145,37 @@ impl LogService {
         let mut buf = vec![0u8; 65536];
         let mut open: Option<(PathBuf, File)> = None;
         while let Ok(n) = socket.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]);
-            let mut parts = text.splitn(3, ',');
-            let (ident, pid, message) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(i), Some(p), Some(m)) => (i, p, m),
-                _ => ("?", "?", text.as_ref()),
-            };
-            let now = SystemTime::now();
-            let path = self.file_name(now);
-            if open.as_ref().is_none_or(|(p, _)| *p != path) {
-                open = append(&path).map(|f| (path.clone(), f));
-            }
-            if let Some((_, file)) = open.as_mut() {
-                let stamp = utc_timestamp(now);
-                let _ = writeln!(
-                    file,
-                    "{} {ident}[{pid}] {}",
-                    &stamp[11..19],
-                    message.trim_end()
-                );
-            }
+            self.write_record(&mut open, SystemTime::now(), &buf[..n]);
+        }
+    }
+
+    /// Appends one record received at `now` to its file, switching `open` to a new file when
+    /// the rotation moved on.
+    fn write_record(&self, open: &mut Option<(PathBuf, File)>, now: SystemTime, record: &[u8]) {
+        let text = String::from_utf8_lossy(record);
+        let mut parts = text.splitn(3, ',');
+        let (ident, pid, message) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(i), Some(p), Some(m)) => (i, p, m),
+            _ => ("?", "?", text.as_ref()),
+        };
+        let path = self.file_name(now);
+        if open.as_ref().is_none_or(|(p, _)| *p != path) {
+            // Opening only takes a number (the lowest free one); closing the old file frees
+            // one, which must not happen while a child is spawned (sys.rs, fd staging). The
+            // open stays outside the lock: it may block (a FIFO at the path) and must not hold
+            // up the master's spawns.
+            let new = append(&path).map(|f| (path.clone(), f));
+            let _fd_table = sys::fd_table();
+            *open = new;
+        }
+        if let Some((_, file)) = open.as_mut() {
+            let stamp = utc_timestamp(now);
+            let _ = writeln!(
+                file,
+                "{} {ident}[{pid}] {}",
+                &stamp[11..19],
+                message.trim_end()
+            );
         }
     }
 }
@@ -156,11 +204,11 @@ mod tests {
     #[test]
     fn collects_records_into_dated_files() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = LogService {
-            socket: dir.path().join("log.sock"),
-            prefix: dir.path().join("logs"),
-            rotation: Rotation::Day,
-        };
+        let svc = LogService::new(
+            dir.path().join("log.sock"),
+            dir.path().join("logs"),
+            Rotation::Day,
+        );
         svc.start().unwrap();
         let client = UnixDatagram::unbound().unwrap();
         client
@@ -178,5 +226,71 @@ mod tests {
         assert!(text.ends_with(" smtpd[42] hello world\n"), "{text:?}");
         assert!(file.to_str().unwrap().ends_with(".log"));
         svc.remove_socket();
+        assert!(!svc.socket.exists());
+    }
+
+    #[test]
+    fn records_go_to_the_file_of_their_day_or_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2025-11-25T18:01:40Z, and an hour later.
+        let six = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_093_700);
+        let seven = six + std::time::Duration::from_secs(3600);
+        let hourly = LogService::new(dir.path().join("s"), dir.path().join("h"), Rotation::Hour);
+        fs::create_dir_all(&hourly.prefix).unwrap();
+        let mut open = None;
+        hourly.write_record(&mut open, six, b"a,1,first");
+        hourly.write_record(&mut open, six, b"a,1,second");
+        hourly.write_record(&mut open, seven, b"b,2,third");
+        hourly.write_record(&mut open, seven, b"no commas");
+        drop(open);
+        let read = |name: &str| fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("h/2025112518.log"),
+            "18:01:40 a[1] first\n18:01:40 a[1] second\n"
+        );
+        assert_eq!(
+            read("h/2025112519.log"),
+            "19:01:40 b[2] third\n19:01:40 ?[?] no commas\n"
+        );
+        let daily = LogService::new(dir.path().join("s"), dir.path().join("d"), Rotation::Day);
+        assert_eq!(daily.file_name(six), dir.path().join("d/20251125.log"));
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over_and_a_replaced_one_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("log.sock");
+        let first = LogService::new(&sock, dir.path().join("a"), Rotation::Day);
+        first.start().unwrap();
+        let second = LogService::new(&sock, dir.path().join("b"), Rotation::Hour);
+        let err = second.start().unwrap_err().to_string();
+        assert!(err.contains("live socket"), "{err}");
+        second.remove_socket(); // never started: removes nothing
+        assert!(sock.exists());
+        // Someone replaces the path; stop leaves their socket alone.
+        fs::remove_file(&sock).unwrap();
+        let _theirs = UnixDatagram::bind(&sock).unwrap();
+        first.remove_socket();
+        assert!(sock.exists());
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("log.sock");
+        drop(UnixDatagram::bind(&sock).unwrap());
+        let svc = LogService::new(&sock, dir.path().join("logs"), Rotation::Day);
+        svc.start().unwrap();
+        assert_eq!(
+            svc,
+            LogService::parse(&format!(
+                "{},{}",
+                sock.display(),
+                dir.path().join("logs").display()
+            ))
+            .unwrap()
+        );
+        svc.remove_socket();
+        assert!(!sock.exists());
     }
 }

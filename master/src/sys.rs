@@ -10,14 +10,63 @@
 //! first duplicated *above* every source and target (`F_DUPFD_CLOEXEC`), and only then moved
 //! into place with `dup2` (which clears CLOEXEC on the target). The high copies keep CLOEXEC and
 //! vanish at exec; no source is overwritten before it has been copied.
+//!
+//! The one fd the child holds that is not ours: std's exec-error pipe (CLOEXEC; the child writes
+//! the exec errno into it, the parent reads EOF on success). std opens it in `spawn`, at the
+//! lowest free number, and a reload that closed listeners frees low numbers: the pipe could be
+//! one of our targets, get overwritten by `dup2`, and a failed exec would look like a start
+//! (the child then dies writing the errno into a listener). So while spawning, every free fd
+//! below the last target holds a `/dev/null` placeholder ([`occupy_below`]), and [`fd_table`]
+//! keeps the master's other threads from freeing one meanwhile.
 
 use std::ffi::{CString, OsString};
+use std::fs::File;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Held while a child is spawned; a master thread that closes an fd while the main thread may
+/// spawn (the log collector rotating its file) holds it too, so no fd number below the staging
+/// targets becomes free between [`occupy_below`] and the exec.
+static FD_TABLE: Mutex<()> = Mutex::new(());
+
+/// Takes the fd-table lock (see [`FD_TABLE`]); a panic elsewhere while holding it changes
+/// nothing it guards, so poisoning is ignored.
+pub(crate) fn fd_table() -> MutexGuard<'static, ()> {
+    FD_TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Fills every free fd number below `limit` with a CLOEXEC `/dev/null` placeholder, so the next
+/// fd this process opens gets a number >= `limit`. Drop the result to free them again.
+///
+/// # Errors
+/// `/dev/null` cannot be opened (EMFILE: a spawn would fail anyway).
+pub(crate) fn occupy_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
+    let mut held = Vec::new();
+    loop {
+        // open(2) returns the lowest free number; std opens files CLOEXEC.
+        let placeholder = OwnedFd::from(File::open("/dev/null")?);
+        if placeholder.as_raw_fd() >= limit {
+            return Ok(held);
+        }
+        held.push(placeholder);
+    }
+}
+
+/// Variables systemd addresses to the master alone (SPEC §12): a child that saw them would try
+/// to adopt fds it does not own or notify systemd in the master's name.
+pub(crate) const SYSTEMD_ONLY_ENV: [&str; 6] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
 
 /// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5..., and
 /// where to chroot/chdir.
@@ -71,6 +120,9 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         .arg0(&spec.argv[0])
         .args(&spec.argv[1..])
         .stdin(Stdio::null());
+    for var in SYSTEMD_ONLY_ENV {
+        command.env_remove(var);
+    }
     let stage = move || -> io::Result<()> {
         // SIGHUP, not SIGTERM: a zmaster server catches it and softstops (drains its
         // connections) as it does when fd 3 fails; a server that does not catch it just dies.
@@ -121,6 +173,8 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
     unsafe {
         command.pre_exec(stage);
     }
+    let _fd_table = fd_table();
+    let _placeholders = occupy_below(first_target + count)?;
     command.spawn().map(|child| child.id())
 }
 
@@ -143,5 +197,39 @@ pub(crate) fn mark_inherited_fds_cloexec() {
                 libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_open(fd: RawFd) -> bool {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok()
+    }
+
+    #[test]
+    fn placeholders_fill_every_free_number_below_the_limit_and_none_above() {
+        let _fd_table = fd_table();
+        let opened: Vec<OwnedFd> = (0..3)
+            .map(|_| File::open("/dev/null").unwrap().into())
+            .collect();
+        let numbers: Vec<RawFd> = opened.iter().map(AsRawFd::as_raw_fd).collect();
+        drop(opened); // three free numbers; the last is the limit
+        let limit = numbers[2];
+        let held = occupy_below(limit).unwrap();
+        let held_numbers: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
+        assert!(
+            held_numbers.iter().all(|fd| *fd < limit),
+            "{held_numbers:?}"
+        );
+        assert!(
+            is_open(numbers[0]) && is_open(numbers[1]),
+            "{held_numbers:?}"
+        );
+        // The next fd opened (std's exec-error pipe) lands at or above the limit.
+        let next = File::open("/dev/null").unwrap();
+        assert!(next.as_raw_fd() >= limit);
+        drop(held);
     }
 }
