@@ -32,7 +32,8 @@ fn on_line(conn: &mut Conn, line: ReadResult) {
     conn.read_line(1024, on_line);
 }
 
-/// The server side: `drain` = `aio::serve_hooks`; `exit` = the same handler through plain hooks.
+/// The server side: `drain` = `aio::serve_hooks`; `hook` = plain hooks with a
+/// `before_softstop`; `usage` = a bad argv; otherwise plain hooks, no drain.
 #[test]
 fn serve_child() {
     let Ok(style) = std::env::var(CHILD_ENV) else {
@@ -40,11 +41,17 @@ fn serve_child() {
     };
     let hooks = match style.as_str() {
         "drain" => aio::serve_hooks(|conn| conn.read_line(1024, on_line)),
+        "hook" => Hooks::new()
+            .service_register(|_name, listener, _kind| {
+                aio::general_register(listener, |conn| conn.read_line(1024, on_line))
+            })
+            .before_softstop(|| log::info!("before_softstop ran")),
         _ => Hooks::new().service_register(|_name, listener, _kind| {
             aio::general_register(listener, |conn| conn.read_line(1024, on_line))
         }),
     };
-    let args = ["aio-serve", "MASTER", "-server-service", ":i5"];
+    let launch = if style == "usage" { "bogus" } else { "MASTER" };
+    let args = ["aio-serve", launch, "-server-service", ":i5"];
     let code = aio::server_main(args, hooks);
     std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
 }
@@ -178,6 +185,8 @@ fn serve_drains_the_open_connection_on_softstop() {
     drop(served.generation.take());
     // Logged after accepting stopped: from here on only the open connection is served.
     served.wait_log("softstop reason=");
+    let refused = TcpStream::connect(served.addr).expect_err("accepting stopped");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
     assert_eq!(
         held.ask("during the drain").as_deref(),
         Some("during the drain")
@@ -185,6 +194,28 @@ fn serve_drains_the_open_connection_on_softstop() {
     drop(held);
     served.wait_log("drained: every connection finished");
     assert!(served.wait_exit(), "the server exits 0 once drained");
+}
+
+#[test]
+fn a_before_softstop_hook_runs_and_drains() {
+    let mut served = Served::start("hook");
+    let mut held = Client::connect(served.addr);
+    assert_eq!(held.ask("before").as_deref(), Some("before"));
+    drop(served.generation.take());
+    served.wait_log("before_softstop ran");
+    assert_eq!(
+        held.ask("during the drain").as_deref(),
+        Some("during the drain")
+    );
+    drop(held);
+    assert!(served.wait_exit(), "the server exits 0 once drained");
+}
+
+#[test]
+fn a_bad_argv_prints_usage_and_exits_1() {
+    let mut served = Served::start("usage");
+    served.wait_log("usage");
+    assert!(!served.wait_exit(), "exit status 1");
 }
 
 #[test]

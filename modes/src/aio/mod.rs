@@ -118,12 +118,19 @@ mod tests {
         let hooks = serve_hooks(Conn::close);
         assert!(hooks.drains_on_softstop());
         assert!(!Hooks::new().drains_on_softstop());
+        assert!(Hooks::new().before_softstop(|| ()).drains_on_softstop());
+        assert!(
+            format!("{hooks:?}").contains("drain_on_softstop: true"),
+            "{hooks:?}"
+        );
         let mut register = hooks.service_register.expect("a service_register hook");
         for kind in [ListenerKind::Inet, ListenerKind::Unix] {
             let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = tcp.local_addr().expect("addr").to_string();
             let registration = register("svc", Listener::Tcp(tcp), kind).expect("registered");
             assert_eq!(registration.listener().describe(), addr);
+            let shown = format!("{registration:?}");
+            assert!(shown.contains(&addr), "{shown}");
         }
     }
 }
