@@ -1,4 +1,4 @@
-//! aio::server_main in-process: serves registered listeners, refuses late registrations, and
+//! aio::server_main in-process: serves the listeners the service_register hook registered and
 //! returns after stop_notify.
 
 use std::io::{BufRead, BufReader, Write};
@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use zmaster_modes::ErrorKind;
 use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind};
 
 fn on_line(conn: &mut Conn, line: std::io::Result<Option<Vec<u8>>>) {
@@ -30,12 +29,14 @@ fn serves_then_returns_after_stop_notify() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let (tx, rx) = mpsc::channel();
+    let (config_tx, config_rx) = mpsc::channel();
     let server = {
         let addr = addr.clone();
         thread::spawn(move || {
             let hooks = Hooks::new()
-                .before_service(|config| {
-                    assert_eq!(config.get("server-thread-count"), Some("1"));
+                .before_service(move |config| {
+                    let threads = config.get("server-thread-count").map(str::to_owned);
+                    config_tx.send(threads).expect("report");
                     Ok(())
                 })
                 .service_register(move |name, listener, kind| {
@@ -54,6 +55,8 @@ fn serves_then_returns_after_stop_notify() {
             aio::server_main(args, hooks)
         })
     };
+    let threads = config_rx.recv().expect("before_service ran");
+    assert_eq!(threads.as_deref(), Some("1"));
     assert_eq!(
         rx.recv().expect("service_register ran"),
         ("echo".to_owned(), ListenerKind::Inet)
@@ -65,15 +68,21 @@ fn serves_then_returns_after_stop_notify() {
     reader.read_line(&mut line).expect("echo");
     assert_eq!(line, "ping\n");
 
-    // Serving began: registrations are closed now.
-    let late = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let late = aio::Listener::Tcp(late);
-    let err = aio::general_register(late, |conn| conn.close()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Register);
-
     aio::stop_notify(Duration::ZERO);
     assert_eq!(server.join().expect("server thread"), ExitCode::SUCCESS);
+    // server_main shut the pool down before returning: no acceptor or worker thread is left.
+    assert_eq!(pool_threads(), Vec::<String>::new());
     assert!(aio::config().get("server-service").is_some());
+}
+
+/// The names of this process's threads that belong to a pool.
+fn pool_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with("zm-acceptor") || name.starts_with("zm-worker"))
+        .collect()
 }
 
 fn connect_retrying(addr: &str) -> TcpStream {

@@ -74,9 +74,12 @@ mod workers;
 
 pub use acceptor::{AcceptCallback, Acceptor};
 pub use conn::{Conn, ReadResult};
-pub use listener::{Listener, ListenerKind, Stream};
+pub use listener::{Listener, Stream};
 pub use pool::{Handler, Pool};
 pub use workers::{InitFn, Workers, WorkersHandle};
+/// The kind of a listener (`Listener::kind`): the master protocol's own type, shared with
+/// zmaster-modes and the master so no mapping between copies is needed.
+pub use zmaster_core::protocol::ListenerKind;
 
 #[cfg(test)]
 mod tests {

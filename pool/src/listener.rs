@@ -9,17 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::SFlag;
 use socket2::SockRef;
-
-/// What kind of endpoint an inherited listener fd is (the `T` of the master's `name:Tfd`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListenerKind {
-    /// A TCP listening socket (IPv4 or IPv6).
-    Inet,
-    /// A unix stream listening socket.
-    Unix,
-    /// A FIFO (opened read-write by the master).
-    Fifo,
-}
+use zmaster_core::protocol::ListenerKind;
 
 /// A bound, listening, non-blocking endpoint owned by an [`Acceptor`](crate::Acceptor).
 #[derive(Debug)]
@@ -249,6 +239,8 @@ mod tests {
     fn from_fd_checks_the_kind_and_sets_nonblocking() {
         let l = Listener::from_fd(tcp_fd(), ListenerKind::Inet).expect("tcp as inet");
         assert_eq!(l.kind(), ListenerKind::Inet);
+        // The protocol's type itself (one ListenerKind), so it prints as the master's logs do.
+        assert_eq!(l.kind().to_string(), "inet");
         let Listener::Tcp(t) = &l else {
             panic!("tcp listener expected")
         };

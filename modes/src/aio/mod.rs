@@ -6,24 +6,36 @@
 //! callback on the same worker, so neither the worker's other connections nor the acceptor
 //! stall.
 //!
-//! ```no_run
-//! use std::io;
-//! use zmaster_modes::aio::{self, Conn, Hooks};
+//! The common case is one call: [`serve`] runs `handler(conn)` for every connection of every
+//! listener and drains open connections on softstop. A line echo server:
 //!
-//! fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
-//!     match line {
-//!         Ok(Some(line)) if line != b"exit" => {
-//!             conn.write(&line);
-//!             conn.write(b"\n");
-//!             conn.read_line(64 * 1024, on_line);
-//!         }
-//!         _ => conn.close(),
-//!     }
+//! ```no_run
+//! use zmaster_modes::aio::{self, Conn, ReadResult};
+//!
+//! fn on_line(conn: &mut Conn, line: ReadResult) {
+//!     let Ok(Some(line)) = line else { return conn.close() };
+//!     conn.write(&line);
+//!     conn.write(b"\n");
+//!     conn.read_line(64 * 1024, on_line);
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
+//!     aio::serve(|conn| conn.read_line(64 * 1024, on_line))
+//! }
+//! ```
+//!
+//! The hooks of LIB-ZC are there for the rest: `service_register` sees each listener's service
+//! name and kind and returns its [`Registration`] (from [`general_register`]; nothing is
+//! registered globally), `before_service` reads the program's own config keys,
+//! `before_softstop` runs when a softstop begins (and makes it drain):
+//!
+//! ```no_run
+//! # use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind, ReadResult};
+//! # fn on_line(conn: &mut Conn, line: ReadResult) {}
+//! fn main() -> std::process::ExitCode {
 //!     let hooks = Hooks::new()
-//!         .service_register(|_name, listener, _kind| {
+//!         .service_register(|name, listener, kind| {
+//!             log::info!("serving service={name:?} kind={kind}");
 //!             aio::general_register(listener, |conn| conn.read_line(64 * 1024, on_line))
 //!         })
 //!         .before_softstop(|| log::info!("reload: finishing open connections"));
@@ -44,21 +56,46 @@ pub use crate::runtime::{
     Config, ListenerKind, config, detach_from_master, softstop_started, stop_notify,
 };
 
-/// The hooks of an aio server: `service_register` receives pool [`Listener`]s.
-pub type Hooks = runtime::Hooks<Listener>;
+/// What serves one listener in aio mode: returned by [`general_register`], returned in turn
+/// by the `service_register` hook. Dropping it closes the listener.
+pub type Registration = runtime::Registration<Handler>;
+
+/// The hooks of an aio server: `service_register` receives pool [`Listener`]s and returns
+/// their [`Registration`]s.
+pub type Hooks = runtime::Hooks<Listener, Registration>;
 
 /// Serves `listener` with `callback`: the acceptor thread accepts its connections and runs
 /// `callback(conn)` on a worker for each (for a FIFO: once, with the FIFO as the stream).
-/// Call it from the `service_register` or `before_service` hook.
+/// Return the result from the `service_register` hook.
 ///
 /// # Errors
-/// `ErrorKind::Register` when the server already started serving (registrations are
-/// collected until then); the listener is closed.
+/// None in aio mode: it returns a `Result` so a hook can return it as is, like
+/// `coroutine::general_register` (which refuses FIFOs).
 pub fn general_register(
     listener: Listener,
     callback: impl Fn(&mut Conn) + Send + Sync + 'static,
-) -> Result<()> {
-    mode::register(listener, Arc::new(callback))
+) -> Result<Registration> {
+    Ok(Registration::new(listener, Arc::new(callback)))
+}
+
+/// The hooks [`serve`] runs with: every listener served by `handler`, and a softstop drains
+/// open connections. Add `before_service` / `before_softstop` to them and pass them to
+/// [`server_main`] for more.
+pub fn serve_hooks(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Hooks {
+    let handler: Handler = Arc::new(handler);
+    Hooks::new()
+        .service_register(move |_name, listener, _kind| {
+            Ok(Registration::new(listener, Arc::clone(&handler)))
+        })
+        .drain_on_softstop()
+}
+
+/// Runs an aio server over the process's argv that serves every listener with `handler`:
+/// `handler(conn)` runs on a worker for each accepted connection (for a FIFO: once). On
+/// softstop it stops accepting and lets open connections finish (up to
+/// `server-stop-on-softstop-after`, 3600 s when that is 0). Returns the process exit status.
+pub fn serve(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> ExitCode {
+    server_main(std::env::args_os(), serve_hooks(handler))
 }
 
 /// Runs an aio server: see [`runtime::server_main`] for the life cycle (argv `MASTER` or
@@ -69,5 +106,31 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    runtime::server_main(args, hooks, mode::AioMode::new())
+    runtime::server_main(args, hooks, mode::AioMode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_hooks_drain_and_register_every_listener() {
+        let hooks = serve_hooks(Conn::close);
+        assert!(hooks.drains_on_softstop());
+        assert!(!Hooks::new().drains_on_softstop());
+        assert!(Hooks::new().before_softstop(|| ()).drains_on_softstop());
+        assert!(
+            format!("{hooks:?}").contains("drain_on_softstop: true"),
+            "{hooks:?}"
+        );
+        let mut register = hooks.service_register.expect("a service_register hook");
+        for kind in [ListenerKind::Inet, ListenerKind::Unix] {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = tcp.local_addr().expect("addr").to_string();
+            let registration = register("svc", Listener::Tcp(tcp), kind).expect("registered");
+            assert_eq!(registration.listener().describe(), addr);
+            let shown = format!("{registration:?}");
+            assert!(shown.contains(&addr), "{shown}");
+        }
+    }
 }

@@ -1,79 +1,34 @@
-//! The aio mode's plug into the runtime: registrations, the acceptor and the worker pool.
+//! The aio mode's plug into the runtime: the registrations the hooks returned, served by a
+//! [`Pool`] (the acceptor thread and the worker threads).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use zmaster_pool::{Handler, Listener, Pool};
+use zmaster_pool::{Handler, Pool};
 
-use crate::runtime::{
-    Error, ErrorKind, ListenerKind, Mode, Outcome, Result, Server, ServiceListener, Serving,
-};
+use super::Registration;
+use crate::runtime::{Error, ErrorKind, Mode, Outcome, Result, Server, Serving};
 
-/// Registrations made through `general_register` since the current server started, or
-/// `None` once serving began.
-static REGISTRY: Mutex<Option<Vec<(Listener, Handler)>>> = Mutex::new(None);
-
-fn registry() -> MutexGuard<'static, Option<Vec<(Listener, Handler)>>> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(super) fn register(listener: Listener, handler: Handler) -> Result<()> {
-    match registry().as_mut() {
-        Some(list) => {
-            log::debug!("registered listener={}", listener.describe());
-            list.push((listener, handler));
-            Ok(())
-        }
-        None => Err(Error::new(
-            ErrorKind::Register,
-            format!(
-                "general_register({}) outside the start-up hooks: listener closed",
-                listener.describe()
-            ),
-        )),
-    }
-}
-
-fn pool_kind(kind: ListenerKind) -> zmaster_pool::ListenerKind {
-    match kind {
-        ListenerKind::Inet => zmaster_pool::ListenerKind::Inet,
-        ListenerKind::Unix => zmaster_pool::ListenerKind::Unix,
-        ListenerKind::Fifo => zmaster_pool::ListenerKind::Fifo,
-    }
-}
-
-/// The aio [`Mode`]: a [`Pool`] (acceptor thread + `thread_count` workers) over the registrations.
+/// The aio [`Mode`]: a [`Pool`] (acceptor + `thread_count` workers) over the registrations.
 #[derive(Debug)]
 pub(crate) struct AioMode;
 
-impl AioMode {
-    /// Opens the registration window for a new server.
-    pub(crate) fn new() -> AioMode {
-        *registry() = Some(Vec::new());
-        AioMode
-    }
-}
-
-impl Mode for AioMode {
-    type Listener = Listener;
+impl Mode<Registration> for AioMode {
+    type Listener = zmaster_pool::Listener;
     type Serving = AioServing;
 
-    fn listener(&mut self, _server: &Server, listener: ServiceListener) -> Result<Listener> {
-        let name = listener.name;
-        Listener::from_fd(listener.fd, pool_kind(listener.kind))
-            .map_err(|e| Error::io(format!("set up the listener of service {name:?}"), e))
-    }
-
-    fn start(&mut self, server: &Server) -> Result<AioServing> {
-        let registered = registry().take().unwrap_or_default();
+    fn start_with(&mut self, server: &Server, registered: Vec<Registration>) -> Result<AioServing> {
         if registered.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Register,
-                "no listener registered: the service_register hook must call general_register",
-            ));
+            return Err(Error::new(ErrorKind::Register, "no listener to serve"));
         }
+        let entries: Vec<(zmaster_pool::Listener, Handler)> = registered
+            .into_iter()
+            .map(|r| {
+                log::debug!("registered listener={}", r.listener().describe());
+                r.into_parts()
+            })
+            .collect();
         let threads = server.settings().thread_count;
-        let pool = Pool::start(threads, registered).map_err(|e| {
+        let pool = Pool::start(threads, entries).map_err(|e| {
             Error::io(
                 format!("start the acceptor and {threads} worker threads"),
                 e,

@@ -5,48 +5,53 @@ use zmaster_core::protocol::ListenerKind;
 
 use super::error::Result;
 
-type RegisterHook<L> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<()>>;
+type RegisterHook<L, R> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<R>>;
 type BeforeServiceHook = Box<dyn FnOnce(&Config) -> Result<()>>;
 
-/// The hooks of a server (SPEC §7), generic over the mode's listener type `L`.
-pub struct Hooks<L> {
-    pub(crate) service_register: Option<RegisterHook<L>>,
+/// The hooks of a server (SPEC §7), generic over the mode's listener type `L` and what its
+/// `service_register` hook returns per listener, `R` (the mode's registration; `()` for a mode
+/// that keeps registrations of its own).
+pub struct Hooks<L, R = ()> {
+    pub(crate) service_register: Option<RegisterHook<L, R>>,
     pub(crate) before_service: Option<BeforeServiceHook>,
     pub(crate) before_softstop: Option<Box<dyn FnOnce()>>,
+    pub(crate) drain_on_softstop: bool,
 }
 
-impl<L> Default for Hooks<L> {
+impl<L, R> Default for Hooks<L, R> {
     fn default() -> Self {
         Hooks {
             service_register: None,
             before_service: None,
             before_softstop: None,
+            drain_on_softstop: false,
         }
     }
 }
 
-impl<L> std::fmt::Debug for Hooks<L> {
+impl<L, R> std::fmt::Debug for Hooks<L, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("service_register", &self.service_register.is_some())
             .field("before_service", &self.before_service.is_some())
             .field("before_softstop", &self.before_softstop.is_some())
+            .field("drain_on_softstop", &self.drain_on_softstop)
             .finish()
     }
 }
 
-impl<L> Hooks<L> {
+impl<L, R> Hooks<L, R> {
     /// No hooks yet.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Called once per listener, in `-server-service` order, with the service name, the
-    /// listener and its kind; typically registers it (`aio::general_register`). A listener the
-    /// hook drops is closed. An error ends the start-up (exit 1).
+    /// listener and its kind; returns what serves that listener (in aio mode, return
+    /// `aio::general_register(listener, handler)`). An error ends the start-up (exit 1).
     pub fn service_register(
         mut self,
-        hook: impl FnMut(&str, L, ListenerKind) -> Result<()> + 'static,
+        hook: impl FnMut(&str, L, ListenerKind) -> Result<R> + 'static,
     ) -> Self {
         self.service_register = Some(Box::new(hook));
         self
@@ -64,5 +69,18 @@ impl<L> Hooks<L> {
     pub fn before_softstop(mut self, hook: impl FnOnce() + 'static) -> Self {
         self.before_softstop = Some(Box::new(hook));
         self
+    }
+
+    /// Drains open connections on softstop as if a `before_softstop` hook were set, without
+    /// one (what `aio::serve` does). Without this or that hook, a softstop exits at once.
+    pub fn drain_on_softstop(mut self) -> Self {
+        self.drain_on_softstop = true;
+        self
+    }
+
+    /// Whether a softstop drains open connections: [`Hooks::drain_on_softstop`] or a
+    /// `before_softstop` hook.
+    pub fn drains_on_softstop(&self) -> bool {
+        self.drain_on_softstop || self.before_softstop.is_some()
     }
 }

@@ -2,7 +2,6 @@
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use zmaster_core::protocol::{self, GENERATION_FD, PRIVATE_FD};
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
 use super::error::{Error, ErrorKind, Result};
-use super::hooks::Hooks;
 use super::listeners::{self, ServiceListener};
 use super::sys;
 
@@ -24,6 +22,12 @@ pub const DEFAULT_DRAIN_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Whether log records go to stderr (then start-up errors are not logged twice).
 static LOGS_TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// Whether start-up errors must also be logged (the log does not go to stderr, where
+/// [`server_main`](super::server_main) prints them anyway).
+pub(super) fn logs_elsewhere() -> bool {
+    !LOGS_TO_STDERR.load(Ordering::Relaxed)
+}
 
 /// The config of the running server (empty before one started).
 static CONFIG: Mutex<Option<Arc<Config>>> = Mutex::new(None);
@@ -291,113 +295,3 @@ fn adopt_master_fds(invocation: &args::Invocation) -> Result<MasterFds> {
         listeners: listeners::inherit(parsed)?,
     })
 }
-
-/// What a mode plugs into [`server_main`].
-pub trait Mode {
-    /// The listener type handed to the `service_register` hook.
-    type Listener;
-    /// The running machinery (pool, scheduler).
-    type Serving: Serving;
-    /// Turns a runtime listener into the mode's listener type.
-    ///
-    /// # Errors
-    /// The fd cannot be used as that kind of listener.
-    fn listener(&mut self, server: &Server, listener: ServiceListener) -> Result<Self::Listener>;
-    /// Starts serving what the hooks registered, with `server.settings().thread_count` threads.
-    ///
-    /// # Errors
-    /// Threads or event queues cannot be created, or nothing was registered.
-    fn start(&mut self, server: &Server) -> Result<Self::Serving>;
-    /// Called after the serving phase ended (default: drop `serving`).
-    fn finish(&mut self, serving: Self::Serving, outcome: Outcome) {
-        let _ = (serving, outcome);
-    }
-}
-
-/// The whole life of a server process for a mode: start from argv, `before_service`,
-/// `service_register` per listener, `mode.start`, serve, drain. Returns the exit status:
-/// 0 after a normal end; 1 after a usage error (usage printed to stderr) or a start-up error
-/// (one line on stderr and in the log).
-pub fn server_main<M, I, S>(args: I, hooks: Hooks<M::Listener>, mut mode: M) -> ExitCode
-where
-    M: Mode,
-    I: IntoIterator<Item = S>,
-    S: Into<OsString>,
-{
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let ident = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
-    let fail = |e: &Error| {
-        eprintln!("{ident}: {e}");
-        if e.kind() == ErrorKind::Usage {
-            eprintln!("{}", args::usage(&ident));
-        } else if !LOGS_TO_STDERR.load(Ordering::Relaxed) {
-            log::error!("start-up failed: {e}");
-        }
-        ExitCode::from(1)
-    };
-    let mut server = match Server::from_args(args.iter().cloned()) {
-        Ok(server) => server,
-        Err(e) => return fail(&e),
-    };
-    let Hooks {
-        mut service_register,
-        before_service,
-        before_softstop,
-    } = hooks;
-    if let Some(hook) = before_service
-        && let Err(e) = hook(server.config())
-    {
-        return fail(&e);
-    }
-    let listeners = server.take_listeners();
-    let services: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("{}:{}", l.name, l.kind))
-        .collect();
-    for listener in listeners {
-        let (name, kind) = (listener.name.clone(), listener.kind);
-        let registered =
-            mode.listener(&server, listener)
-                .and_then(|l| match &mut service_register {
-                    Some(hook) => hook(&name, l, kind),
-                    None => Err(Error::new(
-                        ErrorKind::Register,
-                        format!("no service_register hook for service {name:?}"),
-                    )),
-                });
-        if let Err(e) = registered {
-            return fail(&e);
-        }
-    }
-    let serving = match mode.start(&server) {
-        Ok(serving) => serving,
-        Err(e) => return fail(&e),
-    };
-    log::info!(
-        "serving launch={:?} services={} threads={}",
-        server.launch(),
-        services.join(","),
-        server.settings().thread_count
-    );
-    let outcome = server.run(&serving, before_softstop);
-    // Joining the mode's threads must not hang the process forever (a handler stuck in a
-    // blocking call or a CPU loop would keep an old generation alive): exit anyway.
-    let (finished, watchdog) = std::sync::mpsc::channel::<()>();
-    let _ = std::thread::Builder::new()
-        .name("zm-exit-watchdog".into())
-        .spawn(move || {
-            if watchdog.recv_timeout(FINISH_LIMIT).is_err() {
-                log::warn!("shutdown still waiting for handlers after {FINISH_LIMIT:?}; exiting");
-                std::process::exit(0);
-            }
-        });
-    mode.finish(serving, outcome);
-    let _ = finished.send(());
-    ExitCode::SUCCESS
-}
-
-/// How long `Mode::finish` may take before the process exits regardless.
-const FINISH_LIMIT: Duration = Duration::from_secs(5);
