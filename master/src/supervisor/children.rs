@@ -28,13 +28,8 @@ pub(crate) const DETACH_SETTLE: Duration = Duration::from_millis(50);
 pub(crate) enum ExitReason {
     /// It called `exit(code)`.
     Exited(i32),
-    /// A signal ended it.
-    Killed {
-        /// The signal.
-        signal: Signal,
-        /// It left a core file.
-        core: bool,
-    },
+    /// A signal ended it (`core`: it left a core file).
+    Killed { signal: Signal, core: bool },
 }
 
 impl ExitReason {
@@ -87,14 +82,13 @@ pub(crate) fn reap_one() -> Option<(i32, ExitReason)> {
     }
 }
 
-/// What a child is doing for its service.
+/// What a child is doing: `Serving` (current generation, attached: it counts towards
+/// `server-proc-count`), `Draining` (an older generation: softstopped, finishing its
+/// connections) or `Detached` (it closed fd 4 and lives on unsupervised, replaced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChildState {
-    /// Of the current generation and attached: it counts towards `server-proc-count`.
     Serving,
-    /// Of an older generation: it was told to softstop and finishes its connections.
     Draining,
-    /// It closed fd 4 and lives on outside supervision; a replacement took its place.
     Detached,
 }
 
@@ -181,7 +175,6 @@ impl Children {
         self.by_pid.is_empty()
     }
 
-    /// Every pid, increasing.
     pub(crate) fn pids(&self) -> Vec<i32> {
         self.by_pid.keys().copied().collect()
     }
@@ -265,12 +258,12 @@ impl Children {
         let pid = sys::spawn_child(&child)
             .map_err(|e| Error::io(format!("start {}", spec.command.display()), e))?;
         drop(private_read);
+        let number = generation.number;
         log::debug!(
-            "service={} pid={pid} generation={} started",
-            spec.name,
-            generation.number
+            "service={} pid={pid} generation={number} started",
+            spec.name
         );
-        let child = Child::new(&spec.name, generation.number, private_write);
+        let child = Child::new(&spec.name, number, private_write);
         self.insert(pid as i32, child);
         Ok(())
     }
@@ -307,14 +300,14 @@ impl Generation {
 mod tests {
     use super::*;
 
-    fn child(service: &str, generation: u64, started: Instant) -> Child {
+    fn child(service: &str, generation: u64, started: Instant, detached: bool) -> Child {
         Child {
             service: service.to_owned(),
             generation,
             started,
             private: None,
             detach_check: None,
-            detached: false,
+            detached,
         }
     }
 
@@ -325,52 +318,39 @@ mod tests {
         assert_eq!(show(ExitReason::Exited(1)), "exit status 1");
         let killed = |signal, core| ExitReason::Killed { signal, core };
         assert_eq!(show(killed(Signal::SIGKILL, false)), "killed by SIGKILL");
-        assert_eq!(
-            show(killed(Signal::SIGSEGV, true)),
-            "killed by SIGSEGV (core dumped)"
-        );
+        let segv = show(killed(Signal::SIGSEGV, true));
+        assert_eq!(segv, "killed by SIGSEGV (core dumped)");
     }
 
     #[test]
     fn only_an_end_is_an_exit_reason_and_only_exit_0_is_clean() {
-        let pid = Pid::from_raw(42);
+        let (pid, from) = (Pid::from_raw(42), ExitReason::from_wait);
+        let exited = ExitReason::Exited(3);
+        assert_eq!(from(WaitStatus::Exited(pid, 3)), Some((pid, exited)));
+        let (signal, core) = (Signal::SIGTERM, false);
+        let killed = ExitReason::Killed { signal, core };
         assert_eq!(
-            ExitReason::from_wait(WaitStatus::Exited(pid, 3)),
-            Some((pid, ExitReason::Exited(3)))
-        );
-        let killed = ExitReason::Killed {
-            signal: Signal::SIGTERM,
-            core: false,
-        };
-        assert_eq!(
-            ExitReason::from_wait(WaitStatus::Signaled(pid, Signal::SIGTERM, false)),
+            from(WaitStatus::Signaled(pid, signal, core)),
             Some((pid, killed))
         );
-        assert_eq!(
-            ExitReason::from_wait(WaitStatus::Stopped(pid, Signal::SIGSTOP)),
-            None
-        );
-        assert_eq!(ExitReason::from_wait(WaitStatus::Continued(pid)), None);
-        assert_eq!(ExitReason::from_wait(WaitStatus::StillAlive), None);
+        assert_eq!(from(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
+        assert_eq!(from(WaitStatus::Continued(pid)), None);
+        assert_eq!(from(WaitStatus::StillAlive), None);
         assert!(ExitReason::Exited(0).is_clean());
-        assert!(!ExitReason::Exited(1).is_clean());
-        assert!(!killed.is_clean());
+        assert!(!exited.is_clean() && !killed.is_clean());
     }
 
     #[test]
     fn a_child_serves_drains_or_is_detached() {
-        let now = Instant::now();
-        let mut c = child("web", 2, now);
+        let (now, secs) = (Instant::now(), Duration::from_secs);
+        let c = child("web", 2, now, false);
         assert_eq!(c.state(2), ChildState::Serving);
         assert_eq!(c.state(3), ChildState::Draining);
-        c.detached = true;
+        let c = child("web", 2, now, true);
         assert_eq!(c.state(2), ChildState::Detached);
         assert_eq!(c.state(3), ChildState::Detached);
-        assert_eq!(
-            c.uptime(now + Duration::from_secs(2)),
-            Duration::from_secs(2)
-        );
-        assert_eq!(c.uptime(now - Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(c.uptime(now + secs(2)), secs(2));
+        assert_eq!(c.uptime(now - secs(1)), Duration::ZERO);
     }
 
     #[test]
@@ -378,16 +358,12 @@ mod tests {
         let now = Instant::now();
         let mut t = Children::default();
         assert!(t.is_empty());
-        t.insert(10, child("web", 1, now));
-        t.insert(11, child("web", 2, now));
-        t.insert(12, child("web", 2, now));
-        t.insert(13, child("mail", 2, now));
-        let mut gone = child("web", 2, now);
-        gone.detached = true;
-        t.insert(14, gone);
-        let mut old_gone = child("web", 1, now);
-        old_gone.detached = true;
-        t.insert(15, old_gone);
+        t.insert(10, child("web", 1, now, false));
+        t.insert(11, child("web", 2, now, false));
+        t.insert(12, child("web", 2, now, false));
+        t.insert(13, child("mail", 2, now, false));
+        t.insert(14, child("web", 2, now, true));
+        t.insert(15, child("web", 1, now, true));
         assert_eq!((t.len(), t.pids()), (6, vec![10, 11, 12, 13, 14, 15]));
         assert_eq!(t.serving("web", 2), 2);
         assert_eq!(t.serving("web", 1), 1);
@@ -397,35 +373,28 @@ mod tests {
         assert_eq!(t.detached("mail"), 0);
         assert_eq!(t.remove(13).map(|c| c.service), Some("mail".to_owned()));
         assert!(t.remove(13).is_none());
-        assert!(t.get(13).is_none() && t.get(10).is_some());
+        assert!(t.get(13).is_none() && t.get(10).is_some() && !t.is_empty());
     }
 
     #[test]
     fn a_closed_pipe_is_checked_after_the_settle_time() {
-        let now = Instant::now();
+        let (now, ms) = (Instant::now(), Duration::from_millis);
         let mut t = Children::default();
         for pid in [1, 2, 3] {
             let (_read, write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
             t.insert(pid, Child::new("web", 1, write));
         }
-        t.insert(4, child("web", 1, now)); // no pipe (detached or reloaded): not watched
+        t.insert(4, child("web", 1, now, false)); // no pipe (detached, reloaded): not watched
         assert_eq!(t.watched(), [1, 2, 3]);
         assert_eq!(t.next_detach_check(), None);
         t.pipe_closed(2, now);
-        t.pipe_closed(3, now + Duration::from_millis(10));
+        t.pipe_closed(3, now + ms(10));
         t.pipe_closed(99, now); // reaped meanwhile: nothing to do
         assert_eq!(t.watched(), [1], "a pending check is not polled again");
         assert_eq!(t.next_detach_check(), Some(now + DETACH_SETTLE));
         assert!(t.detach_checks_due(now).is_empty());
-        assert!(
-            t.detach_checks_due(now + DETACH_SETTLE - Duration::from_millis(1))
-                .is_empty()
-        );
+        assert!(t.detach_checks_due(now + DETACH_SETTLE - ms(1)).is_empty());
         assert_eq!(t.detach_checks_due(now + DETACH_SETTLE), [2]);
-        assert_eq!(t.detach_checks_due(now + Duration::from_secs(1)), [2, 3]);
-        for (_, c) in t.iter_mut() {
-            c.detach_check = None;
-        }
-        assert_eq!(t.next_detach_check(), None);
+        assert_eq!(t.detach_checks_due(now + ms(1000)), [2, 3]);
     }
 }

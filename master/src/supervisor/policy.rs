@@ -1,7 +1,7 @@
 //! Restart policy: crash-loop backoff, rounds of starts, reset, reload and the detach throttle.
 //!
-//! Pure logic: no processes, no clock. Every method takes `now` (and the child's start time),
-//! so the tests below drive it with made-up instants.
+//! Pure logic on the instants the caller passes (`now`, a child's start): no processes, no
+//! clock, so the tests below drive it with made-up times.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,6 @@ pub(crate) const START: Duration = Duration::from_millis(100);
 pub(crate) const CAP: Duration = Duration::from_secs(30);
 /// A child that lived this long was healthy: the delay resets.
 pub(crate) const HEALTHY: Duration = Duration::from_secs(1);
-/// Warn once a service has this many detached processes per `server-proc-count`.
-const DETACHED_PER_PROC: usize = 4;
 
 /// Exponential backoff per service: 100 ms doubling to 30 s, reset by a child that lived 1 s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,12 +57,10 @@ impl LastExit {
     }
 }
 
-/// Whether a service may start children now.
+/// Whether a service starts missing children at once (`Running`) or waits out its backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Starts missing children at once.
     Running,
-    /// Waits out its backoff delay.
     Backoff,
 }
 
@@ -139,7 +135,8 @@ impl RestartPolicy {
     }
 
     /// A serving child `pid`, started at `started`, was reaped at `now` with `reason`; returns
-    /// the delay before its replacement starts.
+    /// the delay before its replacement starts. A young death is an abnormal exit within 1 s
+    /// or a clean one within 100 ms.
     pub(crate) fn exited(
         &mut self,
         pid: i32,
@@ -154,51 +151,38 @@ impl RestartPolicy {
             lived,
             at: now,
         });
-        self.child_gone(started, lived, reason.is_clean(), now)
+        // Clean exits that lived a little are normal for servers that exit after N requests
+        // (Postfix's max_use): only one within 100 ms is young.
+        let young = lived < if reason.is_clean() { START } else { HEALTHY };
+        self.child_gone(started, young, now)
     }
 
     /// A serving child started at `started` detached at `now`; returns the delay before its
-    /// replacement starts.
-    ///
-    /// A detach within 1 s of the start counts as a young death: a server that closes fd 4 at
+    /// replacement starts. A detach within 1 s is a young death: a server that closes fd 4 at
     /// start-up (a wrapper script, `closefrom(3)`) must not make the master fork without limit.
     pub(crate) fn detached(&mut self, started: Instant, now: Instant) -> Duration {
-        self.child_gone(started, now.saturating_duration_since(started), false, now)
+        let young = now.saturating_duration_since(started) < HEALTHY;
+        self.child_gone(started, young, now)
     }
 
-    /// A child could not be started at `now`: back off as after a death at birth, counted
-    /// from now. Returns the delay.
+    /// A child could not be started at `now`: back off as after a death at birth; the delay.
     pub(crate) fn spawn_failed(&mut self, now: Instant) -> Duration {
         let delay = self.backoff.on_exit(Duration::ZERO);
         self.next_start = now + delay;
         delay
     }
 
-    /// A child stopped counting (it exited or detached) after `lived`; returns the delay
-    /// before the next start.
-    ///
-    /// A young death (an abnormal exit or a detach within 1 s, a clean exit within 100 ms)
-    /// raises the backoff once per round of starts; anything older resets it. Clean exits that
-    /// lived a little are normal for servers that exit after N requests (Postfix's max_use).
-    fn child_gone(
-        &mut self,
-        started: Instant,
-        lived: Duration,
-        clean: bool,
-        now: Instant,
-    ) -> Duration {
+    /// A child stopped counting (it exited or detached); returns the delay before the next
+    /// start. A young death raises the backoff once per round of starts; anything older
+    /// resets it.
+    fn child_gone(&mut self, started: Instant, young: bool, now: Instant) -> Duration {
         self.restarts += 1;
-        let young = if clean {
-            lived < START
-        } else {
-            lived < HEALTHY
-        };
         if !young {
             self.backoff = Backoff::default();
             return self.next_start.saturating_duration_since(now);
         }
         if self.last_bump.is_none_or(|bump| started >= bump) {
-            let delay = self.backoff.on_exit(lived);
+            let delay = self.backoff.on_exit(Duration::ZERO);
             self.last_bump = Some(now);
             self.next_start = self.next_start.max(now + delay);
         }
@@ -209,7 +193,7 @@ impl RestartPolicy {
 /// True when a service has so many detached processes that the operator should look: four per
 /// `server-proc-count` (at least four).
 pub(crate) fn too_many_detached(detached: usize, proc_count: usize) -> bool {
-    detached >= DETACHED_PER_PROC * proc_count.max(1)
+    detached >= 4 * proc_count.max(1)
 }
 
 #[cfg(test)]
@@ -311,8 +295,7 @@ mod tests {
         p.exited(1, KILLED, t0, t0 + ms(10)); // next start at 110 ms
         // A healthy child of the previous generation dies meanwhile: the level resets, but
         // the start already scheduled stays where it was.
-        let old = t0 - ms(5000);
-        assert_eq!(p.exited(2, KILLED, old, t0 + ms(60)), ms(50));
+        assert_eq!(p.exited(2, KILLED, t0 - ms(5000), t0 + ms(60)), ms(50));
         assert_eq!(p.next_start(), t0 + ms(110));
         assert_eq!(p.exited(3, KILLED, t0 + ms(110), t0 + ms(120)), START);
     }
@@ -328,8 +311,7 @@ mod tests {
         assert_eq!(p.exited(3, KILLED, t0, t0 + ms(30)), ms(80));
         assert_eq!(p.next_start(), t0 + ms(110));
         // The next round, started after the bump (here exactly at it), counts again.
-        let round2 = t0 + ms(10);
-        assert_eq!(p.exited(4, KILLED, round2, t0 + ms(40)), ms(200));
+        assert_eq!(p.exited(4, KILLED, t0 + ms(10), t0 + ms(40)), ms(200));
         assert_eq!(p.next_start(), t0 + ms(240));
         // A child started just before that bump belongs to round 2: no new bump.
         assert_eq!(p.exited(5, KILLED, t0 + ms(39), t0 + ms(50)), ms(190));
@@ -358,11 +340,9 @@ mod tests {
         let mut p = RestartPolicy::new(t0);
         assert_eq!(p.spawn_failed(t0), START);
         assert_eq!(p.next_start(), t0 + START);
-        let later = t0 + ms(1000);
-        assert_eq!(p.spawn_failed(later), ms(200));
-        assert_eq!(p.next_start(), later + ms(200));
-        assert_eq!(p.restarts(), 0);
-        assert_eq!(p.last_exit(), None);
+        assert_eq!(p.spawn_failed(t0 + ms(1000)), ms(200));
+        assert_eq!(p.next_start(), t0 + ms(1200));
+        assert_eq!((p.restarts(), p.last_exit()), (0, None));
     }
 
     #[test]
@@ -372,12 +352,15 @@ mod tests {
         assert_eq!(p.detached(t0, t0 + HEALTHY - ms(1)), START);
         let started = t0 + ms(2000);
         assert_eq!(p.detached(started, started + HEALTHY), Duration::ZERO);
-        assert_eq!(p.restarts(), 2);
-        assert_eq!(p.last_exit(), None, "a detach is no exit");
+        assert_eq!(
+            (p.restarts(), p.last_exit()),
+            (2, None),
+            "a detach is no exit"
+        );
     }
 
     #[test]
-    fn reload_starts_at_once_but_keeps_the_level() {
+    fn reload_starts_at_once_keeps_the_level_and_starts_a_fresh_round() {
         let t0 = Instant::now();
         let mut p = RestartPolicy::new(t0);
         p.exited(1, KILLED, t0, t0 + ms(10));
@@ -387,19 +370,9 @@ mod tests {
         assert!(p.is_due(hup), "the new generation starts at once");
         assert_eq!(p.restarts(), 2);
         assert_eq!(p.last_exit().map(|e| e.pid), Some(2));
-        // The new generation crash-loops too: the delay doubles on from 200 ms.
-        assert_eq!(p.exited(3, KILLED, hup, hup + ms(10)), ms(400));
-    }
-
-    #[test]
-    fn reload_forgets_the_round() {
-        // A reload starts a fresh round: the first young death after it bumps, even for a
-        // child started before the last bump.
-        let t0 = Instant::now();
-        let mut p = RestartPolicy::new(t0);
-        p.exited(1, KILLED, t0, t0 + ms(500));
-        let mut p = p.reloaded(t0 + ms(500));
-        assert_eq!(p.exited(2, KILLED, t0 + ms(100), t0 + ms(600)), ms(200));
+        // The first young death after it bumps (doubling on from 200 ms), even for a child
+        // started before the last bump.
+        assert_eq!(p.exited(3, KILLED, t0 + ms(205), hup + ms(10)), ms(400));
     }
 
     #[test]
@@ -409,15 +382,8 @@ mod tests {
         let reason = ExitReason::Exited(3);
         p.exited(42, reason, t0, t0 + ms(1500));
         let last = *p.last_exit().expect("recorded");
-        assert_eq!(
-            last,
-            LastExit {
-                pid: 42,
-                reason,
-                lived: ms(1500),
-                at: t0 + ms(1500)
-            }
-        );
+        let want = (42, reason, ms(1500), t0 + ms(1500));
+        assert_eq!((last.pid, last.reason, last.lived, last.at), want);
         assert_eq!(last.ago(t0 + ms(4000)), ms(2500));
         assert_eq!(last.ago(t0), Duration::ZERO);
         assert_eq!(p.restarts(), 1);
