@@ -1,12 +1,12 @@
 //! The supervisor loop: spawn children per service, reap and restart them, reload, stop.
 //!
-//! Its parts, each pointing only at what is below it:
-//! - `children`: the child table (service, generation, pipes, serving/draining/detached),
-//!   reaping with a typed exit reason, the generation pipe.
-//! - `policy`: when a service may start its next child (crash-loop backoff, rounds, reset,
-//!   reload, detach throttle); pure logic on `Instant`s.
+//! Its parts, bottom up; each uses only those above it in this list:
 //! - `listener_set`: the bound listeners by address, bound all or nothing on start and reload.
-//! - this file: the loop that ties them to signals and `poll`.
+//! - `children`: starting a child (fd layout, argv), the child table (service, generation,
+//!   pipes, serving/draining/detached), reaping into a typed exit reason, the generation pipe.
+//! - `policy`: when a service may start its next child (crash-loop backoff, rounds, reset,
+//!   reload, detach throttle); pure logic on `Instant`s, it only borrows `ExitReason`.
+//! - this file: the loop that ties them to signals and `poll`, reload and stop.
 //!
 //! Design notes (the reload handshake):
 //! - One generation pipe per generation. Children get its write end as fd 3; the master keeps
@@ -14,9 +14,9 @@
 //!   generation see POLLERR on fd 3: softstop. A dying master closes it too.
 //! - Each child gets the read end of a private pipe as fd 4; the master polls the write end.
 //!   POLLERR there means the child closed fd 4: it exited or detached. Exits close fd 4 a moment
-//!   before the child becomes reapable, so the master waits [`children::DETACH_SETTLE`] and calls it a
-//!   detach only if the child was not reaped meanwhile — a crashing child is never mistaken for
-//!   a detached one (which would bypass the crash-loop backoff).
+//!   before the child becomes reapable, so the master waits [`children::DETACH_SETTLE`] and
+//!   calls it a detach only if the child was not reaped meanwhile — a crashing child is never
+//!   mistaken for a detached one (which would bypass the crash-loop backoff).
 
 mod children;
 mod listener_set;
