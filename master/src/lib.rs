@@ -16,7 +16,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backoff;
 mod error;
 mod listeners;
 mod logsvc;
@@ -35,11 +34,11 @@ use zmaster_core::cli::CommandLine;
 use zmaster_core::config::{Config, ServiceFile};
 use zmaster_core::logging::{self, LogTarget};
 
-pub use backoff::Backoff;
 pub use error::{Error, ErrorKind, Result};
 pub use logsvc::{LogService, Rotation};
 pub use pidfile::{LockState, PidFile, try_lock};
 pub use services::{DEFAULT_BACKLOG, Service, load_config_from_dir, validate};
+pub use supervisor::Backoff;
 
 /// The default grace period between SIGTERM and SIGKILL at stop (`master-stop-timeout`).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);

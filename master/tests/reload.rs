@@ -242,3 +242,53 @@ fn reload_adds_and_removes_listeners() {
         "{master_fds:?}"
     );
 }
+
+#[test]
+fn reload_terminates_the_children_of_a_removed_service_even_if_they_ignore_softstop() {
+    // `sleep` never looks at fd 3: closing the generation pipe does not stop it, only the
+    // SIGTERM the master sends to children of a service the new config no longer has.
+    let s = Setup::new();
+    let script = s.path("deaf.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    s.write_cf(
+        "deaf",
+        &format!(
+            "server-command = {}\nserver-service = 127.0.0.1:{}\nserver-proc-count = 1\n",
+            script.display(),
+            free_port()
+        ),
+    );
+    s.probe_service("probe", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let master = s.start_master(&[]);
+    let deaf = wait_for(Duration::from_secs(5), "the sleep child", || {
+        let kids = master.wait_children(2);
+        kids.into_iter().find(|k| exe_name(*k) == "sleep")
+    });
+    std::fs::remove_file(s.etc().join("deaf.cf")).unwrap();
+    master.signal(Signal::SIGHUP);
+    wait_for(
+        Duration::from_secs(5),
+        "the removed service's child to exit",
+        || (!is_alive(deaf)).then_some(()),
+    );
+    let log = master.log_text();
+    assert!(
+        log.contains(&format!(
+            "service=deaf pid={deaf} stopping: its service was removed"
+        )),
+        "{log}"
+    );
+    wait_for(Duration::from_secs(5), "the exit line", || {
+        let log = master.log_text();
+        log.contains(&format!(
+            "service=deaf pid={deaf} (old-generation) exited: killed by SIGTERM"
+        ))
+        .then_some(())
+    });
+    assert_eq!(
+        master.wait_children(1).len(),
+        1,
+        "the probe service runs on"
+    );
+}

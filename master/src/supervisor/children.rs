@@ -1,0 +1,400 @@
+//! The children table: starting a child, its service, generation, pipes and state, how it ended.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+use zmaster_core::protocol;
+
+use super::listener_set::ListenerSet;
+use crate::error::{Error, ErrorKind, Result};
+use crate::services::Service;
+use crate::sys;
+
+/// How long after fd 4 closes a child must still be unreaped to count as detached.
+pub(crate) const DETACH_SETTLE: Duration = Duration::from_millis(50);
+
+/// Why a child ended; prints as the master's log lines say it (`exit status 1`,
+/// `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitReason {
+    /// It called `exit(code)`.
+    Exited(i32),
+    /// A signal ended it (`core`: it left a core file).
+    Killed { signal: Signal, core: bool },
+}
+
+impl ExitReason {
+    /// The pid and reason of a child that ended; `None` for a status that is no end (stopped,
+    /// continued, still alive).
+    pub(crate) fn from_wait(status: WaitStatus) -> Option<(Pid, ExitReason)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid, ExitReason::Exited(code))),
+            WaitStatus::Signaled(pid, signal, core) => {
+                Some((pid, ExitReason::Killed { signal, core }))
+            }
+            _ => None,
+        }
+    }
+
+    /// `exit(0)`: the only clean end.
+    pub(crate) fn is_clean(&self) -> bool {
+        *self == ExitReason::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Exited(code) => write!(f, "exit status {code}"),
+            ExitReason::Killed { signal, core } => {
+                let core = if *core { " (core dumped)" } else { "" };
+                write!(f, "killed by {signal}{core}")
+            }
+        }
+    }
+}
+
+/// Reaps one ended child without blocking; `None` when none is left to reap now.
+pub(crate) fn reap_one() -> Option<(i32, ExitReason)> {
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
+            Ok(status) => {
+                if let Some((pid, reason)) = ExitReason::from_wait(status) {
+                    return Some((pid.as_raw(), reason));
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::error!("waitpid failed: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// What a child is doing: `Serving` (current generation, attached: it counts towards
+/// `server-proc-count`), `Draining` (an older generation: softstopped, finishing its
+/// connections) or `Detached` (it closed fd 4 and lives on unsupervised, replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    Serving,
+    Draining,
+    Detached,
+}
+
+/// One child process.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) service: String,
+    pub(crate) generation: u64,
+    pub(crate) started: Instant,
+    /// The write end of the child's private pipe, while the child is attached.
+    pub(crate) private: Option<OwnedFd>,
+    /// Set when fd 4 closed: decide at this time whether it was a detach.
+    pub(crate) detach_check: Option<Instant>,
+    pub(crate) detached: bool,
+}
+
+impl Child {
+    /// A child of `service` in `generation`, just started, with the master's end of its pipe.
+    pub(crate) fn new(service: &str, generation: u64, private: OwnedFd) -> Child {
+        Child {
+            service: service.to_owned(),
+            generation,
+            started: Instant::now(),
+            private: Some(private),
+            detach_check: None,
+            detached: false,
+        }
+    }
+
+    /// Its state while `current` is the running generation.
+    pub(crate) fn state(&self, current: u64) -> ChildState {
+        if self.detached {
+            ChildState::Detached
+        } else if self.generation != current {
+            ChildState::Draining
+        } else {
+            ChildState::Serving
+        }
+    }
+
+    /// How long it has run at `now`.
+    pub(crate) fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+}
+
+/// Every child the master started and has not reaped, by pid.
+#[derive(Debug, Default)]
+pub(crate) struct Children {
+    by_pid: BTreeMap<i32, Child>,
+}
+
+impl Children {
+    pub(crate) fn insert(&mut self, pid: i32, child: Child) {
+        self.by_pid.insert(pid, child);
+    }
+
+    pub(crate) fn remove(&mut self, pid: i32) -> Option<Child> {
+        self.by_pid.remove(&pid)
+    }
+
+    pub(crate) fn get(&self, pid: i32) -> Option<&Child> {
+        self.by_pid.get(&pid)
+    }
+
+    pub(crate) fn get_mut(&mut self, pid: i32) -> Option<&mut Child> {
+        self.by_pid.get_mut(&pid)
+    }
+
+    /// Every child, by increasing pid.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i32, &Child)> {
+        self.by_pid.iter().map(|(pid, c)| (*pid, c))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (i32, &mut Child)> {
+        self.by_pid.iter_mut().map(|(pid, c)| (*pid, c))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_pid.is_empty()
+    }
+
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        self.by_pid.keys().copied().collect()
+    }
+
+    /// How many children of `service` serve in generation `current`.
+    pub(crate) fn serving(&self, service: &str, current: u64) -> usize {
+        self.by_pid
+            .values()
+            .filter(|c| c.service == service && c.state(current) == ChildState::Serving)
+            .count()
+    }
+
+    /// How many children of `service` detached (of any generation).
+    pub(crate) fn detached(&self, service: &str) -> usize {
+        self.by_pid
+            .values()
+            .filter(|c| c.detached && c.service == service)
+            .count()
+    }
+
+    /// The children whose fd 4 the master still watches: attached, no detach check pending.
+    pub(crate) fn watched(&self) -> Vec<i32> {
+        self.iter()
+            .filter(|(_, c)| c.private.is_some() && c.detach_check.is_none())
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The earliest pending detach check.
+    pub(crate) fn next_detach_check(&self) -> Option<Instant> {
+        self.by_pid.values().filter_map(|c| c.detach_check).min()
+    }
+
+    /// fd 4 of `pid` closed at `now`: check after [`DETACH_SETTLE`] whether it detached.
+    pub(crate) fn pipe_closed(&mut self, pid: i32, now: Instant) {
+        if let Some(child) = self.by_pid.get_mut(&pid) {
+            child.detach_check = Some(now + DETACH_SETTLE);
+        }
+    }
+
+    /// The children whose detach check is due at `now`.
+    pub(crate) fn detach_checks_due(&self, now: Instant) -> Vec<i32> {
+        self.iter()
+            .filter(|(_, c)| c.detach_check.is_some_and(|t| t <= now))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Starts a child of `spec` in `generation` with its listeners from `listeners`: fd 3 the
+    /// generation pipe, fd 4 a new private pipe, fd 5+ the listeners (LIB-ZC's layout).
+    pub(crate) fn spawn(
+        &mut self,
+        spec: &Service,
+        generation: &Generation,
+        listeners: &ListenerSet,
+        config_dir: &Path,
+        child_args: &[OsString],
+    ) -> Result<()> {
+        let (private_read, private_write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("create private pipe", e.into()))?;
+        let mut fds = vec![generation.write.as_raw_fd(), private_read.as_raw_fd()];
+        let mut kinds = Vec::with_capacity(spec.addrs.len());
+        for sa in &spec.addrs {
+            let listener = listeners.get(&sa.addr).ok_or_else(|| {
+                Error::new(ErrorKind::Io, format!("listener {} is not bound", sa.addr))
+            })?;
+            fds.push(listener.fd().as_raw_fd());
+            kinds.push((sa.name.as_str(), sa.addr.kind()));
+        }
+        let inherited = protocol::assign_listener_fds(kinds);
+        let cf_path = std::path::absolute(&spec.cf_path).unwrap_or_else(|_| spec.cf_path.clone());
+        let mut argv = protocol::child_argv(&spec.command, config_dir, &cf_path, &inherited);
+        argv.extend(child_args.iter().cloned());
+        let child = sys::ChildSpec {
+            program: &spec.command,
+            argv: &argv,
+            fds,
+            chroot: spec.chroot.as_deref(),
+            chdir: spec.chdir.as_deref(),
+        };
+        let pid = sys::spawn_child(&child)
+            .map_err(|e| Error::io(format!("start {}", spec.command.display()), e))?;
+        drop(private_read);
+        let number = generation.number;
+        log::debug!(
+            "service={} pid={pid} generation={number} started",
+            spec.name
+        );
+        let child = Child::new(&spec.name, number, private_write);
+        self.insert(pid as i32, child);
+        Ok(())
+    }
+
+    /// Sends `signal` to every child (errors ignored: a child may be gone already).
+    pub(crate) fn signal_all(&self, signal: Signal) {
+        for pid in self.by_pid.keys() {
+            let _ = kill(Pid::from_raw(*pid), signal);
+        }
+    }
+}
+
+/// A generation: its pipe (read end kept, write end handed to children).
+#[derive(Debug)]
+pub(crate) struct Generation {
+    pub(crate) number: u64,
+    _read: OwnedFd,
+    pub(crate) write: OwnedFd,
+}
+
+impl Generation {
+    pub(crate) fn new(number: u64) -> Result<Generation> {
+        let (read, write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("create generation pipe", e.into()))?;
+        Ok(Generation {
+            number,
+            _read: read,
+            write,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(service: &str, generation: u64, started: Instant, detached: bool) -> Child {
+        Child {
+            service: service.to_owned(),
+            generation,
+            started,
+            private: None,
+            detach_check: None,
+            detached,
+        }
+    }
+
+    #[test]
+    fn exit_reasons_print_like_the_log_lines() {
+        let show = |r: ExitReason| r.to_string();
+        assert_eq!(show(ExitReason::Exited(0)), "exit status 0");
+        assert_eq!(show(ExitReason::Exited(1)), "exit status 1");
+        let killed = |signal, core| ExitReason::Killed { signal, core };
+        assert_eq!(show(killed(Signal::SIGKILL, false)), "killed by SIGKILL");
+        let segv = show(killed(Signal::SIGSEGV, true));
+        assert_eq!(segv, "killed by SIGSEGV (core dumped)");
+    }
+
+    #[test]
+    fn only_an_end_is_an_exit_reason_and_only_exit_0_is_clean() {
+        let (pid, from) = (Pid::from_raw(42), ExitReason::from_wait);
+        let exited = ExitReason::Exited(3);
+        assert_eq!(from(WaitStatus::Exited(pid, 3)), Some((pid, exited)));
+        let (signal, core) = (Signal::SIGTERM, false);
+        let killed = ExitReason::Killed { signal, core };
+        assert_eq!(
+            from(WaitStatus::Signaled(pid, signal, core)),
+            Some((pid, killed))
+        );
+        assert_eq!(from(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
+        assert_eq!(from(WaitStatus::Continued(pid)), None);
+        assert_eq!(from(WaitStatus::StillAlive), None);
+        assert!(ExitReason::Exited(0).is_clean());
+        assert!(!exited.is_clean() && !killed.is_clean());
+    }
+
+    #[test]
+    fn a_child_serves_drains_or_is_detached() {
+        let (now, secs) = (Instant::now(), Duration::from_secs);
+        let c = child("web", 2, now, false);
+        assert_eq!(c.state(2), ChildState::Serving);
+        assert_eq!(c.state(3), ChildState::Draining);
+        let c = child("web", 2, now, true);
+        assert_eq!(c.state(2), ChildState::Detached);
+        assert_eq!(c.state(3), ChildState::Detached);
+        assert_eq!(c.uptime(now + secs(2)), secs(2));
+        assert_eq!(c.uptime(now - secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_table_counts_serving_and_detached_children_per_service() {
+        let now = Instant::now();
+        let mut t = Children::default();
+        assert!(t.is_empty());
+        t.insert(10, child("web", 1, now, false));
+        t.insert(11, child("web", 2, now, false));
+        t.insert(12, child("web", 2, now, false));
+        t.insert(13, child("mail", 2, now, false));
+        t.insert(14, child("web", 2, now, true));
+        t.insert(15, child("web", 1, now, true));
+        assert_eq!((t.len(), t.pids()), (6, vec![10, 11, 12, 13, 14, 15]));
+        assert_eq!(t.serving("web", 2), 2);
+        assert_eq!(t.serving("web", 1), 1);
+        assert_eq!(t.serving("mail", 2), 1);
+        assert_eq!(t.serving("nope", 2), 0);
+        assert_eq!(t.detached("web"), 2);
+        assert_eq!(t.detached("mail"), 0);
+        assert_eq!(t.remove(13).map(|c| c.service), Some("mail".to_owned()));
+        assert!(t.remove(13).is_none());
+        assert!(t.get(13).is_none() && t.get(10).is_some() && !t.is_empty());
+    }
+
+    #[test]
+    fn a_closed_pipe_is_checked_after_the_settle_time() {
+        let (now, ms) = (Instant::now(), Duration::from_millis);
+        let mut t = Children::default();
+        for pid in [1, 2, 3] {
+            let (_read, write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+            t.insert(pid, Child::new("web", 1, write));
+        }
+        t.insert(4, child("web", 1, now, false)); // no pipe (detached, reloaded): not watched
+        assert_eq!(t.watched(), [1, 2, 3]);
+        assert_eq!(t.next_detach_check(), None);
+        t.pipe_closed(2, now);
+        t.pipe_closed(3, now + ms(10));
+        t.pipe_closed(99, now); // reaped meanwhile: nothing to do
+        assert_eq!(t.watched(), [1], "a pending check is not polled again");
+        assert_eq!(t.next_detach_check(), Some(now + DETACH_SETTLE));
+        assert!(t.detach_checks_due(now).is_empty());
+        assert!(t.detach_checks_due(now + DETACH_SETTLE - ms(1)).is_empty());
+        assert_eq!(t.detach_checks_due(now + DETACH_SETTLE), [2]);
+        assert_eq!(t.detach_checks_due(now + ms(1000)), [2, 3]);
+    }
+}
