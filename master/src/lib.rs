@@ -91,7 +91,7 @@ fn child_args(overrides: &Config) -> Vec<OsString> {
         .collect()
 }
 
-/// Runs the master with `args` (without argv[0]) and returns the process exit status:
+/// Runs the master with `args` (without `argv[0]`) and returns the process exit status:
 /// 0 after a clean stop (or `--try-lock`: not running), 1 on any error (one line on stderr).
 pub fn main<I, S>(args: I, hooks: Hooks) -> i32
 where
