@@ -306,6 +306,46 @@ mod tests {
     }
 
     #[test]
+    fn setup_line_names_the_options_in_use() {
+        let d = BenchConfig::default().setup_line();
+        assert!(
+            d.contains(
+                "; 32 conns, 1 client thread(s), 64 B lines, 1s warm-up + 5s measured per server"
+            ),
+            "{d}"
+        );
+        assert!(d.ends_with("measured per server"), "{d}");
+        assert!(d.contains(" CPU (") && d.contains(", Linux "), "{d}");
+        let c = BenchConfig {
+            repeat: 3,
+            idle: 50,
+            connect: ConnectRows::Only,
+            connect_conns: 7,
+            ..BenchConfig::default()
+        }
+        .setup_line();
+        assert!(
+            c.contains("; 32 conns, 7 conns in connect rows, 1 client thread(s),"),
+            "{c}"
+        );
+        assert!(
+            c.ends_with("per server, median of 3, 50 idle conns per server"),
+            "{c}"
+        );
+        let one = BenchConfig {
+            idle: 1,
+            connect: ConnectRows::Also,
+            ..BenchConfig::default()
+        }
+        .setup_line();
+        assert!(
+            one.ends_with("per server, 1 idle conns per server"),
+            "{one}"
+        );
+        assert!(one.contains("10 conns in connect rows"), "{one}");
+    }
+
+    #[test]
     fn validate_ranges() {
         let ok = BenchConfig::default();
         assert!(ok.validate().is_ok());

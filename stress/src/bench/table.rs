@@ -112,6 +112,15 @@ impl BenchReport {
     /// The latency chart: one panel per placement, load kind and server thread count
     /// (P × W); the epoll reference joins every panel of its placement and load kind.
     pub fn svg(&self) -> String {
+        svg::latency_chart(
+            "echo latency percentiles (log scale)",
+            &self.setup,
+            &self.panels(),
+        )
+    }
+
+    /// The chart's panels, in the order their first row ran.
+    fn panels(&self) -> Vec<Panel> {
         let mut panels: Vec<(Placement, LoadKind, Option<usize>, Panel)> = Vec::new();
         let mut refs: Vec<&BenchRow> = Vec::new();
         for r in &self.rows {
@@ -137,8 +146,7 @@ impl BenchReport {
                 panel_of(&mut panels, (r.placement, r.spec.load, None)).push(series(r));
             }
         }
-        let panels: Vec<Panel> = panels.into_iter().map(|(.., p)| p).collect();
-        svg::latency_chart("echo latency percentiles (log scale)", &self.setup, &panels)
+        panels.into_iter().map(|(.., p)| p).collect()
     }
 }
 
@@ -292,6 +300,9 @@ pub(super) mod tests {
                 row(Cpu0, Connect, None, None, Server::Epoll, 10.0),
                 row(Free, Echo, Some(1), Some(1), Server::ZmasterAio, 30.0),
                 row(Free, Echo, None, Some(1), Server::Tokio, 20.0),
+                row(Free, Connect, Some(1), Some(1), Server::ZmasterAio, 5.0),
+                // A reference without throughput gives no ratio (not inf).
+                row(Free, Connect, None, None, Server::Epoll, 0.0),
             ],
             setup: "test setup".into(),
         }
@@ -312,6 +323,7 @@ pub(super) mod tests {
             "| cpu0 | connect | 2×1 | zmaster+echo-aio | 9 | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.90 | - |",
             // no epoll row in the unpinned placement; tokio at 1 thread there.
             "| unpinned | echo | 1×1 | zmaster+echo-aio | 30 | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | 1.50 |",
+            "| unpinned | connect | 1×1 | zmaster+echo-aio | 5 | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | - |",
             "skipped: not built",
         ] {
             assert!(md.contains(needle), "{needle}\nmissing in\n{md}");
@@ -326,12 +338,66 @@ pub(super) mod tests {
             text.lines().any(|l| l.starts_with("placement  load")),
             "{text}"
         );
+        let panels: Vec<(String, Vec<String>)> = r
+            .panels()
+            .into_iter()
+            .map(|p| (p.title, p.series.into_iter().map(|s| s.name).collect()))
+            .collect();
+        let want = [
+            (
+                "cpu0, echo, 2 server thread(s)",
+                &[
+                    "zmaster+echo-aio 2×1",
+                    "zmaster+echo-aio 1×2",
+                    "echo-tokio",
+                    "echo-epoll",
+                ][..],
+            ),
+            (
+                "cpu0, connect, 2 server thread(s)",
+                &["zmaster+echo-aio 2×1", "echo-epoll"],
+            ),
+            (
+                "unpinned, echo, 1 server thread(s)",
+                &["zmaster+echo-aio 1×1", "echo-tokio"],
+            ),
+            // A reference row without throughput still has its latency curve.
+            (
+                "unpinned, connect, 1 server thread(s)",
+                &["zmaster+echo-aio 1×1", "echo-epoll"],
+            ),
+        ];
+        let want: Vec<(String, Vec<String>)> = want
+            .iter()
+            .map(|(t, s)| (t.to_string(), s.iter().map(|n| n.to_string()).collect()))
+            .collect();
+        assert_eq!(panels, want);
         let svg = r.svg();
-        // Panels: cpu0 echo 2 threads (aio 2×1, aio 1×2, tokio, epoll), cpu0 connect 2
-        // threads (aio, epoll), unpinned echo 1 thread (aio, tokio).
-        assert_eq!(svg.matches("<polyline").count(), 8, "{svg}");
-        assert!(svg.contains("cpu0, connect, 2 server thread(s)"), "{svg}");
-        assert!(svg.contains("zmaster+echo-aio 1×2"), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 10, "{svg}");
+    }
+
+    #[test]
+    fn text_table_alignment() {
+        let text = report().table_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "test setup");
+        // Head columns left-aligned, figures right-aligned, two spaces apart; the skipped
+        // row's message does not widen the req/s column.
+        let want = [
+            "placement  load     P×W  server                  req/s  p50  p99   p99.9  errors  srv CPU µs/req  idle KiB/conn  ÷epoll  ÷tokio",
+            "cpu0       echo     2×1  zmaster+echo-aio           50  100  900  20.0ms       0            12.5            4.5    0.50    1.25",
+            "cpu0       echo     1×2  zmaster+echo-aio           60  100  900  20.0ms       0            12.5     2.0 (4/10)    0.60    1.50",
+            "cpu0       echo     1×1  zmaster+echo-coroutine  skipped: not built",
+        ];
+        assert_eq!(lines[1..5], want, "{text}");
+        assert!(
+            lines[5].starts_with("cpu0       echo     2    echo-tokio    "),
+            "{text}"
+        );
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with("P×W: ")),
+            "{text}"
+        );
     }
 
     #[test]
