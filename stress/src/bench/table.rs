@@ -401,6 +401,42 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn short_message_stays_left_aligned() {
+        let mut failed = row(
+            Placement::Cpu0,
+            LoadKind::Echo,
+            None,
+            None,
+            Server::Epoll,
+            0.0,
+        );
+        failed.outcome = Err("no run".into());
+        let ok = row(
+            Placement::Cpu0,
+            LoadKind::Echo,
+            None,
+            Some(1),
+            Server::Tokio,
+            1234567.0,
+        );
+        let r = BenchReport {
+            rows: vec![ok, failed],
+            setup: "s".into(),
+        };
+        let text = r.table_text();
+        assert!(
+            text.lines()
+                .any(|l| l == "cpu0       echo  1*   echo-epoll  no run"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("cpu0       echo  1    echo-tokio  1234567  ")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn epoll_alone_gets_its_own_panel() {
         let r = BenchReport {
             rows: vec![row(
