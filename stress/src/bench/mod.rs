@@ -302,3 +302,58 @@ fn median(mut runs: Vec<Measure>) -> Option<Measure> {
     let mid = runs.len() / 2;
     (mid < runs.len()).then(|| runs.swap_remove(mid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(rps: f64) -> Measure {
+        Measure {
+            rps,
+            p50: 0,
+            p90: 0,
+            p99: 0,
+            p999: 0,
+            max: 0,
+            errors: 0,
+            curve: Vec::new(),
+            server_cpu_us: None,
+        }
+    }
+
+    #[test]
+    fn median_run_by_throughput() {
+        let pick = |v: &[f64]| median(v.iter().map(|&r| m(r)).collect()).map(|x| x.rps);
+        assert_eq!(pick(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(pick(&[5.0, 9.0, 1.0, 7.0, 3.0]), Some(5.0));
+        assert_eq!(
+            pick(&[2.0, 1.0]),
+            Some(2.0),
+            "the upper middle of an even count"
+        );
+        assert_eq!(pick(&[4.0]), Some(4.0));
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn shapes_and_labels() {
+        let spec = |procs, workers| RowSpec {
+            load: LoadKind::Connect,
+            server: Server::ZmasterAio,
+            procs,
+            workers,
+        };
+        assert_eq!(spec(Some(2), Some(3)).shape(), "2×3");
+        assert_eq!(spec(Some(2), Some(3)).total_threads(), 6);
+        assert_eq!(spec(None, Some(4)).shape(), "4");
+        assert_eq!(spec(None, Some(4)).total_threads(), 4);
+        assert_eq!(spec(None, None).shape(), "1*");
+        assert_eq!(spec(None, None).total_threads(), 1);
+        assert_eq!(spec(Some(3), None).total_threads(), 3);
+        assert_eq!(spec(Some(3), None).shape(), "3×1");
+        assert_eq!(
+            (LoadKind::Echo.label(), LoadKind::Connect.label()),
+            ("echo", "connect")
+        );
+    }
+}
