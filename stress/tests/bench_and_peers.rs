@@ -208,4 +208,12 @@ fn bench_procs_connect_rows_idle_and_json() {
         20 - ran / 2,
         "{json}"
     );
+    for row in json.split("{\"placement\":").skip(1) {
+        if row.contains("\"load\":\"connect\"") {
+            assert!(
+                row.contains("\"idle\":null"),
+                "no idle on connect rows: {row}"
+            );
+        }
+    }
 }
