@@ -12,6 +12,8 @@
 //!   draws its latency chart.
 //! - [`args`] parses the command line by hand; [`echo`] is the line-echo core shared by the
 //!   baseline peers.
+//! - [`fuzz`] holds the fuzz-target bodies for zmaster-core's parsers, shared by the
+//!   cargo-fuzz crate in `stress/fuzz/` and the stable corpus replay in `tests/fuzz_corpus.rs`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -34,6 +36,7 @@ pub mod bench;
 pub mod chaos;
 mod conn;
 pub mod echo;
+pub mod fuzz;
 pub mod load;
 pub mod procs;
 pub mod report;
