@@ -332,6 +332,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     load,
                     kill_rate,
                     hup_rate,
+                    count_victim_conns: false,
                 },
                 json,
             })

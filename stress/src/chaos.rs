@@ -41,6 +41,9 @@ pub struct ChaosConfig {
     pub kill_rate: f64,
     /// SIGHUPs to the master per second (`--hup-rate`).
     pub hup_rate: f64,
+    /// Before each SIGKILL, SIGSTOP the victim and count its TCP connections on the load's
+    /// port ([`ChaosEvent::victim_conns`]): the requests a kill may fail (TCP targets only).
+    pub count_victim_conns: bool,
 }
 
 /// What chaos did to the master.
@@ -67,6 +70,9 @@ pub struct ChaosEvent {
     pub first: Option<Duration>,
     /// Time until every expected new child appeared (a kill expects 1).
     pub complete: Option<Duration>,
+    /// The victim's connections on the load's port, counted while it was stopped right
+    /// before the kill (with [`ChaosConfig::count_victim_conns`]).
+    pub victim_conns: Option<usize>,
     expect: usize,
 }
 
@@ -167,16 +173,21 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                     if live.iter().any(|c| !old_gen.contains(c)) {
                         live.retain(|c| !old_gen.contains(c));
                     }
+                    let mut conns = None;
                     let action = if live.is_empty() {
                         Action::Failed("no live child to kill".into())
                     } else {
                         let victim = live[(rng.next() % live.len() as u64) as usize];
+                        conns = victim_conns(cfg, master, victim);
                         match procs::signal_child(master, victim, Signal::SIGKILL) {
                             Ok(()) => Action::Kill(victim),
                             Err(e) => Action::Failed(format!("SIGKILL {victim}: {e}")),
                         }
                     };
                     push_event(&mut events, &mut pending, now - t0, action, 1);
+                    if let Some(e) = events.last_mut() {
+                        e.victim_conns = conns;
+                    }
                 }
                 if let (Some(at), Some(p)) = (next_hup, hup_p)
                     && now >= at
@@ -212,6 +223,17 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     })
 }
 
+/// The victim's connections on a TCP target's port, with it stopped (see the config field).
+fn victim_conns(cfg: &ChaosConfig, master: i32, victim: i32) -> Option<usize> {
+    let crate::args::Target::Tcp(addr) = &cfg.load.target else {
+        return None;
+    };
+    if !cfg.count_victim_conns {
+        return None;
+    }
+    procs::freeze_and_count_tcp(master, victim, addr.port()).ok()
+}
+
 fn push_event(
     events: &mut Vec<ChaosEvent>,
     pending: &mut VecDeque<usize>,
@@ -226,6 +248,7 @@ fn push_event(
         new_pids: Vec::new(),
         first: None,
         complete: None,
+        victim_conns: None,
         expect,
     });
     if waits {
@@ -310,7 +333,10 @@ impl ChaosReport {
                 _ => "no new child observed".to_string(),
             };
             let what = match &e.action {
-                Action::Kill(p) => format!("SIGKILL child {p}: {obs}"),
+                Action::Kill(p) => match e.victim_conns {
+                    Some(n) => format!("SIGKILL child {p} ({n} load conns): {obs}"),
+                    None => format!("SIGKILL child {p}: {obs}"),
+                },
                 Action::Hup(_) => format!("SIGHUP master: {obs}"),
                 Action::Failed(m) => format!("could not signal: {m}"),
             };

@@ -123,6 +123,71 @@ pub fn signal_child(parent: i32, child: i32, sig: Signal) -> io::Result<()> {
     }
 }
 
+/// Stop `child` (a live child of `parent`) with SIGSTOP, wait (up to 2 s) until each of its
+/// threads is stopped, and count its established TCP connections with local port `port`.
+/// A stopped process accepts nothing more, so the count is exactly what a SIGKILL sent next
+/// takes down (connections still in the listen queue belong to the listener, not to it).
+///
+/// # Errors
+/// `child` is no longer `parent`'s child, or its /proc entries are unreadable.
+pub fn freeze_and_count_tcp(parent: i32, child: i32, port: u16) -> io::Result<usize> {
+    signal_child(parent, child, Signal::SIGSTOP)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !all_threads_stopped(child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    tcp_conns_of(child, port)
+}
+
+/// Whether every thread of `pid` is stopped (`T`/`t`) or gone.
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        matches!(state, None | Some("T" | "t" | "Z" | "X"))
+    })
+}
+
+/// Established TCP connections (IPv4 or IPv6) with local port `port` among `pid`'s fds.
+fn tcp_conns_of(pid: i32, port: u16) -> io::Result<usize> {
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(link) = std::fs::read_link(fd?.path()) else {
+            continue;
+        };
+        let link = link.to_string_lossy();
+        if let Some(ino) = link
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            inodes.push(ino.to_string());
+        }
+    }
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        n += established_on(&text, port)
+            .filter(|ino| inodes.iter().any(|i| i == ino))
+            .count();
+    }
+    Ok(n)
+}
+
+/// The inodes of a `/proc/net/tcp` table's ESTABLISHED (`01`) sockets with local port `port`.
+fn established_on(table: &str, port: u16) -> impl Iterator<Item = &str> {
+    let want = format!(":{port:04X}");
+    table.lines().skip(1).filter_map(move |line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ok = f.len() > 9 && f[1].ends_with(&want) && f[3] == "01";
+        ok.then(|| f[9])
+    })
+}
+
 /// Read a pid file (first line, a decimal pid).
 ///
 /// # Errors
@@ -238,6 +303,22 @@ impl Drop for ChildGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn established_sockets_by_local_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1
+   1: 0100007F:1F40 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1
+   2: 0100007F:C350 0100007F:1F40 01 00000000:00000000 00:00000000 00000000     0        0 333 1
+   3: 0100007F:1F41 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 444 1
+   4: 0100007F:1F40 0100007F:C352 06 00000000:00000000 00:00000000 00000000     0        0 555 1
+";
+        // 8000 = 0x1F40: the listener (0A), the client side (remote 8000), a TIME_WAIT (06)
+        // and another port are not counted.
+        assert_eq!(established_on(table, 8000).collect::<Vec<_>>(), ["222"]);
+        assert_eq!(established_on(table, 8001).collect::<Vec<_>>(), ["444"]);
+        assert_eq!(established_on(table, 80).count(), 0);
+    }
 
     #[test]
     fn vm_rss_line() {
