@@ -218,12 +218,14 @@ pub fn addr_target(data: &[u8]) {
     }
 }
 
-/// Known gap (reported, not ours to fix): a nameless unix/fifo address whose path holds `://`
-/// (`://local:/a://b`) displays as `local:/a://b`, which reads as a name with a `:`.
+/// Known gap (reported, not ours to fix): a nameless unix/fifo address whose display holds
+/// `://` (path `/a://b` from `://local:/a://b`, or `//x` from a bare `//x`) shows as
+/// `local:/a://b` or `local://x`, which reads back as a name (`local:/a`, refused; `local`,
+/// another address).
 fn display_reparses(s: &addr::ServiceAddr) -> bool {
     match &s.addr {
-        Address::Unix(p) | Address::Fifo(p) => {
-            !(s.name.is_empty() && p.to_string_lossy().contains("://"))
+        Address::Unix(_) | Address::Fifo(_) => {
+            !(s.name.is_empty() && s.to_string().contains("://"))
         }
         Address::Inet(_) => true,
     }
@@ -275,3 +277,54 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
 
 /// Every target name.
 pub const TARGETS: [&str; 3] = ["config", "addr", "service"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_oracle_follows_spec_2() {
+        for ok in [
+            "",
+            " \t\r",
+            "# x",
+            "  #",
+            "a=",
+            " a = b ",
+            "a==",
+            "\u{a0}k = v",
+        ] {
+            assert!(line_ok(ok), "{ok:?}");
+        }
+        for bad in ["=", " = v", "\t=", "words", "\u{a0}", "a b"] {
+            assert!(!line_ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_known_gap_skips_the_round_trip() {
+        for gap in ["://local:/a://b", "//x", "://fifo://y"] {
+            let s = addr::parse_entry(gap).expect("parses");
+            assert!(!display_reparses(&s), "{gap}");
+        }
+        for fine in [
+            "n://local:/a://b",
+            "n:////x",
+            "local:/a",
+            "/x//",
+            "0:1",
+            "fifo:/x",
+        ] {
+            let s = addr::parse_entry(fine).expect("parses");
+            assert!(display_reparses(&s), "{fine}");
+        }
+    }
+
+    #[test]
+    fn targets_by_name() {
+        for t in TARGETS {
+            assert!(target(t).is_some(), "{t}");
+        }
+        assert!(target("config ").is_none());
+    }
+}
