@@ -118,11 +118,11 @@ fn open_fifo(path: &Path) -> io::Result<OwnedFd> {
         }
         Err(e) => return Err(e),
     }
-    // Read-write so the FIFO never reports EOF when the last writer goes.
+    // Read-write so the FIFO never reports EOF when the last writer goes (std adds O_CLOEXEC).
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     Ok(file.into())
 }

@@ -150,6 +150,22 @@ fn a_live_stream_listener_is_kept_a_stale_one_removed() {
 }
 
 #[test]
+fn a_socket_that_cannot_be_probed_is_an_error_not_live_nor_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("s.sock");
+    let _socket = UnixDatagram::bind(&short).unwrap();
+    // Renamed to a path too long for a sockaddr_un: stat sees a socket, the probe cannot
+    // connect at all. That is neither "someone answers" nor "stale".
+    let long = dir.path().join("x".repeat(120));
+    fs::rename(&short, &long).unwrap();
+    for kind in [SocketKind::Datagram, SocketKind::Stream] {
+        let err = remove_stale_socket(&long, kind).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{kind:?}: {err}");
+        assert!(long.exists());
+    }
+}
+
+#[test]
 fn a_live_listener_with_a_full_backlog_is_live_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("busy.sock");
