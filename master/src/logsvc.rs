@@ -203,6 +203,9 @@ mod tests {
         for bad in ["", "/s", "/s,", ",/p", "/s,/p,week", "/s,/p,day,x"] {
             assert!(LogService::parse(bad).is_err(), "{bad:?}");
         }
+        let long = format!("/s,/p,{}", "w".repeat(4_000));
+        let err = LogService::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains("…(4006 bytes)"), "{err}");
     }
 
     #[test]

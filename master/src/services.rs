@@ -294,6 +294,19 @@ mod tests {
     }
 
     #[test]
+    fn a_long_bad_command_is_quoted_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = format!("/no/{}", "c".repeat(3_000));
+        write(
+            dir.path(),
+            "x.cf",
+            &format!("server-command = {command}\nserver-service = 127.0.0.1:7001\n"),
+        );
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains("…(3004 bytes)"), "{err}");
+    }
+
+    #[test]
     fn a_relative_command_with_a_slash_is_a_file_not_a_path_lookup() {
         // validate makes such commands absolute first; check_command itself must not send
         // them to the PATH lookup either.

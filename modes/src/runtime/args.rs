@@ -187,6 +187,25 @@ mod tests {
     }
 
     #[test]
+    fn long_user_values_are_quoted_cut_in_errors() {
+        let long = "v".repeat(5_000);
+        let cut = "…(5000 bytes)";
+        for bad in [
+            args(&["x", &long]),
+            args(&["x", "alone", "-server-service", "a", &long]),
+        ] {
+            let err = parse_args(bad).unwrap_err().to_string();
+            assert!(err.len() < 300 && err.ends_with(cut), "{err}");
+        }
+        for key in ["server-coroutine-stack-size", "server-log-level"] {
+            let mut c = Config::new();
+            c.set(key, &long);
+            let err = Settings::from_config(&c).unwrap_err().to_string();
+            assert!(err.len() < 300 && err.contains(cut), "{err}");
+        }
+    }
+
+    #[test]
     fn settings_defaults_and_errors() {
         let s = Settings::from_config(&Config::new()).unwrap();
         assert!(s.thread_count >= 1);
