@@ -63,6 +63,14 @@ fn check_config(text: &str, path: &Path) {
         }
     };
     assert!(lines.iter().all(|l| line_ok(l)), "accepted a bad line");
+    let mut last = std::collections::HashMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let l = l.trim_start_matches(BLANKS);
+        if let Some((k, _)) = l.split_once('=').filter(|_| !l.starts_with('#')) {
+            last.insert(k.trim_end_matches(BLANKS), i + 1);
+        }
+    }
+    assert_eq!(last.len(), cf.len(), "keys set");
     for key in cf.keys() {
         let loc = cf
             .location(key)
@@ -73,14 +81,10 @@ fn check_config(text: &str, path: &Path) {
         assert_eq!(k.trim_end_matches(BLANKS), key, "line {}", loc.line);
         let value = cf.get(key).expect("a listed key has a value");
         assert_eq!(value, v.trim_matches(BLANKS), "line {}", loc.line);
-        // A later duplicate wins: no later line sets the same key.
-        assert!(
-            lines[loc.line..].iter().all(|l| {
-                let l = l.trim_start_matches(BLANKS);
-                l.starts_with('#')
-                    || l.split_once('=')
-                        .is_none_or(|(k, _)| k.trim_end_matches(BLANKS) != key)
-            }),
+        // A later duplicate wins: the value is from the last line that sets the key.
+        assert_eq!(
+            last.get(key),
+            Some(&loc.line),
             "key {key:?}: an earlier line won"
         );
         check_typed(
