@@ -78,6 +78,15 @@ impl<L, R> Hooks<L, R> {
         self
     }
 
+    /// The hooks of a mode's one-call `serve` (`aio::serve`, `coroutine::serve`): every
+    /// listener, whatever its service name and kind, registered by `register`, and a softstop
+    /// drains open connections.
+    pub fn serve_every_listener(mut register: impl FnMut(L) -> Result<R> + 'static) -> Self {
+        Hooks::new()
+            .service_register(move |_name, listener, _kind| register(listener))
+            .drain_on_softstop()
+    }
+
     /// Whether a softstop drains open connections: [`Hooks::drain_on_softstop`] or a
     /// `before_softstop` hook.
     pub fn drains_on_softstop(&self) -> bool {

@@ -17,6 +17,7 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use zmaster_core::error::quoted;
 use zmaster_pool::Listener;
 
 use super::args;
@@ -66,8 +67,12 @@ impl ServiceListener {
     /// failed.
     pub fn into_listener(self) -> Result<Listener> {
         let name = self.name;
-        Listener::from_fd(self.fd, self.kind)
-            .map_err(|e| Error::io(format!("set up the listener of service {name:?}"), e))
+        Listener::from_fd(self.fd, self.kind).map_err(|e| {
+            Error::io(
+                format!("set up the listener of service {}", quoted(&name)),
+                e,
+            )
+        })
     }
 }
 
@@ -173,7 +178,7 @@ where
                     Some(hook) => hook(&name, l, kind),
                     None => Err(Error::new(
                         ErrorKind::Register,
-                        format!("no service_register hook for service {name:?}"),
+                        format!("no service_register hook for service {}", quoted(&name)),
                     )),
                 });
         match registration {
