@@ -238,6 +238,13 @@ fn peer_reset_does_not_hurt_the_server() {
 
 #[test]
 fn serves_unix_sockets_and_logs_fifo_lines() {
+    // Both modes serve a FIFO (coroutine mode through `fifo_register`) and log its lines.
+    for bin in BINS {
+        unix_and_fifo(bin);
+    }
+}
+
+fn unix_and_fifo(bin: &str) {
     use std::io::BufRead;
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,7 +256,7 @@ fn serves_unix_sockets_and_logs_fifo_lines() {
         sock.display(),
         fifo.display()
     );
-    let child = Command::new(AIO)
+    let child = Command::new(bin)
         .args(["alone", "-server-service", &spec])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
