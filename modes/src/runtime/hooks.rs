@@ -9,9 +9,8 @@ type RegisterHook<L, R> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<R>>;
 type BeforeServiceHook = Box<dyn FnOnce(&Config) -> Result<()>>;
 
 /// The hooks of a server (SPEC §7), generic over the mode's listener type `L` and what its
-/// `service_register` hook returns per listener, `R` (the mode's registration; `()` for a mode
-/// that keeps registrations of its own).
-pub struct Hooks<L, R = ()> {
+/// `service_register` hook returns per listener, `R` (the mode's registration).
+pub struct Hooks<L, R> {
     pub(crate) service_register: Option<RegisterHook<L, R>>,
     pub(crate) before_service: Option<BeforeServiceHook>,
     pub(crate) before_softstop: Option<Box<dyn FnOnce()>>,
