@@ -50,10 +50,9 @@
 //!
 //! fn echo(conn: Connection) {
 //!     let (mut lines, mut line) = (BufReader::new(&conn), String::new());
-//!     while lines.read_line(&mut line).unwrap_or(0) > 0 {
-//!         if (&conn).write_all(line.as_bytes()).is_err() {
-//!             return;
-//!         }
+//!     while lines.read_line(&mut line).unwrap_or(0) > 0
+//!         && (&conn).write_all(line.as_bytes()).is_ok()
+//!     {
 //!         line.clear();
 //!     }
 //! }
