@@ -266,3 +266,39 @@ where
 {
     runtime::server_main(args, hooks, CoroutineMode)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO read waits for data (the fd is non-blocking: EAGAIN, then poll) and ends at EOF.
+    #[test]
+    fn fifo_reads_wait_for_data_then_end() {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let listener = Listener::from_fd(read, ListenerKind::Fifo).expect("non-blocking FIFO");
+        let Listener::Fifo(fd) = listener else {
+            panic!("a FIFO listener");
+        };
+        let reader = std::thread::spawn(move || {
+            let mut got = String::new();
+            Fifo::new(fd).read_to_string(&mut got).map(|_| got)
+        });
+        nix::unistd::write(&write, b"poke\n").expect("write");
+        drop(write);
+        assert_eq!(reader.join().expect("reader").expect("read"), "poke\n");
+    }
+
+    #[test]
+    fn serve_hooks_drain_and_register_every_socket_listener() {
+        let hooks = serve_hooks(drop);
+        assert!(hooks.drains_on_softstop());
+        let mut register = hooks.service_register.expect("a service_register hook");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = tcp.local_addr().expect("addr").to_string();
+        let registration = register("svc", Listener::Tcp(tcp), ListenerKind::Inet).expect("ok");
+        assert_eq!(registration.listener().describe(), addr);
+        let (read, _write) = nix::unistd::pipe().expect("pipe");
+        let err = register("f", Listener::Fifo(read), ListenerKind::Fifo).expect_err("a FIFO");
+        assert!(err.to_string().contains("fifo_register"), "{err}");
+    }
+}
