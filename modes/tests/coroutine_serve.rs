@@ -1,7 +1,6 @@
 //! `coroutine::serve`'s hooks in a real server process under a fake master (SPEC §5 fds):
 //! every listener is served by the one handler in coroutines, and a softstop drains the open
-//! connection without a `before_softstop` hook; a registration is a value whose drop closes
-//! its listener.
+//! connection without a `before_softstop` hook, and plain hooks exit at once.
 //!
 //! The server process is this test binary run again with `--exact serve_child`: the
 //! `serve_child` test serves only when `ZM_CO_SERVE_CHILD` is set (otherwise it returns at
@@ -10,14 +9,13 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::Duration;
 
-use zmaster_modes::coroutine::{self, Connection, Hooks, Registration};
+use zmaster_modes::coroutine::{self, Connection, Hooks};
 
 /// How long one wait may take before it counts as a hang.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -198,43 +196,4 @@ fn hooks_without_a_drain_exit_at_once_on_softstop() {
     served.wait_log("softstop reason=");
     assert!(served.wait_exit(), "the server exits 0");
     assert_eq!(held.ask("after"), None, "the open connection was cut");
-}
-
-/// A registration is a value: dropping it instead of returning it closes the listener. (A unix
-/// socket: its path cannot be taken over by a concurrent test, as a freed TCP port can.)
-#[test]
-fn a_dropped_registration_closes_its_listener() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for style in ["general", "loop"] {
-        let path = dir.path().join(format!("{style}.sock"));
-        let unix = coroutine::Listener::Unix(UnixListener::bind(&path).expect("bind"));
-        let registration: Registration = match style {
-            "general" => coroutine::general_register(unix, echo),
-            _ => coroutine::loop_register(unix, echo),
-        }
-        .expect("registration");
-        assert_eq!(
-            registration.listener().describe(),
-            path.display().to_string()
-        );
-        UnixStream::connect(&path).expect("listening while registered");
-        drop(registration);
-        let refused = UnixStream::connect(&path).expect_err("nobody listens");
-        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
-    }
-}
-
-/// A FIFO needs `fifo_register` and a socket the other two: the mismatch is refused with the
-/// function to use instead.
-#[test]
-fn registering_with_the_wrong_function_names_the_right_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("svc.sock");
-    let unix = coroutine::Listener::Unix(UnixListener::bind(&path).expect("bind"));
-    let err = coroutine::fifo_register(unix, drop).expect_err("a socket is no FIFO");
-    assert!(err.to_string().contains("general_register"), "{err}");
-    let (read, _write) = nix::unistd::pipe().expect("pipe");
-    let fifo = coroutine::Listener::Fifo(read);
-    let err = coroutine::general_register(fifo, echo).expect_err("a FIFO is no socket");
-    assert!(err.to_string().contains("fifo_register"), "{err}");
 }
