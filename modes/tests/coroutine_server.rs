@@ -4,7 +4,7 @@
 //! wrong function is refused. (No test here forks: a forked child would hold a copy of a
 //! listener until its exec, so those live in `coroutine_serve.rs`.)
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
@@ -124,4 +124,40 @@ fn registering_with_the_wrong_function_names_the_right_one() {
     let fifo = coroutine::Listener::Fifo(read);
     let err = coroutine::general_register(fifo, echo).expect_err("a FIFO is no socket");
     assert!(err.to_string().contains("fifo_register"), "{err}");
+}
+
+/// `Connection`'s own I/O calls reach its stream (used from a plain thread: they block it).
+#[test]
+fn connection_io_timeouts_and_shutdown_reach_the_stream() {
+    let (a, b) = coroutine::net::UnixStream::pair().expect("pair");
+    let (mut conn, mut peer) = (Connection::Unix(a), Connection::Unix(b));
+    // Generous: a read that never completes fails the test instead of hanging it.
+    peer.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("peer timeout");
+    conn.write_all(b"owned\n").expect("write");
+    let mut got = [0u8; 6];
+    peer.read_exact(&mut got).expect("read");
+    assert_eq!(&got, b"owned\n");
+    conn.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("read timeout");
+    let err = conn.read(&mut got).expect_err("nothing to read");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    conn.set_write_timeout(Some(Duration::from_millis(20)))
+        .expect("write timeout");
+    let chunk = vec![0u8; 64 * 1024];
+    let err = loop {
+        // Nobody reads `peer`: the socket buffer fills and a write times out.
+        if let Err(e) = (&conn).write(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    peer.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("generous timeout");
+    assert_eq!(
+        conn.read(&mut got).expect("EOF"),
+        0,
+        "the peer shut down writing"
+    );
 }
