@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+pub mod control;
 mod error;
 mod listeners;
 mod logsvc;
