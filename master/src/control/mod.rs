@@ -17,6 +17,7 @@
 
 mod client;
 mod protocol;
+mod render;
 mod server;
 
 pub use client::{MAX_REPLY, request};
@@ -24,4 +25,5 @@ pub use protocol::{
     ChildState, ChildStatus, LastExit, MAX_REQUEST, MasterStatus, Reply, Request, RequestError,
     ServiceState, ServiceStatus, Status, StopMode, parse_request,
 };
+pub use render::{human_duration, status_table};
 pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS, ReplyToken};
