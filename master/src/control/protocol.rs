@@ -281,7 +281,9 @@ mod tests {
     }
 
     fn error_of(line: &[u8]) -> String {
-        parse_request(line).unwrap_err().0
+        let e = parse_request(line).unwrap_err();
+        assert_eq!(e.to_string(), e.0, "Display is the message");
+        e.0
     }
 
     #[test]

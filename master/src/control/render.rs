@@ -98,13 +98,10 @@ pub fn status_table(status: &Status) -> String {
     }
     let mut line = |cells: &[&str]| {
         let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
-            }
+        for (cell, w) in cells.iter().zip(widths) {
+            let _ = write!(text, "{cell:<w$}  ");
         }
+        // The last column's padding goes: no trailing blanks.
         out.push_str(text.trim_end());
         out.push('\n');
     };
