@@ -1,7 +1,7 @@
 //! zmasterctl's status / reload / scale / stop output and exit codes against a fake master: the
 //! test holds the pid-file lock itself and answers on a control socket with canned replies.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -258,6 +258,9 @@ fn a_garbage_reply_is_an_error_not_a_crash() {
     let listener = UnixListener::bind(dir.path().join("m.pid.ctl")).unwrap();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&s).read_line(&mut request).unwrap();
+        assert_eq!(request, "{\"cmd\":\"status\"}\n");
         s.write_all(b"this is not json\n").unwrap();
     });
     let (code, _, err) = run(&pid_file, &["status"]);

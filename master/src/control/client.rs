@@ -25,10 +25,13 @@ pub fn request(path: &Path, request: &Request, timeout: Duration) -> io::Result<
     stream.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
-    stream.write_all(line.as_bytes())?;
+    // A server that refuses early (an error reply, then close) may make this write fail:
+    // its reply, if any, is still the better answer.
+    let written = stream.write_all(line.as_bytes());
     let mut reply = Vec::new();
     BufReader::new(stream.take(MAX_REPLY)).read_until(b'\n', &mut reply)?;
     if reply.is_empty() {
+        written?;
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the control socket closed without a reply",
