@@ -150,7 +150,7 @@ impl ControlServer {
         let mut events = [EpollEvent::empty(); 32];
         let n = self.epoll.wait(&mut events, PollTimeout::ZERO).unwrap_or(0);
         for event in &events[..n] {
-            let (key, flags) = (event.data(), event.events());
+            let key = event.data();
             if key == LISTENER {
                 self.accept(now);
                 continue;
@@ -161,11 +161,9 @@ impl ControlServer {
             let next = match client.phase {
                 Phase::Reading => client.read(now, self.timeout, ReplyToken(key), &mut answer),
                 Phase::Writing => client.write(),
-                // Hung up while its reply is pending: nobody to answer.
-                Phase::Waiting if flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) => {
-                    Next::Drop
-                }
-                Phase::Waiting => Next::Keep,
+                // A waiting client has no interest set: its only events are EPOLLHUP/EPOLLERR,
+                // a hang-up while its reply is pending. Nobody to answer.
+                Phase::Waiting => Next::Drop,
             };
             self.settle(key, next);
         }
