@@ -9,12 +9,12 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use util::{Client, echo, tcp_listener};
+use util::{ChildGuard, Client, echo, tcp_listener};
 use zmaster_pool::Pool;
 
 const CHILD_ENV: &str = "ZM_POOL_EMFILE_CHILD";
@@ -60,16 +60,6 @@ fn emfile_child() {
     std::process::exit(0);
 }
 
-/// Kills and reaps the child when the test ends, also on failure.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// User + system CPU time of `pid` in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
@@ -93,9 +83,9 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let mut guard = Guard(child);
-    let pid = guard.0.id();
-    let stdout = guard.0.stdout.take().expect("stdout");
+    let mut guard = ChildGuard::new(child);
+    let pid = guard.child.id();
+    let stdout = guard.child.stdout.take().expect("stdout");
     let port = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
@@ -106,7 +96,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .expect("child printed its port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (warn_tx, warn_rx) = mpsc::channel::<String>();
-    let stderr = guard.0.stderr.take().expect("stderr");
+    let stderr = guard.child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if warn_tx.send(line).is_err() {
@@ -152,7 +142,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         "child used {cpu:.2} s CPU in {wall:.2} s while out of descriptors"
     );
     assert!(
-        guard.0.try_wait().expect("try_wait").is_none(),
+        guard.child.try_wait().expect("try_wait").is_none(),
         "child still running"
     );
     let more: Vec<String> = warn_rx.try_iter().collect();
@@ -166,10 +156,10 @@ fn emfile_backs_off_without_spinning_and_recovers() {
     let mut c = Client::tcp(addr);
     assert_eq!(c.roundtrip(b"recovered"), b"recovered");
     assert!(
-        guard.0.try_wait().expect("try_wait").is_none(),
+        guard.child.try_wait().expect("try_wait").is_none(),
         "child still running"
     );
-    drop(guard.0.stdin.take());
-    let status = guard.0.wait().expect("wait");
+    drop(guard.child.stdin.take());
+    let status = guard.child.wait().expect("wait");
     assert!(status.success(), "child exit: {status}");
 }
