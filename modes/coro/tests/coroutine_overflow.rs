@@ -9,7 +9,6 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
 
-
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_CHILD";
 
 fn recurse(depth: u64) -> u64 {

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_MANY_CHILD";
 /// Threads of the first scheduler: every one of the former fixed table's slots.
 const BUSY: usize = 256;
