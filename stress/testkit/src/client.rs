@@ -52,16 +52,17 @@ pub struct LineClient<S: Stream = TcpStream> {
 }
 
 impl LineClient<TcpStream> {
-    /// Connects over TCP (with `TCP_NODELAY`, so a line is not held back).
+    /// Connects over TCP.
     pub fn connect(addr: SocketAddr) -> LineClient<TcpStream> {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_nodelay(true).expect("nodelay");
         LineClient::over(stream)
     }
 
-    /// The same as [`LineClient::connect`].
+    /// Connects over TCP with `TCP_NODELAY` (no line held back for coalescing).
     pub fn tcp(addr: SocketAddr) -> LineClient<TcpStream> {
-        LineClient::connect(addr)
+        let client = LineClient::connect(addr);
+        client.writer.set_nodelay(true).expect("nodelay");
+        client
     }
 }
 
@@ -131,6 +132,17 @@ impl<S: Stream> LineClient<S> {
         msg.push(b'\n');
         self.send(&msg);
         self.recv_line().expect("reply before end of stream")
+    }
+
+    /// Sends `line` and returns the answer line; `None` when the server closed (the send
+    /// failing counts as closed). A missing answer within the timeout panics.
+    pub fn ask(&mut self, line: &str) -> Option<String> {
+        let sent = self
+            .writer
+            .write_all(format!("{line}\n").as_bytes())
+            .is_ok();
+        let answer = self.read_line();
+        answer.filter(|_| sent)
     }
 
     /// Sends `line` and asserts the same line comes back.
