@@ -60,15 +60,6 @@ fn emfile_child() {
     std::process::exit(0);
 }
 
-/// User + system CPU time of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest = &stat[stat.rfind(')').expect("comm end") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm field: state is field 3, utime 14, stime 15.
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 #[test]
 fn emfile_backs_off_without_spinning_and_recovers() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -84,7 +75,6 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .spawn()
         .expect("spawn child");
     let mut guard = ChildGuard::new(child);
-    let pid = guard.child.id();
     let stdout = guard.child.stdout.take().expect("stdout");
     let port = BufReader::new(stdout)
         .lines()
@@ -132,10 +122,10 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .ok()
         .flatten()
         .unwrap_or(100) as f64;
-    let c0 = cpu_ticks(pid);
+    let c0 = guard.cpu_ticks();
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
-    let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_s;
+    let cpu = (guard.cpu_ticks() - c0) as f64 / ticks_per_s;
     let wall = w0.elapsed().as_secs_f64();
     assert!(
         cpu < 0.5 * wall,
