@@ -10,7 +10,6 @@
 mod util;
 
 use std::io;
-use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 
@@ -54,21 +53,7 @@ fn serve_child() {
 
 #[test]
 fn serve_drains_the_open_connection_on_softstop() {
-    let mut served = Served::start(CHILD_ENV, "drain");
-    let mut held = Client::connect(served.addr);
-    assert_eq!(held.ask("before").as_deref(), Some("before"));
-    drop(served.generation.take());
-    // Logged after accepting stopped: from here on only the open connection is served.
-    served.wait_log("softstop reason=");
-    let refused = TcpStream::connect(served.addr).expect_err("accepting stopped");
-    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
-    assert_eq!(
-        held.ask("during the drain").as_deref(),
-        Some("during the drain")
-    );
-    drop(held);
-    served.wait_log("drained: every connection finished");
-    assert!(served.wait_exit(), "the server exits 0 once drained");
+    util::drains_the_open_connection_on_softstop(CHILD_ENV, "drain");
 }
 
 #[test]
@@ -95,13 +80,7 @@ fn a_bad_argv_prints_usage_and_exits_1() {
 
 #[test]
 fn hooks_without_a_drain_exit_at_once_on_softstop() {
-    let mut served = Served::start(CHILD_ENV, "exit");
-    let mut held = Client::connect(served.addr);
-    assert_eq!(held.ask("before").as_deref(), Some("before"));
-    drop(served.generation.take());
-    served.wait_log("softstop reason=");
-    assert!(served.wait_exit(), "the server exits 0");
-    assert_eq!(held.ask("after"), None, "the open connection was cut");
+    util::exits_at_once_on_softstop(CHILD_ENV, "exit");
 }
 
 /// A registration is a value: dropping it instead of returning it closes the listener. (A unix

@@ -2,7 +2,8 @@
 //! master, and the testkit's shared helpers.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -72,4 +73,37 @@ impl Served {
         })
         .success()
     }
+}
+
+/// The drain scenario, the same for both modes: the server started with `env=style` serves
+/// a held connection through a softstop (generation pipe closed) while refusing new ones,
+/// then exits 0 once it is closed.
+pub fn drains_the_open_connection_on_softstop(env: &str, style: &str) {
+    let mut served = Served::start(env, style);
+    let mut held = Client::connect(served.addr);
+    assert_eq!(held.ask("before").as_deref(), Some("before"));
+    drop(served.generation.take());
+    // Logged after accepting stopped: from here on only the open connection is served.
+    served.wait_log("softstop reason=");
+    let refused = TcpStream::connect(served.addr).expect_err("accepting stopped");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        held.ask("during the drain").as_deref(),
+        Some("during the drain")
+    );
+    drop(held);
+    served.wait_log("drained: every connection finished");
+    assert!(served.wait_exit(), "the server exits 0 once drained");
+}
+
+/// Hooks without a drain, the same for both modes: on softstop the server exits 0 at once
+/// and the held connection is cut.
+pub fn exits_at_once_on_softstop(env: &str, style: &str) {
+    let mut served = Served::start(env, style);
+    let mut held = Client::connect(served.addr);
+    assert_eq!(held.ask("before").as_deref(), Some("before"));
+    drop(served.generation.take());
+    served.wait_log("softstop reason=");
+    assert!(served.wait_exit(), "the server exits 0");
+    assert_eq!(held.ask("after"), None, "the open connection was cut");
 }
