@@ -118,10 +118,7 @@ where
     S: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let ident = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+    let ident = zmaster_core::cli::program_name(args.first().map(OsString::as_os_str), "server");
     let fail = |e: &Error| {
         eprintln!("{ident}: {e}");
         if e.kind() == ErrorKind::Usage {
