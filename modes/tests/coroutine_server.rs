@@ -4,8 +4,10 @@
 //! wrong function is refused. (No test here forks: a forked child would hold a copy of a
 //! listener until its exec, so those live in `coroutine_serve.rs`.)
 
+mod util;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 use std::thread;
@@ -33,11 +35,7 @@ fn echo(conn: Connection) {
 }
 
 fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    format!("127.0.0.1:{port}")
+    format!("127.0.0.1:{}", util::free_port())
 }
 
 fn ask(addr: &str, line: &str) -> String {
