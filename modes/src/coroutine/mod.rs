@@ -78,8 +78,9 @@ mod serving;
 pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_started, stop_notify};
 pub use server::{
     Connection, Fifo, Hooks, Listener, Registration, Service, fifo_register, general_register,
-    loop_register, serve, serve_hooks, server_main,
+    loop_register, serve_hooks,
 };
+pub use serving::{serve, server_main};
 pub use zmaster_coro::{
     Config, DEFAULT_STACK_SIZE, Handle, MAX_STACK_SIZE, Scheduler, current_id, go, go_with_stack,
     in_coroutine, net, sleep, spawn_blocking, sync, yield_now,

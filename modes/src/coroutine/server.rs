@@ -1,4 +1,4 @@
-//! The coroutine mode's API: [`serve`] / [`serve_hooks`] for the common case, and LIB-ZC's
+//! The coroutine mode's API: [`serve`](super::serve) / [`serve_hooks`] for the common case, and LIB-ZC's
 //! registrations for the rest: [`general_register`] (the acceptor thread hands each
 //! connection to a new coroutine), [`loop_register`] (an accept loop running in a coroutine
 //! on the inherited listener) and [`fifo_register`] (a FIFO read on a thread of its own).
@@ -8,11 +8,9 @@
 //! `serving.rs`). A connection is handed over once and its handler coroutine stays on one
 //! scheduler thread.
 
-use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +19,6 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use zmaster_pool::Stream;
 
 use super::net::{TcpStream, UnixStream};
-use super::serving::CoroutineMode;
 use crate::runtime::{self, Error, ErrorKind, ListenerKind, Result};
 
 pub use zmaster_pool::Listener;
@@ -236,35 +233,14 @@ pub fn fifo_register(
     register(listener, Serve::Fifo(Box::new(handler)))
 }
 
-/// The hooks [`serve`] runs with: every listener served by `handler` through
+/// The hooks [`serve`](super::serve) runs with: every listener served by `handler` through
 /// [`general_register`], and a softstop drains open connections. Add `before_service` /
-/// `before_softstop` to them and pass them to [`server_main`] for more.
+/// `before_softstop` to them and pass them to [`server_main`](super::server_main) for more.
 pub fn serve_hooks(handler: impl Fn(Connection) + Send + Sync + 'static) -> Hooks {
     let handler: Handler = Arc::new(handler);
     Hooks::serve_every_listener(move |listener| {
         register(listener, Serve::Acceptor(Arc::clone(&handler)))
     })
-}
-
-/// Runs a coroutine server over the process's argv that serves every listener with
-/// `handler`: `handler(connection)` runs in a new coroutine for each accepted connection. On
-/// softstop it stops accepting and lets open connections finish (up to
-/// `server-stop-on-softstop-after`, 3600 s when that is 0). Returns the process exit status
-/// (1 after a usage or start-up error, e.g. a FIFO service: see [`fifo_register`]).
-pub fn serve(handler: impl Fn(Connection) + Send + Sync + 'static) -> ExitCode {
-    server_main(std::env::args_os(), serve_hooks(handler))
-}
-
-/// Runs a coroutine server: see [`runtime::server_main`] for the life cycle (argv `MASTER` or
-/// `alone`, config, hooks, softstop, detach). `server-thread-count` scheduler threads;
-/// `server-coroutine-stack-size` is the default stack. Pass `std::env::args_os()`.
-/// Returns the process exit status (1 after a usage or start-up error).
-pub fn server_main<I, S>(args: I, hooks: Hooks) -> ExitCode
-where
-    I: IntoIterator<Item = S>,
-    S: Into<OsString>,
-{
-    runtime::server_main(args, hooks, CoroutineMode)
 }
 
 #[cfg(test)]

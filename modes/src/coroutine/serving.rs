@@ -4,7 +4,9 @@
 //! Softstop stops both kinds of accepting at once, then waits for the handler coroutines
 //! (counted from accept to handler return) to finish.
 
+use std::ffi::OsString;
 use std::io;
+use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use zmaster_pool::{AcceptCallback, Acceptor, Stream};
 
 use super::net::{self, TcpListener, UnixListener};
-use super::server::{Connection, Fifo, Handler, Listener, Registration, Serve, Service};
+use super::server::{
+    Connection, Fifo, Handler, Hooks, Listener, Registration, Serve, Service, serve_hooks,
+};
 use super::{Config as SchedConfig, Scheduler};
 use crate::runtime::{Error, ErrorKind, Mode, Outcome, Result, Server, Serving};
 
@@ -290,4 +294,25 @@ impl Serving for CoroutineServing {
     fn wait_idle(&self, deadline: Instant) -> bool {
         self.counts.active.wait_idle(deadline)
     }
+}
+
+/// Runs a coroutine server over the process's argv that serves every listener with
+/// `handler`: `handler(connection)` runs in a new coroutine for each accepted connection. On
+/// softstop it stops accepting and lets open connections finish (up to
+/// `server-stop-on-softstop-after`, 3600 s when that is 0). Returns the process exit status
+/// (1 after a usage or start-up error, e.g. a FIFO service: see [`fifo_register`](super::fifo_register)).
+pub fn serve(handler: impl Fn(Connection) + Send + Sync + 'static) -> ExitCode {
+    server_main(std::env::args_os(), serve_hooks(handler))
+}
+
+/// Runs a coroutine server: see [`crate::runtime::server_main`] for the life cycle (argv `MASTER` or
+/// `alone`, config, hooks, softstop, detach). `server-thread-count` scheduler threads;
+/// `server-coroutine-stack-size` is the default stack. Pass `std::env::args_os()`.
+/// Returns the process exit status (1 after a usage or start-up error).
+pub fn server_main<I, S>(args: I, hooks: Hooks) -> ExitCode
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    crate::runtime::server_main(args, hooks, CoroutineMode)
 }
