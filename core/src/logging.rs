@@ -154,16 +154,6 @@ fn sink_for(
     (sink, fallback_warning)
 }
 
-fn level_word(level: log::Level) -> &'static str {
-    match level {
-        log::Level::Error => "error",
-        log::Level::Warn => "warning",
-        log::Level::Info => "info",
-        log::Level::Debug => "debug",
-        log::Level::Trace => "trace",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,7 +209,7 @@ mod tests {
             log::Level::Debug,
             log::Level::Trace,
         ]
-        .map(level_word);
+        .map(sink::level_word);
         assert_eq!(words, ["error", "warning", "info", "debug", "trace"]);
     }
 

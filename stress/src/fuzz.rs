@@ -1,11 +1,17 @@
 //! Fuzz-target bodies for the parsers a user or a master feeds: shared by the cargo-fuzz
 //! targets in `stress/fuzz/` (nightly) and their stable replay in `tests/fuzz_corpus.rs`.
 //!
+//! The control-socket request parser's target is in [`control`].
+//!
 //! Each `*_target(data)` takes any bytes and panics only when a property of the contract
 //! (SPEC §2, §3, §5) fails: the parser itself must never panic, and every error must say
 //! where: a config error names `file:line` (and that line really is malformed), an address or
 //! `-server-service` error quotes the entry. Accepted input is checked too: a config's every
 //! key and value is what its line says, a parsed address list re-parses from its display.
+
+mod control;
+
+pub use control::control_target;
 
 use std::path::{Path, PathBuf};
 
@@ -275,12 +281,13 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "config" => config_target,
         "addr" => addr_target,
         "service" => service_target,
+        "control" => control_target,
         _ => return None,
     })
 }
 
 /// Every target name.
-pub const TARGETS: [&str; 3] = ["config", "addr", "service"];
+pub const TARGETS: [&str; 4] = ["config", "addr", "service", "control"];
 
 #[cfg(test)]
 mod tests {

@@ -312,9 +312,10 @@ mod tests {
    2: 0100007F:C350 0100007F:1F40 01 00000000:00000000 00:00000000 00000000     0        0 333 1
    3: 0100007F:1F41 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 444 1
    4: 0100007F:1F40 0100007F:C352 06 00000000:00000000 00:00000000 00000000     0        0 555 1
+   5: 0100007F:1F40 0100007F:C353 01 00000000:00000000 00:00000000 00000000     0        0
 ";
         // 8000 = 0x1F40: the listener (0A), the client side (remote 8000), a TIME_WAIT (06)
-        // and another port are not counted.
+        // and another port are not counted; nor is a line cut before its inode.
         assert_eq!(established_on(table, 8000).collect::<Vec<_>>(), ["222"]);
         assert_eq!(established_on(table, 8001).collect::<Vec<_>>(), ["444"]);
         assert_eq!(established_on(table, 80).count(), 0);

@@ -1,6 +1,7 @@
-//! The fuzz targets on stable: every seed in `stress/fuzz/corpus/<target>/` is replayed
-//! through the same function the cargo-fuzz target calls, then proptest feeds each one random
-//! bytes and parser-shaped strings (bounded case counts: seconds, not minutes).
+//! The fuzz targets on stable (config, addr, service, control): every seed in
+//! `stress/fuzz/corpus/<target>/` is replayed through the same function the cargo-fuzz target
+//! calls, then proptest feeds each one random bytes and parser-shaped strings (bounded case
+//! counts: seconds, not minutes).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ fn addr_seeds() {
 #[test]
 fn service_seeds() {
     replay("service");
+}
+
+#[test]
+fn control_seeds() {
+    replay("control");
 }
 
 /// A check that cannot fail is a defect: each target does reject what breaks its property.
@@ -153,6 +159,21 @@ proptest! {
     }
 
     #[test]
+    fn control_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fuzz::control_target(&data);
+    }
+
+    #[test]
+    fn control_shaped(
+        cmd in "(status|reload|scale|stop|[a-z\\\\\n\"]{0,4})",
+        extra in r#"(,"(service|n|mode|x)":("[a-z\\\\\n]{0,4}"|-?[0-9]{1,21}|null|\[\]|"fast"|"graceful"))*"#,
+        tail in "[ \r\n}]{0,3}",
+    ) {
+        let line = format!(r#"{{"cmd":"{cmd}"{extra}}}{tail}"#);
+        fuzz::control_target(line.as_bytes());
+    }
+
+    #[test]
     fn service_shaped(text in "([a-z:]{0,3}:[iufx]?[-+]?[0-9]{0,3},?){0,6}") {
         fuzz::service_target(text.as_bytes());
     }
@@ -171,5 +192,23 @@ fn nameless_path_with_a_scheme_displays_as_parseable_text() {
         let shown = parsed.to_string();
         let again = parse_entry(&shown).unwrap_or_else(|e| panic!("{entry} shows as {shown}: {e}"));
         assert_eq!(again, parsed);
+    }
+}
+
+/// Found by the control target's seeds `corpus/control/newline_in_variant` and
+/// `cr_in_variant`: a JSON-escaped newline in an unknown `cmd` (or field name) comes back
+/// decoded in the error, so the refusal is two lines where zmasterctl or a log prints it.
+#[test]
+#[ignore = "bug: control parse_request's error quotes an unknown variant/field decoded \
+            (a JSON \\n in it makes the error two lines)"]
+fn control_errors_are_one_line_even_for_escaped_newlines() {
+    for line in [
+        r#"{"cmd":"a\nb"}"#,
+        r#"{"cmd":"a\rb"}"#,
+        r#"{"cmd":"status","x\ny":1}"#,
+        r#"{"cmd":"stop","mode":"\u000a"}"#,
+    ] {
+        let e = zmaster::control::parse_request(line.as_bytes()).expect_err("refused");
+        assert!(!e.to_string().contains(['\n', '\r']), "{line}: {e:?}");
     }
 }

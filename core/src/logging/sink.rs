@@ -12,7 +12,6 @@ use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use super::level_word;
 use super::time::{civil_utc, utc_timestamp};
 
 /// Where the installed logger sends its records.
@@ -229,6 +228,17 @@ impl MasterLogSink {
         let line = format!("{},{},{}", self.ident, self.pid, record.args());
         // A missing or full collector must never block or fail the program: drop the record.
         let _ = socket.send_to(line.as_bytes(), &self.path);
+    }
+}
+
+/// The word for a level in a stream line (LIB-ZC's and syslog's habit: `warning`, not `warn`).
+pub(super) fn level_word(level: log::Level) -> &'static str {
+    match level {
+        log::Level::Error => "error",
+        log::Level::Warn => "warning",
+        log::Level::Info => "info",
+        log::Level::Debug => "debug",
+        log::Level::Trace => "trace",
     }
 }
 

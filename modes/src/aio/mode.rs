@@ -5,18 +5,21 @@ use std::time::Instant;
 
 use zmaster_pool::{Handler, Pool};
 
-use super::Registration;
-use crate::runtime::{Error, ErrorKind, Mode, Outcome, Result, Server, Serving};
+use crate::runtime::{Error, ErrorKind, Mode, Outcome, Registration, Result, Server, Serving};
 
 /// The aio [`Mode`]: a [`Pool`] (acceptor + `thread_count` workers) over the registrations.
 #[derive(Debug)]
 pub(crate) struct AioMode;
 
-impl Mode<Registration> for AioMode {
+impl Mode<Registration<Handler>> for AioMode {
     type Listener = zmaster_pool::Listener;
     type Serving = AioServing;
 
-    fn start_with(&mut self, server: &Server, registered: Vec<Registration>) -> Result<AioServing> {
+    fn start_with(
+        &mut self,
+        server: &Server,
+        registered: Vec<Registration<Handler>>,
+    ) -> Result<AioServing> {
         if registered.is_empty() {
             return Err(Error::new(ErrorKind::Register, "no listener to serve"));
         }
