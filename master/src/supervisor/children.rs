@@ -103,6 +103,8 @@ pub(crate) struct Child {
     /// Set when fd 4 closed: decide at this time whether it was a detach.
     pub(crate) detach_check: Option<Instant>,
     pub(crate) detached: bool,
+    /// Scaled down: SIGTERMed, it no longer counts and is not replaced.
+    pub(crate) retiring: bool,
 }
 
 impl Child {
@@ -115,6 +117,7 @@ impl Child {
             private: Some(private),
             detach_check: None,
             detached: false,
+            retiring: false,
         }
     }
 
@@ -122,7 +125,7 @@ impl Child {
     pub(crate) fn state(&self, current: u64) -> ChildState {
         if self.detached {
             ChildState::Detached
-        } else if self.generation != current {
+        } else if self.generation != current || self.retiring {
             ChildState::Draining
         } else {
             ChildState::Serving
@@ -185,6 +188,17 @@ impl Children {
             .values()
             .filter(|c| c.service == service && c.state(current) == ChildState::Serving)
             .count()
+    }
+
+    /// The serving children of `service` in generation `current`, youngest first.
+    pub(crate) fn serving_youngest_first(&self, service: &str, current: u64) -> Vec<i32> {
+        let mut pids: Vec<(Instant, i32)> = self
+            .iter()
+            .filter(|(_, c)| c.service == service && c.state(current) == ChildState::Serving)
+            .map(|(pid, c)| (c.started, pid))
+            .collect();
+        pids.sort_by(|a, b| b.cmp(a));
+        pids.into_iter().map(|(_, pid)| pid).collect()
     }
 
     /// How many children of `service` detached (of any generation).
@@ -280,7 +294,8 @@ impl Children {
 #[derive(Debug)]
 pub(crate) struct Generation {
     pub(crate) number: u64,
-    _read: OwnedFd,
+    /// Dropped to softstop the generation's children (they see POLLERR on fd 3).
+    read: Option<OwnedFd>,
     pub(crate) write: OwnedFd,
 }
 
@@ -290,9 +305,14 @@ impl Generation {
             pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("create generation pipe", e.into()))?;
         Ok(Generation {
             number,
-            _read: read,
+            read: Some(read),
             write,
         })
+    }
+
+    /// Tells every child of this generation to softstop (graceful stop).
+    pub(crate) fn softstop(&mut self) {
+        self.read = None;
     }
 }
 
@@ -308,6 +328,7 @@ mod tests {
             private: None,
             detach_check: None,
             detached,
+            retiring: false,
         }
     }
 
@@ -374,6 +395,22 @@ mod tests {
         assert_eq!(t.remove(13).map(|c| c.service), Some("mail".to_owned()));
         assert!(t.remove(13).is_none());
         assert!(t.get(13).is_none() && t.get(10).is_some() && !t.is_empty());
+    }
+
+    #[test]
+    fn a_retiring_child_drains_and_the_youngest_retire_first() {
+        let (now, ms) = (Instant::now(), Duration::from_millis);
+        let mut t = Children::default();
+        t.insert(10, child("web", 1, now + ms(5), false));
+        t.insert(11, child("web", 1, now + ms(9), false));
+        t.insert(12, child("web", 1, now, false));
+        t.insert(13, child("mail", 1, now + ms(20), false));
+        t.insert(14, child("web", 0, now + ms(30), false));
+        assert_eq!(t.serving_youngest_first("web", 1), [11, 10, 12]);
+        t.get_mut(11).expect("11").retiring = true;
+        assert_eq!(t.get(11).map(|c| c.state(1)), Some(ChildState::Draining));
+        assert_eq!(t.serving_youngest_first("web", 1), [10, 12]);
+        assert_eq!(t.serving("web", 1), 2);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!   pipes, serving/draining/detached), reaping into a typed exit reason, the generation pipe.
 //! - `policy`: when a service may start its next child (crash-loop backoff, rounds, reset,
 //!   reload, detach throttle); pure logic on `Instant`s, it only borrows `ExitReason`.
-//! - this file: the loop that ties them to signals and `poll`, reload and stop.
+//! - `activation`: the sockets systemd passed (`LISTEN_FDS`), adopted by `listener_set`.
+//! - this file: the loop that ties them to signals and `poll`, reload and scale; `stop`: the
+//!   fast and the graceful stop; `status`: the snapshot a status report needs. systemd hears
+//!   of each step through `crate::notify`.
 //!
 //! Design notes (the reload handshake):
 //! - One generation pipe per generation. Children get its write end as fd 3; the master keeps
@@ -18,9 +21,15 @@
 //!   calls it a detach only if the child was not reaped meanwhile — a crashing child is never
 //!   mistaken for a detached one (which would bypass the crash-loop backoff).
 
+mod activation;
 mod children;
 mod listener_set;
+// The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
+#[path = "../notify.rs"]
+mod notify;
 mod policy;
+mod status;
+mod stop;
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -31,23 +40,61 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use zmaster_core::config::{self, Config};
 
 use crate::error::Result;
 use crate::services::Service;
 use crate::signals::Signals;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
+use notify::Notifier;
 pub use policy::Backoff;
-use policy::RestartPolicy;
+use policy::{Phase, RestartPolicy};
+#[allow(unused_imports)] // the control socket's conversion uses them
+pub(crate) use status::{ChildStatus, LastExitStatus, MasterStatus, ServiceStatus, Status};
 
-/// How long stop waits for children after SIGKILL before it gives up on them.
-const STOP_GIVE_UP: Duration = Duration::from_secs(5);
+/// The largest process count `scale` accepts (as `server-proc-count`).
+pub(crate) const MAX_PROC_COUNT: usize = 4096;
 
-/// A service as configured, with its restart policy.
+/// A service as configured, with its restart policy and the process count in force.
 #[derive(Debug)]
 struct ServiceState {
     spec: Service,
     policy: RestartPolicy,
+    /// `server-proc-count`, or what a scale set until the next reload.
+    proc_count: usize,
+}
+
+impl ServiceState {
+    fn new(spec: Service, policy: RestartPolicy) -> ServiceState {
+        ServiceState {
+            proc_count: spec.proc_count,
+            spec,
+            policy,
+        }
+    }
+}
+
+/// `server-give-up-after` of `spec` (0 = never): from its `.cf` over the dir's `.gcf`, then the
+/// command line's override.
+// TODO(services.rs): read it into `Service` with the other typed keys; this re-reads the files.
+fn give_up_after(spec: &Service, settings: &Settings) -> u32 {
+    const KEY: &str = "server-give-up-after";
+    let mut merged = config::load_globals(&settings.config_dir).unwrap_or_default();
+    if let Ok(file) = Config::load_file(&spec.cf_path) {
+        merged.merge(&file);
+    }
+    let args = &settings.child_args;
+    if let Some(pair) = args.windows(2).rev().find(|p| p[0] == *format!("-{KEY}")) {
+        merged.set(KEY, &pair[1].to_string_lossy());
+    }
+    match merged.get_int_in(KEY, 0, 0, i64::from(u32::MAX)) {
+        Ok(n) => n as u32,
+        Err(e) => {
+            log::warn!("service={}: {e}; never giving up", spec.name);
+            0
+        }
+    }
 }
 
 /// Master settings that are not per service.
@@ -73,11 +120,18 @@ pub(crate) struct Supervisor {
     children: Children,
     signals: Signals,
     stopping: bool,
+    started_at: Instant,
+    /// A stop asked for (by a signal or the control socket): `true` = graceful.
+    stop_request: Option<bool>,
+    notifier: Notifier,
+    ready_sent: bool,
+    /// SIGUSR1: reopen log files (set by whoever owns them).
+    reopen: Option<Box<dyn FnMut()>>,
 }
 
 /// What the poll loop was told to do.
 pub(crate) enum Outcome {
-    /// SIGTERM/SIGINT: stopped cleanly.
+    /// A fast or graceful stop finished.
     Stopped,
 }
 
@@ -88,23 +142,40 @@ impl Supervisor {
         services: Vec<Service>,
         signals: Signals,
     ) -> Result<Supervisor> {
-        let listeners = ListenerSet::bind(&services)?;
+        let listeners = ListenerSet::adopt_and_bind(&services, activation::take_passed())?;
         let now = Instant::now();
         Ok(Supervisor {
-            settings,
             services: services
                 .into_iter()
-                .map(|spec| ServiceState {
-                    spec,
-                    policy: RestartPolicy::new(now),
+                .map(|spec| {
+                    let policy = RestartPolicy::new(now, give_up_after(&spec, &settings));
+                    ServiceState::new(spec, policy)
                 })
                 .collect(),
+            settings,
             listeners,
             generation: Generation::new(1)?,
             children: Children::default(),
             signals,
             stopping: false,
+            started_at: now,
+            stop_request: None,
+            notifier: Notifier::from_env(),
+            ready_sent: false,
+            reopen: None,
         })
+    }
+
+    /// What SIGUSR1 calls to reopen log files.
+    #[allow(dead_code)] // lib.rs is to hand in the log service's reopen (not written yet)
+    pub(crate) fn on_reopen(&mut self, reopen: Box<dyn FnMut()>) {
+        self.reopen = Some(reopen);
+    }
+
+    /// Asks for a stop at the next loop turn: graceful (SIGQUIT) or fast (SIGTERM). A fast
+    /// request wins over a graceful one.
+    pub(crate) fn request_stop(&mut self, graceful: bool) {
+        self.stop_request = Some(self.stop_request.unwrap_or(true) && graceful);
     }
 
     /// Runs until SIGTERM/SIGINT; `tick` is called once per loop turn (LIB-ZC's event_loop hook).
@@ -122,20 +193,113 @@ impl Supervisor {
             // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
             // for a detached one (see settle_detaches), whatever else this turn did.
             self.reap();
+            if pending.quit {
+                self.request_stop(true);
+            }
             if pending.stop {
-                self.stop();
+                self.request_stop(false);
+            }
+            if let Some(graceful) = self.stop_request {
+                self.stop(graceful);
                 return Outcome::Stopped;
             }
+            if pending.reopen {
+                self.reopen_logs();
+            }
             if pending.reload {
-                match reload_config() {
-                    Ok(services) => self.reload(services),
-                    Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
-                }
+                let _ = self.reload_now(reload_config);
+            }
+            if pending.more || pending.fewer {
+                self.scale_all(pending.more);
             }
             self.reap();
             self.settle_detaches();
             self.start_missing();
+            if !self.ready_sent {
+                self.ready_sent = true;
+                let line = self.status_line(Instant::now());
+                self.notifier.ready(&line);
+            } else if self.notifier.is_active() {
+                let line = self.status_line(Instant::now());
+                self.notifier.status(&line);
+            }
+            self.notifier.ping_if_due(Instant::now());
             self.wait_for_events();
+        }
+    }
+
+    /// Reloads now (SIGHUP, the control socket): the new generation's number, or the error
+    /// that kept the running configuration.
+    pub(crate) fn reload_now(
+        &mut self,
+        reload_config: &mut dyn FnMut() -> Result<Vec<Service>>,
+    ) -> std::result::Result<u64, String> {
+        self.notifier.reloading();
+        let result = reload_config()
+            .map_err(|e| e.to_string())
+            .and_then(|services| self.reload(services));
+        if let Err(e) = &result {
+            log::error!("reload failed, keeping the running configuration: {e}");
+        }
+        self.notifier.send("READY=1");
+        result
+    }
+
+    /// SIGUSR1.
+    fn reopen_logs(&mut self) {
+        match self.reopen.as_mut() {
+            Some(reopen) => {
+                reopen();
+                log::info!("SIGUSR1: log files reopened");
+            }
+            None => log::info!(
+                "SIGUSR1: no log file open (the master logs to stderr); nothing to reopen"
+            ),
+        }
+    }
+
+    /// Sets `service`'s process count to `n` until the next reload (the control socket's
+    /// `scale`); a service that gave up starts again. Extra children are SIGTERMed, youngest
+    /// first.
+    pub(crate) fn scale(&mut self, service: &str, n: usize) -> std::result::Result<(), String> {
+        if n > MAX_PROC_COUNT {
+            return Err(format!("process count {n} is over {MAX_PROC_COUNT}"));
+        }
+        let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
+            return Err(format!("no service named {service:?}"));
+        };
+        let was = state.proc_count;
+        state.proc_count = n;
+        state.policy.revive(Instant::now());
+        log::info!("service={service} scaled from {was} to {n} processes until the next reload");
+        let extra = self
+            .children
+            .serving_youngest_first(service, self.generation.number);
+        for pid in extra.into_iter().skip(n) {
+            if let Some(child) = self.children.get_mut(pid) {
+                child.retiring = true;
+                child.private = None;
+                child.detach_check = None;
+                log::info!("service={service} pid={pid} retiring: scaled down");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTTIN (`more`) / SIGTTOU: one process more / fewer for every service; never below
+    /// one (gunicorn's habit) unless the service is configured with none.
+    fn scale_all(&mut self, more: bool) {
+        let counts: Vec<(String, usize)> = self
+            .services
+            .iter()
+            .filter(|s| ttin_ttou(s.proc_count, more) != s.proc_count)
+            .map(|s| (s.spec.name.clone(), ttin_ttou(s.proc_count, more)))
+            .collect();
+        for (name, n) in counts {
+            if let Err(e) = self.scale(&name, n) {
+                log::warn!("service={name}: {e}");
+            }
         }
     }
 
@@ -146,7 +310,7 @@ impl Supervisor {
             if !state.policy.is_due(now) {
                 continue;
             }
-            let (name, want) = (state.spec.name.clone(), state.spec.proc_count);
+            let (name, want) = (state.spec.name.clone(), state.proc_count);
             for _ in self.children.serving(&name, self.generation.number)..want {
                 let spawned = self.children.spawn(
                     &self.services[index].spec,
@@ -156,8 +320,12 @@ impl Supervisor {
                     &self.settings.child_args,
                 );
                 if let Err(e) = spawned {
-                    let delay = self.services[index].policy.spawn_failed(Instant::now());
+                    let policy = &mut self.services[index].policy;
+                    let delay = policy.spawn_failed(Instant::now());
                     log::error!("service={name} cannot start a child: {e}; next try in {delay:?}");
+                    if let Some(line) = policy.give_up_line(&name) {
+                        log::error!("{line}");
+                    }
                     break;
                 }
             }
@@ -179,6 +347,7 @@ impl Supervisor {
             match (child_state == ChildState::Serving && !self.stopping, state) {
                 (true, Some(state)) => {
                     let lived = child.uptime(now);
+                    let was_failed = state.policy.phase(now) == Phase::Failed;
                     let delay = state.policy.exited(pid, reason, child.started, now);
                     let line = format!(
                         "service={} pid={pid} exited: {reason} after {:.3}s; restarting in {delay:?}",
@@ -190,12 +359,19 @@ impl Supervisor {
                     } else {
                         log::warn!("{line}")
                     }
+                    if let Some(line) = state.policy.give_up_line(&child.service)
+                        && !was_failed
+                    {
+                        log::error!("{line}");
+                    }
                 }
                 _ => {
                     let role = if self.stopping {
                         "stopping"
                     } else if child_state == ChildState::Detached {
                         "detached"
+                    } else if child.retiring {
+                        "retiring"
                     } else {
                         "old-generation"
                     };
@@ -215,9 +391,15 @@ impl Supervisor {
         let mut deadline: Option<Instant> = None;
         let mut sooner = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
         for s in &self.services {
-            if self.children.serving(&s.spec.name, self.generation.number) < s.spec.proc_count {
+            let missing =
+                self.children.serving(&s.spec.name, self.generation.number) < s.proc_count;
+            // A failed service has no next start: polling for it would spin.
+            if missing && s.policy.phase(now) != Phase::Failed {
                 sooner(s.policy.next_start());
             }
+        }
+        if let Some(t) = self.notifier.next_ping(now) {
+            sooner(t);
         }
         if let Some(t) = self.children.next_detach_check() {
             sooner(t);
@@ -286,10 +468,16 @@ impl Supervisor {
             let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
                 continue;
             };
+            let was_failed = state.policy.phase(now) == Phase::Failed;
             let delay = state.policy.detached(started, Instant::now());
             log::info!(
                 "service={service} pid={pid} detached from the master; replacement in {delay:?}"
             );
+            if let Some(line) = state.policy.give_up_line(&service)
+                && !was_failed
+            {
+                log::error!("{line}");
+            }
             if policy::too_many_detached(detached, state.spec.proc_count) {
                 log::warn!("service={service} has {detached} detached processes still running");
             }
@@ -297,17 +485,11 @@ impl Supervisor {
     }
 
     /// Applies a new, validated config: keep unchanged listeners, bind new ones, close removed
-    /// ones, start a new generation and softstop the old one.
-    fn reload(&mut self, services: Vec<Service>) {
+    /// ones, start a new generation and softstop the old one; the new generation's number.
+    fn reload(&mut self, services: Vec<Service>) -> std::result::Result<u64, String> {
         let generation = Generation::new(self.generation.number + 1)
-            .and_then(|g| self.listeners.rebind(&services).map(|()| g));
-        let generation = match generation {
-            Ok(g) => g,
-            Err(e) => {
-                log::error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
-        };
+            .and_then(|g| self.listeners.rebind(&services).map(|()| g))
+            .map_err(|e| e.to_string())?;
         let old = std::mem::replace(&mut self.generation, generation);
         drop(old); // closes the old read end: the old generation softstops
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -324,14 +506,16 @@ impl Supervisor {
         }
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.services);
+        let settings = &self.settings;
         self.services = services
             .into_iter()
             .map(|spec| {
+                let give_up = give_up_after(&spec, settings);
                 let policy = match old.iter().position(|o| o.spec.name == spec.name) {
-                    Some(i) => old.swap_remove(i).policy.reloaded(now),
-                    None => RestartPolicy::new(now),
+                    Some(i) => old.swap_remove(i).policy.reloaded(now, give_up),
+                    None => RestartPolicy::new(now, give_up),
                 };
-                ServiceState { spec, policy }
+                ServiceState::new(spec, policy)
             })
             .collect();
         log::info!(
@@ -340,54 +524,34 @@ impl Supervisor {
             self.services.len(),
             self.listeners.len()
         );
+        Ok(self.generation.number)
     }
+}
 
-    /// Closes listeners, SIGTERMs every child, waits (SIGKILL after the grace period).
-    fn stop(&mut self) {
-        log::info!("stopping: {} children", self.children.len());
-        self.stopping = true;
-        std::mem::take(&mut self.listeners).close();
-        self.children.signal_all(Signal::SIGTERM);
-        let grace = self.settings.stop_grace;
-        let deadline = Instant::now() + grace;
-        let mut killed_at: Option<Instant> = None;
-        loop {
-            self.reap();
-            if self.children.is_empty() {
-                break;
-            }
-            let now = Instant::now();
-            let second_signal = self.signals.take().stop;
-            if killed_at.is_none() && (now >= deadline || second_signal) {
-                let why = if second_signal {
-                    "a second stop signal".to_owned()
-                } else {
-                    format!("{grace:?}")
-                };
-                log::warn!(
-                    "{} children still running after {why}; sending SIGKILL: pids {:?}",
-                    self.children.len(),
-                    self.children.pids()
-                );
-                self.children.signal_all(Signal::SIGKILL);
-                killed_at = Some(now);
-            }
-            if killed_at.is_some_and(|t| now >= t + STOP_GIVE_UP) {
-                log::error!(
-                    "children {:?} did not exit after SIGKILL (uninterruptible sleep?); giving up on them",
-                    self.children.pids()
-                );
-                break;
-            }
-            let wait = match killed_at {
-                Some(_) => Duration::from_millis(100),
-                None => deadline
-                    .saturating_duration_since(now)
-                    .min(Duration::from_millis(100)),
-            };
-            let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(wait.as_millis().max(1) as u16));
-        }
-        log::info!("stopped");
+/// The process count after SIGTTIN (`more`) or SIGTTOU: one more / one fewer, never below one;
+/// a service configured to start nothing (`server-proc-count = 0`) stays at zero.
+fn ttin_ttou(count: usize, more: bool) -> usize {
+    if count == 0 {
+        0
+    } else if more {
+        (count + 1).min(MAX_PROC_COUNT)
+    } else {
+        count.saturating_sub(1).max(count.min(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttin_adds_one_and_ttou_removes_one_but_never_the_last() {
+        assert_eq!(ttin_ttou(2, true), 3);
+        assert_eq!(ttin_ttou(0, true), 0);
+        assert_eq!(ttin_ttou(MAX_PROC_COUNT, true), MAX_PROC_COUNT);
+        assert_eq!(ttin_ttou(3, false), 2);
+        assert_eq!(ttin_ttou(2, false), 1);
+        assert_eq!(ttin_ttou(1, false), 1);
+        assert_eq!(ttin_ttou(0, false), 0);
     }
 }
