@@ -349,8 +349,12 @@ impl Supervisor {
                     let lived = child.uptime(now);
                     let was_failed = state.policy.phase(now) == Phase::Failed;
                     let delay = state.policy.exited(pid, reason, child.started, now);
+                    let next = match state.policy.phase(now) {
+                        Phase::Failed => "not restarting: the service failed".to_owned(),
+                        _ => format!("restarting in {delay:?}"),
+                    };
                     let line = format!(
-                        "service={} pid={pid} exited: {reason} after {:.3}s; restarting in {delay:?}",
+                        "service={} pid={pid} exited: {reason} after {:.3}s; {next}",
                         child.service,
                         lived.as_secs_f64()
                     );
