@@ -89,13 +89,12 @@ fn drain_setup(port: u16, count: usize) -> Setup {
 
 /// A connection to the drain server, proved to be served.
 fn connect(port: u16) -> BufReader<TcpStream> {
-    let stream = wait_for(Duration::from_secs(10), "the drain server", || {
+    wait_for(Duration::from_secs(10), "the drain server", || {
         let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let mut conn = BufReader::new(stream);
         (talk(&mut conn, "hello").as_deref() == Some("ECHO hello")).then_some(conn)
-    });
-    stream
+    })
 }
 
 fn talk(conn: &mut BufReader<TcpStream>, line: &str) -> Option<String> {
