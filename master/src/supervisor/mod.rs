@@ -27,6 +27,7 @@ mod listener_set;
 // The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
 #[path = "../notify.rs"]
 mod notify;
+mod operator;
 mod policy;
 mod status;
 mod stop;
@@ -40,7 +41,6 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use zmaster_core::config::{self, Config};
 
 use crate::error::Result;
 use crate::services::Service;
@@ -48,13 +48,11 @@ use crate::signals::Signals;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
 use notify::Notifier;
+use operator::give_up_after;
 pub use policy::Backoff;
 use policy::{Phase, RestartPolicy};
 #[allow(unused_imports)] // the control socket's conversion uses them
 pub(crate) use status::{ChildStatus, LastExitStatus, MasterStatus, ServiceStatus, Status};
-
-/// The largest process count `scale` accepts (as `server-proc-count`).
-pub(crate) const MAX_PROC_COUNT: usize = 4096;
 
 /// A service as configured, with its restart policy and the process count in force.
 #[derive(Debug)]
@@ -71,28 +69,6 @@ impl ServiceState {
             proc_count: spec.proc_count,
             spec,
             policy,
-        }
-    }
-}
-
-/// `server-give-up-after` of `spec` (0 = never): from its `.cf` over the dir's `.gcf`, then the
-/// command line's override.
-// TODO(services.rs): read it into `Service` with the other typed keys; this re-reads the files.
-fn give_up_after(spec: &Service, settings: &Settings) -> u32 {
-    const KEY: &str = "server-give-up-after";
-    let mut merged = config::load_globals(&settings.config_dir).unwrap_or_default();
-    if let Ok(file) = Config::load_file(&spec.cf_path) {
-        merged.merge(&file);
-    }
-    let args = &settings.child_args;
-    if let Some(pair) = args.windows(2).rev().find(|p| p[0] == *format!("-{KEY}")) {
-        merged.set(KEY, &pair[1].to_string_lossy());
-    }
-    match merged.get_int_in(KEY, 0, 0, i64::from(u32::MAX)) {
-        Ok(n) => n as u32,
-        Err(e) => {
-            log::warn!("service={}: {e}; never giving up", spec.name);
-            0
         }
     }
 }
@@ -166,18 +142,6 @@ impl Supervisor {
         })
     }
 
-    /// What SIGUSR1 calls to reopen log files.
-    #[allow(dead_code)] // lib.rs is to hand in the log service's reopen (not written yet)
-    pub(crate) fn on_reopen(&mut self, reopen: Box<dyn FnMut()>) {
-        self.reopen = Some(reopen);
-    }
-
-    /// Asks for a stop at the next loop turn: graceful (SIGQUIT) or fast (SIGTERM). A fast
-    /// request wins over a graceful one.
-    pub(crate) fn request_stop(&mut self, graceful: bool) {
-        self.stop_request = Some(self.stop_request.unwrap_or(true) && graceful);
-    }
-
     /// Runs until SIGTERM/SIGINT; `tick` is called once per loop turn (LIB-ZC's event_loop hook).
     pub(crate) fn run(
         &mut self,
@@ -243,64 +207,6 @@ impl Supervisor {
         }
         self.notifier.send("READY=1");
         result
-    }
-
-    /// SIGUSR1.
-    fn reopen_logs(&mut self) {
-        match self.reopen.as_mut() {
-            Some(reopen) => {
-                reopen();
-                log::info!("SIGUSR1: log files reopened");
-            }
-            None => log::info!(
-                "SIGUSR1: no log file open (the master logs to stderr); nothing to reopen"
-            ),
-        }
-    }
-
-    /// Sets `service`'s process count to `n` until the next reload (the control socket's
-    /// `scale`); a service that gave up starts again. Extra children are SIGTERMed, youngest
-    /// first.
-    pub(crate) fn scale(&mut self, service: &str, n: usize) -> std::result::Result<(), String> {
-        if n > MAX_PROC_COUNT {
-            return Err(format!("process count {n} is over {MAX_PROC_COUNT}"));
-        }
-        let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
-            return Err(format!("no service named {service:?}"));
-        };
-        let was = state.proc_count;
-        state.proc_count = n;
-        state.policy.revive(Instant::now());
-        log::info!("service={service} scaled from {was} to {n} processes until the next reload");
-        let extra = self
-            .children
-            .serving_youngest_first(service, self.generation.number);
-        for pid in extra.into_iter().skip(n) {
-            if let Some(child) = self.children.get_mut(pid) {
-                child.retiring = true;
-                child.private = None;
-                child.detach_check = None;
-                log::info!("service={service} pid={pid} retiring: scaled down");
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
-        }
-        Ok(())
-    }
-
-    /// SIGTTIN (`more`) / SIGTTOU: one process more / fewer for every service; never below
-    /// one (gunicorn's habit) unless the service is configured with none.
-    fn scale_all(&mut self, more: bool) {
-        let counts: Vec<(String, usize)> = self
-            .services
-            .iter()
-            .filter(|s| ttin_ttou(s.proc_count, more) != s.proc_count)
-            .map(|s| (s.spec.name.clone(), ttin_ttou(s.proc_count, more)))
-            .collect();
-        for (name, n) in counts {
-            if let Err(e) = self.scale(&name, n) {
-                log::warn!("service={name}: {e}");
-            }
-        }
     }
 
     fn start_missing(&mut self) {
@@ -529,33 +435,5 @@ impl Supervisor {
             self.listeners.len()
         );
         Ok(self.generation.number)
-    }
-}
-
-/// The process count after SIGTTIN (`more`) or SIGTTOU: one more / one fewer, never below one;
-/// a service configured to start nothing (`server-proc-count = 0`) stays at zero.
-fn ttin_ttou(count: usize, more: bool) -> usize {
-    if count == 0 {
-        0
-    } else if more {
-        (count + 1).min(MAX_PROC_COUNT)
-    } else {
-        count.saturating_sub(1).max(count.min(1))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttin_adds_one_and_ttou_removes_one_but_never_the_last() {
-        assert_eq!(ttin_ttou(2, true), 3);
-        assert_eq!(ttin_ttou(0, true), 0);
-        assert_eq!(ttin_ttou(MAX_PROC_COUNT, true), MAX_PROC_COUNT);
-        assert_eq!(ttin_ttou(3, false), 2);
-        assert_eq!(ttin_ttou(2, false), 1);
-        assert_eq!(ttin_ttou(1, false), 1);
-        assert_eq!(ttin_ttou(0, false), 0);
     }
 }
