@@ -115,6 +115,17 @@ mod tests {
     }
 
     #[test]
+    fn a_relative_unix_path_matches_its_absolute_form() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert!(same_path(Path::new("run/s.sock"), &cwd.join("run/s.sock")));
+        assert!(same_path(
+            Path::new("/run/s.sock"),
+            Path::new("/run/s.sock")
+        ));
+        assert!(!same_path(Path::new("run/s.sock"), &cwd.join("run/t.sock")));
+    }
+
+    #[test]
     fn a_passed_socket_matches_its_address_and_type_only() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = tcp.local_addr().expect("addr");

@@ -24,7 +24,7 @@ pub(super) fn give_up_after(spec: &Service, settings: &Settings) -> u32 {
         merged.merge(&file);
     }
     let args = &settings.child_args;
-    if let Some(pair) = args.windows(2).rev().find(|p| p[0] == *format!("-{KEY}")) {
+    if let Some(pair) = args.chunks_exact(2).rev().find(|p| p[0] == *format!("-{KEY}")) {
         merged.set(KEY, &pair[1].to_string_lossy());
     }
     match merged.get_int_in(KEY, 0, 0, i64::from(u32::MAX)) {
@@ -46,7 +46,7 @@ impl Supervisor {
     /// Asks for a stop at the next loop turn: graceful (SIGQUIT) or fast (SIGTERM). A fast
     /// request wins over a graceful one.
     pub(crate) fn request_stop(&mut self, graceful: bool) {
-        self.stop_request = Some(self.stop_request.unwrap_or(true) && graceful);
+        self.stop_request = Some(stays_graceful(self.stop_request, graceful));
     }
 
     /// SIGUSR1.
@@ -66,9 +66,7 @@ impl Supervisor {
     /// `scale`); a service that gave up starts again. Extra children are SIGTERMed, youngest
     /// first.
     pub(crate) fn scale(&mut self, service: &str, n: usize) -> std::result::Result<(), String> {
-        if n > MAX_PROC_COUNT {
-            return Err(format!("process count {n} is over {MAX_PROC_COUNT}"));
-        }
+        check_count(n)?;
         let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
             return Err(format!("no service named {service:?}"));
         };
@@ -108,6 +106,20 @@ impl Supervisor {
     }
 }
 
+/// Whether a stop is graceful after a request (`graceful` or fast) following `earlier` (none,
+/// or one that was graceful or not): any fast request makes it fast.
+fn stays_graceful(earlier: Option<bool>, graceful: bool) -> bool {
+    earlier.unwrap_or(true) && graceful
+}
+
+/// A process count `scale` accepts: at most [`MAX_PROC_COUNT`], as `server-proc-count`.
+fn check_count(n: usize) -> std::result::Result<(), String> {
+    if n > MAX_PROC_COUNT {
+        return Err(format!("process count {n} is over {MAX_PROC_COUNT}"));
+    }
+    Ok(())
+}
+
 /// The process count after SIGTTIN (`more`) or SIGTTOU: one more / one fewer, never below one;
 /// a service configured to start nothing (`server-proc-count = 0`) stays at zero.
 fn ttin_ttou(count: usize, more: bool) -> usize {
@@ -122,7 +134,84 @@ fn ttin_ttou(count: usize, more: bool) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn a_fast_stop_request_wins_over_a_graceful_one() {
+        assert!(stays_graceful(None, true));
+        assert!(!stays_graceful(None, false));
+        assert!(stays_graceful(Some(true), true));
+        assert!(!stays_graceful(Some(true), false));
+        assert!(
+            !stays_graceful(Some(false), true),
+            "a graceful request cannot slow a fast stop"
+        );
+    }
+
+    #[test]
+    fn a_scale_takes_up_to_max_proc_count() {
+        assert_eq!(check_count(0), Ok(()));
+        assert_eq!(check_count(MAX_PROC_COUNT), Ok(()));
+        let e = check_count(MAX_PROC_COUNT + 1).expect_err("too many");
+        assert_eq!(e, "process count 4097 is over 4096");
+    }
+
+    fn settings(dir: &std::path::Path, child_args: &[&str]) -> Settings {
+        Settings {
+            config_dir: dir.to_path_buf(),
+            stop_grace: Duration::from_secs(1),
+            tick_interval: None,
+            child_args: child_args.iter().map(Into::into).collect(),
+        }
+    }
+
+    fn service(cf_path: PathBuf) -> Service {
+        Service {
+            name: "web".into(),
+            cf_path,
+            command: PathBuf::from("true"),
+            addrs: Vec::new(),
+            proc_count: 1,
+            chdir: None,
+            chroot: None,
+            backlog: 16,
+            unix_mode: None,
+        }
+    }
+
+    #[test]
+    fn give_up_after_comes_from_the_cf_over_the_gcf_under_the_command_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cf, gcf) = (dir.path().join("web.cf"), dir.path().join("all.gcf"));
+        let web = service(cf.clone());
+        let write = |path: &PathBuf, text: &str| std::fs::write(path, text).expect("write");
+        assert_eq!(
+            give_up_after(&web, &settings(dir.path(), &[])),
+            0,
+            "default: never"
+        );
+        write(&gcf, "server-give-up-after = 4\n");
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 4);
+        write(&cf, "server-give-up-after = 7\n");
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 7);
+        let args = ["-a", "b", "-server-give-up-after", "9"];
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &args)), 9);
+        // The value of another key that happens to read like ours is no override.
+        let args = [
+            "-server-give-up-after-x",
+            "9",
+            "-x",
+            "-server-give-up-after",
+        ];
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &args)), 7);
+        write(&cf, "server-give-up-after = often\n");
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 0);
+        write(&cf, "server-give-up-after = -1\n");
+        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 0);
+    }
 
     #[test]
     fn ttin_adds_one_and_ttou_removes_one_but_never_the_last() {
