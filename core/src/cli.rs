@@ -62,20 +62,29 @@ impl CommandLine {
     /// # Errors
     /// A config file that cannot be read or parsed.
     pub fn server_config(&self) -> Result<Config> {
-        let mut config = Config::new();
-        if let Some(dir) = self
+        let globals = match self
             .overrides
             .get("server-config-path")
             .filter(|d| !d.is_empty())
         {
-            config.merge(&crate::config::load_globals(dir.as_ref())?);
-        }
-        for file in &self.config_files {
-            config.merge(&Config::load_file(file)?);
-        }
-        config.merge(&self.overrides);
-        Ok(config)
+            Some(dir) => crate::config::load_globals(dir.as_ref())?,
+            None => Config::new(),
+        };
+        let files = self
+            .config_files
+            .iter()
+            .map(|file| Config::load_file(file))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::config::layered(&globals, &files, &self.overrides))
     }
+}
+
+/// The program name from `argv[0]`: its last path component (`/usr/sbin/smtpd` gives
+/// `smtpd`), or `default` when there is none. Computed once, for the log ident and usage.
+pub fn program_name(argv0: Option<&std::ffi::OsStr>, default: &str) -> String {
+    argv0
+        .and_then(|a0| std::path::Path::new(a0).file_name())
+        .map_or_else(|| default.to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -144,6 +153,17 @@ mod tests {
             [c.get("a"), c.get("b"), c.get("c"), c.get("d")],
             [Some("gcf"), Some("one"), Some("two"), Some("cli")]
         );
+    }
+
+    #[test]
+    fn program_name_is_the_basename_of_argv0() {
+        use std::ffi::OsStr;
+        let name = |a0: Option<&str>| program_name(a0.map(OsStr::new), "server");
+        assert_eq!(name(Some("/usr/sbin/smtpd")), "smtpd");
+        assert_eq!(name(Some("echo")), "echo");
+        assert_eq!(name(Some("/")), "server");
+        assert_eq!(name(Some("")), "server");
+        assert_eq!(name(None), "server");
     }
 
     #[test]

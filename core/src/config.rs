@@ -279,6 +279,22 @@ impl Config {
     }
 }
 
+/// The effective config of a service or a server (SPEC §2): `globals` (the `*.gcf` files) <
+/// `files` in order (later wins) < `overrides` (the command line). The master layers a
+/// service's `.cf` this way, a server its `-config` files.
+pub fn layered<'a>(
+    globals: &Config,
+    files: impl IntoIterator<Item = &'a Config>,
+    overrides: &Config,
+) -> Config {
+    let mut config = globals.clone();
+    for file in files {
+        config.merge(file);
+    }
+    config.merge(overrides);
+    config
+}
+
 /// One `NAME.cf` service file of a config dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceFile {
@@ -301,16 +317,18 @@ pub struct ConfigDir {
     pub globals: Config,
 }
 
-/// What kind of file a config-dir entry is, by extension (case-insensitive).
-fn config_kind(name: &str) -> Option<(&str, bool)> {
-    if name.starts_with('.') {
+/// What kind of file a config-dir entry is, by extension (case-insensitive): its stem and
+/// whether it is a `.gcf`. Judged on bytes, so that a name that is not UTF-8 is recognised too.
+fn config_kind(name: &[u8]) -> Option<(&[u8], bool)> {
+    if name.starts_with(b".") {
         return None;
     }
     // Not empty: a name starting with '.' was skipped above.
-    let (stem, ext) = name.rsplit_once('.')?;
-    if ext.eq_ignore_ascii_case("cf") {
+    let dot = name.iter().rposition(|b| *b == b'.')?;
+    let (stem, ext) = (&name[..dot], &name[dot + 1..]);
+    if ext.eq_ignore_ascii_case(b"cf") {
         Some((stem, false))
-    } else if ext.eq_ignore_ascii_case("gcf") {
+    } else if ext.eq_ignore_ascii_case(b"gcf") {
         Some((stem, true))
     } else {
         None
@@ -321,25 +339,50 @@ fn config_kind(name: &str) -> Option<(&str, bool)> {
 /// Dot-files are skipped; extensions match case-insensitively.
 ///
 /// # Errors
-/// The dir cannot be read, a file cannot be read, or a line is malformed.
+/// The dir cannot be read, a file cannot be read, or a line is malformed; an entry named like
+/// a config file that cannot be one (a directory, a FIFO, a name that is not UTF-8) is an
+/// error naming it: skipped, a `.cf` that became a directory would silently remove its service
+/// at the next reload.
 pub fn load_dir(dir: &Path) -> Result<ConfigDir> {
     load_dir_files(dir, true)
 }
 
+/// Checks that the entry `path` (named like a config file) can be read as one.
+fn check_entry(path: &Path, name: &std::ffi::OsStr) -> Result<()> {
+    if name.to_str().is_none() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{path:?}: config file name is not UTF-8"),
+        ));
+    }
+    // Symlinks are followed; one that dangles is left to the read, which names it.
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            Err(Error::new(
+                ErrorKind::Config,
+                format!("{}: named like a config file but {kind}", path.display()),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Loads the config files of `dir`; service files only when `services` is set.
 fn load_dir_files(dir: &Path, services: bool) -> Result<ConfigDir> {
+    use std::os::unix::ffi::OsStrExt;
     let what = || format!("read config dir {}", dir.display());
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(what(), e))? {
         let entry = entry.map_err(|e| Error::io(what(), e))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if config_kind(name).is_some_and(|(_, global)| global || services) {
-            let path = entry.path();
-            // Follow symlinks; skip directories named like config files.
-            if fs::metadata(&path).map(|m| m.is_file()).unwrap_or(true) {
-                names.push(name.to_owned());
-            }
+        if config_kind(name.as_bytes()).is_some_and(|(_, global)| global || services) {
+            check_entry(&entry.path(), &name)?;
+            names.extend(name.to_str().map(str::to_owned));
         }
     }
     names.sort();
@@ -348,16 +391,17 @@ fn load_dir_files(dir: &Path, services: bool) -> Result<ConfigDir> {
         ..ConfigDir::default()
     };
     for name in names {
-        let Some((stem, global)) = config_kind(&name) else {
+        let Some((stem, global)) = config_kind(name.as_bytes()) else {
             continue;
         };
+        let stem = name[..stem.len()].to_owned();
         let path = dir.join(&name);
         let config = Config::load_file(&path)?;
         if global {
             loaded.globals.merge(&config);
         } else {
             loaded.services.push(ServiceFile {
-                name: stem.to_owned(),
+                name: stem,
                 path,
                 config,
             });
@@ -529,7 +573,8 @@ mod tests {
         fs::write(p.join("notes.txt"), "garbage\n").unwrap();
         fs::write(p.join("1.gcf"), "g = 1\nh = 1\n").unwrap();
         fs::write(p.join("2.GCF"), "g = 2\n").unwrap();
-        fs::create_dir(p.join("dir.cf")).unwrap();
+        fs::create_dir(p.join("sub")).unwrap();
+        fs::create_dir(p.join(".hidden.gcf")).unwrap();
         let d = load_dir(p).unwrap();
         assert_eq!(d.dir, p);
         let names: Vec<_> = d.services.iter().map(|s| s.name.as_str()).collect();
@@ -540,6 +585,62 @@ mod tests {
         fs::write(p.join("broken.cf"), "no equals\n").unwrap();
         assert!(load_dir(p).is_err());
         assert_eq!(load_globals(p).unwrap().get("g"), Some("2"));
+    }
+
+    #[test]
+    fn entries_named_like_config_files_must_be_config_files() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join("a.cf"), "x = a\n").unwrap();
+        fs::write(p.join("g.gcf"), "g = 1\n").unwrap();
+        let err = |kind| {
+            let e = load_dir(p).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(kind), "{msg}");
+            msg
+        };
+        fs::create_dir(p.join("dir.CF")).unwrap();
+        let msg = err("but a directory");
+        assert_eq!(
+            msg,
+            format!(
+                "{}: named like a config file but a directory",
+                p.join("dir.CF").display()
+            )
+        );
+        // A server reads only the globals: a broken service entry does not stop it.
+        assert_eq!(load_globals(p).unwrap().get("g"), Some("1"));
+        fs::remove_dir(p.join("dir.CF")).unwrap();
+        fs::create_dir(p.join("dir.gcf")).unwrap();
+        assert!(load_globals(p).unwrap_err().to_string().contains("dir.gcf"));
+        err("dir.gcf: named like a config file but a directory");
+        fs::remove_dir(p.join("dir.gcf")).unwrap();
+        nix::unistd::mkfifo(&p.join("f.cf"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        err("f.cf: named like a config file but not a regular file");
+        fs::remove_file(p.join("f.cf")).unwrap();
+        let bad = p.join(std::ffi::OsStr::from_bytes(b"caf\xe9.cf"));
+        fs::write(&bad, "x = y\n").unwrap();
+        err(r#"caf\xE9.cf": config file name is not UTF-8"#);
+        assert_eq!(load_globals(p).unwrap().get("g"), Some("1"));
+        fs::remove_file(&bad).unwrap();
+        fs::write(p.join(std::ffi::OsStr::from_bytes(b"\xff.txt")), "").unwrap();
+        assert_eq!(load_dir(p).unwrap().services.len(), 1);
+    }
+
+    #[test]
+    fn layered_is_globals_then_files_in_order_then_overrides() {
+        let g = parse("a = g\nb = g\nc = g\nd = g\n").unwrap();
+        let one = parse("b = 1\nc = 1\n").unwrap();
+        let two = parse("c = 2\n").unwrap();
+        let cli = parse("d = cli\n").unwrap();
+        let c = layered(&g, [&one, &two], &cli);
+        assert_eq!(
+            [c.get("a"), c.get("b"), c.get("c"), c.get("d")],
+            [Some("g"), Some("1"), Some("2"), Some("cli")]
+        );
+        assert_eq!(layered(&g, [], &Config::new()), g);
     }
 
     #[test]

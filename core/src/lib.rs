@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -113,10 +113,10 @@ pub fn init(target: &LogTarget, ident: &str, level: LevelFilter) -> Result<()> {
     let dispatch = fern::Dispatch::new()
         .level(level)
         .chain(fern::Output::call(move |record| logger.log(record)));
-    if dispatch.apply().is_ok() {
-        if let Some(warning) = fallback_warning {
-            log::warn!("{warning}");
-        }
+    if dispatch.apply().is_ok()
+        && let Some(warning) = fallback_warning
+    {
+        log::warn!("{warning}");
     }
     Ok(())
 }

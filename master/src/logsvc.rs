@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use zmaster_core::bind::{self, SocketKind};
+use zmaster_core::error::quoted;
 use zmaster_core::logging::utc_timestamp;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::listeners::{self, SocketKind};
 use crate::sys;
 
 /// How often the collector starts a new file.
@@ -82,7 +83,10 @@ impl LogService {
         let bad = || {
             Error::new(
                 ErrorKind::Usage,
-                format!("-log-service {value:?}: expected SOCK,PREFIX[,day|hour]"),
+                format!(
+                    "-log-service {}: expected SOCK,PREFIX[,day|hour]",
+                    quoted(value)
+                ),
             )
         };
         let rotation = match parts.get(2).copied() {
@@ -108,10 +112,10 @@ impl LogService {
         let what = || format!("bind log service {}", self.socket.display());
         fs::create_dir_all(&self.prefix)
             .map_err(|e| Error::io(format!("create log dir {}", self.prefix.display()), e))?;
-        listeners::remove_stale_socket(&self.socket, SocketKind::Datagram)
+        bind::remove_stale_socket(&self.socket, SocketKind::Datagram)
             .map_err(|e| Error::io(what(), e))?;
         let socket = UnixDatagram::bind(&self.socket).map_err(|e| Error::io(what(), e))?;
-        let id = listeners::file_id(&self.socket).map_err(|e| Error::io(what(), e))?;
+        let id = bind::file_id(&self.socket).map_err(|e| Error::io(what(), e))?;
         self.bound.set(Some(id));
         let this = self.clone();
         std::thread::Builder::new()
@@ -125,7 +129,7 @@ impl LogService {
     /// socket someone else bound there since is left alone.
     pub fn remove_socket(&self) {
         if let Some(id) = self.bound.get() {
-            listeners::remove_if_ours(&self.socket, id);
+            bind::remove_if_ours(&self.socket, id);
             self.bound.set(None);
         }
     }
@@ -199,6 +203,9 @@ mod tests {
         for bad in ["", "/s", "/s,", ",/p", "/s,/p,week", "/s,/p,day,x"] {
             assert!(LogService::parse(bad).is_err(), "{bad:?}");
         }
+        let long = format!("/s,/p,{}", "w".repeat(4_000));
+        let err = LogService::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains("…(4006 bytes)"), "{err}");
     }
 
     #[test]

@@ -1,18 +1,16 @@
 //! Service definitions: one validated `NAME.cf` of the config dir, ready to bind and spawn.
 
 use std::env;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use zmaster_core::addr::{self, ServiceAddr};
 use zmaster_core::config::{self, Config, ServiceFile};
+use zmaster_core::error::quoted;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// The default listen backlog (`server-listen-backlog`).
-pub const DEFAULT_BACKLOG: i32 = 1024;
+pub use zmaster_core::bind::DEFAULT_BACKLOG;
 
 /// One service the master runs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,66 +35,18 @@ pub struct Service {
     pub unix_mode: Option<u32>,
 }
 
-/// True for a name `config::load_dir` would read (`*.cf`, `*.gcf`, any case, no dot-file),
-/// judged on the bytes so that a name that is not UTF-8 is recognised too.
-fn named_like_config(name: &[u8]) -> bool {
-    let lower = name.to_ascii_lowercase();
-    !lower.starts_with(b".") && (lower.ends_with(b".cf") || lower.ends_with(b".gcf"))
-}
-
-/// Refuses config-dir entries named like config files that `config::load_dir` would skip
-/// silently: a name that is not UTF-8, a directory, a FIFO. Skipped, a `.cf` that became a
-/// directory would remove its service at the next reload and refuse its traffic.
-fn check_config_entries(dir: &Path) -> Result<()> {
-    let what = || format!("read config dir {}", dir.display());
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(what(), e))? {
-        let entry = entry.map_err(|e| Error::io(what(), e))?;
-        let name = entry.file_name();
-        if !named_like_config(name.as_bytes()) {
-            continue;
-        }
-        let path = entry.path();
-        if name.to_str().is_none() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("{path:?}: config file name is not UTF-8"),
-            ));
-        }
-        // Symlinks are followed, as load_dir does; one that dangles is left to load_dir,
-        // which fails to read it and names it.
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if !meta.is_file() {
-            let kind = if meta.is_dir() {
-                "a directory"
-            } else {
-                "not a regular file"
-            };
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("{}: named like a config file but {kind}", path.display()),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Loads every `dir/*.cf` as a service file (LIB-ZC's `zmaster_load_config_from_dir`), with
 /// the dir's `*.gcf` globals merged under each.
 ///
 /// # Errors
 /// The dir or a file cannot be read, or a line is malformed (`file:line`).
 pub fn load_config_from_dir(dir: &Path) -> Result<Vec<ServiceFile>> {
-    check_config_entries(dir)?;
     let loaded = config::load_dir(dir)?;
     Ok(loaded
         .services
         .into_iter()
         .map(|mut file| {
-            let mut merged = loaded.globals.clone();
-            merged.merge(&file.config);
-            file.config = merged;
+            file.config = config::layered(&loaded.globals, [&file.config], &Config::new());
             file
         })
         .collect())
@@ -193,9 +143,9 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
                 Error::new(
                     ErrorKind::Config,
                     format!(
-                        "{}: server-command {:?}: {why}",
+                        "{}: server-command {}: {why}",
                         located(config, file, "server-command"),
-                        command
+                        quoted(&command.to_string_lossy())
                     ),
                 )
             })?;
@@ -341,6 +291,19 @@ mod tests {
             err.contains("x.cf:1") && err.contains("/no/such/server"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_long_bad_command_is_quoted_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = format!("/no/{}", "c".repeat(3_000));
+        write(
+            dir.path(),
+            "x.cf",
+            &format!("server-command = {command}\nserver-service = 127.0.0.1:7001\n"),
+        );
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains("…(3004 bytes)"), "{err}");
     }
 
     #[test]

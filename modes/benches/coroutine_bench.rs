@@ -1,16 +1,15 @@
-//! Coroutine scheduler micro-benchmarks: spawn+run+finish, yield round trip, channel
-//! ping-pong and a loopback echo (64-byte lines). Prints one line per measurement.
+//! Coroutine scheduler micro-benchmarks: spawn+run+finish, yield round trip / switch, channel
+//! ping-pong. Prints one line per measurement. Echo load over sockets is `zstress bench`'s
+//! job (one harness), not this file's.
 //!
 //! Run: `cargo bench -p zmaster-modes --bench coroutine_bench` (optional args: a filter
 //! substring).
 
-use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_modes::coroutine::net::TcpListener;
 use zmaster_modes::coroutine::sync::chan;
 use zmaster_modes::coroutine::{self, Config, Scheduler};
 
@@ -189,86 +188,7 @@ fn chan_ping_pong(threads: usize, n: usize) {
     }
 }
 
-/// Serves the coroutine line echo on `l` (a line `exit` closes the connection).
-fn serve_echo(s: &Scheduler, l: TcpListener) {
-    s.handle().go(move || {
-        while let Ok((c, _)) = l.accept() {
-            coroutine::go(move || {
-                let _ = c.set_nodelay(true);
-                let mut r = BufReader::new(&c);
-                let mut line = Vec::with_capacity(128);
-                loop {
-                    line.clear();
-                    match r.read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == b"exit\n" => return,
-                        Ok(_) => {
-                            if (&c).write_all(&line).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-}
-
-fn echo(threads: usize, conns: usize, secs: u64) {
-    let s = sched(threads);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    serve_echo(&s, l);
-    let stop = Instant::now() + Duration::from_secs(secs);
-    let line = [b'x'; 63];
-    let clients: Vec<_> = (0..conns)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut c = std::net::TcpStream::connect(addr).unwrap();
-                c.set_nodelay(true).unwrap();
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut msg = line.to_vec();
-                msg.push(b'\n');
-                let mut buf = Vec::with_capacity(128);
-                let mut lat = Vec::with_capacity(1 << 16);
-                while Instant::now() < stop {
-                    let t = Instant::now();
-                    c.write_all(&msg).unwrap();
-                    buf.clear();
-                    r.read_until(b'\n', &mut buf).unwrap();
-                    lat.push(t.elapsed().as_nanos() as u64);
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat: Vec<u64> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    lat.sort_unstable();
-    let p99 = lat.get(lat.len() * 99 / 100).copied().unwrap_or(0);
-    println!(
-        "{:<44} {:>10.0} req/s  p50 {:.1} us  p99 {:.1} us",
-        format!("echo 64B lines ({conns} conns, {threads} thr)"),
-        lat.len() as f64 / secs as f64,
-        lat.get(lat.len() / 2).copied().unwrap_or(0) as f64 / 1000.0,
-        p99 as f64 / 1000.0
-    );
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "serve") {
-        // `coroutine_bench serve ADDR [THREADS]`: the echo server alone, for external load.
-        let addr = args.get(i + 1).map_or("127.0.0.1:7070", String::as_str);
-        let threads = args.get(i + 2).and_then(|t| t.parse().ok()).unwrap_or(2);
-        let s = sched(threads);
-        serve_echo(&s, TcpListener::bind(addr).unwrap());
-        loop {
-            std::thread::park();
-        }
-    }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     if filter.as_deref() == Some("switch") {
@@ -326,12 +246,5 @@ fn main() {
     if want("chan") {
         chan_ping_pong(1, 200_000 / k);
         chan_ping_pong(2, 200_000 / k);
-    }
-    if want("echo") {
-        if cfg!(test) {
-            echo(2, 4, 1);
-        } else {
-            echo(2, 50, 3);
-        }
     }
 }

@@ -1,8 +1,10 @@
 //! aio::server_main in-process: serves the listeners the service_register hook registered and
 //! returns after stop_notify.
 
+mod util;
+
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
@@ -23,10 +25,7 @@ fn on_line(conn: &mut Conn, line: std::io::Result<Option<Vec<u8>>>) {
 
 #[test]
 fn serves_then_returns_after_stop_notify() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = util::free_port();
     let addr = format!("127.0.0.1:{port}");
     let (tx, rx) = mpsc::channel();
     let (config_tx, config_rx) = mpsc::channel();

@@ -9,12 +9,12 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use util::{Client, echo, tcp_listener};
+use util::{ChildGuard, Client, echo, tcp_listener};
 use zmaster_pool::Pool;
 
 const CHILD_ENV: &str = "ZM_POOL_EMFILE_CHILD";
@@ -60,25 +60,6 @@ fn emfile_child() {
     std::process::exit(0);
 }
 
-/// Kills and reaps the child when the test ends, also on failure.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// User + system CPU time of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest = &stat[stat.rfind(')').expect("comm end") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm field: state is field 3, utime 14, stime 15.
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 #[test]
 fn emfile_backs_off_without_spinning_and_recovers() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -93,9 +74,8 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let mut guard = Guard(child);
-    let pid = guard.0.id();
-    let stdout = guard.0.stdout.take().expect("stdout");
+    let mut guard = ChildGuard::new(child);
+    let stdout = guard.child.stdout.take().expect("stdout");
     let port = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
@@ -106,7 +86,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .expect("child printed its port");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let (warn_tx, warn_rx) = mpsc::channel::<String>();
-    let stderr = guard.0.stderr.take().expect("stderr");
+    let stderr = guard.child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if warn_tx.send(line).is_err() {
@@ -142,17 +122,17 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .ok()
         .flatten()
         .unwrap_or(100) as f64;
-    let c0 = cpu_ticks(pid);
+    let c0 = guard.cpu_ticks();
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
-    let cpu = (cpu_ticks(pid) - c0) as f64 / ticks_per_s;
+    let cpu = (guard.cpu_ticks() - c0) as f64 / ticks_per_s;
     let wall = w0.elapsed().as_secs_f64();
     assert!(
         cpu < 0.5 * wall,
         "child used {cpu:.2} s CPU in {wall:.2} s while out of descriptors"
     );
     assert!(
-        guard.0.try_wait().expect("try_wait").is_none(),
+        guard.child.try_wait().expect("try_wait").is_none(),
         "child still running"
     );
     let more: Vec<String> = warn_rx.try_iter().collect();
@@ -166,10 +146,10 @@ fn emfile_backs_off_without_spinning_and_recovers() {
     let mut c = Client::tcp(addr);
     assert_eq!(c.roundtrip(b"recovered"), b"recovered");
     assert!(
-        guard.0.try_wait().expect("try_wait").is_none(),
+        guard.child.try_wait().expect("try_wait").is_none(),
         "child still running"
     );
-    drop(guard.0.stdin.take());
-    let status = guard.0.wait().expect("wait");
+    drop(guard.child.stdin.take());
+    let status = guard.child.wait().expect("wait");
     assert!(status.success(), "child exit: {status}");
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bench::BenchConfig;
+use crate::bench::{BenchConfig, ConnectRows};
 use crate::chaos::{ChaosConfig, MasterRef};
 use crate::load::LoadConfig;
 use crate::{Error, Result};
@@ -18,7 +18,9 @@ usage:
   zstress chaos (--pid-file F | --master-pid P) ADDR [--kill-rate R/s] [--hup-rate R/s]
                     [--duration T] [load options] [--json]
   zstress bench [--duration T] [--warmup T] [--conns N] [--client-threads K] [--size B]
-                    [--bin-dir DIR] [--out DIR] [--workers 1,2] [--only NAME,...] [--repeat N]
+                    [--bin-dir DIR] [--out DIR] [--procs 1,2] [--workers 1,2]
+                    [--connect-per-request[=only]] [--connect-conns N] [--idle N]
+                    [--only NAME,...] [--repeat N] [--json]
 ADDR is 127.0.0.1:PORT (loopback only) or a unix socket path.
 T is a duration (500ms, 10s, 2m; bare number = seconds); B a size (64, 4k).";
 
@@ -103,7 +105,12 @@ pub enum Command {
         json: bool,
     },
     /// `zstress bench`.
-    Bench(BenchConfig),
+    Bench {
+        /// The bench to run.
+        cfg: BenchConfig,
+        /// Print the rows as one JSON object on the last stdout line.
+        json: bool,
+    },
     /// `zstress help` / `--help`.
     Help,
 }
@@ -329,40 +336,57 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 json,
             })
         }
-        "bench" => {
-            let mut cfg = BenchConfig::default();
-            while let Some((opt, inl)) = a.next() {
-                match opt.as_str() {
-                    "--duration" | "-d" => cfg.duration = parse_duration(&a.value(&opt, inl)?)?,
-                    "--warmup" => cfg.warmup = parse_duration(&a.value(&opt, inl)?)?,
-                    "--conns" | "-c" => cfg.conns = parse_num(&opt, &a.value(&opt, inl)?)?,
-                    "--client-threads" => {
-                        cfg.client_threads = parse_num(&opt, &a.value(&opt, inl)?)?
-                    }
-                    "--size" | "-s" => cfg.size = parse_size(&a.value(&opt, inl)?)?,
-                    "--repeat" => cfg.repeat = parse_num(&opt, &a.value(&opt, inl)?)?,
-                    "--bin-dir" => cfg.bin_dir = PathBuf::from(a.value(&opt, inl)?),
-                    "--out" => cfg.out_dir = PathBuf::from(a.value(&opt, inl)?),
-                    "--workers" => {
-                        let v = a.value(&opt, inl)?;
-                        cfg.workers = v
-                            .split(',')
-                            .map(|w| parse_num(&opt, w.trim()))
-                            .collect::<Result<_>>()?;
-                    }
-                    "--only" => {
-                        let v = a.value(&opt, inl)?;
-                        cfg.only = Some(v.split(',').map(|s| s.trim().to_string()).collect());
-                    }
-                    "--help" | "-h" => return Ok(Command::Help),
-                    o => return Err(Error::usage(format!("bench: unknown argument {o}"))),
-                }
-            }
-            cfg.validate()?;
-            Ok(Command::Bench(cfg))
-        }
+        "bench" => parse_bench(&mut a),
         other => Err(Error::usage(format!(
             "unknown command {other:?}: expected load, chaos or bench"
         ))),
     }
+}
+
+/// A comma-separated list of counts (`1,2`).
+fn parse_counts(opt: &str, v: &str) -> Result<Vec<usize>> {
+    v.split(',').map(|w| parse_num(opt, w.trim())).collect()
+}
+
+fn parse_bench(a: &mut Argv) -> Result<Command> {
+    let mut cfg = BenchConfig::default();
+    let mut json = false;
+    while let Some((opt, inl)) = a.next() {
+        match opt.as_str() {
+            "--duration" | "-d" => cfg.duration = parse_duration(&a.value(&opt, inl)?)?,
+            "--warmup" => cfg.warmup = parse_duration(&a.value(&opt, inl)?)?,
+            "--conns" | "-c" => cfg.conns = parse_num(&opt, &a.value(&opt, inl)?)?,
+            "--connect-conns" => cfg.connect_conns = parse_num(&opt, &a.value(&opt, inl)?)?,
+            "--client-threads" => cfg.client_threads = parse_num(&opt, &a.value(&opt, inl)?)?,
+            "--size" | "-s" => cfg.size = parse_size(&a.value(&opt, inl)?)?,
+            "--repeat" => cfg.repeat = parse_num(&opt, &a.value(&opt, inl)?)?,
+            "--bin-dir" => cfg.bin_dir = PathBuf::from(a.value(&opt, inl)?),
+            "--out" => cfg.out_dir = PathBuf::from(a.value(&opt, inl)?),
+            "--procs" => cfg.procs = parse_counts(&opt, &a.value(&opt, inl)?)?,
+            "--workers" => cfg.workers = parse_counts(&opt, &a.value(&opt, inl)?)?,
+            "--idle" => cfg.idle = parse_num(&opt, &a.value(&opt, inl)?)?,
+            // A flag with an optional inline value: `--connect-per-request=only`.
+            "--connect-per-request" => {
+                cfg.connect = match inl.as_deref() {
+                    None | Some("also") => ConnectRows::Also,
+                    Some("only") => ConnectRows::Only,
+                    Some(v) => {
+                        return Err(Error::usage(format!(
+                            "--connect-per-request={v}: expected =only or =also"
+                        )));
+                    }
+                }
+            }
+            "--only" => {
+                let v = a.value(&opt, inl)?;
+                cfg.only = Some(v.split(',').map(|s| s.trim().to_string()).collect());
+            }
+            "--json" if inl.is_some() => return Err(Error::usage("--json takes no value")),
+            "--json" => json = true,
+            "--help" | "-h" => return Ok(Command::Help),
+            o => return Err(Error::usage(format!("bench: unknown argument {o}"))),
+        }
+    }
+    cfg.validate()?;
+    Ok(Command::Bench { cfg, json })
 }

@@ -38,7 +38,6 @@ pub mod load;
 pub mod procs;
 pub mod report;
 pub mod svg;
-mod table;
 
 use std::fmt;
 

@@ -42,8 +42,11 @@ fn main() -> ExitCode {
                 true
             })
         }
-        Command::Bench(cfg) => bench::run(&cfg).map(|r| {
+        Command::Bench { cfg, json } => bench::run(&cfg).map(|r| {
             print!("{}", r.table_text());
+            if json {
+                println!("{}", r.to_json());
+            }
             true
         }),
     };

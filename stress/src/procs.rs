@@ -63,6 +63,39 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Resident memory (VmRSS) of `pid` and all its descendants, in bytes, from
+/// `/proc/PID/status`; `None` if `pid` itself is gone. Pages shared between the processes
+/// are counted once per process, which cancels out in a before/after difference.
+pub fn tree_rss(pid: i32) -> Option<u64> {
+    let mut total = rss_of(pid)?;
+    // Breadth-first over children; the cap bounds the walk even if /proc changes under it.
+    let mut todo = children_of(pid).unwrap_or_default();
+    let mut seen = vec![pid];
+    while let Some(p) = todo.pop() {
+        if seen.contains(&p) || seen.len() >= 10_000 {
+            continue;
+        }
+        seen.push(p);
+        total += rss_of(p).unwrap_or(0);
+        todo.extend(children_of(p).unwrap_or_default());
+    }
+    Some(total)
+}
+
+/// VmRSS of one process in bytes (0 for a process without memory, such as a zombie).
+fn rss_of(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(parse_vm_rss(&text).unwrap_or(0))
+}
+
+/// The `VmRSS:   1234 kB` line of a `/proc/PID/status` text, in bytes.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut it = line["VmRSS:".len()..].split_whitespace();
+    let kb: u64 = it.next()?.parse().ok()?;
+    (it.next() == Some("kB")).then_some(kb * 1024)
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     matches!(stat_of(pid), Some((_, s)) if s != 'Z' && s != 'X')
@@ -205,6 +238,47 @@ impl Drop for ChildGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_rss_line() {
+        let status = "Name:\tx\nVmPeak:\t  9 kB\nVmRSS:\t    1234 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
+        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None);
+        assert_eq!(parse_vm_rss("Name:\tkthread\n"), None);
+    }
+
+    #[test]
+    fn tree_rss_adds_grandchildren() {
+        // sh stays as the parent of sleep (a second command follows), so the tree is
+        // two levels deep; once sleep has exec'd and sleeps, both RSS figures are stable.
+        let Ok(child) = std::process::Command::new("sh")
+            .args(["-c", "sleep 5; :"])
+            .spawn()
+        else {
+            return;
+        };
+        let mut g = ChildGuard::new(child, "sh");
+        let sh = g.pid();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sleeper = loop {
+            let kid = children_of(sh).unwrap_or_default().first().copied();
+            let comm = kid.and_then(|k| std::fs::read_to_string(format!("/proc/{k}/comm")).ok());
+            if let (Some(k), Some("sleep")) = (kid, comm.as_deref().map(str::trim))
+                && stat_of(k).is_some_and(|(_, st)| st == 'S')
+            {
+                break k;
+            }
+            assert!(Instant::now() < deadline, "sleep never appeared under sh");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let parts = rss_of(sh).unwrap_or(0) + rss_of(sleeper).unwrap_or(0);
+        assert!(rss_of(sleeper).unwrap_or(0) > 0);
+        assert_eq!(tree_rss(sh), Some(parts));
+        assert!(tree_rss(sleeper).is_some_and(|r| r > 0 && r < parts));
+        let _ = signal_child(sh, sleeper, Signal::SIGKILL);
+        let _ = g.stop(Duration::from_secs(2));
+        assert_eq!(tree_rss(sh), None, "a reaped pid has no RSS");
+    }
 
     #[test]
     fn own_stat_and_children() {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use zmaster_stress::args::{Command, Limit, Target, parse, parse_duration, parse_rate, parse_size};
+use zmaster_stress::bench::ConnectRows;
 use zmaster_stress::chaos::MasterRef;
 
 fn argv(s: &str) -> Vec<String> {
@@ -90,18 +91,75 @@ fn chaos_and_bench() {
     };
     assert_eq!((cfg.master, cfg.kill_rate), (MasterRef::Pid(42), 1.0));
     assert!(parse(&argv("chaos --master-pid 42 127.0.0.1:9 --requests 5")).is_err());
-    let Ok(Command::Bench(b)) = parse(&argv(
+    let Ok(Command::Bench {
+        cfg: b,
+        json: false,
+    }) = parse(&argv(
         "bench --duration 2 --workers 1,4 --bin-dir bins --out o --only epoll,tokio",
-    )) else {
+    ))
+    else {
         panic!()
     };
     assert_eq!(b.workers, vec![1, 4]);
     assert_eq!(b.bin_dir, std::path::PathBuf::from("bins"));
     assert!(parse(&argv("bench --workers 0")).is_err());
-    let Ok(Command::Bench(d)) = parse(&argv("bench")) else {
+    let Ok(Command::Bench {
+        cfg: d,
+        json: false,
+    }) = parse(&argv("bench"))
+    else {
         panic!()
     };
     assert_eq!(d.bin_dir, std::path::PathBuf::from("target/release"));
+    assert_eq!((d.procs, d.workers), (vec![1], vec![1, 2]));
+    assert_eq!(
+        (d.connect, d.connect_conns, d.idle, d.size),
+        (ConnectRows::Off, 10, 0, 64)
+    );
+}
+
+#[test]
+fn bench_procs_connect_idle_size_json() {
+    let Ok(Command::Bench { cfg, json }) = parse(&argv(
+        "bench --procs 1,2 --workers=1,2 --connect-per-request --connect-conns 6 --idle 50 --size 16k --json",
+    )) else {
+        panic!("parse failed")
+    };
+    assert!(json);
+    assert_eq!((cfg.procs, cfg.workers), (vec![1, 2], vec![1, 2]));
+    assert_eq!(cfg.connect, ConnectRows::Also);
+    assert_eq!((cfg.connect_conns, cfg.idle, cfg.size), (6, 50, 16 * 1024));
+    for (a, want) in [
+        ("bench --connect-per-request=only", ConnectRows::Only),
+        ("bench --connect-per-request=also", ConnectRows::Also),
+        ("bench --procs=2 --size 1m", ConnectRows::Off),
+    ] {
+        let Ok(Command::Bench { cfg, .. }) = parse(&argv(a)) else {
+            panic!("{a} failed")
+        };
+        assert_eq!(cfg.connect, want, "{a}");
+    }
+    let Ok(Command::Bench { cfg, .. }) = parse(&argv("bench --procs=2,3 --size 1m")) else {
+        panic!()
+    };
+    assert_eq!((cfg.procs, cfg.size), (vec![2, 3], 1 << 20));
+    for a in [
+        "bench --procs 0",
+        "bench --procs 1,,2",
+        "bench --procs",
+        "bench --procs 300",
+        "bench --idle -1",
+        "bench --idle many",
+        "bench --idle 100001",
+        "bench --connect-per-request=sometimes",
+        "bench --connect-per-request only",
+        "bench --connect-per-request --connect-conns 0",
+        "bench --size 17m",
+        "bench --size 0",
+        "bench --json=yes",
+    ] {
+        assert!(parse(&argv(a)).is_err(), "{a:?} should fail");
+    }
 }
 
 #[test]

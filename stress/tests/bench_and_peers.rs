@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -64,44 +64,156 @@ fn peers_echo_and_close_on_exit() {
     }
 }
 
-#[test]
-fn bench_runs_baselines_and_skips_missing_zmaster() {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_zstress"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let out = tempfile::tempdir().expect("tempdir");
-    let o = Command::new(env!("CARGO_BIN_EXE_zstress"))
+fn bench(bin_dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_zstress"))
         .args([
             "bench",
             "--duration",
-            "200ms",
+            "100ms",
             "--warmup",
-            "50ms",
+            "0",
             "--conns",
             "4",
-            "--workers",
-            "1",
-            "--only",
-            "aio,epoll,tokio",
         ])
+        .args(extra)
         .arg("--bin-dir")
-        .arg(&bin_dir)
+        .arg(bin_dir)
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .output()
-        .expect("run bench");
+        .expect("run bench")
+}
+
+fn own_bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_zstress"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+#[test]
+fn bench_runs_baselines_and_skips_missing_zmaster() {
+    // A bin dir holding only the two peers: the zmaster rows must say why they are missing.
+    let bins = tempfile::tempdir().expect("tempdir");
+    for b in ["echo-epoll", "echo-tokio"] {
+        std::os::unix::fs::symlink(own_bin_dir().join(b), bins.path().join(b)).expect("symlink");
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = bench(
+        bins.path(),
+        out.path(),
+        &["--workers", "1", "--only", "aio,epoll,tokio"],
+    );
     assert!(o.status.success(), "{o:?}");
     let md = std::fs::read_to_string(out.path().join("bench.md")).expect("bench.md");
     for needle in [
-        "| cpu0 | 1* | echo-epoll |",
-        "| unpinned | 1 | echo-tokio |",
+        "| cpu0 | echo | 1* | echo-epoll |",
+        "| unpinned | echo | 1 | echo-tokio |",
+        "| cpu0 | echo | 1×1 | zmaster+echo-aio | skipped: not built (",
     ] {
         assert!(md.contains(needle), "{needle} missing in\n{md}");
     }
-    if !bin_dir.join("zmaster").exists() {
-        assert!(md.contains("skipped: not built"), "{md}");
-    }
+    assert!(
+        !md.contains("| connect |"),
+        "no connect rows unless asked:\n{md}"
+    );
     let svg = std::fs::read_to_string(out.path().join("latency.svg")).expect("latency.svg");
     assert!(svg.contains("<polyline") && svg.contains("echo-epoll"));
+}
+
+/// The new dimensions in one tiny run: P × W, connect-per-request rows with the epoll
+/// reference, `--idle`, p99.9, 16 KiB lines and `--json` (zmaster rows when it is built).
+#[test]
+fn bench_procs_connect_rows_idle_and_json() {
+    let bin_dir = own_bin_dir();
+    let zmaster = ["zmaster", "echo-aio"]
+        .iter()
+        .all(|b| bin_dir.join(b).is_file());
+    if !zmaster {
+        eprintln!(
+            "zmaster or echo-aio not built in {}: peers only",
+            bin_dir.display()
+        );
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = bench(
+        &bin_dir,
+        out.path(),
+        &[
+            "--procs",
+            "1,2",
+            "--workers",
+            "1",
+            "--connect-per-request",
+            "--connect-conns",
+            "3",
+            "--idle",
+            "50",
+            "--size",
+            "16k",
+            "--only",
+            "aio,tokio,epoll",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let header = stdout.lines().nth(1).unwrap_or_default();
+    for col in ["load", "P×W", "p99.9", "idle KiB/conn", "÷epoll"] {
+        assert!(header.contains(col), "{col} not in {header:?}");
+    }
+    let md = std::fs::read_to_string(out.path().join("bench.md")).expect("bench.md");
+    let mut needles = vec![
+        "| cpu0 | echo | 1* | echo-epoll |",
+        "| cpu0 | connect | 1* | echo-epoll |",
+        "| unpinned | echo | 2 | echo-tokio |",
+        "| unpinned | connect | 1 | echo-tokio |",
+        "16384 B lines",
+    ];
+    if zmaster {
+        needles.extend([
+            "| cpu0 | echo | 2×1 | zmaster+echo-aio | ",
+            "| unpinned | connect | 1×1 | zmaster+echo-aio | ",
+        ]);
+    }
+    for needle in needles {
+        assert!(md.contains(needle), "{needle} missing in\n{md}");
+    }
+    let json = stdout.lines().last().unwrap_or_default();
+    let file = std::fs::read_to_string(out.path().join("bench.json")).expect("bench.json");
+    assert_eq!(file.trim_end(), json, "--json prints what bench.json holds");
+    // Per placement: aio 1×1 and 2×1, tokio 1 and 2, epoll; echo and connect rows.
+    let ran = if zmaster { 20 } else { 12 };
+    assert_eq!(json.matches("\"placement\":").count(), 20, "{json}");
+    assert_eq!(
+        json.matches("\"error\":null,\"rps\":").count(),
+        ran,
+        "{json}"
+    );
+    assert_eq!(
+        json.matches("\"errors\":0,").count(),
+        ran,
+        "16 KiB lines echo: {json}"
+    );
+    assert_eq!(json.matches("\"p999\":").count(), ran, "{json}");
+    // --idle runs on every echo row that ran (not the connect rows), and all 50 opened.
+    assert_eq!(
+        json.matches("\"idle\":{\"wanted\":50,\"opened\":50,")
+            .count(),
+        ran / 2,
+        "{json}"
+    );
+    assert_eq!(
+        json.matches("\"idle\":null").count(),
+        20 - ran / 2,
+        "{json}"
+    );
+    for row in json.split("{\"placement\":").skip(1) {
+        if row.contains("\"load\":\"connect\"") {
+            assert!(
+                row.contains("\"idle\":null"),
+                "no idle on connect rows: {row}"
+            );
+        }
+    }
 }

@@ -126,8 +126,7 @@ fn main() -> ExitCode {
             }
             _ => aio::general_register(listener, |conn| conn.read_line(max_line(), on_line)),
         })
-        // Having this hook makes a reload drain: open connections finish, an idle old
-        // process exits at once.
-        .before_softstop(|| log::info!("softstop: finishing open connections"));
+        // A reload drains: open connections finish, an idle old process exits at once.
+        .drain_on_softstop();
     aio::server_main(std::env::args_os(), hooks)
 }

@@ -13,16 +13,19 @@
 //! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
 //! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
 //! and the connection stays open (each detach makes the master start one more process, so a
-//! remote client must not be able to do it). FIFO services are not supported in coroutine
-//! mode; they are skipped with a warning.
+//! remote client must not be able to do it).
+//!
+//! A FIFO service (`fifo:PATH`) is not echoed (its output would come back in): each line
+//! written to it is logged at info level, as echo-aio does.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use zmaster_core::error::quoted;
 use zmaster_examples::detach::{self, Peer, Policy};
-use zmaster_modes::coroutine::{self, Connection, Hooks, ListenerKind};
+use zmaster_modes::coroutine::{self, Connection, Fifo, Hooks, ListenerKind};
 
 /// The longest line echoed (from `echo-max-line`), set once before serving.
 static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
@@ -101,6 +104,32 @@ fn serve(conn: Connection) {
     }
 }
 
+/// Logs each line written to the FIFO of service `name` until end of stream or an error.
+fn read_fifo(fifo: Fifo, name: &str) {
+    let max = MAX_LINE.load(Ordering::Relaxed);
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut reader = BufReader::new(fifo);
+    let mut line = Vec::with_capacity(128);
+    loop {
+        line.clear();
+        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                log::info!(
+                    "fifo service={} line={}",
+                    quoted(name),
+                    quoted(&String::from_utf8_lossy(text))
+                );
+            }
+            Err(e) => {
+                log::warn!("fifo service={} read failed: {e}", quoted(name));
+                return;
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let hooks = Hooks::new()
         .before_service(|config| {
@@ -109,17 +138,16 @@ fn main() -> ExitCode {
             let _ = DETACH.set(detach::from_config(config)?);
             Ok(())
         })
-        .service_register(|name, listener, kind| {
-            if kind == ListenerKind::Fifo {
-                log::warn!(
-                    "service {name:?}: FIFO services are not supported in coroutine mode; skipped"
-                );
-                return Ok(());
+        .service_register(|name, listener, kind| match kind {
+            // A FIFO is read and written through one fd: echoing would feed our own output
+            // back to us. Log its lines instead.
+            ListenerKind::Fifo => {
+                let name = name.to_owned();
+                coroutine::fifo_register(listener, move |fifo| read_fifo(fifo, &name))
             }
-            coroutine::general_register(listener, serve)
+            _ => coroutine::general_register(listener, serve),
         })
-        // Having this hook makes a reload drain: open connections finish, an idle old
-        // process exits at once.
-        .before_softstop(|| log::info!("softstop: finishing open connections"));
+        // A reload drains: open connections finish, an idle old process exits at once.
+        .drain_on_softstop();
     coroutine::server_main(std::env::args_os(), hooks)
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zmaster_examples::digest;
-use zmaster_modes::aio::{self, Conn, Hooks};
+use zmaster_modes::aio::{self, Conn};
 
 /// Requests up to this many rounds (about 0.1 ms) are answered inline on the worker.
 const INLINE_ROUNDS: u64 = 100_000;
@@ -148,20 +148,17 @@ fn start_job(conn: &mut Conn, n: u64) {
 }
 
 fn main() -> ExitCode {
-    let hooks = Hooks::new()
-        .before_service(|config| {
-            let max = config.get_int_in("hash-max-rounds", 1_000_000_000, 0, i64::MAX)?;
-            MAX_ROUNDS.store(u64::try_from(max).unwrap_or(0), Ordering::Relaxed);
-            let jobs = config.get_int_in("hash-max-jobs", 16, 1, 1 << 20)?;
-            MAX_JOBS.store(u64::try_from(jobs).unwrap_or(16), Ordering::Relaxed);
-            Ok(())
-        })
-        .service_register(|_name, listener, _kind| {
-            aio::general_register(listener, |conn| {
-                conn.set_user_data(Session::default());
-                conn.read_line(MAX_LINE, on_line);
-            })
-        })
-        .before_softstop(|| log::info!("softstop: finishing open connections"));
+    // serve_hooks: every listener gets the handler, and a reload drains open connections.
+    let hooks = aio::serve_hooks(|conn| {
+        conn.set_user_data(Session::default());
+        conn.read_line(MAX_LINE, on_line);
+    })
+    .before_service(|config| {
+        let max = config.get_int_in("hash-max-rounds", 1_000_000_000, 0, i64::MAX)?;
+        MAX_ROUNDS.store(u64::try_from(max).unwrap_or(0), Ordering::Relaxed);
+        let jobs = config.get_int_in("hash-max-jobs", 16, 1, 1 << 20)?;
+        MAX_JOBS.store(u64::try_from(jobs).unwrap_or(16), Ordering::Relaxed);
+        Ok(())
+    });
     aio::server_main(std::env::args_os(), hooks)
 }

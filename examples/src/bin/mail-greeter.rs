@@ -9,6 +9,8 @@ use std::io;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
+use zmaster_core::cli::program_name;
+use zmaster_core::error::quoted;
 use zmaster_examples::greeting::{Reply, Style};
 use zmaster_modes::aio::{self, Conn, Hooks};
 use zmaster_modes::runtime::{Error, ErrorKind};
@@ -51,21 +53,14 @@ fn on_line(service: Arc<str>, conn: &mut Conn, line: io::Result<Option<Vec<u8>>>
 }
 
 fn main() -> ExitCode {
-    let ident = std::env::args_os()
-        .next()
-        .and_then(|a0| {
-            std::path::Path::new(&a0)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "mail-greeter".into());
+    let ident = program_name(std::env::args_os().next().as_deref(), "mail-greeter");
     let hooks = Hooks::new()
         .before_service(|config| {
             let text = config.get_str("greeting", "smtp");
             let style = Style::parse(text).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Config,
-                    format!("greeting = {text:?}: expected smtp, imap or pop3"),
+                    format!("greeting = {}: expected smtp, imap or pop3", quoted(text)),
                 )
             })?;
             let _ = STYLE.set(style);

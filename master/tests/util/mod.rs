@@ -1,12 +1,14 @@
-//! Helpers for the master's behaviour tests: temp config dirs, a master guard that kills by pid
-//! on drop, /proc inspection, line clients, and event waits (never fixed sleeps).
-#![allow(dead_code, unreachable_pub)]
+//! Helpers for the master's behaviour tests: temp config dirs and a master guard that kills by
+//! pid on drop; ports, /proc inspection, line clients and event waits come from the testkit.
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+pub use zmaster_testkit::{
+    ask_tcp, ask_unix, children_of, descendants_of, exe_name, fd_count, free_port, is_alive,
+    wait_for, wait_log_line, wait_pid_change, wait_until,
+};
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,30 +17,6 @@ use nix::unistd::Pid;
 
 pub const ZMASTER: &str = env!("CARGO_BIN_EXE_zmaster");
 pub const PROBE: &str = env!("CARGO_BIN_EXE_zmaster-probe");
-
-/// Polls `f` every 20 ms until it returns Some, or panics with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A free 127.0.0.1 port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A probe's report: its argv and its open fds as (fd, link target).
 pub type Report = (Vec<String>, Vec<(i32, String)>);
@@ -172,81 +150,10 @@ impl Drop for Master {
             let _ = child.kill();
             let _ = child.wait();
             for kid in kids {
-                let _ = kill(Pid::from_raw(kid), Signal::SIGKILL);
+                zmaster_testkit::kill_pid(kid);
             }
         }
     }
-}
-
-/// Live (non-zombie) children of `pid`.
-pub fn children_of(pid: i32) -> Vec<i32> {
-    let mut kids = Vec::new();
-    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(text) = fs::read_to_string(task.path().join("children")) {
-                kids.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    kids.retain(|k| is_alive(*k));
-    kids.sort();
-    kids
-}
-
-pub fn descendants_of(pid: i32) -> Vec<i32> {
-    let mut all = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for kid in children_of(p) {
-            all.push(kid);
-            frontier.push(kid);
-        }
-    }
-    all
-}
-
-/// True when `pid` exists and is not a zombie.
-pub fn is_alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().chars().next())
-                .unwrap_or_default();
-            !matches!(state, Some('Z') | Some('X'))
-        }
-        Err(_) => false,
-    }
-}
-
-/// Number of open fds of `pid`.
-pub fn fd_count(pid: i32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// Sends `line` to a probe over TCP and returns its answer (`PID <pid> <line>`).
-pub fn ask_tcp(port: u16, line: &str) -> std::io::Result<String> {
-    let stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    ask(stream, line)
-}
-
-pub fn ask_unix(path: &Path, line: &str) -> std::io::Result<String> {
-    let stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    ask(stream, line)
-}
-
-fn ask<S: std::io::Read + Write>(mut stream: S, line: &str) -> std::io::Result<String> {
-    stream.write_all(format!("{line}\n").as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply)?;
-    Ok(reply.trim_end().to_owned())
 }
 
 /// The pid in a probe reply `PID <pid> ...`.
@@ -256,12 +163,4 @@ pub fn reply_pid(reply: &str) -> i32 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("not a probe reply: {reply:?}"))
-}
-
-/// Basename of argv[0] of `pid`.
-pub fn exe_name(pid: i32) -> String {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv0 = raw.split(|b| *b == 0).next().unwrap_or_default();
-    let argv0 = String::from_utf8_lossy(argv0).into_owned();
-    argv0.rsplit('/').next().unwrap_or_default().to_owned()
 }

@@ -1,13 +1,16 @@
 //! The ready-made coroutine accept loop survives descriptor exhaustion (EMFILE): checked in a
 //! child process (this binary re-executed) whose RLIMIT_NOFILE is lowered.
 
+mod util;
+
+use util::sched;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use zmaster_coro::net::{TcpListener, accept_loop};
-use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_EMFILE_CHILD";
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,11 +21,7 @@ fn emfile_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let s = Scheduler::start(Config {
-        threads: 1,
-        stack_size: 0,
-    })
-    .unwrap();
+    let s = sched(1, 0);
     let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     println!("port {}", l.local_addr().unwrap().port());
     std::io::stdout().flush().unwrap();

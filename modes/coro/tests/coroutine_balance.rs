@@ -1,24 +1,24 @@
 //! New coroutines are placed on the less loaded worker: connections accepted by one accept
 //! loop end up spread over both workers (a started coroutine never moves, so this matters).
 
+mod util;
+
+use util::sched;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use zmaster_coro::net::TcpListener;
-use zmaster_coro::{self as coroutine, Config, Scheduler};
+use zmaster_coro::{self as coroutine};
 
 const CONNS: usize = 40;
 const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn connections_of_one_accept_loop_spread_over_workers() {
-    let s = Scheduler::start(Config {
-        threads: 2,
-        stack_size: 32 * 1024,
-    })
-    .expect("start scheduler");
+    let s = sched(2, 32 * 1024);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel::<String>();

@@ -1,27 +1,26 @@
 //! Coroutine scheduler behaviour: spawning, yielding, sleeping, panics, thread affinity,
 //! spawn_blocking, the coroutine mutex and shutdown.
 
+mod util;
+
+use util::sched;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zmaster_coro::{self as coroutine, Config, Scheduler, sync};
+use zmaster_coro::{self as coroutine, Scheduler, sync};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 64 * 1024;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn sched(threads: usize) -> Scheduler {
-    Scheduler::start(Config {
-        threads,
-        stack_size: 64 * 1024,
-    })
-    .expect("start scheduler")
-}
-
 #[test]
 fn spawn_from_thread_and_from_coroutine() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
         for i in 0..100 {
@@ -37,7 +36,7 @@ fn spawn_from_thread_and_from_coroutine() {
 
 #[test]
 fn workers_are_named_threads() {
-    let s = sched(3);
+    let s = sched(3, STACK);
     assert_eq!(s.threads(), 3);
     let (tx, rx) = mpsc::channel();
     for _ in 0..30 {
@@ -55,7 +54,7 @@ fn workers_are_named_threads() {
 
 #[test]
 fn started_coroutine_never_changes_thread() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     let n = 200;
     for _ in 0..n {
@@ -81,7 +80,7 @@ fn started_coroutine_never_changes_thread() {
 
 #[test]
 fn yield_interleaves_on_one_thread() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
     let gate = Arc::new(AtomicUsize::new(0));
@@ -108,7 +107,7 @@ fn yield_interleaves_on_one_thread() {
 
 #[test]
 fn sleep_is_roughly_accurate() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     for ms in [1u64, 20, 50] {
         let tx = tx.clone();
@@ -133,7 +132,7 @@ fn sleep_is_roughly_accurate() {
 
 #[test]
 fn panic_ends_only_that_coroutine() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(|| panic!("deliberate test panic"));
     let tx2 = tx.clone();
@@ -154,7 +153,7 @@ fn panic_ends_only_that_coroutine() {
 
 #[test]
 fn live_count_tracks_parked_coroutines_and_shutdown_drops_them() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel::<()>();
     let dropped = Arc::new(AtomicUsize::new(0));
     struct OnDrop(Arc<AtomicUsize>);
@@ -192,7 +191,7 @@ fn go_outside_a_coroutine_panics() {
 
 #[test]
 fn spawn_blocking_runs_off_the_worker() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
         let me = std::thread::current().id();
@@ -209,7 +208,7 @@ fn spawn_blocking_runs_off_the_worker() {
 
 #[test]
 fn mutex_parks_coroutines_and_excludes() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let m = Arc::new(sync::Mutex::new(0u64));
     let (tx, rx) = mpsc::channel();
     let n = 50;
@@ -237,7 +236,7 @@ fn mutex_parks_coroutines_and_excludes() {
 
 #[test]
 fn many_coroutines_spread_over_workers() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     let h = s.handle();
     for _ in 0..2000 {
@@ -273,7 +272,7 @@ fn handle_from_inside_and_thread_locals_stay_put() {
     thread_local! {
         static MARK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
         let h = coroutine::Handle::try_current().expect("inside a coroutine");

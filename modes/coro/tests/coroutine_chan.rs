@@ -1,25 +1,24 @@
 //! Coroutine channels: 10 000 coroutines ping-ponging, bounded back-pressure, timeouts,
 //! disconnection and mixing coroutines with plain threads.
 
+mod util;
+
+use util::sched;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use zmaster_coro::sync::chan::{self, RecvTimeoutError, TryRecvError, TrySendError};
-use zmaster_coro::{self as coroutine, Config, Scheduler};
+use zmaster_coro::{self as coroutine};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 16 * 1024;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn sched(threads: usize) -> Scheduler {
-    Scheduler::start(Config {
-        threads,
-        stack_size: 16 * 1024,
-    })
-    .expect("start scheduler")
-}
-
 #[test]
 fn ten_thousand_coroutines_ping_pong() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let pairs = 5_000;
     let rounds = 10;
     let (done_tx, done_rx) = mpsc::channel();
@@ -56,7 +55,7 @@ fn ten_thousand_coroutines_ping_pong() {
 
 #[test]
 fn bounded_channel_applies_back_pressure() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = chan::bounded::<u32>(4);
     assert!(matches!(tx.try_send(0), Ok(())));
     for i in 1..4 {
@@ -88,7 +87,7 @@ fn bounded_channel_applies_back_pressure() {
 
 #[test]
 fn recv_timeout_and_disconnect() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (out_tx, out_rx) = mpsc::channel();
     let (tx, rx) = chan::unbounded::<u8>();
     s.handle().go(move || {
@@ -114,7 +113,7 @@ fn recv_timeout_and_disconnect() {
 
 #[test]
 fn plain_threads_and_coroutines_share_channels() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = chan::unbounded::<u32>();
     let (back_tx, back_rx) = chan::bounded::<u32>(1);
     for _ in 0..4 {
@@ -148,7 +147,7 @@ fn plain_threads_and_coroutines_share_channels() {
 
 #[test]
 fn many_waiters_on_one_receiver_each_get_one_message() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = chan::unbounded::<u32>();
     let (out_tx, out_rx) = mpsc::channel();
     for _ in 0..100 {

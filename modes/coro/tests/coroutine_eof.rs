@@ -1,6 +1,10 @@
 //! Short reads count as "drained": a FIN that arrives with (or right after) the last data must
 //! still be seen, on TCP and Unix sockets, whether the reader was parked or not when it came.
 
+mod util;
+
+use util::sched;
+
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -8,20 +12,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use zmaster_coro::net::{TcpListener, UnixListener};
-use zmaster_coro::{self as coroutine, Config, Scheduler};
+use zmaster_coro::{self as coroutine};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 32 * 1024;
 
 /// Client-side wait bound: a server that missed the EOF never answers, and the test fails
 /// instead of hanging.
 const WAIT: Duration = Duration::from_secs(30);
 const ROUNDS: usize = 300;
-
-fn sched() -> Scheduler {
-    Scheduler::start(Config {
-        threads: 2,
-        stack_size: 32 * 1024,
-    })
-    .expect("start scheduler")
-}
 
 /// Reads with a buffer bigger than anything the peer sends (every read is short) until EOF,
 /// then writes back the byte count as one line. Before its first read it says so on `ready`
@@ -60,7 +59,7 @@ fn exchange<C: Read + Write>(mut c: C, pieces: &[&[u8]], shut: impl Fn(&C)) {
 
 #[test]
 fn tcp_fin_with_last_data_is_seen() {
-    let s = sched();
+    let s = sched(2, STACK);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
@@ -95,7 +94,7 @@ fn tcp_fin_with_last_data_is_seen() {
 fn unix_fin_with_last_data_is_seen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("eof.sock");
-    let s = sched();
+    let s = sched(2, STACK);
     let l = UnixListener::bind(&path).unwrap();
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     s.handle().go(move || {
@@ -123,7 +122,7 @@ fn unix_fin_with_last_data_is_seen() {
 fn data_after_a_drained_short_read_wakes_the_reader() {
     // The server's first read is short (marks the socket drained); the client sends the rest
     // only after hearing back, so the second read must park and be woken by the new edge.
-    let s = sched();
+    let s = sched(2, STACK);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     s.handle().go(move || {

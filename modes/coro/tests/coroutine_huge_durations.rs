@@ -1,27 +1,26 @@
 //! Timeouts too large to add to `Instant::now()` (`Duration::MAX`, `u64::MAX` seconds) mean
 //! "wait forever": `sleep`, `recv_timeout` and `send_timeout` park instead of panicking.
 
+mod util;
+
+use util::sched;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_coro::{self as coroutine, Config, Scheduler, sync::chan};
+use zmaster_coro::{self as coroutine, sync::chan};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 0;
 
 const WAIT: Duration = Duration::from_secs(20);
 const HUGE: [Duration; 2] = [Duration::MAX, Duration::from_secs(u64::MAX)];
 
-fn sched(threads: usize) -> Scheduler {
-    Scheduler::start(Config {
-        threads,
-        stack_size: 0,
-    })
-    .expect("start scheduler")
-}
-
 #[test]
 fn recv_timeout_with_a_huge_duration_waits_for_the_message() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     for huge in HUGE {
         let (tx, rx) = chan::unbounded::<u32>();
         let (done, got) = mpsc::channel();
@@ -38,7 +37,7 @@ fn recv_timeout_with_a_huge_duration_waits_for_the_message() {
 
 #[test]
 fn send_timeout_with_a_huge_duration_waits_for_room() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     for huge in HUGE {
         let (tx, rx) = chan::bounded::<u32>(1);
         tx.send(1).unwrap();
@@ -64,7 +63,7 @@ impl Drop for Flag {
 
 #[test]
 fn sleep_with_a_huge_duration_sleeps_on() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     for huge in HUGE {
         let ended = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();

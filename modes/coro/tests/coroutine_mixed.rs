@@ -2,6 +2,10 @@
 //! mutex, sleeps, yields, socket round trips and wake-ups from plain threads, all at once.
 //! Bounded in count; checks every message arrives exactly once and nothing is left behind.
 
+mod util;
+
+use util::sched;
+
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,17 +13,13 @@ use std::time::{Duration, Instant};
 
 use zmaster_coro::net::{TcpListener, TcpStream};
 use zmaster_coro::sync::{Mutex, chan};
-use zmaster_coro::{self as coroutine, Config, Scheduler};
+use zmaster_coro::{self as coroutine};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn everything_at_once() {
-    let s = Scheduler::start(Config {
-        threads: 3,
-        stack_size: 32 * 1024,
-    })
-    .unwrap();
+    let s = sched(3, 32 * 1024);
     let h = s.handle();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();

@@ -1,24 +1,23 @@
 //! Coroutine sockets: an echo server in coroutines under 1000+ concurrent connections on two
 //! threads, connections handed over from an acceptor thread, timeouts, Unix sockets, connect.
 
+mod util;
+
+use util::sched;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use zmaster_coro::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use zmaster_coro::{self as coroutine, Config, Scheduler};
+use zmaster_coro::{self as coroutine, Scheduler};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 32 * 1024;
 
 const WAIT: Duration = Duration::from_secs(60);
 const LINES: usize = 4096;
-
-fn sched(threads: usize) -> Scheduler {
-    Scheduler::start(Config {
-        threads,
-        stack_size: 32 * 1024,
-    })
-    .expect("start scheduler")
-}
 
 /// Echoes lines until EOF.
 fn echo<S>(conn: S)
@@ -53,7 +52,7 @@ fn spawn_echo_server(s: &Scheduler) -> std::net::SocketAddr {
 
 #[test]
 fn thousand_concurrent_connections_on_two_threads() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let addr = spawn_echo_server(&s);
     let conns_per_thread = 150;
     let threads = 8; // 1200 connections open at once
@@ -121,7 +120,7 @@ impl SharedRx {
 
 #[test]
 fn acceptor_thread_hands_std_streams_to_coroutines() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let h = s.handle();
@@ -143,7 +142,7 @@ fn acceptor_thread_hands_std_streams_to_coroutines() {
 
 #[test]
 fn coroutine_client_large_transfer_and_half_close() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let addr = spawn_echo_server(&s);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
@@ -176,7 +175,7 @@ fn coroutine_client_large_transfer_and_half_close() {
 
 #[test]
 fn read_and_accept_timeouts() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -215,7 +214,7 @@ fn read_and_accept_timeouts() {
 
 #[test]
 fn connect_refused_is_an_error() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -233,7 +232,7 @@ fn connect_refused_is_an_error() {
 
 #[test]
 fn unix_sockets_echo() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("echo.sock");
     let l = UnixListener::bind(&path).unwrap();
@@ -271,7 +270,7 @@ fn unix_sockets_echo() {
 
 #[test]
 fn stopping_a_listener_ends_its_accept_loop() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let l = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -300,7 +299,7 @@ fn stopping_a_listener_ends_its_accept_loop() {
 
 #[test]
 fn shutdown_unwinds_coroutines_parked_in_io() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();

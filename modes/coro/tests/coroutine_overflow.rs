@@ -1,11 +1,13 @@
 //! A coroutine stack overflow hits the guard page and is reported — checked in a child
 //! process (this test binary re-executed), since the process exits.
 
+mod util;
+
+use util::sched;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
-
-use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_CHILD";
 
@@ -23,11 +25,7 @@ fn overflow_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let s = Scheduler::start(Config {
-        threads: 2,
-        stack_size: 32 * 1024,
-    })
-    .unwrap();
+    let s = sched(2, 32 * 1024);
     s.handle().go(|| {
         black_box(recurse(0));
     });
@@ -90,11 +88,7 @@ fn thread_overflow_child() {
     if std::env::var_os("ZM_CORO_THREAD_OVERFLOW_CHILD").is_none() {
         return;
     }
-    let _s = Scheduler::start(Config {
-        threads: 1,
-        stack_size: 0,
-    })
-    .unwrap();
+    let _s = sched(1, 0);
     let t = std::thread::Builder::new()
         .stack_size(64 * 1024)
         .spawn(|| black_box(recurse(0)))

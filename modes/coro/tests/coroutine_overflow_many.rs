@@ -2,13 +2,15 @@
 //! reported (the per-thread attribution table grows) — checked in a child process (this test
 //! binary re-executed), since the process exits.
 
+mod util;
+
+use util::sched;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-use zmaster_coro::{Config, Scheduler};
 
 const CHILD_ENV: &str = "ZM_CORO_OVERFLOW_MANY_CHILD";
 /// Threads of the first scheduler: every one of the former fixed table's slots.
@@ -29,11 +31,7 @@ fn overflow_many_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let busy = Scheduler::start(Config {
-        threads: BUSY,
-        stack_size: 0,
-    })
-    .unwrap();
+    let busy = sched(BUSY, 0);
     let started = Arc::new(AtomicUsize::new(0));
     let hold = Arc::new((Mutex::new(()), Condvar::new()));
     for _ in 0..BUSY {
@@ -58,11 +56,7 @@ fn overflow_many_child() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let s = Scheduler::start(Config {
-        threads: 1,
-        stack_size: 32 * 1024,
-    })
-    .unwrap();
+    let s = sched(1, 32 * 1024);
     s.handle().go(|| {
         black_box(recurse(0));
     });

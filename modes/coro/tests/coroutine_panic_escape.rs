@@ -3,11 +3,15 @@
 //! destructors that yield during teardown do not use a dead coroutine's context. Each case
 //! runs in a child process (this test binary re-executed), since the defect crashed it.
 
+mod util;
+
+use util::sched;
+
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use zmaster_coro::{self as coroutine, Config, Scheduler, sync::chan};
+use zmaster_coro::{self as coroutine, sync::chan};
 
 const CHILD_ENV: &str = "ZM_CORO_PANIC_ESCAPE_CHILD";
 const WAIT: Duration = Duration::from_secs(20);
@@ -54,11 +58,7 @@ fn child(case: &str) {
         log::set_logger(&PanickingLogger).unwrap();
         log::set_max_level(log::LevelFilter::Trace);
     }
-    let s = Scheduler::start(Config {
-        threads: 1,
-        stack_size: 0,
-    })
-    .unwrap();
+    let s = sched(1, 0);
     let (tx, rx) = mpsc::channel();
     let tx2 = tx.clone();
     s.handle().go(move || {

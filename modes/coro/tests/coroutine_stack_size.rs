@@ -3,6 +3,10 @@
 //! placed on it. The worker-death cases run in child processes (this binary re-executed) with
 //! a small address-space limit so that a stack allocation fails on the worker.
 
+mod util;
+
+use util::sched;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::process::Command;
 use std::sync::mpsc;
@@ -10,16 +14,11 @@ use std::time::{Duration, Instant};
 
 use zmaster_coro::{self as coroutine, Config, MAX_STACK_SIZE, Scheduler};
 
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 0;
+
 const CHILD_ENV: &str = "ZM_CORO_STACK_SIZE_CHILD";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn sched(threads: usize) -> Scheduler {
-    Scheduler::start(Config {
-        threads,
-        stack_size: 0,
-    })
-    .expect("start scheduler")
-}
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
@@ -42,7 +41,7 @@ fn drained(s: &Scheduler) -> bool {
 
 #[test]
 fn huge_stack_from_a_handle_panics_at_the_call_site() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     for size in [usize::MAX - 5000, usize::MAX, MAX_STACK_SIZE + 1] {
         let r = panic::catch_unwind(AssertUnwindSafe(|| s.handle().go_with_stack(size, || {})));
         let msg = panic_text(&*r.expect_err("an oversized stack must be refused"));
@@ -62,7 +61,7 @@ fn huge_stack_from_a_handle_panics_at_the_call_site() {
 
 #[test]
 fn huge_stack_from_a_coroutine_panics_in_the_caller() {
-    let s = sched(2);
+    let s = sched(2, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle().go(move || {
         let r = panic::catch_unwind(|| coroutine::go_with_stack(usize::MAX - 5000, || {}));
@@ -75,7 +74,7 @@ fn huge_stack_from_a_coroutine_panics_in_the_caller() {
 
 #[test]
 fn the_largest_stack_is_accepted() {
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     s.handle()
         .go_with_stack(MAX_STACK_SIZE, move || tx.send(()).unwrap());
@@ -143,7 +142,7 @@ fn child(case: &str) {
         log::set_logger(&PanickingLogger).unwrap();
         log::set_max_level(log::LevelFilter::Trace);
     }
-    let s = sched(1);
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     let warm = tx.clone();
     s.handle().go(move || warm.send("warm").unwrap());

@@ -2,6 +2,10 @@
 //! report `EAGAIN`, not `EINPROGRESS`), from coroutines and plain threads, and
 //! `connect_timeout` gives up with `TimedOut`.
 
+mod util;
+
+use util::sched;
+
 use std::io::ErrorKind;
 use std::os::unix::net as stdnet;
 use std::path::Path;
@@ -10,7 +14,9 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use zmaster_coro::net::UnixStream;
-use zmaster_coro::{Config, Scheduler};
+
+/// Coroutine stack size of this file's schedulers (0: the default).
+const STACK: usize = 0;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -34,20 +40,12 @@ fn full_listener(path: &Path) -> (stdnet::UnixListener, Vec<Socket>) {
     (sock.into(), fillers)
 }
 
-fn sched() -> Scheduler {
-    Scheduler::start(Config {
-        threads: 1,
-        stack_size: 0,
-    })
-    .expect("start scheduler")
-}
-
 #[test]
 fn connect_timeout_on_a_full_backlog_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.sock");
     let (_listener, _fillers) = full_listener(&path);
-    let s = sched();
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     let p = path.clone();
     s.handle().go(move || {
@@ -64,7 +62,7 @@ fn connect_on_a_full_backlog_waits_for_room() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.sock");
     let (listener, _fillers) = full_listener(&path);
-    let s = sched();
+    let s = sched(1, STACK);
     let (tx, rx) = mpsc::channel();
     let p = path.clone();
     s.handle().go(move || {

@@ -83,11 +83,9 @@ pub fn general_register(
 /// [`server_main`] for more.
 pub fn serve_hooks(handler: impl Fn(&mut Conn) + Send + Sync + 'static) -> Hooks {
     let handler: Handler = Arc::new(handler);
-    Hooks::new()
-        .service_register(move |_name, listener, _kind| {
-            Ok(Registration::new(listener, Arc::clone(&handler)))
-        })
-        .drain_on_softstop()
+    Hooks::serve_every_listener(move |listener| {
+        Ok(Registration::new(listener, Arc::clone(&handler)))
+    })
 }
 
 /// Runs an aio server over the process's argv that serves every listener with `handler`:

@@ -41,16 +41,45 @@
 //! sched.shutdown();
 //! ```
 //!
+//! A server is one call: [`serve`] runs `handler(connection)` in a new coroutine for every
+//! connection of every listener and drains open connections on softstop. A line echo server:
+//!
+//! ```no_run
+//! use std::io::{BufRead, BufReader, Write};
+//! use zmaster_modes::coroutine::{self, Connection};
+//!
+//! fn echo(conn: Connection) {
+//!     let (mut lines, mut line) = (BufReader::new(&conn), String::new());
+//!     while lines.read_line(&mut line).unwrap_or(0) > 0
+//!         && (&conn).write_all(line.as_bytes()).is_ok()
+//!     {
+//!         line.clear();
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     coroutine::serve(echo)
+//! }
+//! ```
+//!
+//! The hooks of LIB-ZC are there for the rest ([`Hooks`], [`server_main`]): `service_register`
+//! sees each listener's service name and kind and returns its [`Registration`]
+//! ([`general_register`], [`loop_register`], [`fifo_register`]).
+//!
 //! The engine is its own crate, `zmaster-coro` (`modes/coro/`, its layers named in its crate
-//! notes); this module re-exports it and adds LIB-ZC serving on a scheduler (`server`:
-//! `server_main`, the hooks, `Connection`).
+//! notes); this module re-exports it and adds LIB-ZC serving on a scheduler (`server`: the
+//! API, `serve`, `Connection`; `serving`: the mode plug).
 //!
 //! See `docs/coroutine.md` for the model and its hazards.
 
 mod server;
+mod serving;
 
 pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_started, stop_notify};
-pub use server::{Connection, Hooks, Listener, general_register, loop_register, server_main};
+pub use server::{
+    Connection, Fifo, Hooks, Listener, Registration, Service, fifo_register, general_register,
+    loop_register, serve, serve_hooks, server_main,
+};
 pub use zmaster_coro::{
     Config, DEFAULT_STACK_SIZE, Handle, MAX_STACK_SIZE, Scheduler, current_id, go, go_with_stack,
     in_coroutine, net, sleep, spawn_blocking, sync, yield_now,

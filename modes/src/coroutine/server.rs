@@ -1,31 +1,56 @@
-//! The coroutine mode's plug into the server runtime: `server_main`, `general_register` (the
-//! acceptor thread hands each connection to a new coroutine) and `loop_register` (LIB-ZC's
-//! style: an accept loop running in a coroutine on the inherited listener).
+//! The coroutine mode's API: [`serve`] / [`serve_hooks`] for the common case, and LIB-ZC's
+//! registrations for the rest: [`general_register`] (the acceptor thread hands each
+//! connection to a new coroutine), [`loop_register`] (an accept loop running in a coroutine
+//! on the inherited listener) and [`fifo_register`] (a FIFO read on a thread of its own).
 //!
-//! Either way a connection is handed over once and its handler coroutine stays on one scheduler
-//! thread. Softstop stops both kinds of accepting at once, then waits for the handler
-//! coroutines (counted from accept to handler return) to finish.
+//! Each returns a [`Registration`] that the `service_register` hook returns; nothing is kept
+//! in a process-wide registry (the runtime hands the registrations to the mode plug,
+//! `serving.rs`). A connection is handed over once and its handler coroutine stays on one
+//! scheduler thread.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use zmaster_pool::{AcceptCallback, Acceptor, Stream};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use zmaster_pool::Stream;
 
-use super::net::{self, TcpListener, TcpStream, UnixListener, UnixStream};
-use super::{Config as SchedConfig, Scheduler};
-use crate::runtime::{
-    self, Error, ErrorKind, ListenerKind, Mode, Outcome, Result, Server, ServiceListener, Serving,
-};
+use super::net::{TcpStream, UnixStream};
+use super::serving::CoroutineMode;
+use crate::runtime::{self, Error, ErrorKind, ListenerKind, Result};
 
 pub use zmaster_pool::Listener;
 
 /// The hooks of a coroutine server: `service_register` receives [`Listener`]s (the inherited or
-/// self-bound sockets) to pass to [`general_register`] or [`loop_register`].
-pub type Hooks = runtime::Hooks<Listener>;
+/// self-bound sockets) and returns their [`Registration`] (from [`general_register`],
+/// [`loop_register`] or [`fifo_register`]).
+pub type Hooks = runtime::Hooks<Listener, Registration>;
+
+/// What serves one listener in coroutine mode: returned by the `*_register` functions,
+/// returned in turn by the `service_register` hook. Dropping it closes the listener.
+pub type Registration = runtime::Registration<Service>;
+
+/// How a registered listener is served (the handler and the accept style).
+pub struct Service {
+    pub(super) serve: Serve,
+}
+
+pub(super) type Handler = Arc<dyn Fn(Connection) + Send + Sync>;
+
+/// The accept style of a registered listener, with its handler.
+pub(super) enum Serve {
+    /// The acceptor thread accepts; each connection runs the handler in a new coroutine.
+    Acceptor(Handler),
+    /// An accept loop runs in a coroutine (LIB-ZC's style).
+    Loop(Handler),
+    /// A FIFO, handed once to the handler on a thread of its own.
+    Fifo(Box<dyn FnOnce(Fifo) + Send>),
+}
 
 /// A connection handed to a coroutine handler: TCP or unix, blocking-style I/O that parks the
 /// coroutine. `Read`/`Write` are implemented for it and for `&Connection` (so a `BufReader`
@@ -72,7 +97,7 @@ impl Connection {
         }
     }
 
-    fn from_stream(stream: Stream) -> io::Result<Connection> {
+    pub(super) fn from_stream(stream: Stream) -> io::Result<Connection> {
         match stream {
             Stream::Tcp(s) => TcpStream::from_std(s).map(Connection::Tcp),
             Stream::Unix(s) => UnixStream::from_std(s).map(Connection::Unix),
@@ -122,63 +147,71 @@ impl Write for Connection {
     }
 }
 
-type Handler = Arc<dyn Fn(Connection) + Send + Sync>;
-
-/// How a registered listener is served.
-enum Style {
-    /// The acceptor thread accepts; each connection runs `handler` in a new coroutine.
-    Acceptor,
-    /// An accept loop runs in a coroutine (LIB-ZC's style).
-    Loop,
+/// A FIFO service's fd, handed once to a [`fifo_register`] handler. Reads block the handler's
+/// thread until data arrives (the fd stays non-blocking: it is shared with the master and the
+/// other generations); end of stream once no writer is left.
+#[derive(Debug)]
+pub struct Fifo {
+    fd: OwnedFd,
 }
 
-/// Registrations since the current server started; `None` once serving began.
-static REGISTRY: Mutex<Option<Vec<(Listener, Handler, Style)>>> = Mutex::new(None);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl Read for Fifo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match nix::unistd::read(self.fd.as_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EAGAIN | Errno::EINTR) => {
+                    let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+                    match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
-fn register(listener: Listener, handler: Handler, style: Style) -> Result<()> {
-    if listener.kind() == zmaster_pool::ListenerKind::Fifo {
+impl Fifo {
+    pub(super) fn new(fd: OwnedFd) -> Fifo {
+        Fifo { fd }
+    }
+}
+
+fn register(listener: Listener, serve: Serve) -> Result<Registration> {
+    let fifo = listener.kind() == ListenerKind::Fifo;
+    if fifo != matches!(serve, Serve::Fifo(_)) {
+        let (what, instead) = if fifo {
+            ("a FIFO", "fifo_register")
+        } else {
+            ("not a FIFO", "general_register or loop_register")
+        };
         return Err(Error::new(
             ErrorKind::Register,
             format!(
-                "{}: FIFO services are not supported in coroutine mode",
+                "{} is {what}: in coroutine mode serve it with {instead}",
                 listener.describe()
             ),
         ));
     }
-    match lock(&REGISTRY).as_mut() {
-        Some(list) => {
-            log::debug!("registered listener={}", listener.describe());
-            list.push((listener, handler, style));
-            Ok(())
-        }
-        None => Err(Error::new(
-            ErrorKind::Register,
-            format!(
-                "registering {} outside the start-up hooks: listener closed",
-                listener.describe()
-            ),
-        )),
-    }
+    Ok(Registration::new(listener, Service { serve }))
 }
 
 /// Serves `listener` from the acceptor thread: each accepted connection runs
-/// `handler(connection)` in a new coroutine. Call it from the `service_register` or
-/// `before_service` hook.
+/// `handler(connection)` in a new coroutine. Return the result from the `service_register`
+/// hook.
 ///
 /// # Errors
-/// `ErrorKind::Register` after serving started, or for a FIFO listener.
+/// `ErrorKind::Register` for a FIFO listener (use [`fifo_register`]).
 pub fn general_register(
     listener: Listener,
     handler: impl Fn(Connection) + Send + Sync + 'static,
-) -> Result<()> {
-    register(listener, Arc::new(handler), Style::Acceptor)
+) -> Result<Registration> {
+    register(listener, Serve::Acceptor(Arc::new(handler)))
 }
 
-/// Serves `listener` LIB-ZC style: an accept loop in a coroutine ([`net::accept_loop`]), each
+/// Serves `listener` LIB-ZC style: an accept loop in a coroutine (`net::accept_loop`), each
 /// connection in a new coroutine on the same scheduler thread as the loop.
 ///
 /// # Errors
@@ -186,8 +219,40 @@ pub fn general_register(
 pub fn loop_register(
     listener: Listener,
     handler: impl Fn(Connection) + Send + Sync + 'static,
-) -> Result<()> {
-    register(listener, Arc::new(handler), Style::Loop)
+) -> Result<Registration> {
+    register(listener, Serve::Loop(Arc::new(handler)))
+}
+
+/// Serves a FIFO listener: `handler(fifo)` runs once, on a thread of its own (a FIFO is not a
+/// socket the coroutine reactor serves). It is not an open connection: a softstop does not
+/// wait for it, and it ends with the process.
+///
+/// # Errors
+/// `ErrorKind::Register` for a socket listener (use [`general_register`]).
+pub fn fifo_register(
+    listener: Listener,
+    handler: impl FnOnce(Fifo) + Send + 'static,
+) -> Result<Registration> {
+    register(listener, Serve::Fifo(Box::new(handler)))
+}
+
+/// The hooks [`serve`] runs with: every listener served by `handler` through
+/// [`general_register`], and a softstop drains open connections. Add `before_service` /
+/// `before_softstop` to them and pass them to [`server_main`] for more.
+pub fn serve_hooks(handler: impl Fn(Connection) + Send + Sync + 'static) -> Hooks {
+    let handler: Handler = Arc::new(handler);
+    Hooks::serve_every_listener(move |listener| {
+        register(listener, Serve::Acceptor(Arc::clone(&handler)))
+    })
+}
+
+/// Runs a coroutine server over the process's argv that serves every listener with
+/// `handler`: `handler(connection)` runs in a new coroutine for each accepted connection. On
+/// softstop it stops accepting and lets open connections finish (up to
+/// `server-stop-on-softstop-after`, 3600 s when that is 0). Returns the process exit status
+/// (1 after a usage or start-up error, e.g. a FIFO service: see [`fifo_register`]).
+pub fn serve(handler: impl Fn(Connection) + Send + Sync + 'static) -> ExitCode {
+    server_main(std::env::args_os(), serve_hooks(handler))
 }
 
 /// Runs a coroutine server: see [`runtime::server_main`] for the life cycle (argv `MASTER` or
@@ -199,272 +264,41 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    *lock(&REGISTRY) = Some(Vec::new());
     runtime::server_main(args, hooks, CoroutineMode)
 }
 
-/// Counts handler coroutines from accept to return, for the softstop drain.
-#[derive(Default)]
-struct Active {
-    count: Mutex<usize>,
-    idle: Condvar,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Held by a handler coroutine; dropping it (return, panic or unwinding at shutdown) counts the
-/// connection as done.
-struct ActiveGuard(Arc<Active>);
-
-impl Active {
-    fn enter(self: &Arc<Active>) -> ActiveGuard {
-        *lock(&self.count) += 1;
-        ActiveGuard(Arc::clone(self))
-    }
-
-    /// Blocks until the count is 0 (true) or `deadline` passes (false).
-    fn wait_idle(&self, deadline: Instant) -> bool {
-        let mut count = lock(&self.count);
-        while *count > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            count = self
-                .idle
-                .wait_timeout(count, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        let mut count = lock(&self.0.count);
-        *count -= 1;
-        if *count == 0 {
-            self.0.idle.notify_all();
-        }
-    }
-}
-
-/// What a running coroutine server counts: handler coroutines and live accept loops.
-struct Counts {
-    active: Arc<Active>,
-    loops: Arc<Active>,
-}
-
-/// A listener whose accepted connections are counted as active from the moment of accept (the
-/// guard travels with the connection into its handler coroutine).
-struct Counted<L> {
-    inner: Arc<L>,
-    active: Arc<Active>,
-}
-
-impl<L: net::Accept> net::Accept for Counted<L> {
-    type Conn = (L::Conn, ActiveGuard);
-
-    fn accept_conn(&self) -> io::Result<Self::Conn> {
-        let conn = self.inner.accept_conn()?;
-        Ok((conn, self.active.enter()))
-    }
-
-    fn stopped(&self) -> bool {
-        self.inner.stopped()
-    }
-}
-
-/// Starts `net::accept_loop` on `listener` in a coroutine; each connection becomes
-/// `handler(wrap(conn))` in its own coroutine.
-fn spawn_loop<L: net::Accept>(
-    handle: &super::Handle,
-    listener: Arc<L>,
-    counts: &Counts,
-    handler: Handler,
-    wrap: fn(L::Conn) -> Connection,
-) {
-    let counted = Counted {
-        inner: listener,
-        active: Arc::clone(&counts.active),
-    };
-    let serve = Arc::new(move |(conn, guard): (L::Conn, ActiveGuard)| {
-        let _guard = guard;
-        handler(wrap(conn));
-    });
-    // The loop counts as live until accept_loop returned: every connection it accepted is
-    // counted by then, so a softstop that waits for the loops cannot miss one.
-    let live = counts.loops.enter();
-    handle.go(move || {
-        net::accept_loop(&counted, serve);
-        drop(live);
-    });
-}
-
-/// A stoppable coroutine listener of a `loop_register`ed service.
-enum LoopListener {
-    Tcp(Arc<TcpListener>),
-    Unix(Arc<UnixListener>),
-}
-
-struct CoroutineMode;
-
-impl Mode for CoroutineMode {
-    type Listener = Listener;
-    type Serving = CoroutineServing;
-
-    fn listener(&mut self, _server: &Server, listener: ServiceListener) -> Result<Listener> {
-        let kind = match listener.kind {
-            ListenerKind::Inet => zmaster_pool::ListenerKind::Inet,
-            ListenerKind::Unix => zmaster_pool::ListenerKind::Unix,
-            ListenerKind::Fifo => zmaster_pool::ListenerKind::Fifo,
+    /// A FIFO read waits for data (the fd is non-blocking: EAGAIN, then poll) and ends at EOF.
+    #[test]
+    fn fifo_reads_wait_for_data_then_end() {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let listener = Listener::from_fd(read, ListenerKind::Fifo).expect("non-blocking FIFO");
+        let Listener::Fifo(fd) = listener else {
+            panic!("a FIFO listener");
         };
-        let name = listener.name;
-        Listener::from_fd(listener.fd, kind)
-            .map_err(|e| Error::io(format!("set up the listener of service {name:?}"), e))
+        let reader = std::thread::spawn(move || {
+            let mut got = String::new();
+            Fifo::new(fd).read_to_string(&mut got).map(|_| got)
+        });
+        nix::unistd::write(&write, b"poke\n").expect("write");
+        drop(write);
+        assert_eq!(reader.join().expect("reader").expect("read"), "poke\n");
     }
 
-    fn start(&mut self, server: &Server) -> Result<CoroutineServing> {
-        let registered = lock(&REGISTRY).take().unwrap_or_default();
-        if registered.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Register,
-                "no listener registered: the service_register hook must call \
-                 general_register or loop_register",
-            ));
-        }
-        let settings = server.settings();
-        let config = SchedConfig {
-            threads: settings.thread_count,
-            stack_size: settings.coroutine_stack_size,
-        };
-        let scheduler = Scheduler::start(config).map_err(|e| {
-            Error::io(
-                format!(
-                    "start {} coroutine scheduler threads",
-                    config_threads(&config)
-                ),
-                e,
-            )
-        })?;
-        let handle = scheduler.handle();
-        let counts = Counts {
-            active: Arc::new(Active::default()),
-            loops: Arc::new(Active::default()),
-        };
-        let active = &counts.active;
-        let mut entries: Vec<(Listener, AcceptCallback)> = Vec::new();
-        let mut loops = Vec::new();
-        for (listener, handler, style) in registered {
-            match style {
-                Style::Acceptor => {
-                    let (handle, active) = (handle.clone(), Arc::clone(active));
-                    let callback = move |stream: Stream| match Connection::from_stream(stream) {
-                        Ok(conn) => {
-                            let (handler, guard) = (Arc::clone(&handler), active.enter());
-                            handle.go(move || {
-                                let _guard = guard;
-                                handler(conn);
-                            });
-                        }
-                        Err(e) => log::warn!("accepted connection dropped: {e}"),
-                    };
-                    entries.push((listener, Box::new(callback)));
-                }
-                Style::Loop => {
-                    let described = listener.describe();
-                    let setup = |e| Error::io(format!("set up the accept loop of {described}"), e);
-                    let stoppable = match listener {
-                        Listener::Tcp(l) => {
-                            let l = Arc::new(TcpListener::from_std(l).map_err(setup)?);
-                            spawn_loop(&handle, Arc::clone(&l), &counts, handler, Connection::Tcp);
-                            LoopListener::Tcp(l)
-                        }
-                        Listener::Unix(l) => {
-                            let l = Arc::new(UnixListener::from_std(l).map_err(setup)?);
-                            spawn_loop(&handle, Arc::clone(&l), &counts, handler, Connection::Unix);
-                            LoopListener::Unix(l)
-                        }
-                        Listener::Fifo(_) => continue, // refused at registration
-                    };
-                    loops.push(stoppable);
-                }
-            }
-        }
-        let acceptor = if entries.is_empty() {
-            None
-        } else {
-            Some(Acceptor::spawn(entries).map_err(|e| Error::io("start the acceptor thread", e))?)
-        };
-        Ok(CoroutineServing {
-            scheduler: Some(scheduler),
-            acceptor,
-            loops: Mutex::new(loops),
-            counts,
-        })
-    }
-
-    fn finish(&mut self, mut serving: CoroutineServing, outcome: Outcome) {
-        log::debug!("coroutine server done outcome={outcome:?}");
-        serving.stop_accepting();
-        if let Some(acceptor) = serving.acceptor.take() {
-            acceptor.join();
-        }
-        if let Some(scheduler) = serving.scheduler.take() {
-            scheduler.shutdown();
-        }
-    }
-}
-
-fn config_threads(config: &SchedConfig) -> String {
-    match config.threads {
-        0 => "per-CPU".into(),
-        n => n.to_string(),
-    }
-}
-
-/// The running coroutine machinery, as the runtime sees it.
-struct CoroutineServing {
-    scheduler: Option<Scheduler>,
-    acceptor: Option<Acceptor>,
-    loops: Mutex<Vec<LoopListener>>,
-    counts: Counts,
-}
-
-/// How long a softstop waits for stopped accept loops to return.
-const LOOP_STOP_LIMIT: Duration = Duration::from_secs(1);
-
-impl Serving for CoroutineServing {
-    fn stop_accepting(&self) {
-        if let Some(acceptor) = &self.acceptor {
-            acceptor.stop_accepting();
-        }
-        let mut loops = lock(&self.loops);
-        if loops.is_empty() {
-            return;
-        }
-        for l in loops.iter() {
-            match l {
-                LoopListener::Tcp(l) => l.stop(),
-                LoopListener::Unix(l) => l.stop(),
-            }
-        }
-        // Synchronous, like the acceptor's: once the loops returned, every connection they
-        // accepted is counted. Then close the sockets here.
-        if !self
-            .counts
-            .loops
-            .wait_idle(Instant::now() + LOOP_STOP_LIMIT)
-        {
-            log::warn!("accept loops still running {LOOP_STOP_LIMIT:?} after stop");
-        }
-        loops.clear();
-    }
-
-    fn active_connections(&self) -> usize {
-        *lock(&self.counts.active.count)
-    }
-
-    fn wait_idle(&self, deadline: Instant) -> bool {
-        self.counts.active.wait_idle(deadline)
+    #[test]
+    fn serve_hooks_drain_and_register_every_socket_listener() {
+        let hooks = serve_hooks(drop);
+        assert!(hooks.drains_on_softstop());
+        let mut register = hooks.service_register.expect("a service_register hook");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = tcp.local_addr().expect("addr").to_string();
+        let registration = register("svc", Listener::Tcp(tcp), ListenerKind::Inet).expect("ok");
+        assert_eq!(registration.listener().describe(), addr);
+        let (read, _write) = nix::unistd::pipe().expect("pipe");
+        let err = register("f", Listener::Fifo(read), ListenerKind::Fifo).expect_err("a FIFO");
+        assert!(err.to_string().contains("fifo_register"), "{err}");
     }
 }

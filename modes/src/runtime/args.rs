@@ -1,17 +1,18 @@
 //! A server's argv (SPEC §5/§6): `MASTER` or `alone`, the `-key value` convention and the settings.
 
-use std::path::Path;
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use log::LevelFilter;
-use zmaster_core::cli::CommandLine;
+use zmaster_core::cli::{CommandLine, program_name};
 use zmaster_core::config::Config;
+use zmaster_core::error::quoted;
 use zmaster_core::protocol::{ALONE_MARK, MASTER_MARK};
 
 use super::error::{Error, ErrorKind, Result};
 
-/// Default `server-coroutine-stack-size`: 128 KiB.
-pub const DEFAULT_COROUTINE_STACK_SIZE: u64 = 128 * 1024;
+/// Default `server-coroutine-stack-size`: 128 KiB, the coroutine engine's default stack.
+pub use zmaster_coro::DEFAULT_STACK_SIZE as DEFAULT_COROUTINE_STACK_SIZE;
 
 /// How the server was started: `argv[1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +44,18 @@ impl Settings {
     pub fn from_config(config: &Config) -> Result<Settings> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let thread_count = config.get_int_in("server-thread-count", cpus as i64, 1, 4096)?;
-        let stack = config.get_size("server-coroutine-stack-size", DEFAULT_COROUTINE_STACK_SIZE)?;
+        let stack = config.get_size(
+            "server-coroutine-stack-size",
+            DEFAULT_COROUTINE_STACK_SIZE as u64,
+        )?;
         if !(16 * 1024..=1 << 30).contains(&stack) {
             let raw = config.get_str("server-coroutine-stack-size", "");
             return Err(Error::new(
                 ErrorKind::Config,
                 format!(
-                    "{}server-coroutine-stack-size = {raw:?}: expected 16k to 1g",
-                    located(config, "server-coroutine-stack-size")
+                    "{}server-coroutine-stack-size = {}: expected 16k to 1g",
+                    located(config, "server-coroutine-stack-size"),
+                    quoted(raw)
                 ),
             ));
         }
@@ -59,8 +64,9 @@ impl Settings {
             Error::new(
                 ErrorKind::Config,
                 format!(
-                    "{}server-log-level = {level_text:?}: expected error, warn, info, debug, trace or off",
-                    located(config, "server-log-level")
+                    "{}server-log-level = {}: expected error, warn, info, debug, trace or off",
+                    located(config, "server-log-level"),
+                    quoted(level_text)
                 ),
             )
         })?;
@@ -96,17 +102,17 @@ pub fn usage(ident: &str) -> String {
 /// # Errors
 /// `ErrorKind::Usage` when `argv[1]` is neither `MASTER` nor `alone`, or an option lacks a value.
 pub(crate) fn parse_args(args: Vec<String>) -> Result<Invocation> {
-    let ident = args
-        .first()
-        .and_then(|a0| Path::new(a0).file_name())
-        .map_or_else(|| "server".to_owned(), |n| n.to_string_lossy().into_owned());
+    let ident = program_name(args.first().map(OsStr::new), "server");
     let launch = match args.get(1).map(String::as_str) {
         Some(MASTER_MARK) => Launch::Master,
         Some(ALONE_MARK) => Launch::Alone,
         Some(other) => {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("argv[1] must be {MASTER_MARK} or {ALONE_MARK}, not {other:?}"),
+                format!(
+                    "argv[1] must be {MASTER_MARK} or {ALONE_MARK}, not {}",
+                    quoted(other)
+                ),
             ));
         }
         None => {
@@ -120,7 +126,7 @@ pub(crate) fn parse_args(args: Vec<String>) -> Result<Invocation> {
     if let Some(extra) = command_line.positional.first() {
         return Err(Error::new(
             ErrorKind::Usage,
-            format!("unexpected argument {extra:?}"),
+            format!("unexpected argument {}", quoted(extra)),
         ));
     }
     Ok(Invocation {
@@ -177,6 +183,25 @@ mod tests {
         ] {
             let err = parse_args(args(bad)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Usage, "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_user_values_are_quoted_cut_in_errors() {
+        let long = "v".repeat(5_000);
+        let cut = "…(5000 bytes)";
+        for bad in [
+            args(&["x", &long]),
+            args(&["x", "alone", "-server-service", "a", &long]),
+        ] {
+            let err = parse_args(bad).unwrap_err().to_string();
+            assert!(err.len() < 300 && err.ends_with(cut), "{err}");
+        }
+        for key in ["server-coroutine-stack-size", "server-log-level"] {
+            let mut c = Config::new();
+            c.set(key, &long);
+            let err = Settings::from_config(&c).unwrap_err().to_string();
+            assert!(err.len() < 300 && err.contains(cut), "{err}");
         }
     }
 

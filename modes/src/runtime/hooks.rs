@@ -9,9 +9,8 @@ type RegisterHook<L, R> = Box<dyn FnMut(&str, L, ListenerKind) -> Result<R>>;
 type BeforeServiceHook = Box<dyn FnOnce(&Config) -> Result<()>>;
 
 /// The hooks of a server (SPEC §7), generic over the mode's listener type `L` and what its
-/// `service_register` hook returns per listener, `R` (the mode's registration; `()` for a mode
-/// that keeps registrations of its own).
-pub struct Hooks<L, R = ()> {
+/// `service_register` hook returns per listener, `R` (the mode's registration).
+pub struct Hooks<L, R> {
     pub(crate) service_register: Option<RegisterHook<L, R>>,
     pub(crate) before_service: Option<BeforeServiceHook>,
     pub(crate) before_softstop: Option<Box<dyn FnOnce()>>,
@@ -76,6 +75,15 @@ impl<L, R> Hooks<L, R> {
     pub fn drain_on_softstop(mut self) -> Self {
         self.drain_on_softstop = true;
         self
+    }
+
+    /// The hooks of a mode's one-call `serve` (`aio::serve`, `coroutine::serve`): every
+    /// listener, whatever its service name and kind, registered by `register`, and a softstop
+    /// drains open connections.
+    pub fn serve_every_listener(mut register: impl FnMut(L) -> Result<R> + 'static) -> Self {
+        Hooks::new()
+            .service_register(move |_name, listener, _kind| register(listener))
+            .drain_on_softstop()
     }
 
     /// Whether a softstop drains open connections: [`Hooks::drain_on_softstop`] or a

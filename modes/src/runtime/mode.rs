@@ -7,16 +7,16 @@
 //! see each other's handlers, and registering after start-up is impossible by construction
 //! instead of an error at run time.
 //!
-//! Compatibility, until every mode moved to the seam: a mode may still keep registrations of
-//! its own. Its hooks return `()` (the default `R`), the default [`Mode::start_with`] drops
-//! those and calls [`Mode::start`]. Once no mode needs it, `start` goes and `start_with`
-//! becomes required.
+//! The common case, one handler for every listener and a drain on softstop, is
+//! [`Hooks::serve_every_listener`](super::Hooks::serve_every_listener): `aio::serve` and
+//! `coroutine::serve` are that plus [`server_main`].
 
 use std::ffi::OsString;
 use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use zmaster_core::error::quoted;
 use zmaster_pool::Listener;
 
 use super::args;
@@ -66,14 +66,18 @@ impl ServiceListener {
     /// failed.
     pub fn into_listener(self) -> Result<Listener> {
         let name = self.name;
-        Listener::from_fd(self.fd, self.kind)
-            .map_err(|e| Error::io(format!("set up the listener of service {name:?}"), e))
+        Listener::from_fd(self.fd, self.kind).map_err(|e| {
+            Error::io(
+                format!("set up the listener of service {}", quoted(&name)),
+                e,
+            )
+        })
     }
 }
 
 /// What a mode plugs into [`server_main`]. `R` is what the mode's `service_register` hooks
-/// return per listener (its [`Registration`]); `()` for a mode that still keeps its own.
-pub trait Mode<R = ()> {
+/// return per listener (its [`Registration`]).
+pub trait Mode<R> {
     /// The listener type handed to the `service_register` hook.
     type Listener: From<Listener>;
     /// The running machinery (pool, scheduler).
@@ -91,28 +95,11 @@ pub trait Mode<R = ()> {
     }
 
     /// Starts serving `registered` (what the `service_register` hook returned, in listener
-    /// order) with `server.settings().thread_count` threads. The default is for modes still
-    /// keeping their own registrations: it drops `registered` and calls [`Mode::start`].
+    /// order) with `server.settings().thread_count` threads.
     ///
     /// # Errors
     /// Threads or event queues cannot be created, or nothing was registered.
-    fn start_with(&mut self, server: &Server, registered: Vec<R>) -> Result<Self::Serving> {
-        drop(registered);
-        self.start(server)
-    }
-
-    /// Starts serving what the mode collected itself; only called by the default
-    /// [`Mode::start_with`]. A mode implements one of the two.
-    ///
-    /// # Errors
-    /// As [`Mode::start_with`]; the default refuses (the mode implements neither).
-    fn start(&mut self, server: &Server) -> Result<Self::Serving> {
-        let _ = server;
-        Err(Error::new(
-            ErrorKind::Register,
-            "the mode implements neither Mode::start_with nor Mode::start",
-        ))
-    }
+    fn start_with(&mut self, server: &Server, registered: Vec<R>) -> Result<Self::Serving>;
 
     /// Called after the serving phase ended (default: drop `serving`).
     fn finish(&mut self, serving: Self::Serving, outcome: Outcome) {
@@ -131,10 +118,7 @@ where
     S: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let ident = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+    let ident = zmaster_core::cli::program_name(args.first().map(OsString::as_os_str), "server");
     let fail = |e: &Error| {
         eprintln!("{ident}: {e}");
         if e.kind() == ErrorKind::Usage {
@@ -173,7 +157,7 @@ where
                     Some(hook) => hook(&name, l, kind),
                     None => Err(Error::new(
                         ErrorKind::Register,
-                        format!("no service_register hook for service {name:?}"),
+                        format!("no service_register hook for service {}", quoted(&name)),
                     )),
                 });
         match registration {

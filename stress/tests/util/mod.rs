@@ -1,5 +1,8 @@
-//! Test helpers: in-test line servers (TCP and unix) on threads, and running `zstress`.
-#![allow(dead_code, unreachable_pub)]
+//! Test helpers: in-test line servers (TCP and unix) on threads, and running `zstress`; ports,
+//! clients and waits come from the testkit.
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+pub use zmaster_testkit::{LineClient, PATIENCE, closed_port, free_port, wait_for, wait_until};
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -65,12 +68,6 @@ pub fn unix_server(path: &Path) {
             std::thread::spawn(move || serve(s, Behaviour::Echo { banner: 0 }));
         }
     });
-}
-
-/// A port nothing listens on (bound then released).
-pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("local_addr").port()
 }
 
 /// Run the built `zstress` with `args`.
