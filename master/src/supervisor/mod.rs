@@ -23,6 +23,8 @@
 
 mod activation;
 mod children;
+#[cfg(test)]
+mod control_tests;
 mod listener_set;
 // The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
 #[path = "../notify.rs"]
@@ -42,6 +44,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::control::ControlServer;
 use crate::error::Result;
 use crate::services::Service;
 use crate::signals::Signals;
@@ -103,6 +106,8 @@ pub(crate) struct Supervisor {
     ready_sent: bool,
     /// SIGUSR1: reopen log files (set by whoever owns them).
     reopen: Option<Box<dyn FnMut()>>,
+    /// The control socket (SPEC §11), when one is served.
+    control: Option<ControlServer>,
 }
 
 /// What the poll loop was told to do.
@@ -139,6 +144,7 @@ impl Supervisor {
             notifier: Notifier::from_env(),
             ready_sent: false,
             reopen: None,
+            control: None,
         })
     }
 
@@ -164,6 +170,8 @@ impl Supervisor {
                 self.request_stop(false);
             }
             if let Some(graceful) = self.stop_request {
+                // Removed at stop (SPEC §11); the stop request's reply went out already.
+                self.control = None;
                 self.stop(graceful);
                 return Outcome::Stopped;
             }
@@ -189,6 +197,7 @@ impl Supervisor {
             }
             self.notifier.ping_if_due(Instant::now());
             self.wait_for_events();
+            self.serve_control(reload_config);
         }
     }
 
@@ -311,6 +320,9 @@ impl Supervisor {
         if let Some(t) = self.notifier.next_ping(now) {
             sooner(t);
         }
+        if let Some(t) = self.control.as_ref().and_then(ControlServer::next_deadline) {
+            sooner(t);
+        }
         if let Some(t) = self.children.next_detach_check() {
             sooner(t);
         }
@@ -331,6 +343,10 @@ impl Supervisor {
             if let Some(fd) = self.children.get(*pid).and_then(|c| c.private.as_ref()) {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::empty()));
             }
+        }
+        // Last, so the zip with `watched` below stays aligned; served after every poll.
+        if let Some(control) = &self.control {
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, timeout) {
             Ok(0) | Err(Errno::EINTR) => return,

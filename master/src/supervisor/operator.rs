@@ -9,6 +9,8 @@ use nix::unistd::Pid;
 use zmaster_core::config::{self, Config};
 
 use super::{Settings, Supervisor};
+use crate::control::{ControlServer, Reply, Request, StopMode};
+use crate::error::Result;
 use crate::services::Service;
 
 /// The largest process count `scale` accepts (as `server-proc-count`).
@@ -24,7 +26,11 @@ pub(super) fn give_up_after(spec: &Service, settings: &Settings) -> u32 {
         merged.merge(&file);
     }
     let args = &settings.child_args;
-    if let Some(pair) = args.chunks_exact(2).rev().find(|p| p[0] == *format!("-{KEY}")) {
+    if let Some(pair) = args
+        .chunks_exact(2)
+        .rev()
+        .find(|p| p[0] == *format!("-{KEY}"))
+    {
         merged.set(KEY, &pair[1].to_string_lossy());
     }
     match merged.get_int_in(KEY, 0, 0, i64::from(u32::MAX)) {
@@ -47,6 +53,55 @@ impl Supervisor {
     /// request wins over a graceful one.
     pub(crate) fn request_stop(&mut self, graceful: bool) {
         self.stop_request = Some(stays_graceful(self.stop_request, graceful));
+    }
+
+    /// Serves the control socket at `path` (SPEC §11) from the supervision loop.
+    ///
+    /// # Errors
+    /// It cannot be bound (another master answers there, or the path is not a socket).
+    #[allow(dead_code)] // lib.rs is to call it with `-control PATH` (or the pid file + `.ctl`)
+    pub(crate) fn serve_control_at(&mut self, path: &std::path::Path) -> Result<()> {
+        self.control = Some(ControlServer::bind(path)?);
+        Ok(())
+    }
+
+    /// Answers every control request that is ready, without blocking: status, reload (with
+    /// its result), scale, stop.
+    pub(super) fn serve_control(
+        &mut self,
+        reload_config: &mut dyn FnMut() -> Result<Vec<Service>>,
+    ) {
+        let Some(mut control) = self.control.take() else {
+            return;
+        };
+        control.handle_ready(Instant::now(), |request, _token| {
+            Some(self.answer(request, reload_config))
+        });
+        self.control = Some(control);
+    }
+
+    fn answer(
+        &mut self,
+        request: Request,
+        reload_config: &mut dyn FnMut() -> Result<Vec<Service>>,
+    ) -> Reply {
+        match request {
+            Request::Status => Reply::status(self.status(Instant::now()).to_control()),
+            Request::Reload => match self.reload_now(reload_config) {
+                Ok(generation) => Reply::reloaded(generation),
+                Err(e) => Reply::error(e),
+            },
+            Request::Scale { service, n } => {
+                match self.scale(&service, usize::try_from(n).unwrap_or(usize::MAX)) {
+                    Ok(()) => Reply::ok(),
+                    Err(e) => Reply::error(e),
+                }
+            }
+            Request::Stop { mode } => {
+                self.request_stop(mode == StopMode::Graceful);
+                Reply::ok()
+            }
+        }
     }
 
     /// SIGUSR1.

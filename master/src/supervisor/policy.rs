@@ -146,6 +146,7 @@ impl RestartPolicy {
     }
 
     /// The current backoff level (zero when healthy).
+    #[cfg(test)]
     pub(crate) fn backoff(&self) -> Duration {
         self.backoff.delay()
     }

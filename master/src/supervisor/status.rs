@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::Supervisor;
 use super::children::{ChildState, ExitReason};
 use super::policy::Phase;
+use crate::control;
 
 /// The whole snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,7 @@ pub(crate) struct ServiceStatus {
     /// The process count in force (scaled or as configured).
     pub(crate) proc_count: usize,
     pub(crate) restarts: u64,
+    /// While in backoff, the time left before the next start; else zero.
     pub(crate) backoff: Duration,
     pub(crate) last_exit: Option<LastExitStatus>,
     pub(crate) children: Vec<ChildStatus>,
@@ -67,7 +69,10 @@ impl Supervisor {
                 state: s.policy.phase(now),
                 proc_count: s.proc_count,
                 restarts: s.policy.restarts(),
-                backoff: s.policy.backoff(),
+                backoff: match s.policy.phase(now) {
+                    Phase::Backoff => s.policy.next_start().saturating_duration_since(now),
+                    _ => Duration::ZERO,
+                },
                 last_exit: s.policy.last_exit().map(|e| LastExitStatus {
                     pid: e.pid,
                     reason: e.reason,
@@ -86,7 +91,9 @@ impl Supervisor {
                     })
                     .collect(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut services = services;
+        services.sort_by(|a, b| a.name.cmp(&b.name));
         Status {
             master: MasterStatus {
                 pid: std::process::id(),
@@ -114,5 +121,56 @@ impl Supervisor {
             }
         }
         line
+    }
+}
+
+impl Status {
+    /// The control protocol's document (SPEC §11's JSON).
+    pub(crate) fn to_control(&self) -> control::Status {
+        let secs = |d: Duration| d.as_secs_f64();
+        let pid = |p: i32| u32::try_from(p).unwrap_or(0);
+        control::Status {
+            master: control::MasterStatus {
+                pid: self.master.pid,
+                uptime_s: secs(self.master.uptime),
+                generation: self.master.generation,
+                config_dir: self.master.config_dir.display().to_string(),
+            },
+            services: self
+                .services
+                .iter()
+                .map(|s| control::ServiceStatus {
+                    name: s.name.clone(),
+                    state: match s.state {
+                        Phase::Running => control::ServiceState::Running,
+                        Phase::Backoff => control::ServiceState::Backoff,
+                        Phase::Failed => control::ServiceState::Failed,
+                    },
+                    proc_count: u32::try_from(s.proc_count).unwrap_or(u32::MAX),
+                    restarts: s.restarts,
+                    backoff_ms: u64::try_from(s.backoff.as_millis()).unwrap_or(u64::MAX),
+                    last_exit: s.last_exit.as_ref().map(|e| control::LastExit {
+                        pid: pid(e.pid),
+                        reason: e.reason.to_string(),
+                        lived_s: secs(e.lived),
+                        ago_s: secs(e.ago),
+                    }),
+                    children: s
+                        .children
+                        .iter()
+                        .map(|c| control::ChildStatus {
+                            pid: pid(c.pid),
+                            generation: c.generation,
+                            uptime_s: secs(c.uptime),
+                            state: match c.state {
+                                ChildState::Serving => control::ChildState::Serving,
+                                ChildState::Draining => control::ChildState::Draining,
+                                ChildState::Detached => control::ChildState::Detached,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 }
