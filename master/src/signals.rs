@@ -6,23 +6,29 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{
+    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
+};
 
-/// Signals an operator sends by habit whose meaning (SPEC §4: reopen logs, binary upgrade, one
-/// process more / fewer) is not implemented yet. Their default action kills (USR1/USR2) or
-/// stops (TTIN/TTOU) the master, so they are caught and only logged.
-const NOT_IMPLEMENTED: [(i32, &str); 4] = [
-    (SIGUSR1, "SIGUSR1"),
-    (SIGUSR2, "SIGUSR2"),
-    (SIGTTIN, "SIGTTIN"),
-    (SIGTTOU, "SIGTTOU"),
-];
+/// Signals an operator sends by habit whose meaning is not implemented yet: SIGUSR2 is the
+/// binary upgrade (SPEC §14). Its default action kills the master, so it is caught and logged.
+const NOT_IMPLEMENTED: [(i32, &str); 1] = [(SIGUSR2, "SIGUSR2")];
 
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pending {
+    /// SIGHUP.
     pub(crate) reload: bool,
+    /// SIGTERM or SIGINT: fast stop.
     pub(crate) stop: bool,
+    /// SIGQUIT: graceful stop.
+    pub(crate) quit: bool,
+    /// SIGUSR1: reopen log files.
+    pub(crate) reopen: bool,
+    /// SIGTTIN: one process more per service.
+    pub(crate) more: bool,
+    /// SIGTTOU: one process fewer per service.
+    pub(crate) fewer: bool,
     /// Per entry of [`NOT_IMPLEMENTED`]: it arrived.
     not_implemented: [bool; NOT_IMPLEMENTED.len()],
 }
@@ -43,11 +49,16 @@ pub(crate) struct Signals {
     wake: UnixStream,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    more: Arc<AtomicBool>,
+    fewer: Arc<AtomicBool>,
     not_implemented: [Arc<AtomicBool>; NOT_IMPLEMENTED.len()],
 }
 
 impl Signals {
-    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT and the [`NOT_IMPLEMENTED`] ones.
+    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGTTIN,
+    /// SIGTTOU and the [`NOT_IMPLEMENTED`] ones.
     pub(crate) fn install() -> io::Result<Signals> {
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -55,12 +66,20 @@ impl Signals {
             wake,
             reload: Arc::default(),
             stop: Arc::default(),
+            quit: Arc::default(),
+            reopen: Arc::default(),
+            more: Arc::default(),
+            fewer: Arc::default(),
             not_implemented: Default::default(),
         };
         let acted_on = [
             (SIGHUP, &signals.reload),
             (SIGTERM, &signals.stop),
             (SIGINT, &signals.stop),
+            (SIGQUIT, &signals.quit),
+            (SIGUSR1, &signals.reopen),
+            (SIGTTIN, &signals.more),
+            (SIGTTOU, &signals.fewer),
         ];
         let logged = NOT_IMPLEMENTED
             .iter()
@@ -84,13 +103,15 @@ impl Signals {
     pub(crate) fn take(&self) -> Pending {
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        let take = |flag: &AtomicBool| flag.swap(false, Ordering::SeqCst);
         Pending {
-            reload: self.reload.swap(false, Ordering::SeqCst),
-            stop: self.stop.swap(false, Ordering::SeqCst),
-            not_implemented: self
-                .not_implemented
-                .each_ref()
-                .map(|flag| flag.swap(false, Ordering::SeqCst)),
+            reload: take(&self.reload),
+            stop: take(&self.stop),
+            quit: take(&self.quit),
+            reopen: take(&self.reopen),
+            more: take(&self.more),
+            fewer: take(&self.fewer),
+            not_implemented: self.not_implemented.each_ref().map(|flag| take(flag)),
         }
     }
 }

@@ -103,6 +103,8 @@ pub(crate) struct Child {
     /// Set when fd 4 closed: decide at this time whether it was a detach.
     pub(crate) detach_check: Option<Instant>,
     pub(crate) detached: bool,
+    /// Scaled down: SIGTERMed, it no longer counts and is not replaced.
+    pub(crate) retiring: bool,
 }
 
 impl Child {
@@ -115,6 +117,7 @@ impl Child {
             private: Some(private),
             detach_check: None,
             detached: false,
+            retiring: false,
         }
     }
 
@@ -122,7 +125,7 @@ impl Child {
     pub(crate) fn state(&self, current: u64) -> ChildState {
         if self.detached {
             ChildState::Detached
-        } else if self.generation != current {
+        } else if self.generation != current || self.retiring {
             ChildState::Draining
         } else {
             ChildState::Serving
@@ -185,6 +188,17 @@ impl Children {
             .values()
             .filter(|c| c.service == service && c.state(current) == ChildState::Serving)
             .count()
+    }
+
+    /// The serving children of `service` in generation `current`, youngest first.
+    pub(crate) fn serving_youngest_first(&self, service: &str, current: u64) -> Vec<i32> {
+        let mut pids: Vec<(Instant, i32)> = self
+            .iter()
+            .filter(|(_, c)| c.service == service && c.state(current) == ChildState::Serving)
+            .map(|(pid, c)| (c.started, pid))
+            .collect();
+        pids.sort_by(|a, b| b.cmp(a));
+        pids.into_iter().map(|(_, pid)| pid).collect()
     }
 
     /// How many children of `service` detached (of any generation).
@@ -280,7 +294,8 @@ impl Children {
 #[derive(Debug)]
 pub(crate) struct Generation {
     pub(crate) number: u64,
-    _read: OwnedFd,
+    /// Dropped to softstop the generation's children (they see POLLERR on fd 3).
+    read: Option<OwnedFd>,
     pub(crate) write: OwnedFd,
 }
 
@@ -290,111 +305,17 @@ impl Generation {
             pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("create generation pipe", e.into()))?;
         Ok(Generation {
             number,
-            _read: read,
+            read: Some(read),
             write,
         })
+    }
+
+    /// Tells every child of this generation to softstop (graceful stop).
+    pub(crate) fn softstop(&mut self) {
+        self.read = None;
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn child(service: &str, generation: u64, started: Instant, detached: bool) -> Child {
-        Child {
-            service: service.to_owned(),
-            generation,
-            started,
-            private: None,
-            detach_check: None,
-            detached,
-        }
-    }
-
-    #[test]
-    fn exit_reasons_print_like_the_log_lines() {
-        let show = |r: ExitReason| r.to_string();
-        assert_eq!(show(ExitReason::Exited(0)), "exit status 0");
-        assert_eq!(show(ExitReason::Exited(1)), "exit status 1");
-        let killed = |signal, core| ExitReason::Killed { signal, core };
-        assert_eq!(show(killed(Signal::SIGKILL, false)), "killed by SIGKILL");
-        let segv = show(killed(Signal::SIGSEGV, true));
-        assert_eq!(segv, "killed by SIGSEGV (core dumped)");
-    }
-
-    #[test]
-    fn only_an_end_is_an_exit_reason_and_only_exit_0_is_clean() {
-        let (pid, from) = (Pid::from_raw(42), ExitReason::from_wait);
-        let exited = ExitReason::Exited(3);
-        assert_eq!(from(WaitStatus::Exited(pid, 3)), Some((pid, exited)));
-        let (signal, core) = (Signal::SIGTERM, false);
-        let killed = ExitReason::Killed { signal, core };
-        assert_eq!(
-            from(WaitStatus::Signaled(pid, signal, core)),
-            Some((pid, killed))
-        );
-        assert_eq!(from(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None);
-        assert_eq!(from(WaitStatus::Continued(pid)), None);
-        assert_eq!(from(WaitStatus::StillAlive), None);
-        assert!(ExitReason::Exited(0).is_clean());
-        assert!(!exited.is_clean() && !killed.is_clean());
-    }
-
-    #[test]
-    fn a_child_serves_drains_or_is_detached() {
-        let (now, secs) = (Instant::now(), Duration::from_secs);
-        let c = child("web", 2, now, false);
-        assert_eq!(c.state(2), ChildState::Serving);
-        assert_eq!(c.state(3), ChildState::Draining);
-        let c = child("web", 2, now, true);
-        assert_eq!(c.state(2), ChildState::Detached);
-        assert_eq!(c.state(3), ChildState::Detached);
-        assert_eq!(c.uptime(now + secs(2)), secs(2));
-        assert_eq!(c.uptime(now - secs(1)), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_table_counts_serving_and_detached_children_per_service() {
-        let now = Instant::now();
-        let mut t = Children::default();
-        assert!(t.is_empty());
-        t.insert(10, child("web", 1, now, false));
-        t.insert(11, child("web", 2, now, false));
-        t.insert(12, child("web", 2, now, false));
-        t.insert(13, child("mail", 2, now, false));
-        t.insert(14, child("web", 2, now, true));
-        t.insert(15, child("web", 1, now, true));
-        assert_eq!((t.len(), t.pids()), (6, vec![10, 11, 12, 13, 14, 15]));
-        assert_eq!(t.serving("web", 2), 2);
-        assert_eq!(t.serving("web", 1), 1);
-        assert_eq!(t.serving("mail", 2), 1);
-        assert_eq!(t.serving("nope", 2), 0);
-        assert_eq!(t.detached("web"), 2);
-        assert_eq!(t.detached("mail"), 0);
-        assert_eq!(t.remove(13).map(|c| c.service), Some("mail".to_owned()));
-        assert!(t.remove(13).is_none());
-        assert!(t.get(13).is_none() && t.get(10).is_some() && !t.is_empty());
-    }
-
-    #[test]
-    fn a_closed_pipe_is_checked_after_the_settle_time() {
-        let (now, ms) = (Instant::now(), Duration::from_millis);
-        let mut t = Children::default();
-        for pid in [1, 2, 3] {
-            let (_read, write) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
-            t.insert(pid, Child::new("web", 1, write));
-        }
-        t.insert(4, child("web", 1, now, false)); // no pipe (detached, reloaded): not watched
-        assert_eq!(t.watched(), [1, 2, 3]);
-        assert_eq!(t.next_detach_check(), None);
-        t.pipe_closed(2, now);
-        t.pipe_closed(3, now + ms(10));
-        t.pipe_closed(99, now); // reaped meanwhile: nothing to do
-        assert_eq!(t.watched(), [1], "a pending check is not polled again");
-        assert_eq!(t.next_detach_check(), Some(now + DETACH_SETTLE));
-        assert!(t.detach_checks_due(now).is_empty());
-        assert!(t.detach_checks_due(now + DETACH_SETTLE - ms(1)).is_empty());
-        assert_eq!(t.detach_checks_due(now + DETACH_SETTLE), [2]);
-        assert_eq!(t.detach_checks_due(now + ms(1000)), [2, 3]);
-    }
-}
+#[path = "children_tests.rs"]
+mod tests;

@@ -1,24 +1,88 @@
-//! The listener set: every bound listener by address, bound all or nothing, kept across reloads.
+//! The listener set: every bound listener by address, bound all or nothing, kept across reloads;
+//! at start it adopts the sockets systemd passed (`LISTEN_FDS`) instead of binding them.
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use zmaster_core::addr::Address;
 
+use super::activation::Passed;
 use crate::error::{Error, ErrorKind, Result};
 use crate::listeners::{self, Listener};
 use crate::services::Service;
+
+/// One listener: bound by this master, or passed by systemd (its socket file is systemd's:
+/// never removed here).
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Bound(Listener),
+    Adopted(OwnedFd),
+}
+
+impl Entry {
+    /// The listening fd.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Entry::Bound(l) => l.fd(),
+            Entry::Adopted(fd) => fd.as_fd(),
+        }
+    }
+
+    fn close(self) {
+        if let Entry::Bound(l) = self {
+            l.close();
+        }
+    }
+}
 
 /// The listeners the running configuration uses, keyed by the parsed address so a reload
 /// recognises an unchanged one and hands children the same fd.
 #[derive(Debug, Default)]
 pub(crate) struct ListenerSet {
-    by_addr: HashMap<Address, Listener>,
+    by_addr: HashMap<Address, Entry>,
 }
 
 impl ListenerSet {
     /// Binds every address of `services` (all or nothing).
+    #[cfg(test)]
     pub(crate) fn bind(services: &[Service]) -> Result<ListenerSet> {
-        bind_all(services, ListenerSet::default()).map_err(|(e, _)| e)
+        ListenerSet::adopt_and_bind(services, Vec::new())
+    }
+
+    /// Adopts each `passed` socket whose address and type equal a configured address, binds
+    /// the rest (all or nothing), and closes the passed sockets nothing matches, with a warning.
+    pub(crate) fn adopt_and_bind(services: &[Service], passed: Vec<Passed>) -> Result<ListenerSet> {
+        let mut adopted = ListenerSet::default();
+        let mut unmatched = Vec::new();
+        for p in passed {
+            let wanted = services
+                .iter()
+                .flat_map(|s| &s.addrs)
+                .find(|sa| !adopted.by_addr.contains_key(&sa.addr) && p.matches(&sa.addr));
+            match wanted {
+                Some(sa) => {
+                    log::info!(
+                        "adopted listener {} from systemd ({})",
+                        sa.addr,
+                        p.describe()
+                    );
+                    adopted
+                        .by_addr
+                        .insert(sa.addr.clone(), Entry::Adopted(p.into_fd()));
+                }
+                None => unmatched.push(p),
+            }
+        }
+        for p in unmatched {
+            log::warn!(
+                "LISTEN_FDS: closing passed socket {}: no service is configured for it",
+                p.describe()
+            );
+        }
+        bind_all(services, adopted).map_err(|(e, kept)| {
+            kept.close();
+            e
+        })
     }
 
     /// Moves to `services`: keeps unchanged listeners, binds new ones, closes removed ones.
@@ -41,7 +105,7 @@ impl ListenerSet {
     }
 
     /// The listener bound to `addr`.
-    pub(crate) fn get(&self, addr: &Address) -> Option<&Listener> {
+    pub(crate) fn get(&self, addr: &Address) -> Option<&Entry> {
         self.by_addr.get(addr)
     }
 
@@ -76,7 +140,7 @@ fn bind_all(
             match listeners::bind(&sa.addr, s.backlog, s.unix_mode) {
                 Ok(l) => {
                     fresh.push(sa.addr.clone());
-                    out.by_addr.insert(sa.addr.clone(), l);
+                    out.by_addr.insert(sa.addr.clone(), Entry::Bound(l));
                 }
                 Err(e) => {
                     for addr in &fresh {
@@ -98,7 +162,7 @@ fn bind_all(
 }
 
 /// Splits listeners into those some service uses and those none does.
-fn split_listeners(mut all: ListenerSet, services: &[Service]) -> (ListenerSet, Vec<Listener>) {
+fn split_listeners(mut all: ListenerSet, services: &[Service]) -> (ListenerSet, Vec<Entry>) {
     let mut used = ListenerSet::default();
     for s in services {
         for sa in &s.addrs {
@@ -110,9 +174,11 @@ fn split_listeners(mut all: ListenerSet, services: &[Service]) -> (ListenerSet, 
     (used, all.by_addr.into_values().collect())
 }
 
-fn close_listeners(listeners: impl IntoIterator<Item = Listener>) {
+fn close_listeners(listeners: impl IntoIterator<Item = Entry>) {
     for l in listeners {
-        log::debug!("closing listener {}", l.addr());
+        if let Entry::Bound(b) = &l {
+            log::debug!("closing listener {}", b.addr());
+        }
         l.close();
     }
 }

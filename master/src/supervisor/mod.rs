@@ -6,7 +6,10 @@
 //!   pipes, serving/draining/detached), reaping into a typed exit reason, the generation pipe.
 //! - `policy`: when a service may start its next child (crash-loop backoff, rounds, reset,
 //!   reload, detach throttle); pure logic on `Instant`s, it only borrows `ExitReason`.
-//! - this file: the loop that ties them to signals and `poll`, reload and stop.
+//! - `activation`: the sockets systemd passed (`LISTEN_FDS`), adopted by `listener_set`.
+//! - this file: the loop that ties them to signals and `poll`, reload and scale; `stop`: the
+//!   fast and the graceful stop; `status`: the snapshot a status report needs. systemd hears
+//!   of each step through `crate::notify`.
 //!
 //! Design notes (the reload handshake):
 //! - One generation pipe per generation. Children get its write end as fd 3; the master keeps
@@ -18,9 +21,18 @@
 //!   calls it a detach only if the child was not reaped meanwhile — a crashing child is never
 //!   mistaken for a detached one (which would bypass the crash-loop backoff).
 
+mod activation;
 mod children;
+#[cfg(test)]
+mod control_tests;
 mod listener_set;
+// The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
+#[path = "../notify.rs"]
+mod notify;
+mod operator;
 mod policy;
+mod status;
+mod stop;
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -32,22 +44,36 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::control::ControlServer;
 use crate::error::Result;
 use crate::services::Service;
 use crate::signals::Signals;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
+use notify::Notifier;
+use operator::give_up_after;
 pub use policy::Backoff;
-use policy::RestartPolicy;
+use policy::{Phase, RestartPolicy};
+#[allow(unused_imports)] // the control socket's conversion uses them
+pub(crate) use status::{ChildStatus, LastExitStatus, MasterStatus, ServiceStatus, Status};
 
-/// How long stop waits for children after SIGKILL before it gives up on them.
-const STOP_GIVE_UP: Duration = Duration::from_secs(5);
-
-/// A service as configured, with its restart policy.
+/// A service as configured, with its restart policy and the process count in force.
 #[derive(Debug)]
 struct ServiceState {
     spec: Service,
     policy: RestartPolicy,
+    /// `server-proc-count`, or what a scale set until the next reload.
+    proc_count: usize,
+}
+
+impl ServiceState {
+    fn new(spec: Service, policy: RestartPolicy) -> ServiceState {
+        ServiceState {
+            proc_count: spec.proc_count,
+            spec,
+            policy,
+        }
+    }
 }
 
 /// Master settings that are not per service.
@@ -73,11 +99,20 @@ pub(crate) struct Supervisor {
     children: Children,
     signals: Signals,
     stopping: bool,
+    started_at: Instant,
+    /// A stop asked for (by a signal or the control socket): `true` = graceful.
+    stop_request: Option<bool>,
+    notifier: Notifier,
+    ready_sent: bool,
+    /// SIGUSR1: reopen log files (set by whoever owns them).
+    reopen: Option<Box<dyn FnMut()>>,
+    /// The control socket (SPEC §11), when one is served.
+    control: Option<ControlServer>,
 }
 
 /// What the poll loop was told to do.
 pub(crate) enum Outcome {
-    /// SIGTERM/SIGINT: stopped cleanly.
+    /// A fast or graceful stop finished.
     Stopped,
 }
 
@@ -88,22 +123,28 @@ impl Supervisor {
         services: Vec<Service>,
         signals: Signals,
     ) -> Result<Supervisor> {
-        let listeners = ListenerSet::bind(&services)?;
+        let listeners = ListenerSet::adopt_and_bind(&services, activation::take_passed())?;
         let now = Instant::now();
         Ok(Supervisor {
-            settings,
             services: services
                 .into_iter()
-                .map(|spec| ServiceState {
-                    spec,
-                    policy: RestartPolicy::new(now),
+                .map(|spec| {
+                    let policy = RestartPolicy::new(now, give_up_after(&spec, &settings));
+                    ServiceState::new(spec, policy)
                 })
                 .collect(),
+            settings,
             listeners,
             generation: Generation::new(1)?,
             children: Children::default(),
             signals,
             stopping: false,
+            started_at: now,
+            stop_request: None,
+            notifier: Notifier::from_env(),
+            ready_sent: false,
+            reopen: None,
+            control: None,
         })
     }
 
@@ -122,21 +163,59 @@ impl Supervisor {
             // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
             // for a detached one (see settle_detaches), whatever else this turn did.
             self.reap();
+            if pending.quit {
+                self.request_stop(true);
+            }
             if pending.stop {
-                self.stop();
+                self.request_stop(false);
+            }
+            if let Some(graceful) = self.stop_request {
+                // Removed at stop (SPEC §11); the stop request's reply went out already.
+                self.control = None;
+                self.stop(graceful);
                 return Outcome::Stopped;
             }
+            if pending.reopen {
+                self.reopen_logs();
+            }
             if pending.reload {
-                match reload_config() {
-                    Ok(services) => self.reload(services),
-                    Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
-                }
+                let _ = self.reload_now(reload_config);
+            }
+            if pending.more || pending.fewer {
+                self.scale_all(pending.more);
             }
             self.reap();
             self.settle_detaches();
             self.start_missing();
+            if !self.ready_sent {
+                self.ready_sent = true;
+                let line = self.status_line(Instant::now());
+                self.notifier.ready(&line);
+            } else if self.notifier.is_active() {
+                let line = self.status_line(Instant::now());
+                self.notifier.status(&line);
+            }
+            self.notifier.ping_if_due(Instant::now());
             self.wait_for_events();
+            self.serve_control(reload_config);
         }
+    }
+
+    /// Reloads now (SIGHUP, the control socket): the new generation's number, or the error
+    /// that kept the running configuration.
+    pub(crate) fn reload_now(
+        &mut self,
+        reload_config: &mut dyn FnMut() -> Result<Vec<Service>>,
+    ) -> std::result::Result<u64, String> {
+        self.notifier.reloading();
+        let result = reload_config()
+            .map_err(|e| e.to_string())
+            .and_then(|services| self.reload(services));
+        if let Err(e) = &result {
+            log::error!("reload failed, keeping the running configuration: {e}");
+        }
+        self.notifier.send("READY=1");
+        result
     }
 
     fn start_missing(&mut self) {
@@ -146,7 +225,7 @@ impl Supervisor {
             if !state.policy.is_due(now) {
                 continue;
             }
-            let (name, want) = (state.spec.name.clone(), state.spec.proc_count);
+            let (name, want) = (state.spec.name.clone(), state.proc_count);
             for _ in self.children.serving(&name, self.generation.number)..want {
                 let spawned = self.children.spawn(
                     &self.services[index].spec,
@@ -156,8 +235,12 @@ impl Supervisor {
                     &self.settings.child_args,
                 );
                 if let Err(e) = spawned {
-                    let delay = self.services[index].policy.spawn_failed(Instant::now());
+                    let policy = &mut self.services[index].policy;
+                    let delay = policy.spawn_failed(Instant::now());
                     log::error!("service={name} cannot start a child: {e}; next try in {delay:?}");
+                    if let Some(line) = policy.give_up_line(&name) {
+                        log::error!("{line}");
+                    }
                     break;
                 }
             }
@@ -179,9 +262,14 @@ impl Supervisor {
             match (child_state == ChildState::Serving && !self.stopping, state) {
                 (true, Some(state)) => {
                     let lived = child.uptime(now);
+                    let was_failed = state.policy.phase(now) == Phase::Failed;
                     let delay = state.policy.exited(pid, reason, child.started, now);
+                    let next = match state.policy.phase(now) {
+                        Phase::Failed => "not restarting: the service failed".to_owned(),
+                        _ => format!("restarting in {delay:?}"),
+                    };
                     let line = format!(
-                        "service={} pid={pid} exited: {reason} after {:.3}s; restarting in {delay:?}",
+                        "service={} pid={pid} exited: {reason} after {:.3}s; {next}",
                         child.service,
                         lived.as_secs_f64()
                     );
@@ -190,12 +278,19 @@ impl Supervisor {
                     } else {
                         log::warn!("{line}")
                     }
+                    if let Some(line) = state.policy.give_up_line(&child.service)
+                        && !was_failed
+                    {
+                        log::error!("{line}");
+                    }
                 }
                 _ => {
                     let role = if self.stopping {
                         "stopping"
                     } else if child_state == ChildState::Detached {
                         "detached"
+                    } else if child.retiring {
+                        "retiring"
                     } else {
                         "old-generation"
                     };
@@ -215,9 +310,18 @@ impl Supervisor {
         let mut deadline: Option<Instant> = None;
         let mut sooner = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
         for s in &self.services {
-            if self.children.serving(&s.spec.name, self.generation.number) < s.spec.proc_count {
+            let missing =
+                self.children.serving(&s.spec.name, self.generation.number) < s.proc_count;
+            // A failed service has no next start: polling for it would spin.
+            if missing && s.policy.phase(now) != Phase::Failed {
                 sooner(s.policy.next_start());
             }
+        }
+        if let Some(t) = self.notifier.next_ping(now) {
+            sooner(t);
+        }
+        if let Some(t) = self.control.as_ref().and_then(ControlServer::next_deadline) {
+            sooner(t);
         }
         if let Some(t) = self.children.next_detach_check() {
             sooner(t);
@@ -239,6 +343,10 @@ impl Supervisor {
             if let Some(fd) = self.children.get(*pid).and_then(|c| c.private.as_ref()) {
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::empty()));
             }
+        }
+        // Last, so the zip with `watched` below stays aligned; served after every poll.
+        if let Some(control) = &self.control {
+            fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, timeout) {
             Ok(0) | Err(Errno::EINTR) => return,
@@ -286,10 +394,16 @@ impl Supervisor {
             let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
                 continue;
             };
+            let was_failed = state.policy.phase(now) == Phase::Failed;
             let delay = state.policy.detached(started, Instant::now());
             log::info!(
                 "service={service} pid={pid} detached from the master; replacement in {delay:?}"
             );
+            if let Some(line) = state.policy.give_up_line(&service)
+                && !was_failed
+            {
+                log::error!("{line}");
+            }
             if policy::too_many_detached(detached, state.spec.proc_count) {
                 log::warn!("service={service} has {detached} detached processes still running");
             }
@@ -297,17 +411,11 @@ impl Supervisor {
     }
 
     /// Applies a new, validated config: keep unchanged listeners, bind new ones, close removed
-    /// ones, start a new generation and softstop the old one.
-    fn reload(&mut self, services: Vec<Service>) {
+    /// ones, start a new generation and softstop the old one; the new generation's number.
+    fn reload(&mut self, services: Vec<Service>) -> std::result::Result<u64, String> {
         let generation = Generation::new(self.generation.number + 1)
-            .and_then(|g| self.listeners.rebind(&services).map(|()| g));
-        let generation = match generation {
-            Ok(g) => g,
-            Err(e) => {
-                log::error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
-        };
+            .and_then(|g| self.listeners.rebind(&services).map(|()| g))
+            .map_err(|e| e.to_string())?;
         let old = std::mem::replace(&mut self.generation, generation);
         drop(old); // closes the old read end: the old generation softstops
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -324,14 +432,16 @@ impl Supervisor {
         }
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.services);
+        let settings = &self.settings;
         self.services = services
             .into_iter()
             .map(|spec| {
+                let give_up = give_up_after(&spec, settings);
                 let policy = match old.iter().position(|o| o.spec.name == spec.name) {
-                    Some(i) => old.swap_remove(i).policy.reloaded(now),
-                    None => RestartPolicy::new(now),
+                    Some(i) => old.swap_remove(i).policy.reloaded(now, give_up),
+                    None => RestartPolicy::new(now, give_up),
                 };
-                ServiceState { spec, policy }
+                ServiceState::new(spec, policy)
             })
             .collect();
         log::info!(
@@ -340,54 +450,6 @@ impl Supervisor {
             self.services.len(),
             self.listeners.len()
         );
-    }
-
-    /// Closes listeners, SIGTERMs every child, waits (SIGKILL after the grace period).
-    fn stop(&mut self) {
-        log::info!("stopping: {} children", self.children.len());
-        self.stopping = true;
-        std::mem::take(&mut self.listeners).close();
-        self.children.signal_all(Signal::SIGTERM);
-        let grace = self.settings.stop_grace;
-        let deadline = Instant::now() + grace;
-        let mut killed_at: Option<Instant> = None;
-        loop {
-            self.reap();
-            if self.children.is_empty() {
-                break;
-            }
-            let now = Instant::now();
-            let second_signal = self.signals.take().stop;
-            if killed_at.is_none() && (now >= deadline || second_signal) {
-                let why = if second_signal {
-                    "a second stop signal".to_owned()
-                } else {
-                    format!("{grace:?}")
-                };
-                log::warn!(
-                    "{} children still running after {why}; sending SIGKILL: pids {:?}",
-                    self.children.len(),
-                    self.children.pids()
-                );
-                self.children.signal_all(Signal::SIGKILL);
-                killed_at = Some(now);
-            }
-            if killed_at.is_some_and(|t| now >= t + STOP_GIVE_UP) {
-                log::error!(
-                    "children {:?} did not exit after SIGKILL (uninterruptible sleep?); giving up on them",
-                    self.children.pids()
-                );
-                break;
-            }
-            let wait = match killed_at {
-                Some(_) => Duration::from_millis(100),
-                None => deadline
-                    .saturating_duration_since(now)
-                    .min(Duration::from_millis(100)),
-            };
-            let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(wait.as_millis().max(1) as u16));
-        }
-        log::info!("stopped");
+        Ok(self.generation.number)
     }
 }
