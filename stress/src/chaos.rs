@@ -225,7 +225,7 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
 
 /// The victim's connections on a TCP target's port, with it stopped (see the config field).
 fn victim_conns(cfg: &ChaosConfig, master: i32, victim: i32) -> Option<usize> {
-    let crate::args::Target::Tcp(addr) = &cfg.load.target else {
+    let crate::target::Target::Tcp(addr) = &cfg.load.target else {
         return None;
     };
     if !cfg.count_victim_conns {

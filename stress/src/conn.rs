@@ -16,8 +16,8 @@ use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::args::Target;
 use crate::report::{ErrorCounts, FailKind, Failure, new_histogram};
+use crate::target::Target;
 
 /// Counters shared by every client thread and the progress display.
 #[derive(Debug, Default)]

@@ -41,6 +41,7 @@ pub mod load;
 pub mod procs;
 pub mod report;
 pub mod svg;
+pub mod target;
 
 use std::fmt;
 

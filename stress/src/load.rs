@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::args::{Limit, Target};
 use crate::conn::{self, Plan, Shared};
 use crate::report::LoadReport;
+use crate::target::{Limit, Target};
 use crate::{Error, Result};
 
 /// Most connections one run may open.

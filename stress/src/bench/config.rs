@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use nix::sched::CpuSet;
 
-use super::{LoadKind, RowSpec, Server};
-use crate::args::{Limit, Target};
+use super::rows::{LoadKind, RowSpec, Server};
 use crate::load::{LoadConfig, MAX_CONNS};
 use crate::procs;
+use crate::target::{Limit, Target};
 use crate::{Error, Result};
 
 /// Whether `zstress bench` adds connection-rate rows (`--connect-per-request[=only]`).

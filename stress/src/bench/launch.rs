@@ -8,13 +8,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::config::BenchConfig;
 use super::idle::{self, IdleMeasure};
-use super::{BenchConfig, Measure, Placement, RowSpec, Server};
-use crate::args::{Limit, Target};
+use super::rows::{Measure, Placement, RowSpec, Server};
 use crate::load;
 use crate::procs::{self, ChildGuard};
 use crate::report::LoadReport;
 use crate::svg::QUANTILES;
+use crate::target::{Limit, Target};
 use crate::{Error, Result};
 
 /// A port that was free a moment ago on 127.0.0.1.
