@@ -12,6 +12,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use zmaster_core::bind::DEFAULT_BACKLOG;
 
+pub(crate) mod process;
+
+use process::Process;
+
 /// One service the master runs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -25,10 +29,12 @@ pub struct Service {
     pub addrs: Vec<ServiceAddr>,
     /// `server-proc-count` (0 = bind but start nothing).
     pub proc_count: usize,
-    /// `master-chdir`, applied in the child.
+    /// `run-chdir` (alias `master-chdir`), applied in the child.
     pub chdir: Option<PathBuf>,
-    /// `master-chroot`, applied in the child.
+    /// `run-chroot` (alias `master-chroot`), applied in the child.
     pub chroot: Option<PathBuf>,
+    /// `run-user`/`run-group` and the rlimits, applied in the child after chroot/chdir.
+    pub process: Process,
     /// `server-listen-backlog`.
     pub backlog: i32,
     /// `server-unix-mode`: chmod for unix socket files.
@@ -62,10 +68,6 @@ fn required<'a>(file: &'a ServiceFile, key: &str) -> Result<&'a str> {
     }
 }
 
-fn optional_path(config: &Config, key: &str) -> Option<PathBuf> {
-    config.get(key).filter(|v| !v.is_empty()).map(PathBuf::from)
-}
-
 /// Validates service files into services: required keys, typed values, addresses, and no
 /// address used twice anywhere.
 ///
@@ -95,29 +97,32 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             65535,
         )? as i32;
         let unix_mode = config.get_octal_mode("server-unix-mode")?;
-        let chroot = optional_path(config, "master-chroot");
-        let chdir = optional_path(config, "master-chdir");
+        let at = |key: &str| located(config, file, key);
+        let chroot = process::aliased_path(config, "run-chroot", "master-chroot", &at)?;
+        let chdir = process::aliased_path(config, "run-chdir", "master-chdir", &at)?;
+        let process = process::parse(config, &at)?;
         let config_error = |key: &str, why: String| {
             Error::new(
                 ErrorKind::Config,
                 format!("{}: {key}: {why}", located(config, file, key)),
             )
         };
-        if let Some(root) = &chroot {
+        if let Some((key, root)) = &chroot {
             if !root.is_dir() {
                 return Err(config_error(
-                    "master-chroot",
+                    key,
                     format!("{} is not a directory", root.display()),
                 ));
             }
             if !nix::unistd::geteuid().is_root() {
                 return Err(config_error(
-                    "master-chroot",
+                    key,
                     "chroot needs the master to run as root".into(),
                 ));
             }
         }
-        if let Some(dir) = &chdir {
+        let chroot = chroot.map(|(_, root)| root);
+        if let Some((key, dir)) = &chdir {
             // After a chroot the dir is looked up inside it.
             let seen = match &chroot {
                 Some(root) => root.join(dir.strip_prefix("/").unwrap_or(dir)),
@@ -125,11 +130,12 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             };
             if !seen.is_dir() {
                 return Err(config_error(
-                    "master-chdir",
+                    key,
                     format!("{} is not a directory", seen.display()),
                 ));
             }
         }
+        let chdir = chdir.map(|(_, dir)| dir);
         // A relative command with a `/` is relative to the master's cwd (SPEC §4), not to
         // `master-chdir`, which the child enters before exec.
         let command =
@@ -175,6 +181,7 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             proc_count,
             chdir,
             chroot,
+            process,
             backlog,
             unix_mode,
         });

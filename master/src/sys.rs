@@ -1,9 +1,15 @@
 //! The master's unsafe corner: fork/exec of a server child with fd staging, and fd hygiene.
 //!
 //! Contract: [`spawn_child`] is the only place that runs code between `fork` and `exec`. That
-//! code (the `pre_exec` closure) calls only async-signal-safe functions (`prctl`, `getppid`,
-//! `fcntl`, `dup2`, `close_range`, `chroot`, `chdir`) on memory prepared before the fork: the
-//! master may have threads (the log collector), so nothing may allocate or take a lock there.
+//! code (the `pre_exec` closure) calls only async-signal-safe functions (`fcntl`, `dup2`,
+//! `close_range`, `chroot`, `chdir`, `setrlimit`, `setgroups`, `setgid`, `setuid`, `prctl`,
+//! `getppid`) on memory prepared before the fork: the master may have threads (the log
+//! collector), so nothing may allocate or take a lock there. User and group names were resolved
+//! at config load ([`crate::services::process::Process`]); the child applies numbers only.
+//!
+//! Order in the child: fds staged, chroot, chdir, rlimits (raising a hard limit needs root),
+//! then the privilege drop (setgroups, setgid, setuid), and last `PR_SET_PDEATHSIG`: the kernel
+//! clears the parent-death signal when the child's credentials change.
 //!
 //! Fd staging: the child must see fd 3 = generation pipe, fd 4 = private pipe, fds 5.. =
 //! listeners. A source fd may itself be one of 3, 4, 5.. (for another slot), so every source is
@@ -28,6 +34,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use nix::sys::resource::{Resource, getrlimit};
+
+use crate::services::process::Process;
 
 /// Held while a child is spawned; a master thread that closes an fd while the main thread may
 /// spawn (the log collector rotating its file) holds it too, so no fd number below the staging
@@ -68,14 +78,28 @@ pub(crate) const SYSTEMD_ONLY_ENV: [&str; 6] = [
     "WATCHDOG_PID",
 ];
 
-/// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5..., and
-/// where to chroot/chdir.
+/// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5...,
+/// where to chroot/chdir, and its ids and rlimits.
 pub(crate) struct ChildSpec<'a> {
     pub(crate) program: &'a Path,
     pub(crate) argv: &'a [OsString],
     pub(crate) fds: Vec<RawFd>,
     pub(crate) chroot: Option<&'a Path>,
     pub(crate) chdir: Option<&'a Path>,
+    pub(crate) process: &'a Process,
+}
+
+/// The rlimit the child sets for `soft`: the hard limit is raised to `soft` when lower (root
+/// only; otherwise the spawn fails with EPERM) and kept when higher.
+fn child_limit(resource: Resource, soft: Option<u64>) -> io::Result<Option<libc::rlimit>> {
+    let Some(soft) = soft else {
+        return Ok(None);
+    };
+    let (_, hard) = getrlimit(resource).map_err(io::Error::from)?;
+    Ok(Some(libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard.max(soft),
+    }))
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -115,6 +139,10 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         (None, None) => None,
     };
     let master_pid = std::process::id() as libc::pid_t;
+    let nofile = child_limit(Resource::RLIMIT_NOFILE, spec.process.nofile)?;
+    let core = child_limit(Resource::RLIMIT_CORE, spec.process.core_size)?;
+    let groups: Option<Vec<libc::gid_t>> = spec.process.groups.clone();
+    let (gid, uid) = (spec.process.gid, spec.process.uid);
     let mut command = Command::new(spec.program);
     command
         .arg0(&spec.argv[0])
@@ -124,21 +152,6 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         command.env_remove(var);
     }
     let stage = move || -> io::Result<()> {
-        // SIGHUP, not SIGTERM: a zmaster server catches it and softstops (drains its
-        // connections) as it does when fd 3 fails; a server that does not catch it just dies.
-        // SAFETY: prctl/getppid are async-signal-safe and take no pointers.
-        unsafe {
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGHUP as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
-            if libc::getppid() != master_pid {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH)); // the master died before exec
-            }
-        }
         for (slot, &src) in high.iter_mut().zip(&sources) {
             // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the master holds open; async-signal-safe.
             *slot = check(unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, above) })?;
@@ -165,6 +178,41 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         if let Some(dir) = &chdir {
             // SAFETY: chdir with a NUL-terminated path prepared before the fork.
             check(unsafe { libc::chdir(dir.as_ptr()) })?;
+        }
+        if let Some(limit) = &nofile {
+            // SAFETY: setrlimit with a struct prepared before the fork.
+            check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) })?;
+        }
+        if let Some(limit) = &core {
+            // SAFETY: setrlimit with a struct prepared before the fork.
+            check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, limit) })?;
+        }
+        if let Some(groups) = &groups {
+            // SAFETY: setgroups reads `len` gids from a Vec allocated before the fork.
+            check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+        }
+        if let Some(gid) = gid {
+            // SAFETY: setgid takes no pointers; before setuid, while we may still change it.
+            check(unsafe { libc::setgid(gid) })?;
+        }
+        if let Some(uid) = uid {
+            // SAFETY: setuid takes no pointers; as root it sets real, effective and saved uid.
+            check(unsafe { libc::setuid(uid) })?;
+        }
+        // SIGHUP, not SIGTERM: a zmaster server catches it and softstops (drains its
+        // connections) as it does when fd 3 fails; a server that does not catch it just dies.
+        // SAFETY: prctl/getppid are async-signal-safe and take no pointers.
+        unsafe {
+            check(libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGHUP as libc::c_ulong,
+                0,
+                0,
+                0,
+            ))?;
+            if libc::getppid() != master_pid {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH)); // the master died before exec
+            }
         }
         Ok(())
     };

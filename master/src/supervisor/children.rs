@@ -268,6 +268,7 @@ impl Children {
             fds,
             chroot: spec.chroot.as_deref(),
             chdir: spec.chdir.as_deref(),
+            process: &spec.process,
         };
         let pid = sys::spawn_child(&child)
             .map_err(|e| Error::io(format!("start {}", spec.command.display()), e))?;

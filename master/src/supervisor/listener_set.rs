@@ -207,6 +207,7 @@ mod tests {
             proc_count: 1,
             chdir: None,
             chroot: None,
+            process: Default::default(),
             backlog: 16,
             unix_mode: None,
         }
