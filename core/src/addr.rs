@@ -63,7 +63,14 @@ pub struct ServiceAddr {
 impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.name.is_empty() {
-            self.addr.fmt(f)
+            // A nameless address whose text holds `://` (a unix path like `//x` or `/a://b`)
+            // would read back as `NAME://...`: spell the empty name out so it parses back.
+            let text = self.addr.to_string();
+            if text.contains("://") {
+                write!(f, "://{text}")
+            } else {
+                f.write_str(&text)
+            }
         } else {
             write!(f, "{}://{}", self.name, self.addr)
         }
@@ -408,6 +415,11 @@ mod tests {
             "local:/tmp/x",
             "f://fifo:/tmp/y",
             "[::1]:80",
+            // Nameless paths holding `://` (found by the fuzz target): shown as `://...`.
+            "://local:/a://b",
+            "://fifo:/x://y",
+            "//x",
+            "///////",
         ] {
             let parsed = one(text);
             assert_eq!(one(&parsed.to_string()), parsed);

@@ -183,8 +183,6 @@ proptest! {
 /// `corpus/addr/crash-slashes`, the latter from a libFuzzer run); the target skips this one
 /// case until core fixes it.
 #[test]
-#[ignore = "bug: a nameless unix/fifo address whose display holds `://` (path `/a://b` or \
-            `//x`) does not parse back to itself (core addr Display)"]
 fn nameless_path_with_a_scheme_displays_as_parseable_text() {
     use zmaster_core::addr::parse_entry;
     for entry in ["://local:/a://b", "://fifo:/x://y", "//x", "///////"] {
@@ -199,8 +197,6 @@ fn nameless_path_with_a_scheme_displays_as_parseable_text() {
 /// `cr_in_variant`: a JSON-escaped newline in an unknown `cmd` (or field name) comes back
 /// decoded in the error, so the refusal is two lines where zmasterctl or a log prints it.
 #[test]
-#[ignore = "bug: control parse_request's error quotes an unknown variant/field decoded \
-            (a JSON \\n in it makes the error two lines)"]
 fn control_errors_are_one_line_even_for_escaped_newlines() {
     for line in [
         r#"{"cmd":"a\nb"}"#,

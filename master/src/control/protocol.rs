@@ -230,19 +230,33 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     if text.trim().is_empty() {
         return Err(RequestError("empty request".into()));
     }
-    let request: Request =
-        serde_json::from_str(text).map_err(|e| RequestError(format!("bad request: {e}")))?;
+    let request: Request = serde_json::from_str(text).map_err(bad_request)?;
     // serde's deny_unknown_fields does not reach unit variants: check those by hand.
     if matches!(request, Request::Status | Request::Reload) {
         let fields: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| RequestError(format!("bad request: {e}")))?;
+            serde_json::from_str(text).map_err(bad_request)?;
         if let Some(extra) = fields.keys().find(|k| *k != "cmd") {
             return Err(RequestError(format!(
-                "bad request: unknown field `{extra}`, expected only `cmd`"
+                "bad request: unknown field {}, expected only `cmd`",
+                zmaster_core::error::quoted(extra)
             )));
         }
     }
     Ok(request)
+}
+
+/// serde's message quotes an unknown variant or field decoded, so a JSON `\n` in it would
+/// break the one-line error: control characters are escaped.
+fn bad_request(e: serde_json::Error) -> RequestError {
+    let mut text = String::new();
+    for c in e.to_string().chars() {
+        if c.is_control() {
+            text.extend(c.escape_default());
+        } else {
+            text.push(c);
+        }
+    }
+    RequestError(format!("bad request: {text}"))
 }
 
 #[cfg(test)]
