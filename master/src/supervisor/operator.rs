@@ -234,6 +234,7 @@ mod tests {
             chroot: None,
             backlog: 16,
             unix_mode: None,
+            process: Default::default(),
         }
     }
 
