@@ -237,8 +237,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             serde_json::from_str(text).map_err(bad_request)?;
         if let Some(extra) = fields.keys().find(|k| *k != "cmd") {
             return Err(RequestError(format!(
-                "bad request: unknown field {}, expected only `cmd`",
-                zmaster_core::error::quoted(extra)
+                "bad request: unknown field `{}`, expected only `cmd`",
+                one_line(extra)
             )));
         }
     }
@@ -248,15 +248,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
 /// serde's message quotes an unknown variant or field decoded, so a JSON `\n` in it would
 /// break the one-line error: control characters are escaped.
 fn bad_request(e: serde_json::Error) -> RequestError {
-    let mut text = String::new();
-    for c in e.to_string().chars() {
+    RequestError(format!("bad request: {}", one_line(&e.to_string())))
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), so it prints as one line.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         if c.is_control() {
-            text.extend(c.escape_default());
+            out.extend(c.escape_default());
         } else {
-            text.push(c);
+            out.push(c);
         }
     }
-    RequestError(format!("bad request: {text}"))
+    out
 }
 
 #[cfg(test)]
