@@ -6,7 +6,7 @@
 //! command-line `-key` that is neither a master option, a known key, nor a key of some loaded
 //! file is an error: it would otherwise be a silent override of nothing.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use zmaster_core::config::{Config, Origin, ServiceFile};
 use zmaster_core::logging::LogTarget;
@@ -115,10 +115,9 @@ fn is_known(key: &str) -> bool {
 }
 
 /// One warning line per unknown owned key of the files, each once (a `.gcf` key is merged
-/// into every service but named once, at its own `file:line`), in file order.
+/// into every service but named once, at its own `file:line`), sorted by file and line.
 pub(crate) fn unknown_key_warnings(files: &[ServiceFile]) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut found = BTreeMap::new();
     for file in files {
         for key in file.config.keys() {
             if is_known(key) || !OWNED_PREFIXES.iter().any(|p| key.starts_with(p)) {
@@ -127,17 +126,15 @@ pub(crate) fn unknown_key_warnings(files: &[ServiceFile]) -> Vec<String> {
             let Some(Origin::File(loc)) = file.config.origin(key) else {
                 continue;
             };
-            let at = loc.to_string();
-            if !seen.insert(at.clone()) {
-                continue;
-            }
             let near = nearest(key, KNOWN_KEYS.iter().map(|(k, _)| *k)).unwrap_or_default();
-            out.push(format!(
-                "{at}: unknown key \"{key}\" (did you mean \"{near}\"?)"
-            ));
+            found
+                .entry((loc.path.clone(), loc.line))
+                .or_insert_with(|| {
+                    format!("{loc}: unknown key \"{key}\" (did you mean \"{near}\"?)")
+                });
         }
     }
-    out
+    found.into_values().collect()
 }
 
 /// Refuses a command-line `-key` that is neither a master option, a known key, nor a key of
@@ -167,6 +164,17 @@ pub(crate) fn check_overrides(overrides: &Config, files: &[ServiceFile]) -> Resu
     Ok(())
 }
 
+/// A bad value of `key`, as core words its typed errors: `FILE:LINE: key = "v": expected ...`
+/// or `command line -key "v": expected ...`.
+fn bad(config: &Config, key: &str, value: &str, what: &str) -> Error {
+    let message = match config.origin(key) {
+        Some(Origin::CommandLine) => format!("command line -{key} \"{value}\": expected {what}"),
+        Some(Origin::File(loc)) => format!("{loc}: {key} = \"{value}\": expected {what}"),
+        _ => format!("{key} = \"{value}\": expected {what}"),
+    };
+    Error::new(ErrorKind::Config, message)
+}
+
 /// Checks the typed value of every known key set in `config` (SPEC §11: `-t` checks "typed
 /// values of every key zmaster knows"), naming key, value and `file:line`.
 pub(crate) fn check_values(config: &Config) -> Result<()> {
@@ -176,7 +184,11 @@ pub(crate) fn check_values(config: &Config) -> Result<()> {
         };
         match kind {
             Kind::Text => {}
-            Kind::Count => drop(config.get_int_in(key, 0, 0, i64::MAX)?),
+            Kind::Count => {
+                if config.get_int(key, 0)? < 0 {
+                    return Err(bad(config, key, value, "an integer of 0 or more"));
+                }
+            }
             Kind::Duration => drop(config.get_duration(key, std::time::Duration::ZERO)?),
             Kind::Size => drop(config.get_size(key, 0)?),
             Kind::Mode => drop(config.get_octal_mode(key)?),
