@@ -1,17 +1,17 @@
 //! `-h`/`--help` prints usage and exits 0; `-V`/`--version` prints `zmaster VERSION`.
 
+mod cli_util;
 mod util;
 
-use std::process::Command;
-
+use cli_util::{text, zmaster, zmaster_in};
 use util::*;
 
 #[test]
 fn help_and_version() {
     for flag in ["-h", "--help"] {
-        let out = Command::new(ZMASTER).arg(flag).output().unwrap();
+        let out = zmaster(ZMASTER, &[flag]);
         assert_eq!(out.status.code(), Some(0), "{flag}");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text(&out.stdout);
         assert!(
             text.starts_with("usage: zmaster -C CONFIG_DIR [-t|--check]"),
             "{text}"
@@ -22,13 +22,10 @@ fn help_and_version() {
     }
     for flag in ["-V", "--version"] {
         // Even with other options: nothing else runs.
-        let out = Command::new(ZMASTER)
-            .args(["-C", "/no/such/dir", flag])
-            .output()
-            .unwrap();
+        let out = zmaster(ZMASTER, &["-C", "/no/such/dir", flag]);
         assert_eq!(out.status.code(), Some(0), "{flag}");
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
+            text(&out.stdout),
             format!("zmaster {}\n", env!("CARGO_PKG_VERSION"))
         );
     }
@@ -37,20 +34,8 @@ fn help_and_version() {
 #[test]
 fn a_flag_in_a_value_position_is_a_value() {
     // `-pid-file -t` names a pid file "-t"; it does not switch to check mode.
-    let out = Command::new(ZMASTER)
-        .args(["-pid-file", "-t", "--try-lock"])
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = zmaster_in(ZMASTER, dir.path(), &["-pid-file", "-t", "--try-lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
 }

@@ -1,11 +1,12 @@
 //! Unknown keys: a typo of an owned key in a file warns with `file:line` and "did you mean";
 //! a command-line `-key` nobody knows is a usage error, never a silent override.
 
+mod cli_util;
 mod util;
 
-use std::process::Command;
 use std::time::Duration;
 
+use cli_util::{text, zmaster};
 use util::*;
 
 #[test]
@@ -19,13 +20,10 @@ fn a_typo_in_a_file_warns_at_its_line_with_the_nearest_key() {
         "server-proc-cont = 2\nprobe-greeting = servers' own keys pass silently\n",
     );
     std::fs::write(s.etc().join("all.gcf"), "\nrun-usr = nobody\n").unwrap();
-    let out = Command::new(ZMASTER)
-        .args(["-C", &etc, "-t"])
-        .output()
-        .unwrap();
+    let out = zmaster(ZMASTER, &["-C", &etc, "-t"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        text(&out.stderr),
         format!(
             "zmaster: warning: {etc}/a.cf:4: unknown key \"server-proc-cont\" (did you mean \"server-proc-count\"?)\n\
              zmaster: warning: {etc}/all.gcf:2: unknown key \"run-usr\" (did you mean \"run-user\"?)\n"
@@ -57,17 +55,11 @@ fn an_unknown_command_line_key_is_a_usage_error_naming_the_nearest_option() {
     );
     let pid_file = s.path("zm.pid");
     let etc = s.etc().display().to_string();
-    let run = |args: &[&str]| {
-        Command::new(ZMASTER)
-            .args(["-C", &etc])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| zmaster(ZMASTER, &[&["-C", etc.as_str()], args].concat());
     let out = run(&["-pidfile", pid_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        text(&out.stderr),
         "zmaster: unknown option \"-pidfile\" (did you mean \"-pid-file\"?); see zmaster -h\n"
     );
     assert!(!pid_file.exists());
@@ -80,15 +72,10 @@ fn an_unknown_command_line_key_is_a_usage_error_naming_the_nearest_option() {
     let out = run(&["-t", "-server-thread-cont", "2"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        text(&out.stderr),
         "zmaster: unknown option \"-server-thread-cont\" (did you mean \"-server-thread-count\"?); see zmaster -h\n"
     );
     // Known keys, and keys some loaded file sets, are overrides.
     let out = run(&["-t", "-server-thread-count", "2", "-probe-greeting", "x"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

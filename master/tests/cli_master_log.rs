@@ -1,12 +1,13 @@
 //! `-master-log`: the master's own lines go to stderr as always and also to the masterlog
 //! collector (`-log-service`) or syslog; bad values are usage errors before anything starts.
 
+mod cli_util;
 mod util;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use cli_util::{text, zmaster};
 use util::*;
 
 /// Everything the collector wrote into the `*.log` files of `logs`.
@@ -69,14 +70,13 @@ fn bad_master_log_values_are_usage_errors() {
         ),
     ] {
         for check in [false, true] {
-            let mut cmd = Command::new(ZMASTER);
-            cmd.args(["-C", &etc, "-master-log", value]);
+            let mut args = vec!["-C", &etc, "-master-log", value];
             if check {
-                cmd.arg("-t");
+                args.push("-t");
             }
-            let out = cmd.output().unwrap();
+            let out = zmaster(ZMASTER, &args);
             assert_eq!(out.status.code(), Some(1), "{value}");
-            assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+            assert_eq!(text(&out.stderr), want);
         }
     }
     assert_eq!(
