@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn typed_values_of_known_keys_are_checked_with_their_line() {
-        let good = "server-thread-count = 4\nserver-max-idle = 5m\nserver-max-memory = 64m\n\
+        let good = "server-thread-count = 4\nserver-max-use = 0\nserver-max-idle = 5m\nserver-max-memory = 64m\n\
                     server-unix-mode = 0660\nserver-log = syslog,mail\nserver-log-level = debug\n\
                     run-user = nobody\nother = x y\n";
         check_values(&file("a.cf", good).config).unwrap();
