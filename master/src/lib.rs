@@ -18,8 +18,11 @@
 
 pub mod control;
 mod error;
+mod human;
+mod keys;
 mod listeners;
 mod logsvc;
+mod master_log;
 mod pidfile;
 mod services;
 mod signals;
@@ -33,13 +36,14 @@ use std::time::Duration;
 
 use zmaster_core::cli::CommandLine;
 use zmaster_core::config::{Config, ServiceFile};
-use zmaster_core::logging::{self, LogTarget};
 
 pub use error::{Error, ErrorKind, Result};
 pub use logsvc::{LogService, Rotation};
 pub use pidfile::{LockState, PidFile, try_lock};
 pub use services::{DEFAULT_BACKLOG, Service, load_config_from_dir, validate};
 pub use supervisor::Backoff;
+
+pub(crate) use human::human_duration;
 
 /// The default grace period between SIGTERM and SIGKILL at stop (`master-stop-timeout`).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -65,17 +69,61 @@ pub struct Hooks {
 /// How often the `event_loop` hook runs while the master is idle.
 const EVENT_LOOP_INTERVAL: Duration = Duration::from_secs(1);
 
-const KNOWN_OPTIONS: [&str; 7] = [
-    "C",
-    "pid-file",
-    "try-lock",
-    "log-service",
-    "master-stop-timeout",
-    "verbose",
-    "help",
-];
+const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-t|--check] [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-log stderr|syslog,FACILITY|masterlog] [-master-stop-timeout DURATION] [--verbose] [-key value ...]";
 
-const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-stop-timeout DURATION] [--verbose] [-key value ...]";
+const HELP: &str = "\
+  -C DIR                   the config dir: one service per DIR/*.cf, globals in DIR/*.gcf
+  -t, --check              validate the config dir, bind and start nothing, and exit
+  -pid-file FILE           lock FILE and write the master's pid to it
+  --try-lock               with -pid-file: exit 0 if no master runs, 1 if one does
+  -log-service SOCK,DIR[,day|hour]
+                           collect the servers' masterlog records into DIR
+  -master-log TARGET       the master's lines also to syslog,FACILITY or masterlog
+  -master-stop-timeout D   grace between SIGTERM and SIGKILL at stop (default 10s)
+  --verbose                debug lines
+  -key value               override key in every service (passed to the servers too)
+  -h, --help               this help
+  -V, --version            the version";
+
+/// Value-less flags the master takes besides LIB-ZC's `--flag`s.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Flags {
+    check: bool,
+    help: bool,
+    version: bool,
+}
+
+/// Takes `-t`/`--check`, `-h`/`--help`, `-V`/`--version` out of `args`: LIB-ZC's convention
+/// (core's parser, which the servers keep) would read `-t` as a key needing a value. An
+/// argument in a value position (after `-key`) is left alone, so `-pid-file -t` is a file.
+fn split_flags(args: Vec<String>) -> (Vec<String>, Flags) {
+    let mut flags = Flags::default();
+    let mut rest = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    let mut value_next = false;
+    while let Some(arg) = args.next() {
+        if value_next {
+            value_next = false;
+            rest.push(arg);
+            continue;
+        }
+        match arg.as_str() {
+            "--" => {
+                rest.push(arg);
+                rest.extend(args.by_ref());
+                break;
+            }
+            "-t" | "--check" => flags.check = true,
+            "-h" | "--help" => flags.help = true,
+            "-V" | "--version" => flags.version = true,
+            a => {
+                value_next = a.len() > 1 && a.starts_with('-') && !a.starts_with("--");
+                rest.push(arg);
+            }
+        }
+    }
+    (rest, flags)
+}
 
 /// Keys of the master/server protocol: the master passes each child its own values (the
 /// listener fds, the config dir), so an override of them stops at the master; appended after
@@ -112,11 +160,44 @@ where
     }
 }
 
+/// Loads the service files (the hook's or the dir's) and validates them with the command-line
+/// `overrides` merged in; returns the services and the unknown-key warnings.
+fn load_services(
+    loader: Option<&mut LoadConfig>,
+    dir: &Path,
+    overrides: &Config,
+    first: bool,
+) -> Result<(Vec<Service>, Vec<String>)> {
+    let mut files = match loader {
+        Some(loader) => loader(dir)?,
+        None => load_config_from_dir(dir)?,
+    };
+    // Only at start: a reload that drops the key an override names keeps the running master.
+    if first {
+        keys::check_overrides(overrides, &files)?;
+    }
+    let warnings = keys::unknown_key_warnings(&files);
+    for file in &mut files {
+        file.config.merge(overrides);
+        keys::check_values(&file.config)?;
+    }
+    Ok((validate(&files)?, warnings))
+}
+
 fn run<I, S>(args: I, mut hooks: Hooks) -> Result<i32>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
+    let (args, flags) = split_flags(args.into_iter().map(Into::into).collect());
+    if flags.help {
+        println!("{USAGE}\n{HELP}");
+        return Ok(0);
+    }
+    if flags.version {
+        println!("zmaster {}", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
     let cli = CommandLine::parse(args)?;
     let opts = &cli.overrides;
     if let Some(extra) = cli.positional.first() {
@@ -125,13 +206,9 @@ where
             format!("unexpected argument {extra:?}; {USAGE}"),
         ));
     }
-    if opts.get_bool("help", false).unwrap_or(false) {
-        println!("{USAGE}");
-        return Ok(0);
-    }
     // Any other `-key value` overrides that key in every service (SPEC §4's `[-key value ...]`).
     let mut overrides = opts.clone();
-    for key in KNOWN_OPTIONS {
+    for key in keys::MASTER_OPTIONS {
         overrides.remove(key);
     }
     let child_args = child_args(&overrides);
@@ -139,7 +216,7 @@ where
         .get("pid-file")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
-    if opts.get_bool("try-lock", false)? {
+    if opts.get_bool("try-lock", false)? && !flags.check {
         let Some(path) = pid_file else {
             return Err(Error::new(
                 ErrorKind::Usage,
@@ -157,10 +234,6 @@ where
             format!("missing -C CONFIG_DIR; {USAGE}"),
         ));
     };
-    // Handlers first: a SIGHUP or SIGTERM sent while the config loads must not kill the master
-    // (it becomes a pending reload or stop).
-    let signals =
-        signals::Signals::install().map_err(|e| Error::io("install signal handlers", e))?;
     let level = if opts.get_bool("verbose", false)? {
         log::LevelFilter::Debug
     } else {
@@ -168,6 +241,15 @@ where
     };
     let stop_grace = opts.get_duration("master-stop-timeout", DEFAULT_STOP_GRACE)?;
     let log_service = opts.get("log-service").map(LogService::parse).transpose()?;
+    let master_log = opts
+        .get("master-log")
+        .map_or(Ok(master_log::Target::Stderr), master_log::Target::parse)?;
+    if master_log == master_log::Target::MasterLog && log_service.is_none() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "-master-log masterlog needs -log-service SOCK,DIR",
+        ));
+    }
     let config_dir =
         std::path::absolute(dir).map_err(|e| Error::io(format!("config dir {dir}"), e))?;
     if !config_dir.is_dir() {
@@ -179,20 +261,36 @@ where
             ),
         ));
     }
-
-    let mut load = move |dir: &Path| -> Result<Vec<Service>> {
-        let mut files = match hooks.load_config.as_mut() {
-            Some(loader) => loader(dir)?,
-            None => load_config_from_dir(dir)?,
-        };
-        for file in &mut files {
-            file.config.merge(&overrides);
+    if flags.check {
+        // SPEC §11: everything the start validates, then nothing bound, nothing started.
+        let (services, warnings) =
+            load_services(hooks.load_config.as_mut(), &config_dir, &overrides, true)?;
+        for w in warnings {
+            eprintln!("zmaster: warning: {w}");
         }
-        validate(&files)
-    };
+        let listeners: usize = services.iter().map(|s| s.addrs.len()).sum();
+        println!(
+            "config ok: {} services, {listeners} listeners",
+            services.len()
+        );
+        return Ok(0);
+    }
+    // Handlers first: a SIGHUP or SIGTERM sent while the config loads must not kill the master
+    // (it becomes a pending reload or stop).
+    let signals =
+        signals::Signals::install().map_err(|e| Error::io("install signal handlers", e))?;
+
     // Validate everything before touching anything.
-    let services = load(&config_dir)?;
-    let _ = logging::init(&LogTarget::Stderr, "zmaster", level);
+    let (services, warnings) =
+        load_services(hooks.load_config.as_mut(), &config_dir, &overrides, true)?;
+    master_log::init(
+        &master_log,
+        level,
+        log_service.as_ref().map(|svc| svc.socket.as_path()),
+    )?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
     let mut pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
     sys::mark_inherited_fds_cloexec();
     if let Some(svc) = &log_service {
@@ -222,12 +320,13 @@ where
         return Err(e);
     }
     log::info!(
-        "started: pid={} config={} pid_file={}",
+        "started: pid={} config={} pid_file={} stop_timeout={}",
         std::process::id(),
         config_dir.display(),
         pid_lock
             .as_ref()
-            .map_or("-".into(), |p| p.path().display().to_string())
+            .map_or("-".into(), |p| p.path().display().to_string()),
+        human_duration(stop_grace)
     );
     if let Some(hook) = hooks.before_service.as_mut() {
         hook();
@@ -237,7 +336,14 @@ where
             hook();
         }
     };
-    let mut reload = || load(&config_dir);
+    let mut loader = hooks.load_config;
+    let mut reload = || {
+        let (services, warnings) = load_services(loader.as_mut(), &config_dir, &overrides, false)?;
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        Ok(services)
+    };
     let supervisor::Outcome::Stopped = supervisor.run(&mut reload, &mut tick);
     if let Some(svc) = &log_service {
         svc.remove_socket();
