@@ -28,7 +28,8 @@ fn epoch() -> Instant {
 /// `t` as milliseconds since the process-wide epoch, plus one (so 0 is never a time).
 pub(crate) fn to_ms(t: Instant) -> u64 {
     let ms = t.saturating_duration_since(epoch()).as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
+    // Past u64 milliseconds (half a billion years) saturates.
+    u64::try_from(ms).map_or(u64::MAX, |ms| ms.saturating_add(1))
 }
 
 /// The instant of a non-zero value of [`to_ms`].
