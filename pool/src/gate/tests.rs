@@ -139,7 +139,22 @@ fn wait_idle_returns_when_the_last_connection_closes() {
     gate.enter();
     assert!(!gate.wait_idle(Some(Instant::now() + Duration::from_millis(10))));
     let g = Arc::clone(&gate);
-    let t = std::thread::spawn(move || g.wait_idle(None));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(nix::unistd::gettid());
+        g.wait_idle(None)
+    });
+    let tid = rx.recv().expect("waiter tid");
+    // Release only once the waiter sleeps in `wait_idle` (state S), so the wake-up at zero
+    // is what ends its wait.
+    let stat = format!("/proc/self/task/{tid}/stat");
+    loop {
+        let s = std::fs::read_to_string(&stat).expect("waiter stat");
+        if s[s.rfind(')').expect("comm end") + 2..].starts_with('S') {
+            break;
+        }
+        std::thread::yield_now();
+    }
     gate.release();
     gate.release();
     assert!(t.join().expect("waiter thread"), "woken at zero");
