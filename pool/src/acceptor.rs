@@ -10,23 +10,29 @@
 //!   [`PAUSE`] (the poll timeout doubles as the timer), with one warning per second at most,
 //!   so a process out of descriptors neither spins nor dies. Transient errors
 //!   (`ECONNABORTED`, `EINTR`, `EPROTO`, `EPERM`, network-down family) are skipped.
+//! - Connection limit (`server-max-connections`, [`Acceptor::spawn_with_gate`]): when the
+//!   [`ConnGate`] is at its limit after a delivery, every listener's interest is switched
+//!   off, so new connections stay in the kernel's backlog (shared with sibling processes,
+//!   which take them) instead of being accepted here. A [`LimitWaiter`] makes the release
+//!   that brings the count below the limit wake the poller; the thread then switches the
+//!   listeners back on. No polling, no timer.
 //! - `stop_accepting` sets a flag, wakes the poller and waits on a condition variable until
 //!   the thread has deleted every listener from the poller and closed it, so when it
 //!   returns the kernel already routes new connections to other processes.
 
+mod entry;
+
 use std::cell::Cell;
 use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{SockFlag, accept4};
 use parking_lot::{Condvar, Mutex};
-use polling::{Event, Events, PollMode, Poller};
+use polling::{Events, Poller};
 
+use crate::gate::{ConnGate, LimitWaiter};
 use crate::listener::{Listener, Stream, set_nonblocking};
 use crate::sys;
 
@@ -39,6 +45,8 @@ const BATCH: usize = 256;
 const PAUSE: Duration = Duration::from_millis(100);
 /// Least time between two warnings about the same listener.
 const WARN_EVERY: Duration = Duration::from_secs(1);
+/// Least time between two log lines saying the connection limit was reached.
+const LIMIT_LOG_EVERY: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// The `Shared` (as an address) of the acceptor running on this thread, 0 elsewhere.
@@ -53,6 +61,7 @@ pub struct Acceptor {
 
 struct Shared {
     poller: Poller,
+    gate: Option<Arc<ConnGate>>,
     stop: AtomicBool,
     closed: Mutex<bool>,
     closed_cv: Condvar,
@@ -75,8 +84,32 @@ impl Acceptor {
     /// # Errors
     /// Creating the poller, registering a listener or spawning the thread failed.
     pub fn spawn(entries: Vec<(Listener, AcceptCallback)>) -> io::Result<Acceptor> {
+        Acceptor::start(entries, None)
+    }
+
+    /// As [`spawn`](Acceptor::spawn), with a connection limit: each callback must count the
+    /// connection it receives in `gate` before it returns ([`ConnGate::guard`], or
+    /// [`WorkersHandle::assign`](crate::WorkersHandle::assign) on workers sharing the gate)
+    /// and release it when the connection closes. While the gate is at its limit the
+    /// listeners are not polled (connections wait in the backlog, for a sibling process or
+    /// for a release here); the release below the limit wakes this thread.
+    ///
+    /// # Errors
+    /// As [`spawn`](Acceptor::spawn).
+    pub fn spawn_with_gate(
+        entries: Vec<(Listener, AcceptCallback)>,
+        gate: Arc<ConnGate>,
+    ) -> io::Result<Acceptor> {
+        Acceptor::start(entries, Some(gate))
+    }
+
+    fn start(
+        entries: Vec<(Listener, AcceptCallback)>,
+        gate: Option<Arc<ConnGate>>,
+    ) -> io::Result<Acceptor> {
         let shared = Arc::new(Shared {
             poller: Poller::new()?,
+            gate,
             stop: AtomicBool::new(false),
             closed: Mutex::new(false),
             closed_cv: Condvar::new(),
@@ -230,8 +263,23 @@ fn run(mut owned: Owned) {
             }
         }
     }
+    let gate = shared.gate.clone();
+    // `Some` while the gate is at its limit and the listeners are switched off.
+    let mut full: Option<Full<'_>> = None;
+    let mut last_limit_log: Option<Instant> = None;
     let mut events = Events::new();
     while !shared.stop.load(Ordering::SeqCst) {
+        // Checked after the waiter is registered (see `ConnGate::waiter`): a release that
+        // raced with the pause is seen here, else it woke the poller.
+        if full.is_some() && !gate.as_deref().is_some_and(ConnGate::at_limit) {
+            full = None;
+            log::debug!("acceptor: below the connection limit; accepting again");
+            for (key, entry) in entries.iter_mut().enumerate() {
+                if entry.paused_until.is_none() {
+                    entry.listen(&shared.poller, key, true);
+                }
+            }
+        }
         let now = Instant::now();
         let timeout = entries
             .iter()
@@ -252,118 +300,70 @@ fn run(mut owned: Owned) {
         let now = Instant::now();
         for (key, entry) in entries.iter_mut().enumerate() {
             if entry.paused_until.is_some_and(|t| t <= now) {
-                entry.resume(&shared.poller, key);
+                entry.paused_until = None;
+                // At the limit it stays off; the limit's resume switches it on.
+                if full.is_none() {
+                    entry.listen(&shared.poller, key, true);
+                }
             }
         }
         for ev in events.iter() {
+            // Once full, the events of the other listeners wait (level-triggered: they are
+            // reported again after the resume).
+            if full.is_some() {
+                break;
+            }
             if let Some(entry) = entries.get_mut(ev.key)
                 && entry.paused_until.is_none()
+                && entry.accept_batch(&shared.poller, ev.key, &shared.stop, gate.as_deref())
+                && let Some(gate) = gate.as_deref()
             {
-                entry.accept_batch(&shared.poller, ev.key, &shared.stop);
+                for (key, entry) in entries.iter_mut().enumerate() {
+                    entry.listen(&shared.poller, key, false);
+                }
+                full = Some(Full::new(gate, &shared, &mut last_limit_log));
             }
             if shared.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
     }
+    drop(full);
     drop(owned);
     CURRENT.with(|c| c.set(0));
+}
+
+/// The acceptor paused at the connection limit: its registration with the gate.
+struct Full<'a> {
+    _waiter: LimitWaiter<'a>,
+}
+
+impl<'a> Full<'a> {
+    fn new(gate: &'a ConnGate, shared: &Arc<Shared>, last_log: &mut Option<Instant>) -> Full<'a> {
+        let now = Instant::now();
+        if last_log.is_none_or(|t| now.duration_since(t) >= LIMIT_LOG_EVERY) {
+            *last_log = Some(now);
+            log::info!(
+                "connection limit reached max_connections={}; not accepting until one closes \
+                 (new connections wait in the listen backlog for another process)",
+                gate.max_connections().unwrap_or(usize::MAX)
+            );
+        } else {
+            log::debug!("acceptor: at the connection limit; listeners paused");
+        }
+        let weak: Weak<Shared> = Arc::downgrade(shared);
+        let waiter = gate.waiter(move || {
+            if let Some(shared) = weak.upgrade()
+                && let Err(e) = shared.poller.notify()
+            {
+                log::error!("acceptor: notify failed: {e}");
+            }
+        });
+        Full { _waiter: waiter }
+    }
 }
 
 fn listener_fd_of(fd: &std::os::fd::OwnedFd) -> std::os::fd::BorrowedFd<'_> {
     use std::os::fd::AsFd;
     fd.as_fd()
-}
-
-impl Entry {
-    fn deliver(&mut self, stream: Stream) {
-        let callback = &mut self.callback;
-        if catch_unwind(AssertUnwindSafe(|| callback(stream))).is_err() {
-            log::error!("acceptor: accept callback for {} panicked", self.label);
-        }
-    }
-
-    fn accept_batch(&mut self, poller: &Poller, key: usize, stop: &AtomicBool) {
-        for _ in 0..BATCH {
-            // Stop means at once: after a reload not one more connection for this generation.
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let accepted = match &self.listener {
-                Some(Listener::Tcp(l)) => {
-                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).map(|fd| {
-                        let s = std::net::TcpStream::from(fd);
-                        let _ = s.set_nodelay(true);
-                        Stream::Tcp(s)
-                    })
-                }
-                Some(Listener::Unix(l)) => {
-                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
-                        .map(|fd| Stream::Unix(std::os::unix::net::UnixStream::from(fd)))
-                }
-                Some(Listener::Fifo(_)) | None => return,
-            };
-            match accepted {
-                Ok(stream) => self.deliver(stream),
-                Err(Errno::EAGAIN) => return,
-                Err(
-                    Errno::EINTR
-                    | Errno::ECONNABORTED
-                    | Errno::EPROTO
-                    | Errno::EPERM
-                    | Errno::ENETDOWN
-                    | Errno::ENOPROTOOPT
-                    | Errno::EHOSTDOWN
-                    | Errno::ENONET
-                    | Errno::EHOSTUNREACH
-                    | Errno::EOPNOTSUPP
-                    | Errno::ENETUNREACH,
-                ) => continue,
-                Err(e) => {
-                    self.pause(poller, key, e);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Stops polling this listener for [`PAUSE`] after an accept error it cannot skip.
-    fn pause(&mut self, poller: &Poller, key: usize, err: Errno) {
-        let now = Instant::now();
-        if self
-            .last_warn
-            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-        {
-            self.last_warn = Some(now);
-            let what = match err {
-                Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
-                    "out of resources"
-                }
-                _ => "unexpected error",
-            };
-            log::warn!(
-                "accept listener={} error=\"{}\" ({what}); pausing it for {} ms",
-                self.label,
-                io::Error::from(err),
-                PAUSE.as_millis()
-            );
-        }
-        if let Some(l) = &self.listener
-            && let Err(e) =
-                poller.modify_with_mode(listener_fd(l), Event::none(key), PollMode::Level)
-        {
-            log::error!("acceptor: pause {}: {e}", self.label);
-        }
-        self.paused_until = Some(now + PAUSE);
-    }
-
-    fn resume(&mut self, poller: &Poller, key: usize) {
-        self.paused_until = None;
-        if let Some(l) = &self.listener
-            && let Err(e) =
-                poller.modify_with_mode(listener_fd(l), Event::readable(key), PollMode::Level)
-        {
-            log::error!("acceptor: resume {}: {e}", self.label);
-        }
-    }
 }

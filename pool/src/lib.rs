@@ -9,7 +9,9 @@
 //! - [`Conn`] offers non-blocking, callback-style operations (read a line / n bytes / what is
 //!   there, write, flush, timeouts, close), plus [`Conn::spawn_cpu`] to run heavy work on
 //!   rayon and continue on the worker.
-//! - [`Pool`] combines an acceptor and workers: what a server needs.
+//! - [`Pool`] combines an acceptor and workers: what a server needs. [`PoolConfig`] sets a
+//!   connection limit ([`ConnGate`]); [`Pool::stalled`] names hung workers ([`LoopTick`]);
+//!   [`raise_nofile_limit`] lifts the soft `RLIMIT_NOFILE` at start.
 //!
 //! A line echo server (the handler runs on a worker for each accepted connection; each
 //! completion callback starts the next operation):
@@ -64,9 +66,11 @@
 mod acceptor;
 mod buffer;
 mod conn;
+mod gate;
 mod listener;
 mod pool;
 pub mod reactor;
+mod stall;
 #[allow(unsafe_code)]
 mod sys;
 mod worker;
@@ -74,8 +78,11 @@ mod workers;
 
 pub use acceptor::{AcceptCallback, Acceptor};
 pub use conn::{Conn, ReadResult};
+pub use gate::{ConnGate, ConnGuard, LimitWaiter};
 pub use listener::{Listener, Stream};
-pub use pool::{Handler, Pool};
+pub use pool::{Handler, Pool, PoolConfig};
+pub use stall::{LoopTick, Stall, stalled};
+pub use sys::raise_nofile_limit;
 pub use workers::{InitFn, Workers, WorkersHandle};
 /// The kind of a listener (`Listener::kind`): the master protocol's own type, shared with
 /// zmaster-modes and the master so no mapping between copies is needed.
@@ -92,5 +99,8 @@ mod tests {
         send_sync::<super::Workers>();
         send_sync::<super::WorkersHandle>();
         send_sync::<super::Listener>();
+        send_sync::<super::ConnGate>();
+        send_sync::<super::ConnGuard>();
+        send_sync::<super::LoopTick>();
     }
 }

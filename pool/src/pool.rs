@@ -2,16 +2,36 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::acceptor::{AcceptCallback, Acceptor};
 use crate::conn::Conn;
+use crate::gate::ConnGate;
 use crate::listener::{Listener, Stream};
+use crate::stall::Stall;
 use crate::workers::Workers;
 
 /// A connection handler: runs on the connection's worker, once per accepted connection, and
 /// starts its first operation (typically a read).
 pub type Handler = Arc<dyn Fn(&mut Conn) + Send + Sync>;
+
+/// Options of [`Pool::start_with`] (the default is what [`Pool::start`] uses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// `server-max-connections`: at this many open connections the acceptor stops taking
+    /// new ones (they wait in the listen backlog, for a sibling process or a close here)
+    /// and resumes as soon as one closes. `None` or `Some(0)`: no limit.
+    pub max_connections: Option<usize>,
+}
+
+impl PoolConfig {
+    /// The default options with `max_connections` set.
+    pub fn with_max_connections(mut self, max: Option<usize>) -> PoolConfig {
+        self.max_connections = max;
+        self
+    }
+}
 
 /// An acceptor thread over some listeners, feeding a pool of worker threads.
 ///
@@ -31,7 +51,20 @@ impl Pool {
     /// # Errors
     /// `workers` is 0, or starting a thread or registering a listener failed.
     pub fn start(workers: usize, listeners: Vec<(Listener, Handler)>) -> io::Result<Pool> {
-        let pool = Workers::start(workers)?;
+        Pool::start_with(workers, listeners, PoolConfig::default())
+    }
+
+    /// As [`start`](Pool::start), with `config` (the connection limit).
+    ///
+    /// # Errors
+    /// As [`start`](Pool::start).
+    pub fn start_with(
+        workers: usize,
+        listeners: Vec<(Listener, Handler)>,
+        config: PoolConfig,
+    ) -> io::Result<Pool> {
+        let gate = ConnGate::new(config.max_connections);
+        let pool = Workers::start_with_gate(workers, Arc::clone(&gate))?;
         let entries = listeners
             .into_iter()
             .map(|(listener, handler)| {
@@ -43,7 +76,8 @@ impl Pool {
                 (listener, callback)
             })
             .collect();
-        let acceptor = Acceptor::spawn(entries)?;
+        // Each callback counts its connection in the gate (in `assign`) before returning.
+        let acceptor = Acceptor::spawn_with_gate(entries, gate)?;
         Ok(Pool {
             acceptor,
             workers: pool,
@@ -67,6 +101,34 @@ impl Pool {
     /// Connections accepted and not yet closed.
     pub fn active_connections(&self) -> usize {
         self.workers.active_connections()
+    }
+
+    /// Connections accepted since the start (`server-max-use`).
+    pub fn accepted_total(&self) -> u64 {
+        self.workers.gate().accepted_total()
+    }
+
+    /// When the last connection was accepted, if any was (millisecond precision).
+    pub fn last_accept(&self) -> Option<Instant> {
+        self.workers.gate().last_accept()
+    }
+
+    /// Since when no connection has been open (`server-max-idle`: the start, the last
+    /// accept or the last close, whichever is latest); `None` while one is open.
+    pub fn idle_since(&self) -> Option<Instant> {
+        self.workers.gate().idle_since()
+    }
+
+    /// The connection limit, if any.
+    pub fn max_connections(&self) -> Option<usize> {
+        self.workers.gate().max_connections()
+    }
+
+    /// The worker threads busy in one loop turn for longer than `timeout`
+    /// (`server-hang-timeout`): a handler stuck in a callback. Idle workers are never listed.
+    /// Cheap (one atomic load per worker); call it from a watchdog every second or so.
+    pub fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        self.workers.stalled(timeout)
     }
 
     /// Blocks until no connection is open, or `deadline` passes; `true` if idle.

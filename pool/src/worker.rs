@@ -17,14 +17,15 @@ use crossbeam_channel::Receiver;
 use nix::sys::epoll::EpollEvent;
 
 use crate::conn::Conn;
+use crate::gate::ConnGate;
 use crate::listener::Stream;
 use crate::reactor::{HUP_FLAGS, READ_FLAGS, Reactor, WAKER_KEY, WRITE_FLAGS};
-use crate::workers::{Counts, InitFn, Msg, WorkerShared};
+use crate::workers::{InitFn, Msg, WorkerShared};
 
 /// One worker thread's state.
 pub(crate) struct Worker {
     shared: Arc<WorkerShared>,
-    counts: Arc<Counts>,
+    gate: Arc<ConnGate>,
     rx: Receiver<Msg>,
     reactor: Reactor,
     slots: Vec<Option<Conn>>,
@@ -42,13 +43,13 @@ fn slot_of(key: u64) -> usize {
 impl Worker {
     pub(crate) fn new(
         shared: Arc<WorkerShared>,
-        counts: Arc<Counts>,
+        gate: Arc<ConnGate>,
         rx: Receiver<Msg>,
         reactor: Reactor,
     ) -> Worker {
         Worker {
             shared,
-            counts,
+            gate,
             rx,
             reactor,
             slots: Vec::new(),
@@ -70,6 +71,10 @@ impl Worker {
                     .peek()
                     .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
             };
+            if timeout != Some(Duration::ZERO) {
+                // About to block: waiting for events is not hanging.
+                self.shared.tick.idle();
+            }
             let n = match self.reactor.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
@@ -79,6 +84,7 @@ impl Worker {
                 }
             };
             self.now = Instant::now();
+            self.shared.tick.busy(self.now);
             for ev in &events[..n] {
                 let key = ev.data();
                 if key != WAKER_KEY {
@@ -156,7 +162,7 @@ impl Worker {
             self.free.push(slot);
             self.shared.load.fetch_sub(1, Ordering::Relaxed);
             if counted {
-                self.counts.release();
+                self.gate.release_at(self.now);
             }
             return;
         }
@@ -213,7 +219,7 @@ impl Worker {
         self.free.push(slot as u32);
         self.shared.load.fetch_sub(1, Ordering::Relaxed);
         if counted {
-            self.counts.release();
+            self.gate.release_at(self.now);
         }
     }
 

@@ -8,11 +8,12 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
 
 use crate::conn::Conn;
+use crate::gate::ConnGate;
 use crate::listener::Stream;
 use crate::reactor::{Reactor, Waker};
+use crate::stall::{self, LoopTick, Stall};
 use crate::worker::Worker;
 
 /// The closure a new connection starts with (see [`Workers::assign`]).
@@ -40,6 +41,8 @@ pub(crate) struct WorkerShared {
     tx: Sender<Msg>,
     pub(crate) waker: Waker,
     pub(crate) load: AtomicUsize,
+    /// The worker loop's hang-detection tick.
+    pub(crate) tick: LoopTick,
 }
 
 impl WorkerShared {
@@ -51,26 +54,10 @@ impl WorkerShared {
     }
 }
 
-/// Open-connection accounting shared by the pool and its workers.
-pub(crate) struct Counts {
-    active: AtomicUsize,
-    lock: Mutex<()>,
-    idle: Condvar,
-}
-
-impl Counts {
-    pub(crate) fn release(&self) {
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _guard = self.lock.lock();
-            self.idle.notify_all();
-        }
-    }
-}
-
 struct Shared {
     workers: Vec<Arc<WorkerShared>>,
     next: AtomicUsize,
-    counts: Arc<Counts>,
+    gate: Arc<ConnGate>,
 }
 
 /// A pool of worker threads serving [`Conn`]s. Dropping it shuts the workers down.
@@ -93,17 +80,21 @@ impl Workers {
     /// `n` is 0 (`InvalidInput`), or creating an epoll instance, an eventfd or a thread
     /// failed (the threads already started are shut down).
     pub fn start(n: usize) -> io::Result<Workers> {
+        Workers::start_with_gate(n, ConnGate::new(None))
+    }
+
+    /// As [`start`](Workers::start), counting connections in `gate` (shared with an
+    /// acceptor that pauses at its limit, see [`Acceptor::spawn_with_gate`](crate::Acceptor)).
+    ///
+    /// # Errors
+    /// As [`start`](Workers::start).
+    pub fn start_with_gate(n: usize, gate: Arc<ConnGate>) -> io::Result<Workers> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "worker count must be at least 1",
             ));
         }
-        let counts = Arc::new(Counts {
-            active: AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            idle: Condvar::new(),
-        });
         let mut workers = Vec::with_capacity(n);
         let mut parts = Vec::with_capacity(n);
         for index in 0..n {
@@ -115,6 +106,7 @@ impl Workers {
                 tx,
                 waker,
                 load: AtomicUsize::new(0),
+                tick: LoopTick::new(format!("zm-worker-{index}")),
             });
             workers.push(Arc::clone(&shared));
             parts.push((shared, rx, reactor));
@@ -123,7 +115,7 @@ impl Workers {
             shared: Arc::new(Shared {
                 workers,
                 next: AtomicUsize::new(0),
-                counts: Arc::clone(&counts),
+                gate: Arc::clone(&gate),
             }),
         };
         let mut pool = Workers {
@@ -132,10 +124,10 @@ impl Workers {
         };
         for (shared, rx, reactor) in parts {
             let index = shared.index;
-            let counts = Arc::clone(&counts);
+            let gate = Arc::clone(&gate);
             let thread = std::thread::Builder::new()
                 .name(format!("zm-worker-{index}"))
-                .spawn(move || Worker::new(shared, counts, rx, reactor).run())
+                .spawn(move || Worker::new(shared, gate, rx, reactor).run())
                 .map_err(|e| io::Error::new(e.kind(), format!("spawn zm-worker-{index}: {e}")))?;
             pool.threads.push(thread);
         }
@@ -166,6 +158,18 @@ impl Workers {
     /// Blocks until no connection is open or `deadline` passes; `true` if idle.
     pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
         self.handle.wait_idle(deadline)
+    }
+
+    /// The connection count (and limit) the workers release into.
+    pub fn gate(&self) -> &Arc<ConnGate> {
+        &self.handle.shared.gate
+    }
+
+    /// The worker threads that have been busy in one loop turn (one callback, or a run of
+    /// them without returning to `epoll_wait`) for longer than `timeout`: hung handlers.
+    /// A worker waiting for events is never listed.
+    pub fn stalled(&self, timeout: std::time::Duration) -> Vec<Stall> {
+        stall::stalled(self.handle.shared.workers.iter().map(|w| &w.tick), timeout)
     }
 
     /// Closes every connection, ends the worker threads and waits for them.
@@ -208,6 +212,12 @@ impl WorkersHandle {
     /// pool has shut down, the stream is closed.
     pub fn assign(&self, stream: Stream, init: impl FnOnce(&mut Conn) + Send + 'static) {
         let shared = &self.shared;
+        // Counted here, on the caller's thread: an acceptor checking its gate right after
+        // this returns sees the new connection.
+        let counted = !matches!(stream, Stream::Fifo(_));
+        if counted {
+            shared.gate.enter();
+        }
         let n = shared.workers.len();
         let start = shared.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut best = &shared.workers[start];
@@ -220,10 +230,6 @@ impl WorkersHandle {
                 best_load = load;
             }
         }
-        let counted = !matches!(stream, Stream::Fifo(_));
-        if counted {
-            shared.counts.active.fetch_add(1, Ordering::AcqRel);
-        }
         best.load.fetch_add(1, Ordering::Relaxed);
         let msg = Msg::Assign {
             stream,
@@ -234,7 +240,7 @@ impl WorkersHandle {
             log::debug!("assign: worker pool is shut down; closing the connection");
             best.load.fetch_sub(1, Ordering::Relaxed);
             if counted {
-                shared.counts.release();
+                shared.gate.release();
             }
         }
     }
@@ -250,24 +256,12 @@ impl WorkersHandle {
 
     /// Connections assigned and not yet closed (FIFO streams are not counted).
     pub fn active_connections(&self) -> usize {
-        self.shared.counts.active.load(Ordering::Acquire)
+        self.shared.gate.active()
     }
 
     /// Blocks until no connection is open or `deadline` passes; `true` if idle.
     pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
-        let counts = &self.shared.counts;
-        let mut guard = counts.lock.lock();
-        while counts.active.load(Ordering::Acquire) > 0 {
-            match deadline {
-                None => counts.idle.wait(&mut guard),
-                Some(d) => {
-                    if counts.idle.wait_until(&mut guard, d).timed_out() {
-                        return counts.active.load(Ordering::Acquire) == 0;
-                    }
-                }
-            }
-        }
-        true
+        self.shared.gate.wait_idle(deadline)
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crossbeam_deque::{Injector, Stealer};
 use crossbeam_utils::CachePadded;
 use nix::sys::epoll::EpollEvent;
+use zmaster_pool::LoopTick;
 use zmaster_pool::reactor::{Reactor, Waker};
 
 use super::runq::RunQueue;
@@ -70,6 +71,9 @@ pub(crate) struct WorkerShared {
     pub(crate) load: CachePadded<AtomicUsize>,
     /// New coroutines another worker placed here (to balance load); never stolen again.
     pub(crate) placed: Injector<Fresh>,
+    /// Hang detection: when the current loop turn started (idle while asleep in the
+    /// poller) and which coroutine runs.
+    pub(crate) tick: LoopTick,
 }
 
 thread_local! {
@@ -134,6 +138,7 @@ impl WorkerShared {
             finished: CachePadded::new(AtomicUsize::new(0)),
             load: CachePadded::new(AtomicUsize::new(0)),
             placed: Injector::new(),
+            tick: LoopTick::new(format!("zm-coro-{index}")),
         })
     }
 }
@@ -217,6 +222,11 @@ impl Shared {
         self.injected.fetch_add(1, Ordering::Release);
         self.injector.push(Fresh { stack, f });
         self.wake_one();
+    }
+
+    /// The workers stalled for longer than `timeout` (see `Scheduler::stalled`).
+    pub(crate) fn stalled(&self, timeout: Duration) -> Vec<zmaster_pool::Stall> {
+        zmaster_pool::stalled(self.workers.iter().map(|w| &w.tick), timeout)
     }
 
     /// Coroutines spawned and not finished.

@@ -187,6 +187,9 @@ impl Coros {
         if let Some(g) = guard_slot {
             overflow::set_running(g, e.task.id, e.guard, e.stack_size);
         }
+        me.tick.running(Some(e.task.id));
+        // Cleared on every way out of this function (return, park, yield, unwind).
+        let _not_running = NotRunning(&me.tick);
         let mut direct = DIRECT_YIELDS;
         loop {
             let r = {
@@ -282,6 +285,15 @@ fn run_guarded(id: u64, f: Box<dyn FnOnce() + Send>) {
         },
         id,
     );
+}
+
+/// Clears the tick's running coroutine when dropped.
+struct NotRunning<'a>(&'a zmaster_pool::LoopTick);
+
+impl Drop for NotRunning<'_> {
+    fn drop(&mut self) {
+        self.0.running(None);
+    }
 }
 
 /// Adds to a counter only this worker thread writes (no locked instruction needed).

@@ -103,3 +103,5 @@ pub use sched::{
     Config, Handle, Scheduler, current_id, go, go_with_stack, in_coroutine, sleep, yield_now,
 };
 pub use stack::{DEFAULT_STACK_SIZE, MAX_STACK_SIZE};
+/// A hung scheduler thread ([`Scheduler::stalled`]); the aio pool's type.
+pub use zmaster_pool::Stall;

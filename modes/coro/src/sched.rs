@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::Worker as Deque;
+use zmaster_pool::Stall;
 
 use super::context::{self, Fresh, Shared, WorkerShared};
 use super::overflow;
@@ -115,6 +116,14 @@ impl Scheduler {
         self.shared.workers.len()
     }
 
+    /// The worker threads (`zm-coro-N`) busy in one loop turn for longer than `timeout`
+    /// (`server-hang-timeout`), each with the coroutine it is running: one that does not
+    /// yield (a busy loop, a blocking call). A worker asleep in its poller is never listed.
+    /// Cheap (two atomic loads per worker); call it from a watchdog every second or so.
+    pub fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        self.shared.stalled(timeout)
+    }
+
     /// Stops the workers and joins them. Each worker stops at its next scheduling point: the
     /// coroutine running at that moment finishes its current slice, coroutines not started yet
     /// are dropped, and parked or ready coroutines are dropped by unwinding their stacks (their
@@ -176,6 +185,11 @@ impl Handle {
     /// Number of coroutines spawned and not yet finished.
     pub fn live_coroutines(&self) -> usize {
         self.shared.live()
+    }
+
+    /// As [`Scheduler::stalled`].
+    pub fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        self.shared.stalled(timeout)
     }
 }
 

@@ -5,7 +5,8 @@
 //! Loop: drain the inbox (wakes from other threads) and dropped I/O sources, fire due timers,
 //! run up to [`BATCH`] coroutines, then poll for I/O (one `epoll_wait`) — without blocking if
 //! work remains, else blocking until the next timer after announcing sleep
-//! (`WorkerShared::sleeping`).
+//! (`WorkerShared::sleeping`). Each turn stamps the worker's hang-detection tick; blocking in
+//! the poller marks it idle.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -67,6 +68,9 @@ impl Worker {
             .ok();
         self.coros.claim_guard_slot();
         while !self.q.shared.shutdown.load(Ordering::Acquire) {
+            // Hang detection: one clock read per loop turn; a coroutine that never yields
+            // keeps the turn from ending.
+            self.q.me.tick.busy(Instant::now());
             self.drain_remote();
             self.coros.fire_timers();
             let ran = self.run_batch();
@@ -204,6 +208,10 @@ impl Worker {
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()))
         };
+        if timeout != Some(Duration::ZERO) {
+            // Asleep in the poller is not hung, however long it lasts.
+            self.q.me.tick.idle();
+        }
         self.poll(timeout);
         self.q.me.sleeping.store(false, Ordering::SeqCst);
         self.q.shared.sleepers.fetch_sub(1, Ordering::SeqCst);

@@ -1,10 +1,18 @@
 //! A ready-made accept loop for coroutine listeners (LIB-ZC style: accept in a coroutine on an
-//! inherited listener, one coroutine per connection), with the error policy of SPEC §6.
+//! inherited listener, one coroutine per connection), with the error policy of SPEC §6 and
+//! an optional connection limit (`server-max-connections`, [`accept_loop_limited`]).
+//!
+//! At the limit the loop does not call `accept`: connections wait in the kernel's backlog
+//! (where a sibling process may take them). The loop parks with a [`LimitWaiter`]
+//! registered on the gate, so the close that brings the count below the limit wakes it.
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use zmaster_pool::{ConnGate, LimitWaiter};
+
+use super::super::sys;
 use super::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// How long accepting pauses after `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM` (or an unknown error).
@@ -85,13 +93,49 @@ where
     L: Accept,
     F: Fn(L::Conn) + Send + Sync + 'static,
 {
+    run(listener, handler, None);
+}
+
+/// As [`accept_loop`], with a connection limit: each accepted connection is counted in
+/// `gate` ([`ConnGate::guard`]) until its handler coroutine returns, and while the gate is
+/// at its limit the loop does not accept (it parks until a connection counted in `gate`
+/// closes; connections wait in the listen backlog, for a sibling process or for this one).
+/// Several loops, and an aio acceptor, may share one gate: the limit is per gate.
+///
+/// A loop parked at the limit notices `listener.stop()` at the next close.
+///
+/// # Panics
+/// As [`accept_loop`].
+pub fn accept_loop_limited<L, F>(listener: &L, handler: Arc<F>, gate: &Arc<ConnGate>)
+where
+    L: Accept,
+    F: Fn(L::Conn) + Send + Sync + 'static,
+{
+    run(listener, handler, Some(gate));
+}
+
+fn run<L, F>(listener: &L, handler: Arc<F>, gate: Option<&Arc<ConnGate>>)
+where
+    L: Accept,
+    F: Fn(L::Conn) + Send + Sync + 'static,
+{
     let mut last_warn: Option<Instant> = None;
     let mut suppressed = 0u64;
     loop {
+        if let Some(gate) = gate
+            && gate.at_limit()
+            && !wait_below_limit(gate, listener)
+        {
+            return;
+        }
         match listener.accept_conn() {
             Ok(conn) => {
                 let h = handler.clone();
-                super::super::go(move || h(conn));
+                let guard = gate.map(ConnGate::guard);
+                super::super::go(move || {
+                    let _counted = guard;
+                    h(conn);
+                });
             }
             Err(_) if listener.stopped() => return,
             Err(e) => match classify(&e) {
@@ -112,6 +156,25 @@ where
             },
         }
     }
+}
+
+/// Parks until `gate` is below its limit; `false` when the loop must end instead (the
+/// listener was stopped, or the scheduler is tearing down and nothing can park).
+fn wait_below_limit<L: Accept>(gate: &ConnGate, listener: &L) -> bool {
+    log::debug!(
+        "coroutine accept: at the connection limit max_connections={}; waiting for a close",
+        gate.max_connections().unwrap_or(usize::MAX)
+    );
+    let waker = sys::current_waker();
+    let _waiter: LimitWaiter<'_> = gate.waiter(move || waker.wake());
+    // Re-checked with the waiter registered: a close before it is seen here, a close after
+    // it wakes us.
+    while gate.at_limit() {
+        if listener.stopped() || !sys::park(None) {
+            return false;
+        }
+    }
+    !listener.stopped()
 }
 
 #[cfg(test)]

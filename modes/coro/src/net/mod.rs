@@ -166,9 +166,11 @@ mod accept;
 mod tcp;
 mod unix;
 
-pub use accept::{ACCEPT_BACKOFF, Accept, accept_loop};
+pub use accept::{ACCEPT_BACKOFF, Accept, accept_loop, accept_loop_limited};
 pub use tcp::{TcpListener, TcpStream};
 pub use unix::{UnixListener, UnixStream};
+/// The connection count and limit an accept loop shares with others (the aio pool's type).
+pub use zmaster_pool::{ConnGate, ConnGuard};
 
 use std::io;
 use std::time::Duration;

@@ -1,0 +1,126 @@
+//! One listener of the acceptor: its batched `accept4` loop, the error policy, and the
+//! switch of its poller interest (paused after `EMFILE` and the like, or at the
+//! connection limit).
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::socket::{SockFlag, accept4};
+use polling::{Event, PollMode, Poller};
+
+use super::{BATCH, Entry, PAUSE, WARN_EVERY, listener_fd};
+use crate::gate::ConnGate;
+use crate::listener::{Listener, Stream};
+
+impl Entry {
+    pub(super) fn deliver(&mut self, stream: Stream) {
+        let callback = &mut self.callback;
+        if catch_unwind(AssertUnwindSafe(|| callback(stream))).is_err() {
+            log::error!("acceptor: accept callback for {} panicked", self.label);
+        }
+    }
+
+    /// Accepts up to [`BATCH`] connections, handing each to the callback; returns `true`
+    /// when `gate` reached its limit (the caller then pauses every listener).
+    pub(super) fn accept_batch(
+        &mut self,
+        poller: &Poller,
+        key: usize,
+        stop: &AtomicBool,
+        gate: Option<&ConnGate>,
+    ) -> bool {
+        for _ in 0..BATCH {
+            // Stop means at once: after a reload not one more connection for this generation.
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let accepted = match &self.listener {
+                Some(Listener::Tcp(l)) => {
+                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).map(|fd| {
+                        let s = std::net::TcpStream::from(fd);
+                        let _ = s.set_nodelay(true);
+                        Stream::Tcp(s)
+                    })
+                }
+                Some(Listener::Unix(l)) => {
+                    accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+                        .map(|fd| Stream::Unix(std::os::unix::net::UnixStream::from(fd)))
+                }
+                Some(Listener::Fifo(_)) | None => return false,
+            };
+            match accepted {
+                Ok(stream) => {
+                    self.deliver(stream);
+                    // The callback counted it (see `ConnGate`): not one more past the limit.
+                    if gate.is_some_and(ConnGate::at_limit) {
+                        return true;
+                    }
+                }
+                Err(Errno::EAGAIN) => return false,
+                Err(
+                    Errno::EINTR
+                    | Errno::ECONNABORTED
+                    | Errno::EPROTO
+                    | Errno::EPERM
+                    | Errno::ENETDOWN
+                    | Errno::ENOPROTOOPT
+                    | Errno::EHOSTDOWN
+                    | Errno::ENONET
+                    | Errno::EHOSTUNREACH
+                    | Errno::EOPNOTSUPP
+                    | Errno::ENETUNREACH,
+                ) => continue,
+                Err(e) => {
+                    self.pause(poller, key, e);
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Stops polling this listener for [`PAUSE`] after an accept error it cannot skip.
+    fn pause(&mut self, poller: &Poller, key: usize, err: Errno) {
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            self.last_warn = Some(now);
+            let what = match err {
+                Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => {
+                    "out of resources"
+                }
+                _ => "unexpected error",
+            };
+            log::warn!(
+                "accept listener={} error=\"{}\" ({what}); pausing it for {} ms",
+                self.label,
+                io::Error::from(err),
+                PAUSE.as_millis()
+            );
+        }
+        self.listen(poller, key, false);
+        self.paused_until = Some(now + PAUSE);
+    }
+
+    /// Switches the poller's interest in this listener on or off (level-triggered: a
+    /// listener switched on with connections waiting is reported at once).
+    pub(super) fn listen(&self, poller: &Poller, key: usize, on: bool) {
+        let event = if on {
+            Event::readable(key)
+        } else {
+            Event::none(key)
+        };
+        if let Some(l) = &self.listener
+            && !matches!(l, Listener::Fifo(_))
+            && let Err(e) = poller.modify_with_mode(listener_fd(l), event, PollMode::Level)
+        {
+            let what = if on { "resume" } else { "pause" };
+            log::error!("acceptor: {what} {}: {e}", self.label);
+        }
+    }
+}

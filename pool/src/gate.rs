@@ -1,0 +1,231 @@
+//! [`ConnGate`]: the open-connection count of a process, its optional limit
+//! (`server-max-connections`) and the counters the runtime's lifecycle rules read
+//! (`accepted_total` for `server-max-use`, `idle_since` for `server-max-idle`).
+//!
+//! Design notes:
+//! - Whoever accepts counts the connection ([`ConnGate::enter`] / [`ConnGate::guard`]) before
+//!   handing it on, on the accepting thread, so the acceptor that checks [`ConnGate::at_limit`]
+//!   right after delivering a connection sees it. Whoever closes it releases it.
+//! - An acceptor at the limit stops polling its listeners and waits; it announces that with
+//!   a [`LimitWaiter`] (registered wake-up) and then re-checks the count. A release first
+//!   decrements, then looks for waiters (both `SeqCst`), so a release racing with the pause
+//!   is seen by one side or the other: no lost wake-up, no polling.
+//! - The hot path (one connection opened or closed) is atomics only; the lock is taken when
+//!   the count drops to zero (for [`ConnGate::wait_idle`]) or when someone waits at the limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::stall::{from_ms, to_ms};
+
+type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// Open connections of one process, with an optional limit. See the module notes.
+pub struct ConnGate {
+    active: AtomicUsize,
+    /// The limit; `usize::MAX` when there is none.
+    limit: usize,
+    accepted: AtomicU64,
+    /// `to_ms` of the last `enter` (0: none yet).
+    last_accept: AtomicU64,
+    /// `to_ms` of the last release (0: none yet).
+    last_close: AtomicU64,
+    /// `to_ms` of the gate's creation.
+    created: u64,
+    /// How many [`LimitWaiter`]s exist (read on every release).
+    waiting: AtomicUsize,
+    waiters: Mutex<Waiters>,
+    lock: Mutex<()>,
+    idle: Condvar,
+}
+
+#[derive(Default)]
+struct Waiters {
+    next: u64,
+    list: Vec<(u64, Wake)>,
+}
+
+/// A counted connection: released when dropped (see [`ConnGate::guard`]).
+#[must_use = "the connection is released when the guard is dropped"]
+pub struct ConnGuard {
+    gate: Arc<ConnGate>,
+}
+
+/// Someone waiting for the count to drop below the limit; its wake-up runs on every release
+/// below the limit while it exists (see [`ConnGate::waiter`]).
+#[must_use = "the wake-up is unregistered when the waiter is dropped"]
+pub struct LimitWaiter<'a> {
+    gate: &'a ConnGate,
+    id: u64,
+}
+
+impl ConnGate {
+    /// A gate with no connection; `max_connections` `None` or `Some(0)` means no limit
+    /// (`server-max-connections = 0` is "off").
+    pub fn new(max_connections: Option<usize>) -> Arc<ConnGate> {
+        Arc::new(ConnGate {
+            active: AtomicUsize::new(0),
+            limit: match max_connections {
+                None | Some(0) => usize::MAX,
+                Some(n) => n,
+            },
+            accepted: AtomicU64::new(0),
+            last_accept: AtomicU64::new(0),
+            last_close: AtomicU64::new(0),
+            created: to_ms(Instant::now()),
+            waiting: AtomicUsize::new(0),
+            waiters: Mutex::new(Waiters::default()),
+            lock: Mutex::new(()),
+            idle: Condvar::new(),
+        })
+    }
+
+    /// The limit, if any.
+    pub fn max_connections(&self) -> Option<usize> {
+        (self.limit != usize::MAX).then_some(self.limit)
+    }
+
+    /// Counts a new connection (call [`release`](ConnGate::release) once when it closes).
+    pub fn enter(&self) {
+        self.last_accept
+            .store(to_ms(Instant::now()), Ordering::Relaxed);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a new connection and returns the guard that releases it when dropped.
+    pub fn guard(self: &Arc<Self>) -> ConnGuard {
+        self.enter();
+        ConnGuard {
+            gate: Arc::clone(self),
+        }
+    }
+
+    /// A connection counted by [`enter`](ConnGate::enter) closed.
+    pub fn release(&self) {
+        self.release_at(Instant::now());
+    }
+
+    /// As [`release`](ConnGate::release), with the caller's notion of now (a worker passes
+    /// the time its loop turn started: no clock read per close).
+    pub(crate) fn release_at(&self, now: Instant) {
+        // Before the decrement: whoever sees the count at zero also sees this time.
+        self.last_close.store(to_ms(now), Ordering::Release);
+        let before = self.active.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 {
+            let _guard = self.lock.lock();
+            self.idle.notify_all();
+        }
+        if before <= self.limit && self.waiting.load(Ordering::SeqCst) > 0 {
+            for (_, wake) in &self.waiters.lock().list {
+                wake();
+            }
+        }
+    }
+
+    /// Connections counted and not yet released.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Whether the count is at (or above) the limit: accepting must pause.
+    pub fn at_limit(&self) -> bool {
+        self.active() >= self.limit
+    }
+
+    /// Connections counted since the gate was created (`server-max-use`).
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// When the last connection was counted (millisecond precision), if any was.
+    pub fn last_accept(&self) -> Option<Instant> {
+        match self.last_accept.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(from_ms(ms)),
+        }
+    }
+
+    /// Since when no connection has been open (`server-max-idle`): the latest of the
+    /// gate's creation, the last accept and the last close (millisecond precision); `None`
+    /// while a connection is open.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.active() > 0 {
+            return None;
+        }
+        let close = self.last_close.load(Ordering::Acquire);
+        let accept = self.last_accept.load(Ordering::Relaxed);
+        Some(from_ms(self.created.max(close).max(accept)))
+    }
+
+    /// Blocks until no connection is open or `deadline` passes; `true` if idle.
+    pub fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        let mut guard = self.lock.lock();
+        while self.active() > 0 {
+            match deadline {
+                None => self.idle.wait(&mut guard),
+                Some(d) => {
+                    if self.idle.wait_until(&mut guard, d).timed_out() {
+                        return self.active() == 0;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Registers `wake`, run (on the releasing thread, under a lock: it must only signal)
+    /// by every release that leaves the count below the limit, until the returned waiter is
+    /// dropped. Create the waiter, then re-check [`at_limit`](ConnGate::at_limit) before
+    /// blocking: a release between the two is then seen by that check.
+    pub fn waiter(&self, wake: impl Fn() + Send + Sync + 'static) -> LimitWaiter<'_> {
+        let mut waiters = self.waiters.lock();
+        let id = waiters.next;
+        waiters.next += 1;
+        waiters.list.push((id, Box::new(wake)));
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        LimitWaiter { gate: self, id }
+    }
+}
+
+impl Drop for LimitWaiter<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.gate.waiters.lock();
+        waiters.list.retain(|(id, _)| *id != self.id);
+        self.gate.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.gate.release();
+    }
+}
+
+impl std::fmt::Debug for ConnGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnGate")
+            .field("active", &self.active())
+            .field("max_connections", &self.max_connections())
+            .field("accepted_total", &self.accepted_total())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConnGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnGuard").finish()
+    }
+}
+
+impl std::fmt::Debug for LimitWaiter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitWaiter").field("id", &self.id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
