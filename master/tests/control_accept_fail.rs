@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -16,6 +17,31 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use zmaster::control::{ControlServer, Reply};
 
 const CHILD: &str = "ZM_CONTROL_EMFILE_CHILD";
+
+/// Counts the warnings about failed accepts (the child installs it as the logger).
+struct Warnings(AtomicUsize);
+
+impl log::Log for Warnings {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() == log::Level::Warn && record.args().to_string().contains("accept:") {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Warnings = Warnings(AtomicUsize::new(0));
+
+/// Waits, as the supervision loop would, until the server's next deadline has passed.
+fn wait_deadline(server: &ControlServer, at: Instant) {
+    while Instant::now() < at {
+        let mut fds = [PollFd::new(server.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(10u8));
+    }
+}
 
 /// Whether `fd` is readable right now.
 fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
@@ -25,6 +51,8 @@ fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
 
 /// The child: a client waits in the backlog while every fd is taken.
 fn exhausted_server() {
+    log::set_logger(&WARNINGS).unwrap();
+    log::set_max_level(log::LevelFilter::Warn);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     let mut server = ControlServer::bind(&path).unwrap();
@@ -42,7 +70,8 @@ fn exhausted_server() {
     }
     assert!(readable(server.as_fd()), "the pending connect is reported");
     let mut answered = 0;
-    server.handle_ready(Instant::now(), |_, _| {
+    let failed_at = Instant::now();
+    server.handle_ready(failed_at, |_, _| {
         answered += 1;
         Some(Reply::ok())
     });
@@ -52,12 +81,24 @@ fn exhausted_server() {
         "after a failed accept the server's fd is quiet (the loop would spin otherwise)"
     );
     let resume = server.next_deadline().expect("the pause is a deadline");
+    assert!(resume > failed_at, "the pause ends later, not at once");
+    assert_eq!(
+        WARNINGS.0.load(Ordering::SeqCst),
+        1,
+        "the failure is logged"
+    );
+    // Still no fds when the pause ends: the retry fails and pauses again, without a new line.
+    wait_deadline(&server, resume);
+    server.handle_ready(Instant::now(), |_, _| Some(Reply::ok()));
+    assert!(!readable(server.as_fd()), "paused again");
+    assert_eq!(
+        WARNINGS.0.load(Ordering::SeqCst),
+        1,
+        "the warning is rate-limited"
+    );
+    let resume = server.next_deadline().expect("paused again");
     drop(filler);
-    // Wait for the pause to end, as the supervision loop would.
-    while Instant::now() < resume {
-        let mut fds = [PollFd::new(server.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(10u8));
-    }
+    wait_deadline(&server, resume);
     // Accept, then read and answer (one or more passes as the events come).
     let end = Instant::now() + Duration::from_secs(20);
     while answered == 0 {
