@@ -78,10 +78,42 @@ fn a_full_backlog_does_not_block_connect_past_the_deadline() {
     }
     let got = ask(path, Duration::from_millis(300));
     let kind = got.map(drop).map_err(|e| e.kind());
-    assert!(
-        kind.is_err_and(timed_out),
-        "connect gave up at the deadline: {kind:?}"
+    assert_eq!(
+        kind,
+        Err(ErrorKind::TimedOut),
+        "connect gave up at the deadline"
     );
     drop(queued);
     drop(listener);
+}
+
+#[test]
+fn connect_errors_other_than_a_full_backlog_come_back_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = ask(dir.path().join("none.sock"), HANG / 2);
+    let kind = missing.map(drop).map_err(|e| e.kind());
+    assert_eq!(kind, Err(ErrorKind::NotFound), "no socket there");
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    let kind = ask(stale, HANG / 2).map(drop).map_err(|e| e.kind());
+    assert_eq!(kind, Err(ErrorKind::ConnectionRefused), "nobody serves it");
+}
+
+#[test]
+fn an_endless_reply_stops_at_max_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ctl.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = [b'x'; 65536];
+        // Until the client hangs up: far more than MAX_REPLY, never a newline.
+        while s.write_all(&chunk).is_ok() {}
+    });
+    let kind = ask(path, HANG / 2).map(drop).map_err(|e| e.kind());
+    assert_eq!(
+        kind,
+        Err(ErrorKind::InvalidData),
+        "read stopped at MAX_REPLY, not the deadline"
+    );
 }
