@@ -26,9 +26,6 @@ mod children;
 #[cfg(test)]
 mod control_tests;
 mod listener_set;
-// The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
-#[path = "../notify.rs"]
-mod notify;
 mod operator;
 mod policy;
 mod status;
@@ -46,12 +43,11 @@ use nix::unistd::Pid;
 
 use crate::control::ControlServer;
 use crate::error::Result;
+use crate::notify::Notifier;
 use crate::services::Service;
 use crate::signals::Signals;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
-use notify::Notifier;
-use operator::give_up_after;
 pub use policy::Backoff;
 use policy::{Phase, RestartPolicy};
 #[allow(unused_imports)] // the control socket's conversion uses them
@@ -129,7 +125,7 @@ impl Supervisor {
             services: services
                 .into_iter()
                 .map(|spec| {
-                    let policy = RestartPolicy::new(now, give_up_after(&spec, &settings));
+                    let policy = RestartPolicy::new(now, spec.give_up_after);
                     ServiceState::new(spec, policy)
                 })
                 .collect(),
@@ -432,11 +428,10 @@ impl Supervisor {
         }
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.services);
-        let settings = &self.settings;
         self.services = services
             .into_iter()
             .map(|spec| {
-                let give_up = give_up_after(&spec, settings);
+                let give_up = spec.give_up_after;
                 let policy = match old.iter().position(|o| o.spec.name == spec.name) {
                     Some(i) => old.swap_remove(i).policy.reloaded(now, give_up),
                     None => RestartPolicy::new(now, give_up),
