@@ -43,6 +43,7 @@ use nix::unistd::Pid;
 
 use crate::control::ControlServer;
 use crate::error::Result;
+use crate::human_duration;
 use crate::notify::Notifier;
 use crate::services::Service;
 use crate::signals::Signals;
@@ -233,7 +234,10 @@ impl Supervisor {
                 if let Err(e) = spawned {
                     let policy = &mut self.services[index].policy;
                     let delay = policy.spawn_failed(Instant::now());
-                    log::error!("service={name} cannot start a child: {e}; next try in {delay:?}");
+                    log::error!(
+                        "service={name} cannot start a child: {e}; next try in {}",
+                        human_duration(delay)
+                    );
                     if let Some(line) = policy.give_up_line(&name) {
                         log::error!("{line}");
                     }
@@ -262,12 +266,12 @@ impl Supervisor {
                     let delay = state.policy.exited(pid, reason, child.started, now);
                     let next = match state.policy.phase(now) {
                         Phase::Failed => "not restarting: the service failed".to_owned(),
-                        _ => format!("restarting in {delay:?}"),
+                        _ => format!("restarting in {}", human_duration(delay)),
                     };
                     let line = format!(
-                        "service={} pid={pid} exited: {reason} after {:.3}s; {next}",
+                        "service={} pid={pid} exited: {reason} after {}; {next}",
                         child.service,
-                        lived.as_secs_f64()
+                        human_duration(lived)
                     );
                     if reason.is_clean() && delay.is_zero() {
                         log::info!("{line}")
@@ -393,7 +397,8 @@ impl Supervisor {
             let was_failed = state.policy.phase(now) == Phase::Failed;
             let delay = state.policy.detached(started, Instant::now());
             log::info!(
-                "service={service} pid={pid} detached from the master; replacement in {delay:?}"
+                "service={service} pid={pid} detached from the master; replacement in {}",
+                human_duration(delay)
             );
             if let Some(line) = state.policy.give_up_line(&service)
                 && !was_failed
