@@ -505,3 +505,25 @@ fn own_session(cmd: &mut Command) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_error_is_the_last_line_that_is_not_a_warning() {
+        let text = "zmaster: warning: a.cf:2: unknown key server-x\nzmaster: a.cf:3: bad\nzmaster: warning: b.cf:1: unknown key run-y\n\n";
+        assert_eq!(check_error(text), "a.cf:3: bad");
+        assert_eq!(check_error("plain line\n"), "plain line");
+        assert_eq!(
+            check_error("zmaster: warning: only\n"),
+            "zmaster -t failed and said nothing"
+        );
+    }
+
+    #[test]
+    fn timeouts_read_as_they_are_written() {
+        assert_eq!(human(Duration::from_secs(15)), "15s");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
+    }
+}
