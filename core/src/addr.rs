@@ -22,12 +22,19 @@ pub enum Address {
 }
 
 impl Address {
-    /// True when both cannot be bound at once: the same address, or the same file system
-    /// path (a unix socket and a FIFO cannot share one).
+    /// True when both cannot be bound at once: the same address, a wildcard (`0:P`) and any
+    /// address of its family on its port, or the same file system path (a unix socket and a
+    /// FIFO cannot share one). IPv4 and IPv6 never conflict: IPv6 sockets are bound
+    /// `IPV6_V6ONLY` (see `bind`).
     pub fn conflicts_with(&self, other: &Address) -> bool {
         match (self, other) {
             (Address::Unix(a) | Address::Fifo(a), Address::Unix(b) | Address::Fifo(b)) => a == b,
-            _ => self == other,
+            (Address::Inet(a), Address::Inet(b)) => {
+                a.port() == b.port()
+                    && a.is_ipv4() == b.is_ipv4()
+                    && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+            }
+            _ => false,
         }
     }
 
@@ -318,6 +325,32 @@ mod tests {
         assert!(i.conflicts_with(&one("0.0.0.0:1").addr));
         assert!(!i.conflicts_with(&one("0:2").addr));
         assert!(!f.conflicts_with(&one("fifo:/b").addr));
+    }
+
+    #[test]
+    fn a_wildcard_conflicts_with_a_specific_address_of_its_family_on_its_port() {
+        let a = |s: &str| one(s).addr;
+        for wildcard in ["0:7", "0.0.0.0:7", "*:7"] {
+            for specific in ["127.0.0.1:7", "10.1.2.3:7"] {
+                assert!(
+                    a(wildcard).conflicts_with(&a(specific)),
+                    "{wildcard} {specific}"
+                );
+                assert!(
+                    a(specific).conflicts_with(&a(wildcard)),
+                    "{specific} {wildcard}"
+                );
+            }
+            assert!(!a(wildcard).conflicts_with(&a("127.0.0.1:8")));
+            // IPv6 sockets are bound IPV6_V6ONLY: the families never share a port.
+            assert!(!a(wildcard).conflicts_with(&a("[::]:7")));
+            assert!(!a("[::1]:7").conflicts_with(&a(wildcard)));
+        }
+        assert!(a("[::]:7").conflicts_with(&a("[::1]:7")));
+        assert!(a("[::1]:7").conflicts_with(&a("[::]:7")));
+        assert!(!a("[::]:7").conflicts_with(&a("[::1]:8")));
+        assert!(!a("127.0.0.1:7").conflicts_with(&a("127.0.0.2:7")));
+        assert!(!a("[::1]:7").conflicts_with(&a("[::2]:7")));
     }
 
     #[test]

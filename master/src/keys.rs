@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     Duration,
     /// A size (`b k m g`).
     Size,
+    /// A resource limit: a size or `unlimited`.
+    Limit,
     /// An octal file mode.
     Mode,
     /// A `server-log` target.
@@ -59,7 +61,7 @@ pub(crate) const KNOWN_KEYS: [(&str, Kind); 27] = [
     ("run-chroot", Kind::Text),
     ("run-chdir", Kind::Text),
     ("server-rlimit-nofile", Kind::Count),
-    ("server-core-file-size", Kind::Size),
+    ("server-core-file-size", Kind::Limit),
     ("server-give-up-after", Kind::Count),
 ];
 
@@ -191,6 +193,8 @@ pub(crate) fn check_values(config: &Config) -> Result<()> {
             }
             Kind::Duration => drop(config.get_duration(key, std::time::Duration::ZERO)?),
             Kind::Size => drop(config.get_size(key, 0)?),
+            Kind::Limit if value.trim().eq_ignore_ascii_case("unlimited") => {}
+            Kind::Limit => drop(config.get_size(key, 0)?),
             Kind::Mode => drop(config.get_octal_mode(key)?),
             Kind::LogTarget => {
                 LogTarget::parse(value)
@@ -319,6 +323,10 @@ mod tests {
                     server-unix-mode = 0660\nserver-log = syslog,mail\nserver-log-level = debug\n\
                     run-user = nobody\nother = x y\n";
         check_values(&file("a.cf", good).config).unwrap();
+        for limit in ["unlimited", " Unlimited", "4m"] {
+            let text = format!("server-core-file-size = {limit}\n");
+            check_values(&file("a.cf", &text).config).unwrap();
+        }
         for (text, want) in [
             (
                 "\nserver-thread-count = many\n",
@@ -338,6 +346,10 @@ mod tests {
                 "a.cf:1: server-unix-mode = \"999\"",
             ),
             ("server-log = file\n", "a.cf:1: server-log = \"file\""),
+            (
+                "server-core-file-size = infinite\n",
+                "a.cf:1: server-core-file-size = \"infinite\"",
+            ),
             (
                 "server-log-level = loud\n",
                 "a.cf:1: server-log-level = \"loud\"",

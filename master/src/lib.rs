@@ -23,6 +23,7 @@ mod keys;
 mod listeners;
 mod logsvc;
 mod master_log;
+mod notify;
 mod pidfile;
 mod services;
 mod signals;
@@ -40,6 +41,7 @@ use zmaster_core::config::{Config, ServiceFile};
 pub use error::{Error, ErrorKind, Result};
 pub use logsvc::{LogService, Rotation};
 pub use pidfile::{LockState, PidFile, try_lock};
+pub use services::process::Process;
 pub use services::{DEFAULT_BACKLOG, Service, load_config_from_dir, validate};
 pub use supervisor::Backoff;
 
@@ -140,6 +142,19 @@ fn child_args(overrides: &Config) -> Vec<OsString> {
         .collect()
 }
 
+/// The control socket's path (SPEC §11): `-control PATH`, else the pid file's path + `.ctl`,
+/// else none. `-control ''` serves none.
+fn control_path(option: Option<&str>, pid_file: Option<&Path>) -> Option<PathBuf> {
+    match option {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| !p.as_os_str().is_empty()),
+        None => pid_file.map(|p| {
+            let mut path = p.as_os_str().to_owned();
+            path.push(".ctl");
+            PathBuf::from(path)
+        }),
+    }
+}
+
 /// Runs the master with `args` (without `argv[0]`) and returns the process exit status:
 /// 0 after a clean stop (or `--try-lock`: not running), 1 on any error (one line on stderr).
 pub fn main<I, S>(args: I, hooks: Hooks) -> i32
@@ -216,6 +231,7 @@ where
         .get("pid-file")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
+    let control = control_path(opts.get("control"), pid_file.as_deref());
     if opts.get_bool("try-lock", false)? && !flags.check {
         let Some(path) = pid_file else {
             return Err(Error::new(
@@ -311,6 +327,18 @@ where
             return Err(e);
         }
     };
+    if let Some(path) = &control
+        && let Err(e) = supervisor.serve_control_at(path)
+    {
+        if let Some(svc) = &log_service {
+            svc.remove_socket();
+        }
+        return Err(e);
+    }
+    if let Some(svc) = &log_service {
+        let svc = svc.clone();
+        supervisor.on_reopen(Box::new(move || svc.reopen()));
+    }
     // Up (every listener bound): only now does the pid file get this pid. A start that failed
     // before leaves it holding whatever it held.
     if let Some(Err(e)) = pid_lock.as_mut().map(PidFile::write_pid) {

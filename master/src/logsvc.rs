@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -37,7 +38,22 @@ pub struct LogService {
     /// Rotation.
     pub rotation: Rotation,
     bound: Bound,
+    reopen: Reopen,
 }
+
+/// Set by [`LogService::reopen`] (SIGUSR1), shared by clones: the collector drops its open
+/// file before its next record, so a file renamed away (logrotate) is followed by a new one at
+/// the path. Runtime state: every two `Reopen`s compare equal.
+#[derive(Debug, Clone, Default)]
+struct Reopen(Arc<AtomicBool>);
+
+impl PartialEq for Reopen {
+    fn eq(&self, _: &Reopen) -> bool {
+        true
+    }
+}
+
+impl Eq for Reopen {}
 
 /// The (device, inode) of the socket file [`LogService::start`] bound, shared by clones: stop
 /// removes the path only while it is still that file. Runtime state, not part of the parsed
@@ -71,6 +87,7 @@ impl LogService {
             prefix: prefix.into(),
             rotation,
             bound: Bound::default(),
+            reopen: Reopen::default(),
         }
     }
 
@@ -134,6 +151,11 @@ impl LogService {
         }
     }
 
+    /// Asks the collector to reopen its file before the next record (SIGUSR1).
+    pub fn reopen(&self) {
+        self.reopen.0.store(true, Ordering::Release);
+    }
+
     fn file_name(&self, now: SystemTime) -> PathBuf {
         let stamp = utc_timestamp(now); // 2026-11-25T18:01:40.123Z
         let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
@@ -163,7 +185,8 @@ impl LogService {
             _ => ("?", "?", text.as_ref()),
         };
         let path = self.file_name(now);
-        if open.as_ref().is_none_or(|(p, _)| *p != path) {
+        let reopen = self.reopen.0.swap(false, Ordering::AcqRel);
+        if reopen || open.as_ref().is_none_or(|(p, _)| *p != path) {
             // Opening only takes a number (the lowest free one); closing the old file frees
             // one, which must not happen while a child is spawned (sys.rs, fd staging). The
             // open stays outside the lock: it may block (a FIFO at the path) and must not hold
@@ -234,6 +257,31 @@ mod tests {
         assert!(file.to_str().unwrap().ends_with(".log"));
         svc.remove_socket();
         assert!(!svc.socket.exists());
+    }
+
+    #[test]
+    fn reopen_follows_a_file_renamed_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = LogService::new(dir.path().join("s"), dir.path().join("logs"), Rotation::Day);
+        fs::create_dir_all(&svc.prefix).unwrap();
+        let now = SystemTime::now();
+        let path = svc.file_name(now);
+        let rotated = dir.path().join("rotated.log");
+        let mut open = None;
+        svc.write_record(&mut open, now, b"a,1,before");
+        fs::rename(&path, &rotated).unwrap();
+        svc.write_record(&mut open, now, b"a,1,still the old file");
+        svc.clone().reopen(); // a clone (the supervisor's) asks
+        svc.write_record(&mut open, now, b"a,1,after");
+        drop(open);
+        let old = fs::read_to_string(&rotated).unwrap();
+        assert!(old.contains(" a[1] before\n"), "{old:?}");
+        assert!(old.ends_with("a[1] still the old file\n"), "{old:?}");
+        let new = fs::read_to_string(&path).unwrap();
+        assert!(
+            new.ends_with(" a[1] after\n") && new.lines().count() == 1,
+            "{new:?}"
+        );
     }
 
     #[test]

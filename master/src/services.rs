@@ -39,6 +39,8 @@ pub struct Service {
     pub backlog: i32,
     /// `server-unix-mode`: chmod for unix socket files.
     pub unix_mode: Option<u32>,
+    /// `server-give-up-after`: young deaths in a row before the service is `failed` (0 = never).
+    pub give_up_after: u32,
 }
 
 /// Loads every `dir/*.cf` as a service file (LIB-ZC's `zmaster_load_config_from_dir`), with
@@ -97,6 +99,8 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             65535,
         )? as i32;
         let unix_mode = config.get_octal_mode("server-unix-mode")?;
+        let give_up_after =
+            config.get_int_in("server-give-up-after", 0, 0, i64::from(u32::MAX))? as u32;
         let at = |key: &str| located(config, file, key);
         let chroot = process::aliased_path(config, "run-chroot", "master-chroot", &at)?;
         let chdir = process::aliased_path(config, "run-chdir", "master-chdir", &at)?;
@@ -184,6 +188,7 @@ pub fn validate(files: &[ServiceFile]) -> Result<Vec<Service>> {
             process,
             backlog,
             unix_mode,
+            give_up_after,
         });
     }
     Ok(services)
@@ -249,6 +254,46 @@ mod tests {
         assert_eq!((s[0].proc_count, s[1].proc_count), (3, 0));
         assert_eq!(s[1].unix_mode, Some(0o600));
         assert_eq!(s[0].backlog, DEFAULT_BACKLOG);
+    }
+
+    #[test]
+    fn give_up_after_comes_from_the_cf_over_the_gcf_under_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cf = "server-command = /bin/sh\nserver-service = a://127.0.0.1:7001\n";
+        write(dir.path(), "web.cf", cf);
+        let give_up = |overrides: &Config| -> Result<u32> {
+            let mut files = load_config_from_dir(dir.path())?;
+            for file in &mut files {
+                file.config.merge(overrides);
+            }
+            Ok(validate(&files)?[0].give_up_after)
+        };
+        let none = Config::new();
+        assert_eq!(give_up(&none).unwrap(), 0, "default: never");
+        write(dir.path(), "all.gcf", "server-give-up-after = 4\n");
+        assert_eq!(give_up(&none).unwrap(), 4);
+        write(
+            dir.path(),
+            "web.cf",
+            &format!("{cf}server-give-up-after = 7\n"),
+        );
+        assert_eq!(give_up(&none).unwrap(), 7);
+        let mut cli = Config::new();
+        cli.set("server-give-up-after", "9");
+        assert_eq!(give_up(&cli).unwrap(), 9);
+        write(
+            dir.path(),
+            "web.cf",
+            &format!("{cf}server-give-up-after = often\n"),
+        );
+        let e = give_up(&none).unwrap_err().to_string();
+        assert!(e.contains("server-give-up-after"), "{e}");
+        write(
+            dir.path(),
+            "web.cf",
+            &format!("{cf}server-give-up-after = -1\n"),
+        );
+        assert!(give_up(&none).is_err());
     }
 
     #[test]

@@ -102,6 +102,18 @@ fn children_crashing_in_one_round_raise_the_backoff_once() {
     let log = master.log_text();
     for line in log.lines().filter(|l| l.contains("service=crash")).take(10) {
         let delay = line.rsplit_once("restarting in ").map_or("", |(_, d)| d);
+        // Durations as people read them (`12ms`, `1.6s`), not Debug's `0.012345s` / `0ns`.
+        let lived = line
+            .split_once(" after ")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map_or("", |(d, _)| d);
+        for d in [delay, lived] {
+            let decimals = d.split_once('.').map_or(0, |(_, f)| f.len() - 1);
+            assert!(
+                !d.ends_with("ns") && !d.ends_with("µs") && decimals <= 1,
+                "not a human duration {d:?}: {line}"
+            );
+        }
         let ms: f64 = match delay.strip_suffix("ms") {
             Some(ms) => ms.parse().unwrap(),
             None => delay.strip_suffix('s').unwrap().parse::<f64>().unwrap() * 1000.0,

@@ -117,8 +117,29 @@ fn commands_on_a_master_that_is_not_running() {
     for args in [&["reload"][..], &["scale", "p", "2"][..]] {
         let out = ctl.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(text(&out).1.contains("not running"), "{args:?}");
+        assert_eq!(text(&out).1, "zmasterctl: not running\n", "{args:?}");
     }
+}
+
+/// `status --json`'s last line, parsed.
+fn status_json(ctl: &Ctl) -> serde_json::Value {
+    let out = ctl.run(&["status", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let line = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// The serving children of service `name` in a status object.
+fn serving(status: &serde_json::Value, name: &str) -> usize {
+    let services = status["services"].as_array().expect("services");
+    let service = services.iter().find(|s| s["name"] == name).expect(name);
+    service["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter(|c| c["state"] == "serving")
+        .count()
 }
 
 #[test]
@@ -135,6 +156,8 @@ fn start_status_reload_stop() {
     // Its own session: a ^C or hang-up of zmasterctl's terminal does not reach it.
     let sid = nix::unistd::getsid(Some(Pid::from_raw(pid))).unwrap();
     assert_eq!(sid.as_raw(), pid);
+    // `start` waits for the first generation: both children are there when it returns.
+    assert_eq!(util::children_of(pid).len(), 2);
 
     let out = ctl.run(&["start"]);
     assert_eq!(out.status.code(), Some(1));
@@ -144,28 +167,84 @@ fn start_status_reload_stop() {
             .contains(&format!("already running (pid {pid})"))
     );
     let out = ctl.run(&["status"]);
+    let table = text(&out).0;
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out).0.contains(&format!("pid {pid}")));
+    assert!(
+        table.starts_with(&format!("master pid {pid}, up ")),
+        "{table}"
+    );
+    assert!(table.contains("generation 1"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or_else(|| panic!("no row for p: {table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[..4], ["p", "running", "2/2", "0"], "{table}");
+
+    let status = status_json(&ctl);
+    assert_eq!(status["master"]["pid"], pid);
+    assert_eq!(status["master"]["generation"], 1);
+    assert_eq!(serving(&status, "p"), 2, "{status}");
 
     // Reload: a new generation answers (zmaster-probe exits at softstop, so no drain here;
     // tests/reload.rs covers held connections).
-    let old = wait_for(Duration::from_secs(10), "2 children", || {
-        let kids = util::children_of(pid);
-        (kids.len() == 2).then_some(kids)
-    });
+    let old = util::children_of(pid);
     assert!(old.contains(&reply_pid(&ask_tcp(port, "before").unwrap())));
     let out = ctl.run(&["reload"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(text(&out).0, "reload ok: generation 2\n");
     wait_for(Duration::from_secs(10), "a new generation", || {
         let reply = ask_tcp(port, "new").ok().filter(|r| !r.is_empty())?;
         (!old.contains(&reply_pid(&reply))).then_some(())
     });
 
+    // A refused reload says why (file and line) and keeps the running generation.
+    let cf = setup.etc().join("p.cf");
+    let good = std::fs::read_to_string(&cf).unwrap();
+    std::fs::write(&cf, format!("{good}server-proc-count = many\n")).unwrap();
+    let out = ctl.run(&["reload"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let want = format!(
+        "zmasterctl: reload failed: {}:4: server-proc-count",
+        cf.display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(status_json(&ctl)["master"]["generation"], 2);
+    std::fs::write(&cf, good).unwrap();
+
+    // Scale until the next reload.
+    let out = ctl.run(&["scale", "p", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(text(&out).0, "scale p: 3 processes\n");
+    wait_for(Duration::from_secs(10), "3 serving children", || {
+        (serving(&status_json(&ctl), "p") == 3).then_some(())
+    });
+    let out = ctl.run(&["scale", "nope", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("scale failed: no service named \"nope\"")
+    );
+
+    // Graceful stop (the default): the master says so in its log.
     let out = ctl.run(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert_eq!(text(&out).0, "stopped\n");
     assert_eq!(try_lock(&ctl.pid_file()), LockState::NotRunning);
     assert_eq!(ctl.run(&["status"]).status.code(), Some(3));
+    let log = std::fs::read_to_string(setup.path("m.log")).unwrap();
+    assert!(log.contains("graceful stop"), "{log}");
+
+    // And the fast one.
+    assert_eq!(ctl.run(&["start"]).status.code(), Some(0));
+    let out = ctl.run(&["stop", "--fast"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(try_lock(&ctl.pid_file()), LockState::NotRunning);
+    let log = std::fs::read_to_string(setup.path("m.log")).unwrap();
+    assert_eq!(log.matches("graceful stop").count(), 1, "{log}");
 }
 
 #[test]
@@ -197,23 +276,66 @@ fn restart_never_stops_a_master_it_cannot_restart() {
     let out = ctl.run(&["restart"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("restart refused"), "{stderr}");
+    assert!(
+        stderr.starts_with("zmasterctl: restart refused: ") && stderr.contains("broken.cf"),
+        "{stderr}"
+    );
     assert!(is_alive(pid));
     assert_eq!(try_lock(&ctl.pid_file()), LockState::Running);
     assert_eq!(ctl.master_pid(), Some(pid));
 }
 
 #[test]
-fn check_passes_zmaster_t_through_or_says_it_cannot() {
+fn check_passes_zmaster_t_through() {
     let setup = Setup::new();
-    setup.write_cf("broken", "server-command = /bin/true\n");
+    setup.probe_service("p", &format!("127.0.0.1:{}", free_port()), 1, "");
     let ctl = Ctl { setup: &setup };
+    let out = ctl.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(text(&out).0, "config ok: 1 services, 1 listeners\n");
+    setup.write_cf("broken", "server-command = /bin/true\n");
     let out = ctl.run(&["check"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    // Either zmaster -t's error, or an honest "cannot check" from a zmaster without -t.
     assert!(
-        stderr.contains("broken.cf") || stderr.contains("no check mode (-t)"),
+        stderr.contains("broken.cf: missing required key server-service"),
         "{stderr}"
+    );
+    assert!(!setup.path("m.pid").exists(), "check starts nothing");
+}
+
+#[test]
+fn without_its_control_socket_only_stop_works_and_it_is_graceful() {
+    let setup = Setup::new();
+    setup.probe_service("p", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let ctl = Ctl { setup: &setup };
+    let pid_file = ctl.pid_file();
+    let elsewhere = setup.path("elsewhere.ctl");
+    let master = setup.start_master(&[
+        "-pid-file",
+        pid_file.to_str().unwrap(),
+        "-control",
+        elsewhere.to_str().unwrap(),
+    ]);
+    master.wait_children(1);
+    wait_for(Duration::from_secs(10), "the pid file", || ctl.master_pid());
+    for args in [&["status"][..], &["reload"][..], &["scale", "p", "2"][..]] {
+        let out = ctl.run(args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the master (pid {}) runs but no control socket",
+                master.pid()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = ctl.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(
+        master.log_text().contains("graceful stop"),
+        "{}",
+        master.log_text()
     );
 }

@@ -2,8 +2,8 @@
 //!
 //! Exit status: 0 done; 1 failed (one line on stderr says why); 2 usage error; 3 `status`
 //! of a master that is not running. It finds a running master by its pid file's lock and talks
-//! to it through the control socket (`-control`, default: the pid file's path + `.ctl`).
-//! Against a master without a control socket it falls back to signals and says so.
+//! to it through the control socket (`-control`, default: the pid file's path + `.ctl`), and
+//! validates with `zmaster -t`. Only `stop` works without the socket (SIGQUIT / SIGTERM).
 
 #![deny(unsafe_code)]
 
@@ -137,12 +137,20 @@ fn run(args: impl Iterator<Item = String>) -> Result<u8, Fail> {
     }
 }
 
-/// What `zmaster -t` said.
+/// What `zmaster -t` said: its whole output, and whether the config passed.
 enum Check {
     Ok(String),
     Failed(String),
-    /// This zmaster has no check mode yet.
-    Unsupported,
+}
+
+impl Check {
+    /// Ok, or the error line of a failed check (`FILE:LINE: ...`, without `zmaster: `).
+    fn error(&self) -> Option<String> {
+        match self {
+            Check::Ok(_) => None,
+            Check::Failed(text) => Some(check_error(text)),
+        }
+    }
 }
 
 impl Ctl {
@@ -191,8 +199,6 @@ impl Ctl {
             + &String::from_utf8_lossy(&out.stderr);
         Ok(if out.status.success() {
             Check::Ok(text)
-        } else if text.contains("option -t needs a value") {
-            Check::Unsupported
         } else {
             Check::Failed(text)
         })
@@ -209,10 +215,6 @@ impl Ctl {
                 eprint!("{text}");
                 Ok(1)
             }
-            Check::Unsupported => fail(format!(
-                "check: this zmaster has no check mode (-t) yet; cannot validate {}",
-                dir.display()
-            )),
         }
     }
 
@@ -289,17 +291,11 @@ impl Ctl {
     }
 
     fn reload(&self) -> Result<u8, Fail> {
-        if let Some(dir) = &self.dir {
-            match self.check(dir)? {
-                Check::Ok(_) => {}
-                Check::Failed(text) => {
-                    eprint!("{text}");
-                    return fail("reload refused: the config does not pass check");
-                }
-                Check::Unsupported => eprintln!(
-                    "zmasterctl: note: this zmaster has no check mode (-t); the master validates the config itself"
-                ),
-            }
+        // Without -C the master's own validation (the reload reply) is the check.
+        if let Some(dir) = &self.dir
+            && let Some(error) = self.check(dir)?.error()
+        {
+            return fail(format!("reload failed: {error}"));
         }
         let Some(pid) = self.running()? else {
             return fail("not running");
@@ -316,14 +312,7 @@ impl Ctl {
                 Ok(0)
             }
             Answer::Reply(reply) => fail(format!("reload failed: {}", reason(&reply))),
-            Answer::NoSocket => {
-                signal(pid, Signal::SIGHUP)?;
-                println!(
-                    "reload signalled (SIGHUP to pid {pid}); no control socket at {}, so the result is only in the master's log",
-                    self.control.display()
-                );
-                Ok(0)
-            }
+            Answer::NoSocket => fail(self.no_socket(pid, "reload")),
         }
     }
 
@@ -335,15 +324,14 @@ impl Ctl {
         match self.ask(&Request::Stop { mode }, REQUEST_TIMEOUT)? {
             Answer::Reply(Reply { ok: true, .. }) => {}
             Answer::Reply(reply) => return fail(format!("stop refused: {}", reason(&reply))),
-            Answer::NoSocket => {
-                if mode == StopMode::Graceful {
-                    eprintln!(
-                        "zmasterctl: note: no control socket at {}: fast stop (SIGTERM)",
-                        self.control.display()
-                    );
-                }
-                signal(pid, Signal::SIGTERM)?;
-            }
+            // The stop signals say the same as the request (SPEC §11): SIGQUIT graceful.
+            Answer::NoSocket => signal(
+                pid,
+                match mode {
+                    StopMode::Graceful => Signal::SIGQUIT,
+                    StopMode::Fast => Signal::SIGTERM,
+                },
+            )?,
         }
         let timeout = self
             .timeout
@@ -351,7 +339,10 @@ impl Ctl {
         let deadline = Instant::now() + timeout;
         while try_lock(&self.pid_file) == LockState::Running {
             if Instant::now() >= deadline {
-                return fail(format!("still running after {timeout:?} (pid {pid})"));
+                return fail(format!(
+                    "still running after {} (pid {pid})",
+                    human(timeout)
+                ));
             }
             std::thread::sleep(PROBE_EVERY);
         }
@@ -361,20 +352,10 @@ impl Ctl {
 
     fn restart(&self) -> Result<u8, Fail> {
         let dir = self.dir("restart")?;
-        match self.check(dir)? {
-            Check::Ok(_) => {}
-            Check::Failed(text) => {
-                eprint!("{text}");
-                return fail(
-                    "restart refused: the config does not pass check; the master keeps running",
-                );
-            }
-            Check::Unsupported if self.running()?.is_some() => {
-                return fail(
-                    "restart refused: this zmaster has no check mode (-t), so a bad config could not be caught before stopping it; use stop and start",
-                );
-            }
-            Check::Unsupported => {}
+        if let Some(error) = self.check(dir)?.error() {
+            return fail(format!(
+                "restart refused: {error}; the running master (if any) is left alone"
+            ));
         }
         if self.running()?.is_some() {
             self.stop(StopMode::Graceful)?;
@@ -401,24 +382,14 @@ impl Ctl {
                 Ok(0)
             }
             Answer::Reply(reply) => fail(format!("status: {}", reason(&reply))),
-            Answer::NoSocket if json => fail(format!(
-                "running (pid {pid}) but no control socket at {}",
-                self.control.display()
-            )),
-            Answer::NoSocket => {
-                println!(
-                    "running (pid {pid}); no control socket at {}: no service details",
-                    self.control.display()
-                );
-                Ok(0)
-            }
+            Answer::NoSocket => fail(self.no_socket(pid, "status")),
         }
     }
 
     fn scale(&self, service: &str, n: u32) -> Result<u8, Fail> {
-        if self.running()?.is_none() {
+        let Some(pid) = self.running()? else {
             return fail("not running");
-        }
+        };
         let request = Request::Scale {
             service: service.into(),
             n,
@@ -429,11 +400,17 @@ impl Ctl {
                 Ok(0)
             }
             Answer::Reply(reply) => fail(format!("scale failed: {}", reason(&reply))),
-            Answer::NoSocket => fail(format!(
-                "no control socket at {}: scale needs one",
-                self.control.display()
-            )),
+            Answer::NoSocket => fail(self.no_socket(pid, "scale")),
         }
+    }
+
+    /// A master runs but nothing answers at the control path: started with another
+    /// `-control` (or `-control ''`).
+    fn no_socket(&self, pid: u32, command: &str) -> String {
+        format!(
+            "{command}: the master (pid {pid}) runs but no control socket answers at {}; pass the -control PATH it was started with",
+            self.control.display()
+        )
     }
 }
 
@@ -467,6 +444,27 @@ fn read_pid(path: &Path) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The error line of a failed `zmaster -t`: its last line that is not a warning, without the
+/// `zmaster: ` prefix (`FILE:LINE: ...`).
+fn check_error(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .rev()
+        .find(|l| !l.is_empty() && !l.starts_with("zmaster: warning:"))
+        .map_or_else(
+            || "zmaster -t failed and said nothing".to_owned(),
+            |l| l.strip_prefix("zmaster: ").unwrap_or(l).to_owned(),
+        )
+}
+
+/// A duration as `-timeout` takes it (`15s`, `500ms`).
+fn human(d: Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{}s", d.as_secs()),
+        _ => format!("{}ms", d.as_millis()),
+    }
 }
 
 /// The master's own error line in its output: the last `zmaster:` or `error` line, else the
@@ -505,5 +503,27 @@ fn own_session(cmd: &mut Command) {
             nix::unistd::setsid().map_err(io::Error::from)?;
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_error_is_the_last_line_that_is_not_a_warning() {
+        let text = "zmaster: warning: a.cf:2: unknown key server-x\nzmaster: a.cf:3: bad\nzmaster: warning: b.cf:1: unknown key run-y\n\n";
+        assert_eq!(check_error(text), "a.cf:3: bad");
+        assert_eq!(check_error("plain line\n"), "plain line");
+        assert_eq!(
+            check_error("zmaster: warning: only\n"),
+            "zmaster -t failed and said nothing"
+        );
+    }
+
+    #[test]
+    fn timeouts_read_as_they_are_written() {
+        assert_eq!(human(Duration::from_secs(15)), "15s");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
     }
 }

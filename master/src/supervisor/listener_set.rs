@@ -210,6 +210,7 @@ mod tests {
             process: Default::default(),
             backlog: 16,
             unix_mode: None,
+            give_up_after: 0,
         }
     }
 

@@ -26,9 +26,6 @@ mod children;
 #[cfg(test)]
 mod control_tests;
 mod listener_set;
-// The supervisor is the notifier's only user; `lib.rs` may declare it instead (drop this then).
-#[path = "../notify.rs"]
-mod notify;
 mod operator;
 mod policy;
 mod status;
@@ -46,12 +43,12 @@ use nix::unistd::Pid;
 
 use crate::control::ControlServer;
 use crate::error::Result;
+use crate::human_duration;
+use crate::notify::Notifier;
 use crate::services::Service;
 use crate::signals::Signals;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
-use notify::Notifier;
-use operator::give_up_after;
 pub use policy::Backoff;
 use policy::{Phase, RestartPolicy};
 #[allow(unused_imports)] // the control socket's conversion uses them
@@ -129,7 +126,7 @@ impl Supervisor {
             services: services
                 .into_iter()
                 .map(|spec| {
-                    let policy = RestartPolicy::new(now, give_up_after(&spec, &settings));
+                    let policy = RestartPolicy::new(now, spec.give_up_after);
                     ServiceState::new(spec, policy)
                 })
                 .collect(),
@@ -237,7 +234,10 @@ impl Supervisor {
                 if let Err(e) = spawned {
                     let policy = &mut self.services[index].policy;
                     let delay = policy.spawn_failed(Instant::now());
-                    log::error!("service={name} cannot start a child: {e}; next try in {delay:?}");
+                    log::error!(
+                        "service={name} cannot start a child: {e}; next try in {}",
+                        human_duration(delay)
+                    );
                     if let Some(line) = policy.give_up_line(&name) {
                         log::error!("{line}");
                     }
@@ -266,12 +266,12 @@ impl Supervisor {
                     let delay = state.policy.exited(pid, reason, child.started, now);
                     let next = match state.policy.phase(now) {
                         Phase::Failed => "not restarting: the service failed".to_owned(),
-                        _ => format!("restarting in {delay:?}"),
+                        _ => format!("restarting in {}", human_duration(delay)),
                     };
                     let line = format!(
-                        "service={} pid={pid} exited: {reason} after {:.3}s; {next}",
+                        "service={} pid={pid} exited: {reason} after {}; {next}",
                         child.service,
-                        lived.as_secs_f64()
+                        human_duration(lived)
                     );
                     if reason.is_clean() && delay.is_zero() {
                         log::info!("{line}")
@@ -397,7 +397,8 @@ impl Supervisor {
             let was_failed = state.policy.phase(now) == Phase::Failed;
             let delay = state.policy.detached(started, Instant::now());
             log::info!(
-                "service={service} pid={pid} detached from the master; replacement in {delay:?}"
+                "service={service} pid={pid} detached from the master; replacement in {}",
+                human_duration(delay)
             );
             if let Some(line) = state.policy.give_up_line(&service)
                 && !was_failed
@@ -432,11 +433,10 @@ impl Supervisor {
         }
         let now = Instant::now();
         let mut old = std::mem::take(&mut self.services);
-        let settings = &self.settings;
         self.services = services
             .into_iter()
             .map(|spec| {
-                let give_up = give_up_after(&spec, settings);
+                let give_up = spec.give_up_after;
                 let policy = match old.iter().position(|o| o.spec.name == spec.name) {
                     Some(i) => old.swap_remove(i).policy.reloaded(now, give_up),
                     None => RestartPolicy::new(now, give_up),

@@ -1,14 +1,12 @@
 //! What an operator asks of the running master: stop (fast or graceful), scale a service
-//! (the control socket, SIGTTIN/SIGTTOU), reopen log files (SIGUSR1); and the per-service
-//! `server-give-up-after` the restart policy needs.
+//! (the control socket, SIGTTIN/SIGTTOU), reopen log files (SIGUSR1).
 
 use std::time::Instant;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use zmaster_core::config::{self, Config};
 
-use super::{Settings, Supervisor};
+use super::Supervisor;
 use crate::control::{ControlServer, Reply, Request, StopMode};
 use crate::error::Result;
 use crate::services::Service;
@@ -16,35 +14,8 @@ use crate::services::Service;
 /// The largest process count `scale` accepts (as `server-proc-count`).
 pub(crate) const MAX_PROC_COUNT: usize = 4096;
 
-/// `server-give-up-after` of `spec` (0 = never): from its `.cf` over the dir's `.gcf`, then the
-/// command line's override.
-// TODO(services.rs): read it into `Service` with the other typed keys; this re-reads the files.
-pub(super) fn give_up_after(spec: &Service, settings: &Settings) -> u32 {
-    const KEY: &str = "server-give-up-after";
-    let mut merged = config::load_globals(&settings.config_dir).unwrap_or_default();
-    if let Ok(file) = Config::load_file(&spec.cf_path) {
-        merged.merge(&file);
-    }
-    let args = &settings.child_args;
-    if let Some(pair) = args
-        .chunks_exact(2)
-        .rev()
-        .find(|p| p[0] == *format!("-{KEY}"))
-    {
-        merged.set(KEY, &pair[1].to_string_lossy());
-    }
-    match merged.get_int_in(KEY, 0, 0, i64::from(u32::MAX)) {
-        Ok(n) => n as u32,
-        Err(e) => {
-            log::warn!("service={}: {e}; never giving up", spec.name);
-            0
-        }
-    }
-}
-
 impl Supervisor {
     /// What SIGUSR1 calls to reopen log files.
-    #[allow(dead_code)] // lib.rs is to hand in the log service's reopen (not written yet)
     pub(crate) fn on_reopen(&mut self, reopen: Box<dyn FnMut()>) {
         self.reopen = Some(reopen);
     }
@@ -59,7 +30,6 @@ impl Supervisor {
     ///
     /// # Errors
     /// It cannot be bound (another master answers there, or the path is not a socket).
-    #[allow(dead_code)] // lib.rs is to call it with `-control PATH` (or the pid file + `.ctl`)
     pub(crate) fn serve_control_at(&mut self, path: &std::path::Path) -> Result<()> {
         self.control = Some(ControlServer::bind(path)?);
         Ok(())
@@ -189,9 +159,6 @@ fn ttin_ttou(count: usize, more: bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -212,61 +179,6 @@ mod tests {
         assert_eq!(check_count(MAX_PROC_COUNT), Ok(()));
         let e = check_count(MAX_PROC_COUNT + 1).expect_err("too many");
         assert_eq!(e, "process count 4097 is over 4096");
-    }
-
-    fn settings(dir: &std::path::Path, child_args: &[&str]) -> Settings {
-        Settings {
-            config_dir: dir.to_path_buf(),
-            stop_grace: Duration::from_secs(1),
-            tick_interval: None,
-            child_args: child_args.iter().map(Into::into).collect(),
-        }
-    }
-
-    fn service(cf_path: PathBuf) -> Service {
-        Service {
-            name: "web".into(),
-            cf_path,
-            command: PathBuf::from("true"),
-            addrs: Vec::new(),
-            proc_count: 1,
-            chdir: None,
-            chroot: None,
-            backlog: 16,
-            unix_mode: None,
-            process: Default::default(),
-        }
-    }
-
-    #[test]
-    fn give_up_after_comes_from_the_cf_over_the_gcf_under_the_command_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cf, gcf) = (dir.path().join("web.cf"), dir.path().join("all.gcf"));
-        let web = service(cf.clone());
-        let write = |path: &PathBuf, text: &str| std::fs::write(path, text).expect("write");
-        assert_eq!(
-            give_up_after(&web, &settings(dir.path(), &[])),
-            0,
-            "default: never"
-        );
-        write(&gcf, "server-give-up-after = 4\n");
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 4);
-        write(&cf, "server-give-up-after = 7\n");
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 7);
-        let args = ["-a", "b", "-server-give-up-after", "9"];
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &args)), 9);
-        // The value of another key that happens to read like ours is no override.
-        let args = [
-            "-server-give-up-after-x",
-            "9",
-            "-x",
-            "-server-give-up-after",
-        ];
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &args)), 7);
-        write(&cf, "server-give-up-after = often\n");
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 0);
-        write(&cf, "server-give-up-after = -1\n");
-        assert_eq!(give_up_after(&web, &settings(dir.path(), &[])), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use super::Supervisor;
+use crate::human_duration;
 
 /// How long a graceful stop waits after its SIGTERM before SIGKILL (SPEC §11).
 const KILL_AFTER_TERM: Duration = Duration::from_secs(5);
@@ -41,7 +42,8 @@ impl Supervisor {
         let start = Instant::now();
         let mut next = if graceful {
             log::info!(
-                "graceful stop: {count} children finish their connections (SIGTERM after {grace:?})"
+                "graceful stop: {count} children finish their connections (SIGTERM after {})",
+                human_duration(grace)
             );
             self.generation.softstop();
             Next::Term(start + grace)
@@ -70,7 +72,7 @@ impl Supervisor {
                     let why = if pending.stop {
                         "SIGTERM".to_owned()
                     } else {
-                        format!("{grace:?}")
+                        human_duration(grace)
                     };
                     log::warn!(
                         "{} children still running after {why}; sending SIGTERM: pids {:?}",
@@ -84,7 +86,7 @@ impl Supervisor {
                     let why = if pending.stop {
                         "a second stop signal".to_owned()
                     } else {
-                        format!("{:?}", now.saturating_duration_since(start))
+                        human_duration(now.saturating_duration_since(start))
                     };
                     log::warn!(
                         "{} children still running after {why}; sending SIGKILL: pids {:?}",
