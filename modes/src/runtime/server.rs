@@ -123,6 +123,12 @@ impl Server {
             .map_err(|e| e.at_location(config.location("server-log")))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
+        // SPEC §13: a soft limit of 1024 (a common default) makes a busy server fail with
+        // EMFILE long before its hard limit; every server takes the hard limit at start.
+        match zmaster_pool::raise_nofile_limit() {
+            Ok((old, new)) => log::info!("nofile soft limit {old} -> {new}"),
+            Err(e) => log::warn!("cannot raise the nofile soft limit: {e}"),
+        }
         let (listeners, generation, private) = match inherited {
             Some(fds) => (fds.listeners, Some(fds.generation), Some(fds.private)),
             None => {

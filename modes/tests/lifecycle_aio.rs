@@ -1,0 +1,77 @@
+//! SPEC §13 server-side lifecycle in a real aio server under a fake master: the nofile limit,
+//! `server-max-connections`, `server-max-use`, `server-max-idle` and `server-hang-timeout`.
+//!
+//! The server process is this test binary run again with `--exact serve_child`; the style in
+//! `ZM_LIFECYCLE_AIO_CHILD` picks the keys it starts with.
+
+mod util;
+
+use std::process::ExitCode;
+
+use util::Served;
+use zmaster_modes::aio::{self, Conn, ReadResult};
+
+const CHILD_ENV: &str = "ZM_LIFECYCLE_AIO_CHILD";
+
+/// Echoes lines; the line `spin` busy-loops its worker for 3 s (a hung handler).
+fn on_line(conn: &mut Conn, line: ReadResult) {
+    let Ok(Some(line)) = line else {
+        return conn.close();
+    };
+    if line == b"spin" {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+    conn.write(&line);
+    conn.write(b"\n");
+    conn.read_line(1024, on_line);
+}
+
+/// The server side: the style names the §13 keys on its command line.
+#[test]
+fn serve_child() {
+    let Ok(style) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let keys: &[&str] = match style.as_str() {
+        "max-connections" => &["-server-max-connections", "2", "-server-thread-count", "2"],
+        "max-use" => &["-server-max-use", "3"],
+        "max-idle" => &["-server-max-idle", "300ms"],
+        "hang" => &["-server-hang-timeout", "200ms", "-server-thread-count", "1"],
+        _ => &[],
+    };
+    let mut args = vec!["lifecycle-aio", "MASTER", "-server-service", ":i5"];
+    args.extend_from_slice(keys);
+    let code = aio::server_main(args, aio::serve_hooks(|conn| conn.read_line(1024, on_line)));
+    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+}
+
+fn soft_and_hard_nofile(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[test]
+fn the_server_raises_its_soft_nofile_limit_to_the_hard_one() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if hard <= 512 {
+        eprintln!("skipped: the hard nofile limit is {hard}, too low to lower the soft one");
+        return;
+    }
+    // The child inherits this lowered soft limit, as from a systemd unit.
+    setrlimit(Resource::RLIMIT_NOFILE, 512, hard).expect("setrlimit");
+    let served = Served::start(CHILD_ENV, "plain");
+    let line = served.wait_log("nofile soft limit");
+    assert!(line.contains("nofile soft limit 512 -> "), "{line}");
+    let (soft, hard) = soft_and_hard_nofile(served.pid());
+    assert_eq!(soft, hard, "the soft limit was raised to the hard one");
+    assert_ne!(soft, "512");
+}
