@@ -8,7 +8,7 @@ mod util;
 
 use std::process::ExitCode;
 
-use util::Served;
+use util::{Client, Served};
 use zmaster_modes::aio::{self, Conn, ReadResult};
 
 const CHILD_ENV: &str = "ZM_LIFECYCLE_AIO_CHILD";
@@ -74,4 +74,28 @@ fn the_server_raises_its_soft_nofile_limit_to_the_hard_one() {
     let (soft, hard) = soft_and_hard_nofile(served.pid());
     assert_eq!(soft, hard, "the soft limit was raised to the hard one");
     assert_ne!(soft, "512");
+}
+
+#[test]
+fn max_connections_holds_a_third_client_until_one_closes() {
+    let served = Served::start(CHILD_ENV, "max-connections");
+    let mut first = Client::connect(served.addr);
+    let mut second = Client::connect(served.addr);
+    assert_eq!(first.ask("one").as_deref(), Some("one"));
+    assert_eq!(second.ask("two").as_deref(), Some("two"));
+    // The third connection completes in the kernel's backlog, but is not accepted.
+    let mut third = Client::connect(served.addr);
+    third.send_line("three");
+    served.wait_log("connection limit reached max_connections=2");
+    assert!(
+        !third.has_reply_now(),
+        "the third client waits at the limit"
+    );
+    assert_eq!(second.ask("still").as_deref(), Some("still"));
+    drop(first);
+    assert_eq!(
+        third.read_line().as_deref(),
+        Some("three"),
+        "served after a close"
+    );
 }

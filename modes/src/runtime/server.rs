@@ -10,6 +10,7 @@ use nix::unistd::{Pid, getppid};
 use zmaster_core::config::Config;
 use zmaster_core::logging::{self, LogTarget};
 use zmaster_core::protocol::{self, GENERATION_FD, PRIVATE_FD};
+use zmaster_pool::Stall;
 
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
@@ -50,6 +51,21 @@ pub trait Serving {
     fn active_connections(&self) -> usize;
     /// Blocks until no connection is open or `deadline` passes; true when idle.
     fn wait_idle(&self, deadline: Instant) -> bool;
+    /// Connections accepted since the start (`server-max-use`; default: not counted, 0).
+    fn accepted_total(&self) -> u64 {
+        0
+    }
+    /// Since when no connection has been open; `None` while one is (`server-max-idle`;
+    /// default: never idle).
+    fn idle_since(&self) -> Option<Instant> {
+        None
+    }
+    /// The threads busy in one loop turn for longer than `timeout` (`server-hang-timeout`;
+    /// default: none watched).
+    fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        let _ = timeout;
+        Vec::new()
+    }
 }
 
 /// How the serving phase ended.
