@@ -8,7 +8,7 @@ mod util;
 
 use std::process::ExitCode;
 
-use util::{Client, Served};
+use util::{Client, PATIENCE, Served, wait_until};
 use zmaster_modes::aio::{self, Conn, ReadResult};
 
 const CHILD_ENV: &str = "ZM_LIFECYCLE_AIO_CHILD";
@@ -39,6 +39,7 @@ fn serve_child() {
         "max-connections" => &["-server-max-connections", "2", "-server-thread-count", "2"],
         "max-use" => &["-server-max-use", "3"],
         "max-idle" => &["-server-max-idle", "300ms"],
+        "max-memory" => &["-server-max-memory", "64k"],
         "hang" => &["-server-hang-timeout", "200ms", "-server-thread-count", "1"],
         _ => &[],
     };
@@ -98,4 +99,53 @@ fn max_connections_holds_a_third_client_until_one_closes() {
         Some("three"),
         "served after a close"
     );
+}
+
+#[test]
+fn max_use_retires_after_three_connections_and_finishes_the_open_one() {
+    let mut served = Served::start(CHILD_ENV, "max-use");
+    for n in 1..=2 {
+        let mut client = Client::connect(served.addr);
+        assert_eq!(client.ask(&format!("use {n}")), Some(format!("use {n}")));
+    }
+    let mut third = Client::connect(served.addr);
+    assert_eq!(third.ask("use 3").as_deref(), Some("use 3"));
+    wait_until(PATIENCE, "the server to close fd 4 (detach)", || {
+        served.detached()
+    });
+    let line = served.wait_log("retiring reason=max-use");
+    assert!(line.contains("open=1"), "{line}");
+    assert!(
+        served.server.child.try_wait().expect("try_wait").is_none(),
+        "still serving the open connection"
+    );
+    assert_eq!(third.ask("draining").as_deref(), Some("draining"));
+    drop(third);
+    served.wait_log("drained: every connection finished");
+    assert!(served.wait_exit(), "exit 0 once the open connection ended");
+}
+
+#[test]
+fn max_idle_retires_a_server_nobody_uses() {
+    let mut served = Served::start(CHILD_ENV, "max-idle");
+    let mut client = Client::connect(served.addr);
+    assert_eq!(client.ask("once").as_deref(), Some("once"));
+    drop(client);
+    served.wait_log("retiring reason=idle");
+    assert!(
+        served.detached(),
+        "detached first: the master replaces it at once"
+    );
+    assert!(served.wait_exit(), "exit 0");
+}
+
+#[test]
+fn max_memory_warns_and_retires_a_server_above_it() {
+    // No server's resident size is under 64 KiB: the first check retires it.
+    let mut served = Served::start(CHILD_ENV, "max-memory");
+    let warned = served.wait_log("above server-max-memory 65536");
+    assert!(warned.contains("resident size"), "{warned}");
+    served.wait_log("retiring reason=memory");
+    assert!(served.detached(), "retired through a detach");
+    assert!(served.wait_exit(), "exit 0");
 }

@@ -22,7 +22,6 @@ mod args;
 mod control;
 mod error;
 mod hooks;
-#[allow(dead_code)] // the retirement checks are wired into Server::run in the next commit
 mod lifecycle;
 mod listeners;
 mod mode;

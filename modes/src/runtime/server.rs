@@ -15,6 +15,7 @@ use zmaster_pool::Stall;
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
 use super::error::{Error, ErrorKind, Result};
+use super::lifecycle::Watch;
 use super::listeners::{self, ServiceListener};
 use super::sys;
 
@@ -226,7 +227,7 @@ impl Server {
                 self.control.softstop("no watcher thread");
             }
         }
-        let event = self.control.wait_event();
+        let event = self.wait_event(serving);
         serving.stop_accepting();
         let after = self.settings.stop_on_softstop_after;
         let limit = if after.is_zero() {
@@ -255,8 +256,29 @@ impl Server {
                 log::info!("detached from the master open={open}");
                 Instant::now() + limit
             }
+            Event::Retired(reason) => {
+                log::info!("retiring reason={reason} open={open}");
+                Instant::now() + limit
+            }
         };
         self.drain(serving, deadline)
+    }
+
+    /// Waits for the event that ends serving, checking the SPEC §13 limits every tick while
+    /// one is set (a limit reached retires the server: that is the event then).
+    fn wait_event(&self, serving: &dyn Serving) -> Event {
+        let mut watch = Watch::new(&self.settings.limits);
+        let Some(tick) = watch.tick() else {
+            return self.control.wait_event();
+        };
+        loop {
+            if let Some(event) = self.control.wait_event_until(Some(Instant::now() + tick)) {
+                return event;
+            }
+            if let Some(reason) = watch.check(serving, Instant::now()) {
+                self.control.retire(reason);
+            }
+        }
     }
 
     fn drain(&self, serving: &dyn Serving, deadline: Instant) -> Outcome {
