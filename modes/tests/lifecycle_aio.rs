@@ -149,3 +149,27 @@ fn max_memory_warns_and_retires_a_server_above_it() {
     assert!(served.detached(), "retired through a detach");
     assert!(served.wait_exit(), "exit 0");
 }
+
+#[test]
+fn a_handler_stuck_past_the_hang_timeout_is_named_and_the_server_retires() {
+    let mut served = Served::start(CHILD_ENV, "hang");
+    let mut client = Client::connect(served.addr);
+    assert_eq!(client.ask("alive").as_deref(), Some("alive"));
+    client.send_line("spin");
+    let line = served.wait_log("hung thread=");
+    assert!(
+        line.contains(": error: hung"),
+        "logged at error level: {line}"
+    );
+    assert!(line.contains("thread=zm-worker-0 busy_for="), "{line}");
+    assert!(
+        line.contains("coroutine=none"),
+        "aio mode: no coroutine: {line}"
+    );
+    served.wait_log("retiring reason=hang");
+    assert!(served.detached(), "retired through a detach");
+    // The handler comes back after its loop; the connection then finishes normally.
+    assert_eq!(client.read_line().as_deref(), Some("spin"));
+    drop(client);
+    assert!(served.wait_exit(), "exit 0 once drained");
+}
