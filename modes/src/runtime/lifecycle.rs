@@ -172,6 +172,7 @@ fn resident_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zmaster_pool::Stall;
 
     #[test]
     fn keys_defaults_and_errors() {
@@ -248,6 +249,112 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(Watch::new(&memory).tick(), Some(Duration::from_secs(1)));
+    }
+
+    /// A mode's counters, set by the test.
+    #[derive(Default)]
+    struct Fake {
+        accepted: u64,
+        idle_since: Option<Instant>,
+        stalls: Vec<Stall>,
+    }
+
+    impl Serving for Fake {
+        fn stop_accepting(&self) {}
+        fn active_connections(&self) -> usize {
+            0
+        }
+        fn wait_idle(&self, _deadline: Instant) -> bool {
+            true
+        }
+        fn accepted_total(&self) -> u64 {
+            self.accepted
+        }
+        fn idle_since(&self) -> Option<Instant> {
+            self.idle_since
+        }
+        fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+            assert_eq!(
+                timeout,
+                Duration::from_millis(300),
+                "asked with the configured timeout"
+            );
+            self.stalls.clone()
+        }
+    }
+
+    #[test]
+    fn each_limit_retires_at_its_threshold_only() {
+        let now = Instant::now();
+        let off = Fake {
+            accepted: 1_000,
+            idle_since: Some(now - Duration::from_secs(3600)),
+            ..Fake::default()
+        };
+        assert_eq!(
+            Watch::new(&Limits::default()).check(&off, now),
+            None,
+            "all off"
+        );
+
+        let mut use3 = Watch::new(&Limits {
+            max_use: 3,
+            ..Limits::default()
+        });
+        let two = Fake {
+            accepted: 2,
+            ..Fake::default()
+        };
+        assert_eq!(use3.check(&two, now), None);
+        let three = Fake {
+            accepted: 3,
+            ..Fake::default()
+        };
+        assert_eq!(use3.check(&three, now), Some("max-use"));
+
+        let mut idle = Watch::new(&Limits {
+            max_idle: Duration::from_secs(5),
+            ..Limits::default()
+        });
+        let busy = Fake::default();
+        assert_eq!(idle.check(&busy, now), None, "a connection is open");
+        let recent = Fake {
+            idle_since: Some(now - Duration::from_secs(4)),
+            ..Fake::default()
+        };
+        assert_eq!(idle.check(&recent, now), None);
+        let long = Fake {
+            idle_since: Some(now - Duration::from_secs(5)),
+            ..Fake::default()
+        };
+        assert_eq!(idle.check(&long, now), Some("idle"));
+
+        let rss = resident_bytes().expect("statm");
+        let mut roomy = Watch::new(&Limits {
+            max_memory: rss.saturating_mul(64),
+            ..Limits::default()
+        });
+        assert_eq!(roomy.check(&busy, now), None);
+        let mut tight = Watch::new(&Limits {
+            max_memory: 4096,
+            ..Limits::default()
+        });
+        assert_eq!(tight.check(&busy, now), Some("memory"));
+
+        let mut hang = Watch::new(&Limits {
+            hang_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        });
+        assert_eq!(hang.check(&busy, now), None);
+        let stuck = Fake {
+            stalls: vec![Stall {
+                thread_name: "zm-worker-1".into(),
+                busy_for: Duration::from_secs(1),
+                coroutine: Some(9),
+            }],
+            ..Fake::default()
+        };
+        assert_eq!(hang.check(&stuck, now), Some("hang"));
     }
 
     #[test]
