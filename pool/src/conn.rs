@@ -19,13 +19,55 @@ use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
 
 use crate::buffer::{InBuf, Want};
 use crate::listener::Stream;
-use crate::workers::{InitFn, Msg, WorkerShared};
+use crate::reactor::Waker;
+use crate::stall::LoopTick;
 
 mod drive;
+
+/// The closure a new connection starts with (see [`Workers::assign`](crate::Workers::assign)).
+pub type InitFn = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// A message to a worker's inbox.
+pub(crate) enum Msg {
+    /// Serve a new connection.
+    Assign {
+        stream: Stream,
+        init: InitFn,
+        counted: bool,
+    },
+    /// A `spawn_cpu` job finished (`None`: it panicked).
+    Cpu { key: u64, f: Option<InitFn> },
+    /// Close the FIFO streams (the pool stopped accepting).
+    CloseFifos,
+    /// Close every connection and end the thread.
+    Shutdown,
+}
+
+/// The part of a worker other threads (acceptor, rayon jobs) talk to.
+pub(crate) struct WorkerShared {
+    pub(crate) index: usize,
+    pub(crate) tx: Sender<Msg>,
+    pub(crate) waker: Waker,
+    pub(crate) load: AtomicUsize,
+    /// The worker loop's hang-detection tick.
+    pub(crate) tick: LoopTick,
+}
+
+impl WorkerShared {
+    /// Queues `msg` and wakes the worker; returns the message if the worker is gone.
+    pub(crate) fn send(&self, msg: Msg) -> Result<(), Msg> {
+        self.tx.send(msg).map_err(|e| e.0)?;
+        self.waker.wake();
+        Ok(())
+    }
+}
 
 /// The result handed to a read callback: `Ok(Some(bytes))`, `Ok(None)` at end of stream, or
 /// an error (`TimedOut`, `InvalidData` for a line over its limit, `UnexpectedEof` for a

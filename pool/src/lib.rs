@@ -77,13 +77,14 @@ mod worker;
 mod workers;
 
 pub use acceptor::{AcceptCallback, Acceptor};
+pub use conn::InitFn;
 pub use conn::{Conn, ReadResult};
 pub use gate::{ConnGate, ConnGuard, LimitWaiter};
 pub use listener::{Listener, Stream};
 pub use pool::{Handler, Pool, PoolConfig};
 pub use stall::{LoopTick, Stall, stalled};
 pub use sys::raise_nofile_limit;
-pub use workers::{InitFn, Workers, WorkersHandle};
+pub use workers::{Workers, WorkersHandle};
 /// The kind of a listener (`Listener::kind`): the master protocol's own type, shared with
 /// zmaster-modes and the master so no mapping between copies is needed.
 pub use zmaster_core::protocol::ListenerKind;

@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use nix::sys::epoll::EpollEvent;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, InitFn, Msg, WorkerShared};
 use crate::gate::ConnGate;
 use crate::listener::Stream;
 use crate::reactor::{HUP_FLAGS, READ_FLAGS, Reactor, WAKER_KEY, WRITE_FLAGS};
-use crate::workers::{InitFn, Msg, WorkerShared};
 
 /// One worker thread's state.
 pub(crate) struct Worker {

@@ -7,52 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
-use crate::conn::Conn;
+use crate::conn::{Conn, Msg, WorkerShared};
 use crate::gate::ConnGate;
 use crate::listener::Stream;
 use crate::reactor::{Reactor, Waker};
 use crate::stall::{self, LoopTick, Stall};
 use crate::worker::Worker;
-
-/// The closure a new connection starts with (see [`Workers::assign`]).
-pub type InitFn = Box<dyn FnOnce(&mut Conn) + Send>;
-
-/// A message to a worker's inbox.
-pub(crate) enum Msg {
-    /// Serve a new connection.
-    Assign {
-        stream: Stream,
-        init: InitFn,
-        counted: bool,
-    },
-    /// A `spawn_cpu` job finished (`None`: it panicked).
-    Cpu { key: u64, f: Option<InitFn> },
-    /// Close the FIFO streams (the pool stopped accepting).
-    CloseFifos,
-    /// Close every connection and end the thread.
-    Shutdown,
-}
-
-/// The part of a worker other threads (acceptor, rayon jobs) talk to.
-pub(crate) struct WorkerShared {
-    pub(crate) index: usize,
-    tx: Sender<Msg>,
-    pub(crate) waker: Waker,
-    pub(crate) load: AtomicUsize,
-    /// The worker loop's hang-detection tick.
-    pub(crate) tick: LoopTick,
-}
-
-impl WorkerShared {
-    /// Queues `msg` and wakes the worker; returns the message if the worker is gone.
-    pub(crate) fn send(&self, msg: Msg) -> Result<(), Msg> {
-        self.tx.send(msg).map_err(|e| e.0)?;
-        self.waker.wake();
-        Ok(())
-    }
-}
 
 struct Shared {
     workers: Vec<Arc<WorkerShared>>,

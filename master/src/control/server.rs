@@ -28,6 +28,12 @@ pub const MAX_CLIENTS: usize = 16;
 /// How long a client has to send its request, and again to read its reply.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the listener is left out of the epoll interest after a failed accept (`EMFILE`,
+/// `ENFILE`, ...): it stays readable, so retrying at once would spin the loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one accept-failure warning per this long (the others are counted in the next one).
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// The epoll key of the listener; clients use their id.
 const LISTENER: u64 = u64::MAX;
 
@@ -68,6 +74,11 @@ pub struct ControlServer {
     clients: HashMap<u64, Client>,
     next_id: u64,
     timeout: Duration,
+    /// Set while the listener is out of the epoll interest after a failed accept.
+    paused_until: Option<Instant>,
+    /// When the last accept failure was logged, and how many failed since without a line.
+    warned: Option<Instant>,
+    unwarned: u64,
 }
 
 impl ControlServer {
@@ -103,6 +114,9 @@ impl ControlServer {
             clients: HashMap::new(),
             next_id: 0,
             timeout: CLIENT_TIMEOUT,
+            paused_until: None,
+            warned: None,
+            unwarned: 0,
         };
         server
             .listener
@@ -133,9 +147,14 @@ impl ControlServer {
         self.clients.len()
     }
 
-    /// The earliest client deadline: call [`ControlServer::handle_ready`] by then at the latest.
+    /// The earliest client deadline, or the end of an accept pause: call
+    /// [`ControlServer::handle_ready`] by then at the latest.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clients.values().filter_map(|c| c.deadline).min()
+        self.clients
+            .values()
+            .filter_map(|c| c.deadline)
+            .chain(self.paused_until)
+            .min()
     }
 
     /// Does every I/O that is ready without blocking: accepts, reads requests, writes replies,
@@ -147,6 +166,9 @@ impl ControlServer {
         now: Instant,
         mut answer: impl FnMut(Request, ReplyToken) -> Option<Reply>,
     ) {
+        if self.paused_until.is_some_and(|t| t <= now) {
+            self.resume_accepting();
+        }
         let mut events = [EpollEvent::empty(); 32];
         let n = self.epoll.wait(&mut events, PollTimeout::ZERO).unwrap_or(0);
         for event in &events[..n] {
@@ -199,8 +221,10 @@ impl ControlServer {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    log::warn!("control socket {}: accept: {e}", self.path.display());
+                    self.pause_accepting(now, &e);
                     return;
                 }
             };
@@ -234,6 +258,39 @@ impl ControlServer {
                 phase: Phase::Reading,
             };
             self.clients.insert(key, client);
+        }
+    }
+
+    /// Takes the listener out of the epoll interest for [`ACCEPT_PAUSE`] (it stays readable
+    /// while the connection waits in the backlog) and warns, at most once per
+    /// [`ACCEPT_WARN_EVERY`].
+    fn pause_accepting(&mut self, now: Instant, e: &io::Error) {
+        let mut none = EpollEvent::new(EpollFlags::empty(), LISTENER);
+        if let Err(err) = self.epoll.modify(&self.listener, &mut none) {
+            log::warn!("control socket {}: epoll_ctl: {err}", self.path.display());
+        }
+        self.paused_until = Some(now + ACCEPT_PAUSE);
+        if self.warned.is_some_and(|t| now < t + ACCEPT_WARN_EVERY) {
+            self.unwarned += 1;
+            return;
+        }
+        let more = match self.unwarned {
+            0 => String::new(),
+            n => format!(" ({n} more failures since the last warning)"),
+        };
+        log::warn!(
+            "control socket {}: accept: {e}{more}; retrying in {ACCEPT_PAUSE:?}",
+            self.path.display()
+        );
+        self.warned = Some(now);
+        self.unwarned = 0;
+    }
+
+    fn resume_accepting(&mut self) {
+        self.paused_until = None;
+        let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, LISTENER);
+        if let Err(err) = self.epoll.modify(&self.listener, &mut ev) {
+            log::warn!("control socket {}: epoll_ctl: {err}", self.path.display());
         }
     }
 

@@ -9,8 +9,8 @@
 
 use std::io;
 use std::ptr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, compiler_fence};
-use std::sync::{Once, OnceLock};
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
@@ -112,39 +112,46 @@ pub(crate) fn set_running(slot: &GuardSlot, id: u64, guard: usize, size: usize) 
     compiler_fence(Ordering::SeqCst);
 }
 
-/// Installs the process-wide SIGSEGV/SIGBUS handler once.
+/// Installs the process-wide SIGSEGV/SIGBUS handler once. A failure is remembered and
+/// returned to every later caller too (not an `Ok` with no handler behind it).
 pub(crate) fn install_overflow_handler() -> io::Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        PAGE_SIZE.store(page_size(), Ordering::Relaxed);
-        // SAFETY: zeroed sigaction is a valid "no handler" value; we fill in every field used.
-        let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
-        for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
-            // SAFETY: sigaction with a zeroed struct as output buffer is sound.
-            if unsafe { libc::sigaction(sig, ptr::null(), &mut old[i]) } != 0 {
-                result = Err(io::Error::last_os_error());
-                return;
-            }
+    static RESULT: OnceLock<Option<i32>> = OnceLock::new();
+    match RESULT.get_or_init(|| {
+        install()
+            .err()
+            .map(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
+    }) {
+        None => Ok(()),
+        Some(errno) => Err(io::Error::from_raw_os_error(*errno)),
+    }
+}
+
+fn install() -> io::Result<()> {
+    PAGE_SIZE.store(page_size(), Ordering::Relaxed);
+    // SAFETY: zeroed sigaction is a valid "no handler" value; we fill in every field used.
+    let mut old: [libc::sigaction; 2] = unsafe { std::mem::zeroed() };
+    for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
+        // SAFETY: sigaction with a zeroed struct as output buffer is sound.
+        if unsafe { libc::sigaction(sig, ptr::null(), &mut old[i]) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        let _ = OLD_ACTIONS.set(old);
-        for sig in [libc::SIGSEGV, libc::SIGBUS] {
-            // SAFETY: we build a valid sigaction pointing at an `extern "C"` handler with the
-            // SA_SIGINFO signature, and an empty mask initialised by sigemptyset.
-            let rc = unsafe {
-                let mut act: libc::sigaction = std::mem::zeroed();
-                act.sa_sigaction = on_fault as *const () as usize;
-                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut act.sa_mask);
-                libc::sigaction(sig, &act, ptr::null_mut())
-            };
-            if rc != 0 {
-                result = Err(io::Error::last_os_error());
-                return;
-            }
+    }
+    let _ = OLD_ACTIONS.set(old);
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: we build a valid sigaction pointing at an `extern "C"` handler with the
+        // SA_SIGINFO signature, and an empty mask initialised by sigemptyset.
+        let rc = unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_fault as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
         }
-    });
-    result
+    }
+    Ok(())
 }
 
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {

@@ -113,10 +113,12 @@ fn spawn_loop<L: net::Accept>(
         handler(wrap(conn));
     });
     // The loop counts as live until accept_loop returned: every connection it accepted is
-    // counted by then, so a softstop that waits for the loops cannot miss one.
+    // counted by then, so a softstop that waits for the loops cannot miss one. Our Arc of the
+    // listener goes first, so the one stop_accepting drops after the wait closes the socket.
     let live = counts.loops.enter();
     handle.go(move || {
         net::accept_loop(&counted, serve);
+        drop(counted);
         drop(live);
     });
 }
@@ -315,4 +317,45 @@ where
     S: Into<OsString>,
 {
     crate::runtime::server_main(args, hooks, CoroutineMode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_accepting_closes_a_loop_listener() {
+        let scheduler = Scheduler::start(SchedConfig {
+            threads: 1,
+            stack_size: 0,
+        })
+        .unwrap();
+        let counts = Counts {
+            active: Arc::new(Active::default()),
+            loops: Arc::new(Active::default()),
+        };
+        let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        let handler: Handler = Arc::new(drop);
+        spawn_loop(
+            &scheduler.handle(),
+            Arc::clone(&l),
+            &counts,
+            handler,
+            Connection::Tcp,
+        );
+        let serving = CoroutineServing {
+            scheduler: Some(scheduler),
+            acceptor: None,
+            loops: Mutex::new(vec![LoopListener::Tcp(l)]),
+            counts,
+        };
+        serving.stop_accepting();
+        let refused = std::net::TcpStream::connect(addr).map(drop);
+        assert_eq!(
+            refused.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionRefused),
+            "the listener is closed once stop_accepting returned"
+        );
+    }
 }

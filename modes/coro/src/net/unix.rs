@@ -146,7 +146,17 @@ impl UnixStream {
             src: Source::new(net::UnixStream::from(sock)),
         };
         if pending {
-            super::wait_connected(&stream.src, timeout, net::UnixStream::take_error, |s| {
+            // Only the time left after the backlog retries, not the whole timeout again.
+            let rest = match deadline {
+                None => timeout,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                    }
+                    left => Some(left),
+                },
+            };
+            super::wait_connected(&stream.src, rest, net::UnixStream::take_error, |s| {
                 s.peer_addr().map(drop)
             })?;
         }

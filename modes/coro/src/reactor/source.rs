@@ -14,6 +14,9 @@ use crate::context;
 use crate::sys;
 use crate::task::{self, OnUnwind, Waker};
 
+/// How often a plain thread waiting in `poll(2)` re-checks for [`Source::stop`].
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// An fd-owning socket plus its reactor state. Deletes the fd from the poller before the
 /// socket closes.
 pub(crate) struct Source<S: AsFd> {
@@ -50,8 +53,8 @@ impl<S: AsFd> Source<S> {
     }
 
     /// Makes every pending and later operation fail with [`stopped_error`], waking the
-    /// coroutines parked in one. A plain thread blocked in `poll(2)` notices at its next
-    /// wake-up (use a timeout there).
+    /// coroutines parked in one. A plain thread blocked in `poll(2)` notices within
+    /// [`STOP_CHECK`].
     pub(crate) fn stop(&self) {
         self.io.stopped.store(true, Ordering::Release);
         wake_all(&self.io.readers);
@@ -119,7 +122,11 @@ impl<S: AsFd> Source<S> {
             }
             let w = waker.get_or_insert_with(sys::current_waker);
             io.waiters(dir).lock().add(w.clone());
-            if io.ready.load(Ordering::Acquire) & dir.bit() != 0 {
+            // Re-check both wake conditions now that a waker would find us: a readiness or a
+            // stop() that landed between the checks above and the add would otherwise be missed.
+            if io.ready.load(Ordering::Acquire) & dir.bit() != 0
+                || io.stopped.load(Ordering::Acquire)
+            {
                 continue;
             }
             // A park that unwinds (scheduler shutdown) leaves no finished task in the list.
@@ -155,8 +162,9 @@ impl<S: AsFd> Source<S> {
             if context::on_worker_thread() {
                 return Err(task::shutdown_error());
             }
-            let timeout = match deadline {
-                None => PollTimeout::NONE,
+            // stop() cannot wake a thread in poll(2): poll in slices and re-check `stopped`.
+            let left = match deadline {
+                None => STOP_CHECK,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -165,11 +173,12 @@ impl<S: AsFd> Source<S> {
                             "operation timed out",
                         ));
                     }
-                    // Round up so we never spin on a sub-millisecond remainder.
-                    let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                    left.min(STOP_CHECK)
                 }
             };
+            // Round up so we never spin on a sub-millisecond remainder.
+            let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
             let flags = match dir {
                 Dir::Read => PollFlags::POLLIN,
                 Dir::Write => PollFlags::POLLOUT,

@@ -137,16 +137,29 @@ impl<T> Sender<T> {
             let w = me.get_or_insert_with(sys::current_waker);
             g.send_waiters.push(w);
             drop(g);
-            let unwind = OnUnwind::new(|| self.chan.lock().send_waiters.remove(w));
+            let unwind = OnUnwind::new(|| self.forget_sender(w));
             let parked = sys::park(deadline);
             unwind.disarm();
             if !parked {
                 if let Some(w) = &me {
-                    self.chan.lock().send_waiters.remove(w);
+                    self.forget_sender(w);
                 }
                 return Err(SendTimeoutError::Disconnected(msg));
             }
         }
+    }
+
+    /// A sender giving up (unwound at teardown): off the queue, and if a receiver's wake-up
+    /// for free room was already handed to it, on to the next sender.
+    fn forget_sender(&self, w: &Waker) {
+        let mut g = self.chan.lock();
+        let next = if !g.send_waiters.remove(w) && g.cap.is_none_or(|c| g.queue.len() < c) {
+            g.send_waiters.pop()
+        } else {
+            None
+        };
+        drop(g);
+        wake(next);
     }
 
     /// Messages waiting in the channel.
@@ -225,12 +238,12 @@ impl<T> Receiver<T> {
             let w = me.get_or_insert_with(sys::current_waker);
             g.recv_waiters.push(w);
             drop(g);
-            let unwind = OnUnwind::new(|| self.chan.lock().recv_waiters.remove(w));
+            let unwind = OnUnwind::new(|| self.forget_receiver(w));
             let parked = sys::park(deadline);
             unwind.disarm();
             if !parked {
                 if let Some(w) = &me {
-                    self.chan.lock().recv_waiters.remove(w);
+                    self.forget_receiver(w);
                 }
                 return Err(RecvTimeoutError::Disconnected);
             }
@@ -240,6 +253,19 @@ impl<T> Receiver<T> {
     /// A blocking iterator ending when every sender is gone.
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
         std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// A receiver giving up (unwound at teardown): off the queue, and if a sender's wake-up
+    /// for a queued message was already handed to it, on to the next receiver.
+    fn forget_receiver(&self, w: &Waker) {
+        let mut g = self.chan.lock();
+        let next = if !g.recv_waiters.remove(w) && !g.queue.is_empty() {
+            g.recv_waiters.pop()
+        } else {
+            None
+        };
+        drop(g);
+        wake(next);
     }
 
     /// Messages waiting in the channel.

@@ -28,10 +28,16 @@ impl WaitQueue {
         }
     }
 
-    /// Removes a waiter (it stopped waiting: got what it wanted, or timed out).
-    pub(crate) fn remove(&mut self, w: &Waker) {
-        if let Some(i) = self.q.iter().position(|x| x.same(w)) {
-            self.q.remove(i);
+    /// Removes a waiter (it stopped waiting: got what it wanted, or timed out). False when it
+    /// was not queued: a waker already popped it, and a waiter that gives up now must pass
+    /// that wake-up on or it is lost.
+    pub(crate) fn remove(&mut self, w: &Waker) -> bool {
+        match self.q.iter().position(|x| x.same(w)) {
+            Some(i) => {
+                self.q.remove(i);
+                true
+            }
+            None => false,
         }
     }
 

@@ -4,10 +4,19 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use super::super::sys;
 use super::super::task::{OnUnwind, Waker};
 use super::WaitQueue;
+
+/// How long a destructor run at scheduler teardown waits for a held [`Mutex`] before aborting.
+const TEARDOWN_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The one line printed before that abort.
+pub(crate) const TEARDOWN_DEADLOCK: &str = "zmaster-coro: a destructor run at scheduler shutdown \
+    waited 5s for a coroutine Mutex still held (likely by a coroutine not yet unwound on the \
+    same worker); aborting instead of hanging";
 
 /// A mutual-exclusion lock for coroutines.
 pub struct Mutex<T: ?Sized> {
@@ -57,17 +66,41 @@ impl<T: ?Sized> Mutex<T> {
                 self.forget_waiter(&me);
                 return g;
             }
-            let unwind = OnUnwind::new(|| self.forget_waiter(&me));
+            // A waiter unwound at teardown may already hold the wake-up of an unlock: pass it on.
+            let unwind = OnUnwind::new(|| {
+                if !self.forget_waiter(&me) {
+                    self.wake_one();
+                }
+            });
             let parked = sys::park(None);
             unwind.disarm();
             if !parked {
-                // Scheduler teardown: no coroutine to park, block the thread instead.
-                self.forget_waiter(&me);
-                return MutexGuard {
-                    mutex: self,
-                    guard: Some(self.inner.lock()),
-                };
+                // Scheduler teardown (a destructor run while coroutines unwind): no coroutine
+                // to park. A wake-up handed to us goes on; then wait without parking.
+                if !self.forget_waiter(&me) {
+                    self.wake_one();
+                }
+                return self.lock_at_teardown();
             }
+        }
+    }
+
+    /// The lock for a destructor run at scheduler teardown, on the worker thread outside any
+    /// coroutine. The holder may be a coroutine of this worker that is not unwound yet and can
+    /// never release it while we block the thread, so waiting is bounded: on expiry abort with
+    /// a clear message instead of hanging shutdown forever.
+    fn lock_at_teardown(&self) -> MutexGuard<'_, T> {
+        let end = Instant::now() + TEARDOWN_LOCK_WAIT;
+        loop {
+            if let Some(g) = self.try_lock() {
+                return g;
+            }
+            if Instant::now() >= end {
+                eprintln!("{TEARDOWN_DEADLOCK}");
+                log::error!("{TEARDOWN_DEADLOCK}");
+                std::process::abort();
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -84,10 +117,12 @@ impl<T: ?Sized> Mutex<T> {
         self.inner.get_mut()
     }
 
-    fn forget_waiter(&self, me: &Waker) {
+    /// Takes `me` off the queue; false when it was not queued (an unlock popped it to wake).
+    fn forget_waiter(&self, me: &Waker) -> bool {
         let mut q = self.waiters.lock();
-        q.remove(me);
+        let found = q.remove(me);
         self.nwait.store(q.len(), Ordering::SeqCst);
+        found
     }
 
     fn wake_one(&self) {
@@ -204,6 +239,42 @@ mod tests {
                 .any(|w| matches!(w, Waker::Thread(_)))
         });
         drop(held);
+        rx.recv_timeout(WAIT)
+            .expect("the plain-thread waiter got the lock");
+        assert_eq!(*m.lock(), 10);
+    }
+
+    #[test]
+    fn wake_handed_to_a_waiter_unwound_at_teardown_is_passed_on() {
+        let m = Arc::new(Mutex::new(0u32));
+        let s = Scheduler::start(Config {
+            threads: 1,
+            stack_size: 0,
+        })
+        .unwrap();
+        let (held_tx, held) = mpsc::channel();
+        let m1 = m.clone();
+        s.handle().go(move || {
+            let _g = m1.lock();
+            held_tx.send(()).unwrap();
+            super::super::super::sleep(Duration::MAX);
+        });
+        held.recv_timeout(WAIT)
+            .expect("the first coroutine holds the lock");
+        let m2 = m.clone();
+        s.handle().go(move || {
+            *m2.lock() += 1;
+        });
+        wait_for("the coroutine to queue", || m.waiters.lock().len() == 1);
+        let (tx, rx) = mpsc::channel();
+        let m3 = m.clone();
+        std::thread::spawn(move || {
+            *m3.lock() += 10;
+            tx.send(()).unwrap();
+        });
+        wait_for("the thread to queue", || m.waiters.lock().len() == 2);
+        // Unwinds the holder (its unlock wakes the queued coroutine), then that coroutine.
+        s.shutdown();
         rx.recv_timeout(WAIT)
             .expect("the plain-thread waiter got the lock");
         assert_eq!(*m.lock(), 10);
