@@ -328,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn wait_event_until_waits_for_an_event_or_its_deadline() {
+        let c = Control::install(None);
+        c.stop_notify(Duration::from_secs(3600));
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(
+            c.wait_event_until(Some(soon)),
+            None,
+            "the stop is an hour away"
+        );
+        // The retire comes from another thread, most likely while this one already waits.
+        let c2 = Arc::clone(&c);
+        let t = thread::spawn(move || c2.retire("hang"));
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(
+            c.wait_event_until(Some(later)),
+            Some(Event::Retired("hang"))
+        );
+        assert!(t.join().unwrap());
+    }
+
+    #[test]
     fn retire_without_a_master_still_ends_serving() {
         let c = Control::install(None);
         assert!(c.retire("idle"));
