@@ -1,9 +1,9 @@
 //! The aio mode's plug into the runtime: the registrations the hooks returned, served by a
 //! [`Pool`] (the acceptor thread and the worker threads).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use zmaster_pool::{Handler, Pool};
+use zmaster_pool::{Handler, Pool, PoolConfig, Stall};
 
 use crate::runtime::{Error, ErrorKind, Mode, Outcome, Registration, Result, Server, Serving};
 
@@ -31,7 +31,9 @@ impl Mode<Registration<Handler>> for AioMode {
             })
             .collect();
         let threads = server.settings().thread_count;
-        let pool = Pool::start(threads, entries).map_err(|e| {
+        let config =
+            PoolConfig::default().with_max_connections(server.settings().limits.connection_limit());
+        let pool = Pool::start_with(threads, entries, config).map_err(|e| {
             Error::io(
                 format!("start the acceptor and {threads} worker threads"),
                 e,
@@ -62,5 +64,17 @@ impl Serving for AioServing {
 
     fn wait_idle(&self, deadline: Instant) -> bool {
         self.pool.wait_idle(Some(deadline))
+    }
+
+    fn accepted_total(&self) -> u64 {
+        self.pool.accepted_total()
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        self.pool.idle_since()
+    }
+
+    fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        self.pool.stalled(timeout)
     }
 }

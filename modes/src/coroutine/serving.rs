@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use zmaster_pool::{AcceptCallback, Acceptor, Stream};
+use zmaster_pool::{AcceptCallback, Acceptor, ConnGate, Stall, Stream};
 
 use super::net::{self, TcpListener, UnixListener};
 use super::server::{
@@ -69,10 +69,13 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// What a running coroutine server counts: handler coroutines and live accept loops.
+/// What a running coroutine server counts: handler coroutines and live accept loops, and the
+/// connection gate (`server-max-connections`, accepted total, idle-since) both accept styles
+/// share.
 struct Counts {
     active: Arc<Active>,
     loops: Arc<Active>,
+    gate: Arc<ConnGate>,
 }
 
 /// A listener whose accepted connections are counted as active from the moment of accept (the
@@ -95,7 +98,7 @@ impl<L: net::Accept> net::Accept for Counted<L> {
     }
 }
 
-/// Starts `net::accept_loop` on `listener` in a coroutine; each connection becomes
+/// Starts `net::accept_loop_limited` on `listener` in a coroutine; each connection becomes
 /// `handler(wrap(conn))` in its own coroutine.
 fn spawn_loop<L: net::Accept>(
     handle: &super::Handle,
@@ -116,8 +119,9 @@ fn spawn_loop<L: net::Accept>(
     // counted by then, so a softstop that waits for the loops cannot miss one. Our Arc of the
     // listener goes first, so the one stop_accepting drops after the wait closes the socket.
     let live = counts.loops.enter();
+    let gate = Arc::clone(&counts.gate);
     handle.go(move || {
-        net::accept_loop(&counted, serve);
+        net::accept_loop_limited(&counted, serve, &gate);
         drop(counted);
         drop(live);
     });
@@ -166,6 +170,7 @@ impl Mode<Registration> for CoroutineMode {
         let counts = Counts {
             active: Arc::new(Active::default()),
             loops: Arc::new(Active::default()),
+            gate: ConnGate::new(settings.limits.connection_limit()),
         };
         let active = &counts.active;
         let mut entries: Vec<(Listener, AcceptCallback)> = Vec::new();
@@ -176,11 +181,15 @@ impl Mode<Registration> for CoroutineMode {
             match serve {
                 Serve::Acceptor(handler) => {
                     let (handle, active) = (handle.clone(), Arc::clone(active));
+                    let gate = Arc::clone(&counts.gate);
                     let callback = move |stream: Stream| match Connection::from_stream(stream) {
                         Ok(conn) => {
-                            let (handler, guard) = (Arc::clone(&handler), active.enter());
+                            // Counted in the gate before the callback returns (the acceptor
+                            // pauses at the limit), released when the handler returns.
+                            let guards = (active.enter(), gate.guard());
+                            let handler = Arc::clone(&handler);
                             handle.go(move || {
-                                let _guard = guard;
+                                let _guards = guards;
                                 handler(conn);
                             });
                         }
@@ -222,7 +231,10 @@ impl Mode<Registration> for CoroutineMode {
         let acceptor = if entries.is_empty() {
             None
         } else {
-            Some(Acceptor::spawn(entries).map_err(|e| Error::io("start the acceptor thread", e))?)
+            Some(
+                Acceptor::spawn_with_gate(entries, Arc::clone(&counts.gate))
+                    .map_err(|e| Error::io("start the acceptor thread", e))?,
+            )
         };
         Ok(CoroutineServing {
             scheduler: Some(scheduler),
@@ -296,6 +308,20 @@ impl Serving for CoroutineServing {
     fn wait_idle(&self, deadline: Instant) -> bool {
         self.counts.active.wait_idle(deadline)
     }
+
+    fn accepted_total(&self) -> u64 {
+        self.counts.gate.accepted_total()
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        self.counts.gate.idle_since()
+    }
+
+    fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        self.scheduler
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.stalled(timeout))
+    }
 }
 
 /// Runs a coroutine server over the process's argv that serves every listener with
@@ -333,6 +359,7 @@ mod tests {
         let counts = Counts {
             active: Arc::new(Active::default()),
             loops: Arc::new(Active::default()),
+            gate: ConnGate::new(None),
         };
         let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
         let addr = l.local_addr().unwrap();

@@ -10,6 +10,7 @@ use zmaster_core::error::quoted;
 use zmaster_core::protocol::{ALONE_MARK, MASTER_MARK};
 
 use super::error::{Error, ErrorKind, Result};
+use super::lifecycle::Limits;
 
 /// Default `server-coroutine-stack-size`: 128 KiB, the coroutine engine's default stack.
 pub use zmaster_coro::DEFAULT_STACK_SIZE as DEFAULT_COROUTINE_STACK_SIZE;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub stop_on_softstop_after: Duration,
     /// `server-log-level` (zmaster extension): `error|warn|info|debug|trace|off`, default `info`.
     pub log_level: LevelFilter,
+    /// The SPEC §13 lifecycle limits (`server-max-use`, `server-max-connections`, ...).
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -76,6 +79,7 @@ impl Settings {
             stop_on_softstop_after: config
                 .get_duration("server-stop-on-softstop-after", Duration::ZERO)?,
             log_level,
+            limits: Limits::from_config(config)?,
         })
     }
 }

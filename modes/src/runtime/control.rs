@@ -28,12 +28,15 @@ pub(crate) enum Event {
     Softstop(&'static str),
     /// `detach_from_master()` was called.
     Detached,
+    /// A SPEC §13 limit was reached (`max-use`, `idle`, `memory`, `hang`): detached as well.
+    Retired(&'static str),
 }
 
 #[derive(Debug, Default)]
 struct State {
     softstop: Option<&'static str>,
     detached: bool,
+    retired: Option<&'static str>,
     stop_at: Option<Instant>,
 }
 
@@ -92,6 +95,23 @@ impl Control {
         true
     }
 
+    /// Retires the server for `reason`: detaches (when under a master, so the master starts
+    /// the replacement at once) and ends normal serving, like a detach. False if the server
+    /// is already stopping (softstop, or retired before).
+    pub(crate) fn retire(&self, reason: &'static str) -> bool {
+        let mut state = lock(&self.state);
+        if state.softstop.is_some() || state.retired.is_some() {
+            return false;
+        }
+        state.retired = Some(reason);
+        if let Some(private) = lock(&self.private_fd).take() {
+            state.detached = true;
+            drop(private);
+        }
+        self.cond.notify_all();
+        true
+    }
+
     /// Asks the server main to return `after` from now (keeps an earlier request).
     pub(crate) fn stop_notify(&self, after: Duration) {
         let at = Instant::now() + after;
@@ -113,22 +133,42 @@ impl Control {
         lock(&self.state).stop_at
     }
 
-    /// Blocks until something ends normal serving (stop_notify beats softstop beats detach).
+    /// Blocks until something ends normal serving (stop_notify beats softstop beats retire
+    /// beats detach).
     pub(crate) fn wait_event(&self) -> Event {
+        loop {
+            if let Some(event) = self.wait_event_until(None) {
+                return event;
+            }
+        }
+    }
+
+    /// As [`wait_event`](Control::wait_event), giving up (`None`) at `until`.
+    pub(crate) fn wait_event_until(&self, until: Option<Instant>) -> Option<Event> {
         let mut state = lock(&self.state);
         loop {
             let now = Instant::now();
             match state.stop_at {
-                Some(at) if at <= now => return Event::StopNotified,
+                Some(at) if at <= now => return Some(Event::StopNotified),
                 _ => {}
             }
             if let Some(reason) = state.softstop {
-                return Event::Softstop(reason);
+                return Some(Event::Softstop(reason));
+            }
+            if let Some(reason) = state.retired {
+                return Some(Event::Retired(reason));
             }
             if state.detached {
-                return Event::Detached;
+                return Some(Event::Detached);
             }
-            state = match state.stop_at {
+            if until.is_some_and(|u| u <= now) {
+                return None;
+            }
+            let wake = match (state.stop_at, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            state = match wake {
                 Some(at) => {
                     self.cond
                         .wait_timeout(state, at - now)
@@ -266,6 +306,57 @@ mod tests {
         assert_eq!(c.wait_event(), Event::Detached);
         c.stop_notify(Duration::ZERO);
         assert_eq!(c.wait_event(), Event::StopNotified);
+    }
+
+    #[test]
+    fn retire_detaches_and_ends_serving_once() {
+        let (reader, private) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let c = Control::install(Some(private));
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(c.wait_event_until(Some(soon)), None, "nothing happened yet");
+        assert!(c.retire("max-use"));
+        assert!(!c.retire("idle"), "retired once");
+        assert!(
+            c.is_detached(),
+            "fd 4 closed: the master starts a replacement"
+        );
+        let mut buf = [0u8; 1];
+        assert_eq!(nix::unistd::read(&reader, &mut buf), Ok(0), "fd 4 closed");
+        assert_eq!(c.wait_event(), Event::Retired("max-use"));
+        c.softstop("later reloads are ignored");
+        assert_eq!(c.wait_event(), Event::Retired("max-use"));
+    }
+
+    #[test]
+    fn wait_event_until_waits_for_an_event_or_its_deadline() {
+        let c = Control::install(None);
+        c.stop_notify(Duration::from_secs(3600));
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(
+            c.wait_event_until(Some(soon)),
+            None,
+            "the stop is an hour away"
+        );
+        // The retire comes from another thread, most likely while this one already waits.
+        let c2 = Arc::clone(&c);
+        let t = thread::spawn(move || c2.retire("hang"));
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(
+            c.wait_event_until(Some(later)),
+            Some(Event::Retired("hang"))
+        );
+        assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn retire_without_a_master_still_ends_serving() {
+        let c = Control::install(None);
+        assert!(c.retire("idle"));
+        assert!(!c.is_detached());
+        assert_eq!(c.wait_event(), Event::Retired("idle"));
+        let c = Control::install(None);
+        c.softstop("reload");
+        assert!(!c.retire("idle"), "already stopping");
     }
 
     #[test]

@@ -10,10 +10,12 @@ use nix::unistd::{Pid, getppid};
 use zmaster_core::config::Config;
 use zmaster_core::logging::{self, LogTarget};
 use zmaster_core::protocol::{self, GENERATION_FD, PRIVATE_FD};
+use zmaster_pool::Stall;
 
 use super::args::{self, Launch, Settings};
 use super::control::{self, Control, Event};
 use super::error::{Error, ErrorKind, Result};
+use super::lifecycle::Watch;
 use super::listeners::{self, ServiceListener};
 use super::sys;
 
@@ -50,6 +52,21 @@ pub trait Serving {
     fn active_connections(&self) -> usize;
     /// Blocks until no connection is open or `deadline` passes; true when idle.
     fn wait_idle(&self, deadline: Instant) -> bool;
+    /// Connections accepted since the start (`server-max-use`; default: not counted, 0).
+    fn accepted_total(&self) -> u64 {
+        0
+    }
+    /// Since when no connection has been open; `None` while one is (`server-max-idle`;
+    /// default: never idle).
+    fn idle_since(&self) -> Option<Instant> {
+        None
+    }
+    /// The threads busy in one loop turn for longer than `timeout` (`server-hang-timeout`;
+    /// default: none watched).
+    fn stalled(&self, timeout: Duration) -> Vec<Stall> {
+        let _ = timeout;
+        Vec::new()
+    }
 }
 
 /// How the serving phase ended.
@@ -123,6 +140,12 @@ impl Server {
             .map_err(|e| e.at_location(config.location("server-log")))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
+        // SPEC §13: a soft limit of 1024 (a common default) makes a busy server fail with
+        // EMFILE long before its hard limit; every server takes the hard limit at start.
+        match zmaster_pool::raise_nofile_limit() {
+            Ok((old, new)) => log::info!("nofile soft limit {old} -> {new}"),
+            Err(e) => log::warn!("cannot raise the nofile soft limit: {e}"),
+        }
         let (listeners, generation, private) = match inherited {
             Some(fds) => (fds.listeners, Some(fds.generation), Some(fds.private)),
             None => {
@@ -204,7 +227,7 @@ impl Server {
                 self.control.softstop("no watcher thread");
             }
         }
-        let event = self.control.wait_event();
+        let event = self.wait_event(serving);
         serving.stop_accepting();
         let after = self.settings.stop_on_softstop_after;
         let limit = if after.is_zero() {
@@ -233,8 +256,29 @@ impl Server {
                 log::info!("detached from the master open={open}");
                 Instant::now() + limit
             }
+            Event::Retired(reason) => {
+                log::info!("retiring reason={reason} open={open}");
+                Instant::now() + limit
+            }
         };
         self.drain(serving, deadline)
+    }
+
+    /// Waits for the event that ends serving, checking the SPEC §13 limits every tick while
+    /// one is set (a limit reached retires the server: that is the event then).
+    fn wait_event(&self, serving: &dyn Serving) -> Event {
+        let mut watch = Watch::new(&self.settings.limits);
+        let Some(tick) = watch.tick() else {
+            return self.control.wait_event();
+        };
+        loop {
+            if let Some(event) = self.control.wait_event_until(Some(Instant::now() + tick)) {
+                return event;
+            }
+            if let Some(reason) = watch.check(serving, Instant::now()) {
+                self.control.retire(reason);
+            }
+        }
     }
 
     fn drain(&self, serving: &dyn Serving, deadline: Instant) -> Outcome {

@@ -1,4 +1,4 @@
-//! The runtime's only unsafe code: adopting the fds a master hands down (SPEC §5).
+//! The runtime's only unsafe code: adopting the fds a master hands down (SPEC §5), page size.
 //!
 //! Contract: an fd number becomes an [`OwnedFd`] here at most once per process, and only after
 //! `fcntl(F_GETFD)` shows it is open with close-on-exec clear: a master's fds reach the child
@@ -52,6 +52,14 @@ pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(owned)
+}
+
+/// The memory page size in bytes (4096 if the OS does not say).
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system value; _SC_PAGESIZE is a valid name, and a failure
+    // is reported by a return value of -1, handled below.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 #[cfg(test)]

@@ -107,3 +107,15 @@ pub fn exits_at_once_on_softstop(env: &str, style: &str) {
     assert!(served.wait_exit(), "the server exits 0");
     assert_eq!(held.ask("after"), None, "the open connection was cut");
 }
+
+impl Served {
+    /// Whether the server closed fd 4 (detached from its master): POLLERR on our write end.
+    pub fn detached(&self) -> bool {
+        zmaster_testkit::peer_closed(&self._private)
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.server.child.id()
+    }
+}
