@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 
 use zmaster_testkit::{
-    ChildGuard, LineClient, PATIENCE, cloexec_pipe, free_port, is_alive, stage_fds, wait_until,
+    ChildGuard, LineClient, PATIENCE, cloexec_pipe, is_alive, stage_fds, wait_until,
 };
 
 #[test]
@@ -42,8 +42,8 @@ fn a_guard_kills_its_child_on_drop() {
 
 #[test]
 fn line_client_sees_echo_and_close() {
-    let port = free_port();
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    // Port 0: a port picked by free_port() can be taken by a parallel test before the bind.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
