@@ -115,29 +115,13 @@ macro_rules! stream_common {
             }
         }
 
-        impl std::os::fd::AsFd for $ty {
-            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-                std::os::fd::AsFd::as_fd(self.src.get())
-            }
-        }
-
-        impl std::os::fd::AsRawFd for $ty {
-            fn as_raw_fd(&self) -> std::os::fd::RawFd {
-                std::os::fd::AsRawFd::as_raw_fd(self.src.get())
-            }
-        }
-
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("fd", &std::os::fd::AsRawFd::as_raw_fd(self))
-                    .finish()
-            }
-        }
+        // The fd access and `Debug` are the same as a listener's.
+        listener_common!($ty);
     };
 }
 
-/// The fd access and `Debug` of a coroutine listener type (a `src: Source<std listener>`).
+/// The fd access and `Debug` of a coroutine socket type (a `src: Source<std socket>`): every
+/// listener, and every stream through `stream_common`.
 macro_rules! listener_common {
     ($ty:ident) => {
         impl std::os::fd::AsFd for $ty {
