@@ -153,11 +153,8 @@ impl<T> Sender<T> {
     /// for free room was already handed to it, on to the next sender.
     fn forget_sender(&self, w: &Waker) {
         let mut g = self.chan.lock();
-        let next = if !g.send_waiters.remove(w) && g.cap.is_none_or(|c| g.queue.len() < c) {
-            g.send_waiters.pop()
-        } else {
-            None
-        };
+        let room = g.cap.is_none_or(|c| g.queue.len() < c);
+        let next = g.send_waiters.give_up(w, room);
         drop(g);
         wake(next);
     }
@@ -259,11 +256,8 @@ impl<T> Receiver<T> {
     /// for a queued message was already handed to it, on to the next receiver.
     fn forget_receiver(&self, w: &Waker) {
         let mut g = self.chan.lock();
-        let next = if !g.recv_waiters.remove(w) && !g.queue.is_empty() {
-            g.recv_waiters.pop()
-        } else {
-            None
-        };
+        let queued = !g.queue.is_empty();
+        let next = g.recv_waiters.give_up(w, queued);
         drop(g);
         wake(next);
     }

@@ -41,6 +41,17 @@ impl WaitQueue {
         }
     }
 
+    /// A waiter giving up (unwound at teardown): takes it off the queue; if a wake-up was
+    /// already handed to it and the condition it waited for still holds (`still_ready`),
+    /// returns the next waiter to pass that wake-up on to (woken after the lock is released).
+    pub(crate) fn give_up(&mut self, w: &Waker, still_ready: bool) -> Option<Waker> {
+        if !self.remove(w) && still_ready {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
     /// The longest-waiting waiter, to be woken after the owner's lock is released.
     pub(crate) fn pop(&mut self) -> Option<Waker> {
         self.q.pop_front()
