@@ -26,28 +26,12 @@ fn finite(v: u64) -> Option<u64> {
     (v != u64::MAX).then_some(v)
 }
 
-/// The pid of the one probe child once it answers (it has exec'd).
-fn serving_child(s: &Setup, extra: &str) -> (Master, i32) {
-    let sock = s.path("p.sock");
-    s.probe_service("probe", &format!("p://{}", sock.display()), 1, extra);
-    let master = s.start_master(&[]);
-    let kid = master.wait_children(1)[0];
-    let reply = wait_for(Duration::from_secs(10), "the probe to answer", || {
-        ask_unix(&sock, "hi").ok()
-    });
-    assert_eq!(reply_pid(&reply), kid, "{}", master.log_text());
-    (master, kid)
-}
-
 #[test]
 fn nofile_and_core_size_reach_the_child() {
     let (_, nofile_hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let (_, core_hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
     let s = Setup::new();
-    let (_master, kid) = serving_child(
-        &s,
-        "server-rlimit-nofile = 777\nserver-core-file-size = 0\n",
-    );
+    let (_master, kid) = s.serving_probe("server-rlimit-nofile = 777\nserver-core-file-size = 0\n");
     // The soft limit is set; a hard limit above it is kept.
     assert_eq!(
         limit(kid, "Max open files"),
@@ -64,7 +48,7 @@ fn a_size_with_a_unit_and_unlimited() {
     let (nofile_soft, nofile_hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let (_, core_hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
     let s = Setup::new();
-    let (_master, kid) = serving_child(&s, "server-core-file-size = 8m\n");
+    let (_master, kid) = s.serving_probe("server-core-file-size = 8m\n");
     assert_eq!(
         limit(kid, "Max core file size"),
         (Some(8 << 20), finite(core_hard.max(8 << 20)))
@@ -76,7 +60,7 @@ fn a_size_with_a_unit_and_unlimited() {
     );
     if core_hard == u64::MAX || nix::unistd::geteuid().is_root() {
         let s = Setup::new();
-        let (_master, kid) = serving_child(&s, "server-core-file-size = unlimited\n");
+        let (_master, kid) = s.serving_probe("server-core-file-size = unlimited\n");
         assert_eq!(limit(kid, "Max core file size"), (None, None));
     }
 }

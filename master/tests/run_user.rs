@@ -40,20 +40,6 @@ fn status(pid: i32, field: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Starts a master with one probe service `extra`; returns the child once it answers (it has
-/// exec'd, so its credentials are final).
-fn serving_child(s: &Setup, extra: &str) -> (Master, i32) {
-    let sock = s.path("p.sock");
-    s.probe_service("probe", &format!("p://{}", sock.display()), 1, extra);
-    let master = s.start_master(&[]);
-    let kid = master.wait_children(1)[0];
-    let reply = wait_for(Duration::from_secs(10), "the probe to answer", || {
-        ask_unix(&sock, "hi").ok()
-    });
-    assert_eq!(reply_pid(&reply), kid, "{}", master.log_text());
-    (master, kid)
-}
-
 #[test]
 fn the_child_runs_as_nobody_with_nobodys_groups() {
     if !root_or_skip("the_child_runs_as_nobody_with_nobodys_groups") {
@@ -62,7 +48,7 @@ fn the_child_runs_as_nobody_with_nobodys_groups() {
     let nobody = User::from_name("nobody").unwrap().expect("a nobody user");
     let (uid, gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
     let s = readable_setup();
-    let (master, kid) = serving_child(&s, "run-user = nobody\n");
+    let (master, kid) = s.serving_probe("run-user = nobody\n");
     assert_eq!(status(kid, "Uid"), [uid; 4]);
     assert_eq!(status(kid, "Gid"), [gid; 4]);
     let name = std::ffi::CString::new("nobody").unwrap();
@@ -133,7 +119,7 @@ fn run_group_alone_changes_only_the_gid() {
         .expect("a nogroup or nobody group");
     let gid = group.gid.as_raw();
     let s = readable_setup();
-    let (_master, kid) = serving_child(&s, &format!("run-group = {}\n", group.name));
+    let (_master, kid) = s.serving_probe(&format!("run-group = {}\n", group.name));
     assert_eq!(status(kid, "Gid"), [gid; 4]);
     assert_eq!(status(kid, "Uid"), [0; 4]);
 }

@@ -57,6 +57,21 @@ impl Setup {
         self.write_cf(name, &format!("server-command = {PROBE}\nserver-service = {service}\nserver-proc-count = {count}\n{extra}"));
     }
 
+    /// Starts a master with one probe service on a unix socket (`extra` appended to its
+    /// `.cf`); returns it and its child once the child answers (it has exec'd, so its
+    /// credentials and limits are final).
+    pub fn serving_probe(&self, extra: &str) -> (Master, i32) {
+        let sock = self.path("p.sock");
+        self.probe_service("probe", &format!("p://{}", sock.display()), 1, extra);
+        let master = self.start_master(&[]);
+        let kid = master.wait_children(1)[0];
+        let reply = wait_for(Duration::from_secs(10), "the probe to answer", || {
+            ask_unix(&sock, "hi").ok()
+        });
+        assert_eq!(reply_pid(&reply), kid, "{}", master.log_text());
+        (master, kid)
+    }
+
     pub fn write_cf(&self, name: &str, text: &str) {
         fs::write(self.etc().join(format!("{name}.cf")), text).unwrap();
     }
