@@ -66,3 +66,36 @@ impl WaitQueue {
         self.q.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::thread_waker;
+
+    /// Two distinct wakers (each thread has its own).
+    fn two() -> (Waker, Waker) {
+        let a = std::thread::spawn(thread_waker).join().expect("thread");
+        let b = std::thread::spawn(thread_waker).join().expect("thread");
+        (a, b)
+    }
+
+    #[test]
+    fn give_up_passes_a_handed_over_wake_on_only_while_the_condition_holds() {
+        let (a, b) = two();
+        let mut q = WaitQueue::new();
+        // Still queued: just taken off, nothing to pass on (whatever the condition).
+        q.push(&a);
+        q.push(&b);
+        assert!(q.give_up(&a, true).is_none());
+        assert_eq!(q.len(), 1);
+        // Already popped (its wake-up was handed over) and the condition holds: the next
+        // waiter gets it.
+        let next = q.give_up(&a, true).expect("passed on");
+        assert!(next.same(&b));
+        assert_eq!(q.len(), 0);
+        // Already popped but the condition no longer holds: nobody is woken.
+        q.push(&b);
+        assert!(q.give_up(&a, false).is_none());
+        assert_eq!(q.len(), 1);
+    }
+}
