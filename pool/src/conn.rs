@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -30,6 +30,7 @@ use crate::reactor::Waker;
 use crate::stall::LoopTick;
 
 mod drive;
+mod trim;
 
 /// The closure a new connection starts with (see [`Workers::assign`](crate::Workers::assign)).
 pub type InitFn = Box<dyn FnOnce(&mut Conn) + Send>;
@@ -137,6 +138,8 @@ pub struct Conn {
 
 impl Conn {
     pub(crate) fn new(stream: Stream, key: u64, worker: Arc<WorkerShared>, counted: bool) -> Conn {
+        // Created and dropped on its worker thread: the burst count there sees both.
+        trim::opened(worker.load.load(Ordering::Relaxed));
         Conn {
             stream,
             key,
