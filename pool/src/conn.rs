@@ -86,6 +86,14 @@ pub(crate) type Deferred = Box<dyn FnOnce(&mut Conn)>;
 /// If a callback returns and nothing is pending any more (no read, flush, sleep, deferred
 /// closure or CPU job), the connection is closed.
 ///
+/// There is no unbounded read: each read names its limit ([`read_line`](Self::read_line) and
+/// [`read_until`](Self::read_until) `max_len`, [`read_exact`](Self::read_exact) `n`,
+/// [`read_some`](Self::read_some) `max`), and the input buffer grows only as bytes arrive,
+/// never to a length the peer merely announced. Output is the caller's to bound: check
+/// [`pending_output`](Self::pending_output) and wait on [`flush`](Self::flush) before reading
+/// more (as `echo-aio` does with `echo-max-pending`), and use
+/// [`set_timeout`](Self::set_timeout) so that a silent peer cannot hold a read forever.
+///
 /// ```no_run
 /// use std::io;
 /// use zmaster_pool::Conn;
@@ -191,7 +199,8 @@ impl Conn {
     }
 
     /// Reads exactly `n` bytes. `Ok(None)` if the stream ends before the first byte,
-    /// `UnexpectedEof` if it ends in the middle.
+    /// `UnexpectedEof` if it ends in the middle. `n` is the limit: the buffer grows as bytes
+    /// arrive (up to `n`), so check a length the peer sent before passing it here.
     pub fn read_exact(&mut self, n: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
         self.start_read(Want::Exact(n), Box::new(cb));
     }
