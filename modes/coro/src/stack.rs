@@ -1,20 +1,12 @@
 //! Per-worker pool of guard-paged coroutine stacks (corosensei `DefaultStack`), keyed by size,
-//! that gives memory back after a burst.
+//! that gives memory back after a burst (the policy: `docs/coroutine.md`).
 //!
-//! A fresh `mmap` + `mprotect` per coroutine costs hundreds of times a reused stack, so a
-//! finished coroutine's stack goes back to its worker's pool. The pool keeps at most
-//! [`HOT_STACKS`] stacks as they are (their touched pages resident: the next coroutines start
-//! on them without a fault) and up to [`DEFAULT_POOL_STACKS`] in all per worker: the others
-//! are kept mapped but `madvise(MADV_DONTNEED)`ed (their pages go back to the kernel; reuse
-//! costs the page faults of the pages touched again, not the `mmap`), and a stack returned to
-//! a full pool is unmapped. So after 10,000 connections close, a worker holds the resident
-//! pages of [`HOT_STACKS`] stacks, not of 10,000 (see `docs/coroutine.md`).
-//!
-//! The coroutines' heap (their buffers, tasks) is given back the same way: once at least
-//! [`BURST`] coroutines finished on a worker since the last time and at most a quarter of
-//! the most it ran at once since then are left, the worker calls `malloc_trim(0)` (glibc
-//! otherwise kept ~45 MB of freed heap after 10,000 connections closed). The aio pool's
-//! connections follow the same rule (`zmaster-pool`, `conn/trim.rs`).
+//! A fresh `mmap` + `mprotect` costs hundreds of times a reused stack, so a finished
+//! coroutine's stack goes back to its worker's pool: [`HOT_STACKS`] kept as they are (pages
+//! resident), up to [`DEFAULT_POOL_STACKS`] in all with the others `madvise(MADV_DONTNEED)`ed
+//! (reuse costs page faults, not an `mmap`), and the rest unmapped. The heap is trimmed
+//! (`malloc_trim(0)`) once [`BURST`] coroutines finished and at most a quarter of the peak
+//! since the last trim is left, as the aio pool does for connections (`conn/trim.rs`).
 
 use std::io;
 
@@ -62,17 +54,19 @@ pub(crate) fn guard_start(stack: &DefaultStack) -> usize {
     stack.limit().get()
 }
 
-/// Gives the usable pages of an idle stack back to the kernel: they read as zero when
-/// touched again. Failure only means the memory stays resident, so it is not reported.
+/// Gives the pages of an idle stack back to the kernel: they read as zero when touched
+/// again. Failure only means the memory stays resident, so it is not reported.
 #[allow(unsafe_code)]
 fn release(stack: &DefaultStack) {
-    let start = guard_start(stack) + overflow::page_size();
+    // The whole mapping, guard page included (it has no pages to drop; skipping it would only
+    // add arithmetic).
+    let start = guard_start(stack);
     let len = stack.base().get() - start;
-    // SAFETY: [start, start + len) is the usable part of this stack's own private anonymous
-    // mapping (above its guard page, below its base), which stays mapped while `stack` lives.
-    // The stack is in the pool, so no coroutine runs on it and nothing points into it:
-    // discarding its contents (zero pages on the next touch) cannot be observed. madvise
-    // touches no Rust-visible memory and returns on every path.
+    // SAFETY: [start, start + len) is exactly this stack's own private anonymous mapping,
+    // which stays mapped while `stack` lives. The stack is in the pool, so no coroutine runs
+    // on it and nothing points into it: discarding its contents (zero pages on the next
+    // touch) cannot be observed, and the guard page keeps its PROT_NONE. madvise touches no
+    // Rust-visible memory and returns on every path.
     let _ = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
 }
 
@@ -214,6 +208,7 @@ mod tests {
     #[test]
     fn sizes_round_to_pages() {
         let page = overflow::page_size();
+        assert_eq!(MIN_STACK_SIZE, 16 * 1024);
         assert_eq!(round_size(1), Some(MIN_STACK_SIZE.div_ceil(page) * page));
         assert_eq!(round_size(DEFAULT_STACK_SIZE), Some(DEFAULT_STACK_SIZE));
         assert_eq!(round_size(DEFAULT_STACK_SIZE + 1).unwrap() % page, 0);

@@ -145,6 +145,24 @@ mod tests {
     }
 
     #[test]
+    fn the_thread_count_sees_opens_and_closes() {
+        for live in 1..=2 * BURST {
+            opened(live);
+        }
+        // Half closed: BURST closes, but more than a quarter of the peak still open.
+        for live in (BURST..2 * BURST).rev() {
+            closed(live);
+        }
+        assert_eq!(
+            WORKER.with(Cell::get),
+            AfterBurst {
+                peak: 2 * BURST,
+                closed: BURST
+            }
+        );
+    }
+
+    #[test]
     fn the_thread_count_trims_and_restarts() {
         for live in 1..=BURST {
             opened(live);
