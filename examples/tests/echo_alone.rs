@@ -148,13 +148,15 @@ fn pipelined_lines_all_come_back_in_order() {
     for bin in BINS {
         let (_server, addr) = spawn_alone(bin, &[]);
         let mut client = LineClient::connect(addr);
-        let batch: String = (0..5000).map(|i| format!("p{i}\n")).collect();
+        // `exit` at the end: every echo before it still arrives, then the close.
+        let batch: String = (0..5000).map(|i| format!("p{i}\n")).collect::<String>() + "exit\n";
         let mut writer = client.writer.try_clone().expect("clone");
         let sender = thread::spawn(move || writer.write_all(batch.as_bytes()));
         for i in 0..5000 {
             assert_eq!(client.read_line(), Some(format!("p{i}")));
         }
         sender.join().expect("join").expect("send");
+        client.expect_closed();
     }
 }
 

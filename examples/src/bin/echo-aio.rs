@@ -11,7 +11,12 @@
 //! written to it is logged at info level.
 //!
 //! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
-//! `ERR line too long` and the connection is closed. `echo-allow-detach` (`yes`, `loopback`
+//! `ERR line too long` and the connection is closed. `echo-idle-timeout` (duration, default
+//! 5m, 0 = off): a line that has not arrived complete that long after the server started
+//! waiting for it closes the connection. `echo-max-pending` (size, default 1m): echoes are
+//! sent while the next lines are read; when the output still unsent passes this bound, no
+//! more is read until the peer has taken it, and a peer that has not taken it within the
+//! idle timeout is cut off (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`, `loopback`
 //! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
 //! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
 //! and the connection stays open (each detach makes the master start one more process, so a
@@ -20,16 +25,19 @@
 use std::io;
 use std::process::ExitCode;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use zmaster_examples::detach::{self, Peer, Policy};
+use zmaster_examples::limits;
 use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind, Stream};
 
-/// The longest line echoed (from `echo-max-line`), set once before serving.
-static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
-
 fn max_line() -> usize {
-    MAX_LINE.load(Ordering::Relaxed)
+    limits::get().max_line
+}
+
+/// Starts serving a new connection: every read from now on waits at most the idle timeout.
+fn start(conn: &mut Conn) {
+    conn.set_timeout(limits::get().idle_timeout);
+    conn.read_line(max_line(), on_line);
 }
 
 /// Who may send `DETACH` (from `echo-allow-detach`), set once before serving.
@@ -55,41 +63,57 @@ fn command(line: &[u8]) -> &[u8] {
 }
 
 fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
-    match line {
-        Ok(Some(line)) => match command(&line) {
-            b"exit" => conn.close(),
-            cmd => {
-                if cmd != b"DETACH" {
-                    conn.write(&line);
-                } else if may_detach(conn) {
-                    aio::detach_from_master();
-                    conn.write(&line);
-                } else {
-                    log::info!("DETACH refused peer={}", conn.stream().describe_peer());
-                    conn.write(detach::REFUSED.as_bytes());
-                }
-                conn.write(b"\n");
-                // Wait for the kernel to take the echo before reading more: a client that
-                // sends without reading is slowed down instead of growing our buffer.
-                conn.flush(|conn, sent| match sent {
-                    Ok(()) => conn.read_line(max_line(), on_line),
-                    Err(e) => {
-                        log::debug!("echo write failed: {e}");
-                        conn.close();
-                    }
-                });
-            }
-        },
-        Ok(None) => conn.close(),
+    let line = match line {
+        Ok(Some(line)) => line,
+        Ok(None) => return conn.close(),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            conn.write(b"ERR line too long\n");
-            conn.flush(|conn, _| conn.close());
+            conn.write(limits::TOO_LONG.as_bytes());
+            conn.write(b"\n");
+            return conn.flush(|conn, _| conn.close());
         }
         Err(e) => {
-            log::debug!("echo read failed: {e}");
-            conn.close();
+            // TimedOut is `echo-idle-timeout`: the peer is silent or trickling.
+            log::debug!(
+                "echo read failed peer={}: {e}",
+                conn.stream().describe_peer()
+            );
+            return conn.close();
+        }
+    };
+    match command(&line) {
+        // Echoes of earlier pipelined lines go out before the close.
+        b"exit" => return conn.flush(|conn, _| conn.close()),
+        b"DETACH" if !may_detach(conn) => {
+            log::info!("DETACH refused peer={}", conn.stream().describe_peer());
+            conn.write(detach::REFUSED.as_bytes());
+        }
+        cmd => {
+            if cmd == b"DETACH" {
+                aio::detach_from_master();
+            }
+            conn.write(&line);
         }
     }
+    conn.write(b"\n");
+    // Echoes are sent while the next lines are read, so a pipelining client is not slowed
+    // down. Past `echo-max-pending` of unsent output the peer is not keeping up: stop reading
+    // (its sends then block in its kernel, not in our memory) until it has taken the output;
+    // one that has not taken it within the idle timeout is cut off.
+    let unsent = conn.pending_output();
+    if unsent <= limits::get().max_pending {
+        return conn.read_line(max_line(), on_line);
+    }
+    conn.flush(move |conn, sent| match sent {
+        Ok(()) => conn.read_line(max_line(), on_line),
+        Err(e) => {
+            log::info!(
+                "echo peer={} did not take {unsent} unsent bytes (over {}): {e}; closing",
+                conn.stream().describe_peer(),
+                limits::MAX_PENDING_KEY
+            );
+            conn.close();
+        }
+    });
 }
 
 fn read_fifo(conn: &mut Conn, service: String) {
@@ -112,8 +136,7 @@ fn read_fifo(conn: &mut Conn, service: String) {
 fn main() -> ExitCode {
     let hooks = Hooks::new()
         .before_service(|config| {
-            let n = config.get_size("echo-max-line", 1 << 20)?;
-            MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+            limits::load(config)?;
             let _ = DETACH.set(detach::from_config(config)?);
             Ok(())
         })
@@ -124,7 +147,7 @@ fn main() -> ExitCode {
                 let name = name.to_owned();
                 aio::general_register(listener, move |conn| read_fifo(conn, name.clone()))
             }
-            _ => aio::general_register(listener, |conn| conn.read_line(max_line(), on_line)),
+            _ => aio::general_register(listener, start),
         })
         // A reload drains: open connections finish, an idle old process exits at once.
         .drain_on_softstop();
