@@ -5,14 +5,17 @@
 //! - `echo-idle-timeout` (duration, default `5m`, `0` = off): the longest wait for the next
 //!   complete line, counted from when the server starts waiting for it (so a peer trickling
 //!   one byte at a time is cut as surely as a silent one); in coroutine mode also the longest
-//!   a write may wait for the peer to take output.
-//! - `echo-max-pending` (size, default `1m`): echo-aio keeps reading while its echoes wait to
-//!   be sent; when the output still unsent passes this, it reads no more until the peer has
-//!   taken it, and a peer that has not taken it within the idle timeout is cut off. So a peer
-//!   that sends and never reads holds at most `echo-max-pending` + one line of memory, for
-//!   at most the idle timeout. (echo-coroutine writes each echo before reading the next
-//!   line, so it buffers one line at most; a write the peer does not take for the idle
-//!   timeout cuts it off the same way.)
+//!   a write may wait for the peer to take any output.
+//! - `echo-max-pending` (size, default `1m`): a peer whose unsent output passes this is cut
+//!   off (the connection is closed, with one info line `over echo-max-pending`). Unsent
+//!   output is what the server holds plus the socket's kernel send queue (`SIOCOUTQ`: for
+//!   TCP, bytes not yet acknowledged by the peer). echo-aio keeps reading while its echoes
+//!   are sent and checks as it queues each echo: what it holds alone, and the kernel's queue
+//!   only once output is backing up ([`Limits::ask_kernel`]: about 16 times on the way to
+//!   the bound), so a peer that keeps up costs no extra syscall. echo-coroutine holds one
+//!   line at most; it writes with a short timeout ([`Limits::write_slice`]) and, each time a
+//!   write has waited that long, checks the kernel's queue. So a peer that sends and never
+//!   reads is cut soon after the kernel stops taking its echoes, not at the idle timeout.
 //!
 //! Both binaries call [`load`] in `before_service` and [`get`] per connection.
 
@@ -74,6 +77,28 @@ impl Limits {
         u64::try_from(self.max_line)
             .unwrap_or(u64::MAX)
             .saturating_add(1)
+    }
+
+    /// Whether `unsent` bytes of output pass `echo-max-pending` (the peer is then cut).
+    pub fn over_pending(&self, unsent: usize) -> bool {
+        unsent > self.max_pending
+    }
+
+    /// Whether echo-aio should add the kernel's send queue (one `ioctl`) to the `before`
+    /// bytes it held unsent when queuing an echo that makes them `after`: only when output
+    /// is backing up (`before > 0`), still under the bound on its own, and the echo crossed
+    /// a sixteenth of the bound, so at most about 16 asks on the way from empty to the bound
+    /// (and none for a peer that keeps up).
+    pub fn ask_kernel(&self, before: usize, after: usize) -> bool {
+        let step = (self.max_pending / 16).max(1);
+        before > 0 && !self.over_pending(before) && before / step != after / step
+    }
+
+    /// How long echo-coroutine lets one write wait before it checks the kernel's send queue
+    /// against `echo-max-pending`: a second, or the idle timeout if shorter.
+    pub fn write_slice(&self) -> Duration {
+        let second = Duration::from_secs(1);
+        self.idle_timeout.map_or(second, |idle| idle.min(second))
     }
 }
 
@@ -151,6 +176,53 @@ mod tests {
         assert_eq!(l.line_read_limit(), u64::MAX);
         l.max_line = 0;
         assert_eq!(l.line_read_limit(), 1);
+    }
+
+    #[test]
+    fn over_pending_is_strictly_past_the_bound() {
+        let l = parsed(&[(MAX_PENDING_KEY, "100")]).unwrap_or(Limits::DEFAULT);
+        assert!(!l.over_pending(100));
+        assert!(l.over_pending(101));
+        assert!(!l.over_pending(0));
+    }
+
+    #[test]
+    fn the_kernel_is_asked_only_when_backing_up_and_crossing_a_sixteenth() {
+        let l = parsed(&[(MAX_PENDING_KEY, "1600")]).unwrap_or(Limits::DEFAULT);
+        // Nothing held before this echo: the peer keeps up, no syscall.
+        assert!(!l.ask_kernel(0, 500));
+        // Backing up, within one sixteenth (100 bytes): not yet.
+        assert!(!l.ask_kernel(1, 99));
+        assert!(!l.ask_kernel(100, 199));
+        // Crossing into the next sixteenth.
+        assert!(l.ask_kernel(99, 100));
+        assert!(l.ask_kernel(150, 950));
+        // At the bound still asked; past it the held output alone cuts the peer.
+        assert!(l.ask_kernel(1600, 1700));
+        assert!(!l.ask_kernel(1601, 1800));
+        // A tiny bound: every crossing of one byte asks (the step never reaches 0).
+        let tiny = Limits {
+            max_pending: 3,
+            ..Limits::DEFAULT
+        };
+        assert!(tiny.ask_kernel(1, 2));
+        let zero = Limits {
+            max_pending: 0,
+            ..Limits::DEFAULT
+        };
+        assert!(!zero.ask_kernel(1, 2), "held output alone is over");
+    }
+
+    #[test]
+    fn the_write_slice_is_a_second_or_the_shorter_idle_timeout() {
+        let mut l = Limits::DEFAULT;
+        assert_eq!(l.write_slice(), Duration::from_secs(1));
+        l.idle_timeout = None;
+        assert_eq!(l.write_slice(), Duration::from_secs(1));
+        l.idle_timeout = Some(Duration::from_millis(300));
+        assert_eq!(l.write_slice(), Duration::from_millis(300));
+        l.idle_timeout = Some(Duration::from_secs(2));
+        assert_eq!(l.write_slice(), Duration::from_secs(1));
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! `ERR line too long` and the connection is closed. `echo-idle-timeout` (duration, default
 //! 5m, 0 = off): a line that has not arrived complete that long after the server started
 //! waiting for it closes the connection. `echo-max-pending` (size, default 1m): echoes are
-//! sent while the next lines are read; when the output still unsent passes this bound, no
-//! more is read until the peer has taken it, and a peer that has not taken it within the
-//! idle timeout is cut off (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`, `loopback`
+//! sent while the next lines are read; a peer whose unsent output (what this server holds
+//! plus the socket's kernel send queue) passes this bound is cut off, with one info line
+//! `over echo-max-pending` (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`, `loopback`
 //! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
 //! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
 //! and the connection stays open (each detach makes the master start one more process, so a
@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use zmaster_examples::detach::{self, Peer, Policy};
-use zmaster_examples::limits;
+use zmaster_examples::{limits, outq};
 use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind, Stream};
 
 fn max_line() -> usize {
@@ -62,7 +62,21 @@ fn command(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The output unsent when an echo has been queued after `before` bytes still unsent, if it
+/// passes `echo-max-pending`: what this server holds before the echo, plus the kernel's send
+/// queue once output is backing up (an `ioctl` only then, see `Limits::ask_kernel`).
+fn over_pending(conn: &Conn, before: usize) -> Option<usize> {
+    let limits = limits::get();
+    let mut unsent = before;
+    if limits.ask_kernel(before, conn.pending_output()) {
+        unsent += outq::send_queue(conn.stream());
+    }
+    limits.over_pending(unsent).then_some(unsent)
+}
+
 fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
+    // What the kernel has not taken yet (written at the end of each callback turn).
+    let before = conn.pending_output();
     let line = match line {
         Ok(Some(line)) => line,
         Ok(None) => return conn.close(),
@@ -96,24 +110,17 @@ fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
     }
     conn.write(b"\n");
     // Echoes are sent while the next lines are read, so a pipelining client is not slowed
-    // down. Past `echo-max-pending` of unsent output the peer is not keeping up: stop reading
-    // (its sends then block in its kernel, not in our memory) until it has taken the output;
-    // one that has not taken it within the idle timeout is cut off.
-    let unsent = conn.pending_output();
-    if unsent <= limits::get().max_pending {
-        return conn.read_line(max_line(), on_line);
+    // down; a peer that lets its output pile up past `echo-max-pending` is cut off.
+    if let Some(unsent) = over_pending(conn, before) {
+        log::info!(
+            "echo peer={} cut: {unsent} bytes unsent, over {} {}",
+            conn.stream().describe_peer(),
+            limits::MAX_PENDING_KEY,
+            limits::get().max_pending
+        );
+        return conn.close();
     }
-    conn.flush(move |conn, sent| match sent {
-        Ok(()) => conn.read_line(max_line(), on_line),
-        Err(e) => {
-            log::info!(
-                "echo peer={} did not take {unsent} unsent bytes (over {}): {e}; closing",
-                conn.stream().describe_peer(),
-                limits::MAX_PENDING_KEY
-            );
-            conn.close();
-        }
-    });
+    conn.read_line(max_line(), on_line);
 }
 
 fn read_fifo(conn: &mut Conn, service: String) {
