@@ -1,5 +1,6 @@
-//! echo-aio and echo-coroutine run by hand (`alone`): echo, `exit`, usage errors, many connections, partial,
-//! large and over-long lines, slow clients and peer resets.
+//! echo-aio and echo-coroutine run by hand (`alone`): echo, `exit`, usage errors, many
+//! connections, partial, large and over-long lines, slow clients (kept under a large
+//! `echo-max-pending`, cut at the default) and peer resets.
 
 mod util;
 

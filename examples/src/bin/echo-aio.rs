@@ -16,11 +16,11 @@
 //! waiting for it closes the connection. `echo-max-pending` (size, default 1m): echoes are
 //! sent while the next lines are read; a peer whose unsent output (what this server holds
 //! plus the socket's kernel send queue) passes this bound is cut off, with one info line
-//! `over echo-max-pending` (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`, `loopback`
-//! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
-//! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
-//! and the connection stays open (each detach makes the master start one more process, so a
-//! remote client must not be able to do it).
+//! `over echo-max-pending` (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`,
+//! `loopback` or `no`; default `loopback`): who may send `DETACH`: anyone, peers on
+//! 127.0.0.0/8, `::1` or a unix socket, or nobody. A refused `DETACH` is answered with
+//! `ERR detach not allowed` and the connection stays open (each detach makes the master
+//! start one more process, so a remote client must not be able to do it).
 
 use std::io;
 use std::process::ExitCode;

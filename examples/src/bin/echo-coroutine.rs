@@ -16,11 +16,11 @@
 //! is cut off, with one info line `over echo-max-pending`. This server writes each echo
 //! before reading the next line, so it holds one line at most: the rest is the socket's
 //! kernel send queue, checked each time a write has waited a second (or the idle timeout if
-//! shorter) for the peer (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`, `loopback`
-//! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
-//! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
-//! and the connection stays open (each detach makes the master start one more process, so a
-//! remote client must not be able to do it).
+//! shorter) for the peer (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`,
+//! `loopback` or `no`; default `loopback`): who may send `DETACH`: anyone, peers on
+//! 127.0.0.0/8, `::1` or a unix socket, or nobody. A refused `DETACH` is answered with
+//! `ERR detach not allowed` and the connection stays open (each detach makes the master
+//! start one more process, so a remote client must not be able to do it).
 //!
 //! A FIFO service (`fifo:PATH`) is not echoed (its output would come back in): each line
 //! written to it is logged at info level, as echo-aio does.
