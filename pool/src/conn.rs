@@ -90,9 +90,10 @@ pub(crate) type Deferred = Box<dyn FnOnce(&mut Conn)>;
 /// [`read_until`](Self::read_until) `max_len`, [`read_exact`](Self::read_exact) `n`,
 /// [`read_some`](Self::read_some) `max`), and the input buffer grows only as bytes arrive,
 /// never to a length the peer merely announced. Output is the caller's to bound: check
-/// [`pending_output`](Self::pending_output) and wait on [`flush`](Self::flush) before reading
-/// more (as `echo-aio` does with `echo-max-pending`), and use
-/// [`set_timeout`](Self::set_timeout) so that a silent peer cannot hold a read forever.
+/// [`pending_output`](Self::pending_output) and either wait on [`flush`](Self::flush) before
+/// reading more (back-pressure) or close a peer that lets it pass a bound (as `echo-aio` does
+/// with `echo-max-pending`), and use [`set_timeout`](Self::set_timeout) so that a silent peer
+/// cannot hold a read forever.
 ///
 /// ```no_run
 /// use std::io;
