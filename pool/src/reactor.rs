@@ -1,10 +1,11 @@
-//! The epoll readiness primitive of the aio workers, shared with the coroutine mode's reactor:
-//! a raw epoll instance (edge-triggered, no re-arming) and an eventfd waker for cross-thread
-//! submissions.
+//! The epoll readiness primitive of the aio workers and the acceptor, shared with the
+//! coroutine mode's reactor: a raw epoll instance (connections edge-triggered, no re-arming;
+//! listeners level-triggered) and an eventfd waker for cross-thread submissions.
 //!
 //! Design notes: `polling::Poller::wait` costs four syscalls besides `epoll_wait` on every
 //! call (timerfd arm + re-arm, eventfd read + re-arm), which the hot loop of a worker cannot
-//! afford, so workers use nix's safe epoll wrapper directly (as mio does). Each connection is
+//! afford (nor the acceptor: four extra syscalls per accepted connection when they arrive
+//! one at a time), so both use nix's safe epoll wrapper directly (as mio does). Each connection is
 //! registered once for `IN | OUT | RDHUP` with `EPOLLET`; the connection keeps its own
 //! readable/writable flags. The waker eventfd is also edge-triggered and never read: each
 //! write is a new edge, and an atomic flag makes at most one write per wake-up.
@@ -68,6 +69,31 @@ impl Reactor {
     pub fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
         let flags = READ_FLAGS | WRITE_FLAGS | EpollFlags::EPOLLET;
         Ok(self.epoll.add(fd, EpollEvent::new(flags, key))?)
+    }
+
+    /// Registers a listener for level-triggered readability under `key` (the acceptor: a
+    /// listener it did not drain is simply reported again, no re-arm needed).
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn add_level(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
+        Ok(self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
+    }
+
+    /// Switches a level-triggered registration ([`add_level`](Self::add_level)) on or off
+    /// (off: no event at all, the fd stays registered).
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn listen_level(&self, fd: impl AsFd, key: u64, on: bool) -> io::Result<()> {
+        let flags = if on {
+            EpollFlags::EPOLLIN
+        } else {
+            EpollFlags::empty()
+        };
+        Ok(self.epoll.modify(fd, &mut EpollEvent::new(flags, key))?)
     }
 
     /// Removes a connection (before it is closed, so no stale event can name it).
