@@ -1,11 +1,11 @@
-//! The acceptor's cost per wake-up: accepting connections that arrive one at a time must not
-//! cost extra syscalls besides `epoll_wait` and `accept4` (issue 15: `polling::Poller::wait`
-//! added a timerfd arm, two `epoll_ctl` re-arms and an eventfd `read` to every wake-up).
+//! The acceptor's syscalls per connection (issue 15): accepting connections that arrive one
+//! at a time costs no syscalls besides `epoll_wait` and `accept4` (`polling::Poller::wait`
+//! added a timerfd arm, two `epoll_ctl` re-arms and an eventfd `read` to every wake-up), and
+//! handing a connection to a worker that is awake costs no eventfd write.
 //!
-//! Measured with the acceptor thread's own read-syscall counter (`syscr` in
-//! `/proc/self/task/TID/io`, counted by the kernel for every `read`-family call, successful or
-//! not): neither `epoll_wait` nor `accept4` is a read, so the counter must stay flat however
-//! many connections are accepted.
+//! Measured with the acceptor thread's own syscall counters (`syscr`/`syscw` in
+//! `/proc/self/task/TID/io`, counted by the kernel for every `read`/`write`-family call,
+//! successful or not): neither `epoll_wait` nor `accept4` is one.
 
 mod util;
 
@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use util::tcp_listener;
 use zmaster_pool::{AcceptCallback, Acceptor, Stream};
+
+/// The tests of this file find the acceptor thread by name: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The tid of this process's thread named `name`, if there is exactly one.
 fn thread_named(name: &str) -> Option<String> {
@@ -39,6 +42,7 @@ fn read_syscalls(tid: &str) -> Option<u64> {
 
 #[test]
 fn accepting_one_connection_at_a_time_reads_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CONNS: u64 = 20;
     let (tcp, addr) = tcp_listener();
     let (tx, rx) = mpsc::channel::<Stream>();
@@ -67,4 +71,80 @@ fn accepting_one_connection_at_a_time_reads_nothing() {
         after - before
     );
     drop(acceptor);
+}
+
+/// The state letter of thread `tid` (`S` = sleeping, e.g. in `epoll_wait`).
+fn thread_state(tid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The comm field is in parentheses and may contain spaces: the state follows the last `)`.
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// The `syscw` (write syscalls) counter of thread `tid`.
+fn write_syscalls(tid: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/self/task/{tid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use zmaster_pool::{Conn, Handler, Pool};
+
+    const MORE: u64 = 5;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (tcp, addr) = tcp_listener();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let first = AtomicBool::new(true);
+    let echo = util::echo();
+    // The first connection's handler holds the only worker inside a callback (awake, not in
+    // epoll_wait) until released; the others echo.
+    let handler: Handler = Arc::new(move |c: &mut Conn| {
+        if first.swap(false, Ordering::SeqCst) {
+            let _ = started_tx.send(());
+            let _ = release_rx.lock().expect("lock").recv();
+        }
+        echo(c);
+    });
+    let pool = Pool::start(1, vec![(tcp, handler)]).expect("start");
+    let mut clients = vec![util::Client::tcp(addr)];
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first handler runs");
+    let tid = thread_named("zm-acceptor").expect("one zm-acceptor thread");
+    let Some(before) = write_syscalls(&tid) else {
+        eprintln!("no /proc/self/task/TID/io (no task I/O accounting): skipped");
+        release_tx.send(()).expect("release");
+        return;
+    };
+    for _ in 0..MORE {
+        clients.push(util::Client::tcp(addr));
+    }
+    // All handed over (counted before the hand-off returns) and the acceptor back in
+    // epoll_wait: every send and its possible wake-up is done.
+    util::wait_until(
+        Duration::from_secs(10),
+        "the acceptor handed all connections over",
+        || pool.accepted_total() == MORE + 1 && thread_state(&tid) == Some('S'),
+    );
+    let writes = write_syscalls(&tid).expect("syscw readable") - before;
+    release_tx.send(()).expect("release");
+    for (i, c) in clients.iter_mut().enumerate() {
+        let line = format!("line {i}");
+        assert_eq!(
+            c.roundtrip(line.as_bytes()),
+            line.as_bytes(),
+            "connection {i}"
+        );
+    }
+    assert_eq!(
+        writes, 0,
+        "eventfd writes by the acceptor while the worker was awake in a callback"
+    );
+    pool.shutdown();
 }
