@@ -144,10 +144,37 @@ fn pipelined_lines_are_kept_and_freed_once_returned() {
 
 #[test]
 fn appends_to_what_the_line_holds() {
-    let mut r = LineReader::new(chunks(&[b"b\nc\n"]));
+    let mut r = LineReader::new(chunks(&[b"b\n", b"c\n"]));
     let mut line = b"a".to_vec();
     assert_eq!(r.read_line(&mut line, 1).expect("read"), 2);
     assert_eq!(line, b"ab\n");
+    // A line that already ends in `\n` is not a line read: the next one is appended.
+    assert_eq!(r.read_line(&mut line, 1).expect("read"), 2);
+    assert_eq!(line, b"ab\nc\n");
+    // At end of stream the count is of the bytes appended, not of the line.
+    let mut r = LineReader::new(chunks(&[b"tail"]));
+    let mut line = b"head ".to_vec();
+    assert_eq!(r.read_line(&mut line, 100).expect("read"), 4);
+    assert_eq!(r.read_line(&mut line, 100).expect("read"), 0);
+    assert_eq!(line, b"head tail");
+}
+
+#[test]
+fn a_read_is_offered_the_spare_capacity() {
+    // Spare capacity of exactly MIN_ROOM is used as is, not grown.
+    let mut r = LineReader::new(chunks(&[b"x\n"]));
+    let mut line = Vec::with_capacity(10 + MIN_ROOM);
+    line.extend_from_slice(&[b'p'; 10]);
+    let spare = line.capacity() - line.len();
+    r.read_line(&mut line, 1000).expect("read");
+    assert_eq!(r.get_ref().largest_offer, spare);
+    // A large spare capacity is offered whole (below MAX_ROOM), after what the line holds.
+    let mut r = LineReader::new(chunks(&[b"y\n"]));
+    let mut line = Vec::with_capacity(32 * 1024);
+    line.extend_from_slice(&[b'p'; 100]);
+    r.read_line(&mut line, 1000).expect("read");
+    assert_eq!(r.get_ref().largest_offer, line.capacity() - 100);
+    assert!(r.get_ref().largest_offer > 30 * 1024);
 }
 
 #[test]
