@@ -99,23 +99,41 @@ fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
     let (tcp, addr) = tcp_listener();
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(release_rx);
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let started_tx = Mutex::new(started_tx);
     let first = AtomicBool::new(true);
     let echo = util::echo();
-    // The first connection's handler holds the only worker inside a callback (awake, not in
-    // epoll_wait) until released; the others echo.
+    // The first line of the first connection holds the only worker inside its read callback
+    // (awake, not in epoll_wait) until released; the worker got there from a readiness
+    // event, not from a wake-up. Everything else echoes.
     let handler: Handler = Arc::new(move |c: &mut Conn| {
-        if first.swap(false, Ordering::SeqCst) {
-            let _ = started_tx.send(());
-            let _ = release_rx.lock().expect("lock").recv();
+        if !first.swap(false, Ordering::SeqCst) {
+            return echo(c);
         }
-        echo(c);
+        let started = started_tx.lock().expect("lock").clone();
+        let release = Arc::clone(&release_rx);
+        c.read_line(util::MAX_LINE, move |c, line| {
+            let _ = started.send(());
+            let _ = release.lock().expect("lock").recv();
+            util::on_line(c, line);
+        });
     });
     let pool = Pool::start(1, vec![(tcp, handler)]).expect("start");
     let mut clients = vec![util::Client::tcp(addr)];
+    // Accepted and waiting for its line, the worker asleep in epoll_wait again.
+    util::wait_until(
+        Duration::from_secs(10),
+        "the first connection is served",
+        || pool.accepted_total() == 1,
+    );
+    let worker = thread_named("zm-worker-0").expect("one zm-worker-0 thread");
+    util::wait_until(Duration::from_secs(10), "the worker waits", || {
+        thread_state(&worker) == Some('S')
+    });
+    clients[0].send(b"first\n");
     started_rx
         .recv_timeout(Duration::from_secs(10))
-        .expect("the first handler runs");
+        .expect("the first line's callback runs");
     let tid = thread_named("zm-acceptor").expect("one zm-acceptor thread");
     let Some(before) = write_syscalls(&tid) else {
         eprintln!("no /proc/self/task/TID/io (no task I/O accounting): skipped");
@@ -134,6 +152,7 @@ fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
     );
     let writes = write_syscalls(&tid).expect("syscw readable") - before;
     release_tx.send(()).expect("release");
+    assert_eq!(clients[0].recv_line().as_deref(), Some(&b"first"[..]));
     for (i, c) in clients.iter_mut().enumerate() {
         let line = format!("line {i}");
         assert_eq!(
