@@ -107,10 +107,13 @@ impl Watch {
         if !any {
             return None;
         }
-        // A tenth of the shortest duration limit, within 100 ms .. 1 s.
+        // A tenth of the shortest duration limit, within 100 ms .. 1 s. `server-max-use` is
+        // checked at the fastest rate: the count is one atomic load, and every tick late lets
+        // a busy process overshoot its limit by a tick's worth of connections.
         let shortest = [l.max_idle, l.hang_timeout]
             .into_iter()
             .filter(|d| !d.is_zero())
+            .chain((self.max_use > 0).then_some(Duration::ZERO))
             .min()
             .unwrap_or(Duration::from_secs(10));
         Some((shortest / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)))
@@ -233,7 +236,10 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(Watch::new(&no_jitter).max_use, 4);
-        assert_eq!(Watch::new(&no_jitter).tick(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            Watch::new(&no_jitter).tick(),
+            Some(Duration::from_millis(100))
+        );
         let short = Limits {
             hang_timeout: Duration::from_millis(200),
             ..Limits::default()
