@@ -65,12 +65,24 @@ impl Limits {
     }
 }
 
+/// The shortest time between two checks: while connections arrive and `server-max-use` is
+/// set, the count is looked at this often (every check late lets a busy process overshoot its
+/// limit by that many more connections; a look is one atomic load).
+pub(crate) const BUSY_TICK: Duration = Duration::from_millis(5);
+/// The longest time between two looks at the count while `server-max-use` is set: the first
+/// connections after a quiet time are noticed within it.
+pub(crate) const USE_TICK: Duration = Duration::from_millis(100);
+
 /// The retirement checks of one running server.
 #[derive(Debug)]
 pub(crate) struct Watch {
     limits: Limits,
     /// `max_use` plus this process's jitter; 0 = off.
     max_use: u64,
+    /// The accepted count at the last [`next_tick`](Watch::next_tick), and the interval it
+    /// chose (short while the count moves, doubling back to [`tick`](Watch::tick) when not).
+    seen: u64,
+    busy: Duration,
 }
 
 impl Watch {
@@ -94,7 +106,27 @@ impl Watch {
         Watch {
             limits: limits.clone(),
             max_use,
+            seen: 0,
+            busy: Duration::MAX,
         }
+    }
+
+    /// How long until the next check, given what `serving` accepted so far; `None` when no
+    /// limit is set. With `server-max-use`: [`BUSY_TICK`] while connections arrive, doubling
+    /// back to [`USE_TICK`] while none do.
+    pub(crate) fn next_tick(&mut self, serving: &dyn Serving) -> Option<Duration> {
+        let tick = self.tick()?;
+        if self.max_use == 0 {
+            return Some(tick);
+        }
+        let accepted = serving.accepted_total();
+        self.busy = if accepted != self.seen {
+            BUSY_TICK
+        } else {
+            self.busy.saturating_mul(2)
+        };
+        self.seen = accepted;
+        Some(self.busy.min(tick).min(USE_TICK))
     }
 
     /// How often to check; `None` when no limit is set (then nothing is ever checked).
@@ -107,13 +139,10 @@ impl Watch {
         if !any {
             return None;
         }
-        // A tenth of the shortest duration limit, within 100 ms .. 1 s. `server-max-use` is
-        // checked at the fastest rate: the count is one atomic load, and every tick late lets
-        // a busy process overshoot its limit by a tick's worth of connections.
+        // A tenth of the shortest duration limit, within 100 ms .. 1 s.
         let shortest = [l.max_idle, l.hang_timeout]
             .into_iter()
             .filter(|d| !d.is_zero())
-            .chain((self.max_use > 0).then_some(Duration::ZERO))
             .min()
             .unwrap_or(Duration::from_secs(10));
         Some((shortest / 10).clamp(Duration::from_millis(100), Duration::from_secs(1)))
@@ -236,10 +265,7 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(Watch::new(&no_jitter).max_use, 4);
-        assert_eq!(
-            Watch::new(&no_jitter).tick(),
-            Some(Duration::from_millis(100))
-        );
+        assert_eq!(Watch::new(&no_jitter).tick(), Some(Duration::from_secs(1)));
         let short = Limits {
             hang_timeout: Duration::from_millis(200),
             ..Limits::default()
@@ -361,6 +387,35 @@ mod tests {
             ..Fake::default()
         };
         assert_eq!(hang.check(&stuck, now), Some("hang"));
+    }
+
+    #[test]
+    fn max_use_is_looked_at_often_while_connections_arrive() {
+        let mut watch = Watch::new(&Limits {
+            max_use: 100,
+            ..Limits::default()
+        });
+        let mut serving = Fake::default();
+        let slow = Some(USE_TICK);
+        assert_eq!(watch.next_tick(&serving), slow, "nothing accepted yet");
+        serving.accepted = 3;
+        assert_eq!(watch.next_tick(&serving), Some(BUSY_TICK));
+        serving.accepted = 4;
+        assert_eq!(watch.next_tick(&serving), Some(BUSY_TICK));
+        let quiet: Vec<Option<Duration>> = (0..7).map(|_| watch.next_tick(&serving)).collect();
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(quiet, [ms(10), ms(20), ms(40), ms(80), slow, slow, slow]);
+        serving.accepted = 5;
+        assert_eq!(watch.next_tick(&serving), Some(BUSY_TICK), "busy again");
+        // Without max-use the count does not matter.
+        let mut idle = Watch::new(&Limits {
+            max_idle: Duration::from_secs(5),
+            ..Limits::default()
+        });
+        assert_eq!(idle.next_tick(&serving), ms(500));
+        serving.accepted = 6;
+        assert_eq!(idle.next_tick(&serving), ms(500));
+        assert_eq!(Watch::new(&Limits::default()).next_tick(&serving), None);
     }
 
     #[test]

@@ -290,12 +290,11 @@ impl Server {
     /// the master's heartbeat while it is watched.
     fn wait_event(&self, serving: &dyn Serving) -> Event {
         let mut watch = Watch::new(&self.settings.limits);
-        let check_every = watch.tick();
         let beat_every = self.heartbeat.as_ref().and_then(Heartbeat::every);
-        if check_every.is_none() && beat_every.is_none() {
+        let mut next_check = watch.next_tick(serving).map(|t| Instant::now() + t);
+        if next_check.is_none() && beat_every.is_none() {
             return self.control.wait_event();
         }
-        let mut next_check = check_every.map(|every| Instant::now() + every);
         loop {
             self.beat();
             let now = Instant::now();
@@ -308,10 +307,10 @@ impl Server {
             }
             let now = Instant::now();
             if next_check.is_some_and(|at| at <= now) {
-                next_check = check_every.map(|every| now + every);
                 if let Some(reason) = watch.check(serving, now) {
                     self.retire(reason);
                 }
+                next_check = watch.next_tick(serving).map(|t| now + t);
             }
         }
     }
