@@ -144,3 +144,39 @@ fn a_child_that_never_beats_is_never_killed_for_silence() {
     let log = master.log_text();
     assert!(!log.contains(&format!("pid={probe} heartbeat")), "{log}");
 }
+
+/// CPU time (user + system, in clock ticks) process `pid` used so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: state is the 1st, utime the 12th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum()
+}
+
+#[test]
+fn watching_heartbeats_is_no_busy_loop() {
+    let [echo, _] = echo_servers();
+    let setup = Setup::new();
+    let sock = echo_service(&setup, &echo, "server-hang-timeout = 200ms\n");
+    let master = setup.start_master(&[]);
+    let kid = beating_echo(&master, &sock, None);
+    let first = heartbeat_of(kid).expect("a heartbeat").1;
+    let (before, started) = (cpu_ticks(master.pid()), Instant::now());
+    // A second of beats (every 50 ms), each checked by the master every 50 ms.
+    wait_until(PATIENCE, "a second of heartbeats", || {
+        heartbeat_of(kid).is_some_and(|(_, beat)| beat >= first + 1_000_000_000)
+    });
+    let used = cpu_ticks(master.pid()) - before;
+    let elapsed = started.elapsed();
+    println!("the master used {used} clock ticks in {elapsed:?} watching one child");
+    // A master that spins uses every tick (100 a second); one that sleeps, next to none.
+    let ticks = (elapsed.as_secs_f64() * 100.0) as u64;
+    assert!(used * 2 < ticks, "{used} of {ticks} ticks: a busy loop");
+    assert!(is_alive(kid), "{}", master.log_text());
+}
