@@ -355,7 +355,13 @@ struct Full<'a> {
 impl<'a> Full<'a> {
     fn new(gate: &'a ConnGate, shared: &Arc<Shared>, last_log: &mut Option<Instant>) -> Full<'a> {
         let now = Instant::now();
-        if last_log.is_none_or(|t| now.duration_since(t) >= LIMIT_LOG_EVERY) {
+        if gate.budget_spent() {
+            // server-max-use: the runtime logs the retirement; nothing will reopen the gate.
+            log::debug!(
+                "acceptor: accept budget spent after {} connections; listeners paused",
+                gate.accepted_total()
+            );
+        } else if last_log.is_none_or(|t| now.duration_since(t) >= LIMIT_LOG_EVERY) {
             *last_log = Some(now);
             log::info!(
                 "connection limit reached max_connections={}; not accepting until one closes \

@@ -28,6 +28,8 @@ pub struct ConnGate {
     active: AtomicUsize,
     /// The limit; `usize::MAX` when there is none.
     limit: usize,
+    /// `server-max-use`: no more accepts once `accepted` reaches it; `u64::MAX` for none.
+    max_accepts: u64,
     accepted: AtomicU64,
     /// `to_ms` of the last `enter` (0: none yet).
     last_accept: AtomicU64,
@@ -66,10 +68,21 @@ impl ConnGate {
     /// A gate with no connection; `max_connections` `None` or `Some(0)` means no limit
     /// (`server-max-connections = 0` is "off").
     pub fn new(max_connections: Option<usize>) -> Arc<ConnGate> {
+        ConnGate::with_limits(max_connections, None)
+    }
+
+    /// A gate with both limits: `max_connections` open at once (as [`new`](ConnGate::new)) and
+    /// `max_accepts` in all (`server-max-use`: once that many were counted the gate stays at
+    /// its limit for good, so acceptors stop exactly there; `None` or `Some(0)`: no limit).
+    pub fn with_limits(max_connections: Option<usize>, max_accepts: Option<u64>) -> Arc<ConnGate> {
         Arc::new(ConnGate {
             active: AtomicUsize::new(0),
             limit: match max_connections {
                 None | Some(0) => usize::MAX,
+                Some(n) => n,
+            },
+            max_accepts: match max_accepts {
+                None | Some(0) => u64::MAX,
                 Some(n) => n,
             },
             accepted: AtomicU64::new(0),
@@ -131,9 +144,16 @@ impl ConnGate {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// Whether the count is at (or above) the limit: accepting must pause.
+    /// Whether the count is at (or above) the limit, or the accept budget is spent: accepting
+    /// must pause.
     pub fn at_limit(&self) -> bool {
-        self.active() >= self.limit
+        self.active() >= self.limit || self.budget_spent()
+    }
+
+    /// Whether `max_accepts` connections were counted: no release brings the gate back below
+    /// its limit then (the process retires, SPEC §13 `server-max-use`).
+    pub fn budget_spent(&self) -> bool {
+        self.accepted_total() >= self.max_accepts
     }
 
     /// Connections counted since the gate was created (`server-max-use`).

@@ -23,12 +23,21 @@ pub struct PoolConfig {
     /// new ones (they wait in the listen backlog, for a sibling process or a close here)
     /// and resumes as soon as one closes. `None` or `Some(0)`: no limit.
     pub max_connections: Option<usize>,
+    /// `server-max-use` (with its jitter): after this many accepted connections the acceptor
+    /// stops for good (the server retires). `None` or `Some(0)`: no limit.
+    pub max_accepts: Option<u64>,
 }
 
 impl PoolConfig {
     /// The default options with `max_connections` set.
     pub fn with_max_connections(mut self, max: Option<usize>) -> PoolConfig {
         self.max_connections = max;
+        self
+    }
+
+    /// These options with `max_accepts` set.
+    pub fn with_max_accepts(mut self, max: Option<u64>) -> PoolConfig {
+        self.max_accepts = max;
         self
     }
 }
@@ -63,7 +72,7 @@ impl Pool {
         listeners: Vec<(Listener, Handler)>,
         config: PoolConfig,
     ) -> io::Result<Pool> {
-        let gate = ConnGate::new(config.max_connections);
+        let gate = ConnGate::with_limits(config.max_connections, config.max_accepts);
         let pool = Workers::start_with_gate(workers, Arc::clone(&gate))?;
         let entries = listeners
             .into_iter()

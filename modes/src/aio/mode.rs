@@ -31,8 +31,10 @@ impl Mode<Registration<Handler>> for AioMode {
             })
             .collect();
         let threads = server.settings().thread_count;
-        let config =
-            PoolConfig::default().with_max_connections(server.settings().limits.connection_limit());
+        let limits = &server.settings().limits;
+        let config = PoolConfig::default()
+            .with_max_connections(limits.connection_limit())
+            .with_max_accepts(limits.accept_budget());
         let pool = Pool::start_with(threads, entries, config).map_err(|e| {
             Error::io(
                 format!("start the acceptor and {threads} worker threads"),

@@ -63,6 +63,29 @@ impl Limits {
     pub fn connection_limit(&self) -> Option<usize> {
         (self.max_connections > 0).then_some(self.max_connections)
     }
+
+    /// `server-max-use` plus this process's jitter (`None`: off): the mode's acceptor stops
+    /// taking connections exactly there, and the lifecycle check retires the process. The
+    /// jitter is drawn once per process, so every caller sees the same budget.
+    pub fn accept_budget(&self) -> Option<u64> {
+        self.budget_with_key(process_key())
+    }
+
+    /// [`accept_budget`](Limits::accept_budget) with the random `key` given.
+    pub(crate) fn budget_with_key(&self, key: u64) -> Option<u64> {
+        if self.max_use == 0 {
+            return None;
+        }
+        let jitter = key % self.max_use_jitter.saturating_add(1);
+        Some(self.max_use.saturating_add(jitter))
+    }
+}
+
+/// A random number drawn once per process (std seeds `RandomState` from the OS): good enough
+/// to spread siblings' retirements, no dependency needed.
+fn process_key() -> u64 {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KEY.get_or_init(|| RandomState::new().build_hasher().finish())
 }
 
 /// The shortest time between two checks: while connections arrive and `server-max-use` is
@@ -86,20 +109,9 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    /// The checks for `limits`, with this process's random jitter drawn.
+    /// The checks for `limits`, with this process's jitter ([`Limits::accept_budget`]).
     pub(crate) fn new(limits: &Limits) -> Watch {
-        let jitter = if limits.max_use_jitter == 0 {
-            0
-        } else {
-            // A per-process random key (std seeds RandomState from the OS): good enough to
-            // spread siblings, no dependency needed.
-            RandomState::new().build_hasher().finish() % (limits.max_use_jitter + 1)
-        };
-        let max_use = if limits.max_use == 0 {
-            0
-        } else {
-            limits.max_use.saturating_add(jitter)
-        };
+        let max_use = limits.accept_budget().unwrap_or(0);
         if max_use > 0 {
             log::debug!("server-max-use with jitter: {max_use}");
         }

@@ -52,10 +52,22 @@ fn jitter_stays_in_range_and_tick_is_bounded() {
         max_use_jitter: 5,
         ..Limits::default()
     };
-    let drawn: std::collections::HashSet<u64> =
-        (0..200).map(|_| Watch::new(&limits).max_use).collect();
-    assert!(drawn.iter().all(|n| (10..=15).contains(n)), "{drawn:?}");
-    assert!(drawn.len() > 1, "jitter varies: {drawn:?}");
+    // One draw per process: the acceptor's budget and the retire check agree.
+    let budget = limits.accept_budget().expect("max-use is set");
+    assert!((10..=15).contains(&budget), "{budget}");
+    assert!((0..50).all(|_| Watch::new(&limits).max_use == budget));
+    assert_eq!(limits.accept_budget(), Some(budget));
+    // Across processes (keys) the jitter covers its whole range.
+    let drawn: std::collections::BTreeSet<Option<u64>> =
+        (0..60).map(|key| limits.budget_with_key(key)).collect();
+    assert_eq!(drawn, (10..=15).map(Some).collect());
+    assert_eq!(Limits::default().accept_budget(), None, "max-use 0 is off");
+    let huge = Limits {
+        max_use: u64::MAX,
+        max_use_jitter: u64::MAX,
+        ..Limits::default()
+    };
+    assert_eq!(huge.budget_with_key(7), Some(u64::MAX), "saturates");
     assert_eq!(Watch::new(&Limits::default()).tick(), None);
     let no_jitter = Limits {
         max_use: 4,

@@ -159,3 +159,30 @@ fn wait_idle_returns_when_the_last_connection_closes() {
     gate.release();
     assert!(t.join().expect("waiter thread"), "woken at zero");
 }
+
+#[test]
+fn the_accept_budget_stops_the_gate_for_good() {
+    for off in [None, Some(0)] {
+        let gate = ConnGate::with_limits(None, off);
+        for _ in 0..1000 {
+            gate.enter();
+        }
+        assert!(!gate.at_limit() && !gate.budget_spent(), "{off:?}");
+    }
+    let gate = ConnGate::with_limits(Some(10), Some(3));
+    gate.enter();
+    gate.enter();
+    assert!(!gate.at_limit() && !gate.budget_spent(), "2 of 3 accepts");
+    gate.release();
+    gate.enter();
+    assert!(gate.budget_spent(), "3 of 3 accepts, one already closed");
+    assert!(gate.at_limit(), "the acceptor must pause with 2 open of 10");
+    gate.release();
+    gate.release();
+    assert_eq!(gate.active(), 0);
+    assert!(gate.at_limit(), "no release reopens a spent budget");
+    // The open-connection limit still works beside it.
+    let both = ConnGate::with_limits(Some(1), Some(5));
+    both.enter();
+    assert!(both.at_limit() && !both.budget_spent());
+}
