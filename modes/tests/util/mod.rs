@@ -119,3 +119,25 @@ impl Served {
         self.server.child.id()
     }
 }
+
+/// Asserts that a connection to `addr` made now is not served by the (only) server there:
+/// its line gets no answer within half a second. Unanswered, or reset once a retiring server
+/// closes the listener (this fake master holds no copy of it; a real one does, and a sibling
+/// or the replacement takes the connection), both mean "not taken".
+pub fn assert_not_served(addr: SocketAddr, why: &str) {
+    use std::io::{ErrorKind, Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.write_all(b"not for you\n").expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut got = [0u8; 16];
+    match stream.read(&mut got) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::ConnectionReset
+            ) => {}
+        other => panic!("{why}: the connection was served: {other:?}"),
+    }
+}
