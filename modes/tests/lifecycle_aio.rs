@@ -117,7 +117,9 @@ fn max_use_retires_after_three_connections_and_finishes_the_open_one() {
         served.detached()
     });
     let line = served.wait_log("retiring reason=max-use");
-    assert!(line.contains("open=1"), "{line}");
+    // The third is open; the first two may not have been seen closing yet (the retirement
+    // comes as soon as the third is accepted).
+    assert!(line.contains("open=") && !line.contains("open=0"), "{line}");
     assert!(
         served.server.child.try_wait().expect("try_wait").is_none(),
         "still serving the open connection"

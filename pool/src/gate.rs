@@ -13,8 +13,8 @@
 //! - The hot path (one connection opened or closed) is atomics only; the lock is taken when
 //!   the count drops to zero (for [`ConnGate::wait_idle`]) or when someone waits at the limit.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -37,6 +37,8 @@ pub struct ConnGate {
     last_close: AtomicU64,
     /// `to_ms` of the gate's creation.
     created: u64,
+    /// Runs when `accepted` reaches `max_accepts` ([`ConnGate::on_budget_spent`]).
+    spent: OnceLock<Wake>,
     /// How many [`LimitWaiter`]s exist (read on every release).
     waiting: AtomicUsize,
     waiters: Mutex<Waiters>,
@@ -89,6 +91,7 @@ impl ConnGate {
             last_accept: AtomicU64::new(0),
             last_close: AtomicU64::new(0),
             created: to_ms(Instant::now()),
+            spent: OnceLock::new(),
             waiting: AtomicUsize::new(0),
             waiters: Mutex::new(Waiters::default()),
             lock: Mutex::new(()),
@@ -105,8 +108,31 @@ impl ConnGate {
     pub fn enter(&self) {
         self.last_accept
             .store(to_ms(Instant::now()), Ordering::Relaxed);
-        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let before = self.accepted.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_add(1, Ordering::SeqCst);
+        if before.wrapping_add(1) == self.max_accepts
+            && let Some(wake) = self.spent.get()
+        {
+            wake();
+        }
+    }
+
+    /// Runs `wake` when the accept budget is spent: on the thread whose
+    /// [`enter`](ConnGate::enter) spends it, or here at once if it already is. The first
+    /// call's `wake` is kept (later ones are run at most at once). A race between the two
+    /// can run it twice, and a missed one leaves the caller to its own polling: `wake` must
+    /// be cheap and idempotent (a nudge).
+    pub fn on_budget_spent(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let wake: Wake = Box::new(wake);
+        let kept = match self.spent.set(wake) {
+            Ok(()) => self.spent.get(),
+            Err(_) => None,
+        };
+        if self.budget_spent()
+            && let Some(wake) = kept
+        {
+            wake();
+        }
     }
 
     /// Counts a new connection and returns the guard that releases it when dropped.

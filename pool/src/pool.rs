@@ -117,6 +117,12 @@ impl Pool {
         self.workers.gate().accepted_total()
     }
 
+    /// Runs `wake` once the accept budget ([`PoolConfig::max_accepts`]) is spent; see
+    /// [`ConnGate::on_budget_spent`].
+    pub fn on_budget_spent(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.workers.gate().on_budget_spent(wake);
+    }
+
     /// When the last connection was accepted, if any was (millisecond precision).
     pub fn last_accept(&self) -> Option<Instant> {
         self.workers.gate().last_accept()

@@ -79,4 +79,8 @@ impl Serving for AioServing {
     fn stalled(&self, timeout: Duration) -> Vec<Stall> {
         self.pool.stalled(timeout)
     }
+
+    fn on_budget_spent(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.pool.on_budget_spent(wake);
+    }
 }

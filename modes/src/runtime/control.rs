@@ -38,6 +38,8 @@ struct State {
     detached: bool,
     retired: Option<&'static str>,
     stop_at: Option<Instant>,
+    /// Set by [`Control::nudge`]: the main thread should look at the limits now.
+    nudged: bool,
 }
 
 /// The control state of one running server.
@@ -112,6 +114,18 @@ impl Control {
         true
     }
 
+    /// Wakes the main thread's limit checks now (a mode saw a limit reached, e.g. the accept
+    /// budget of `server-max-use` spent), instead of at their next tick.
+    pub(crate) fn nudge(&self) {
+        lock(&self.state).nudged = true;
+        self.cond.notify_all();
+    }
+
+    /// Whether [`nudge`](Control::nudge) was called since the last call; clears it.
+    pub(crate) fn take_nudge(&self) -> bool {
+        std::mem::take(&mut lock(&self.state).nudged)
+    }
+
     /// Asks the server main to return `after` from now (keeps an earlier request).
     pub(crate) fn stop_notify(&self, after: Duration) {
         let at = Instant::now() + after;
@@ -140,6 +154,8 @@ impl Control {
             if let Some(event) = self.wait_event_until(None) {
                 return event;
             }
+            // Woken by a nudge: nobody checks limits here.
+            self.take_nudge();
         }
     }
 
@@ -161,7 +177,7 @@ impl Control {
             if state.detached {
                 return Some(Event::Detached);
             }
-            if until.is_some_and(|u| u <= now) {
+            if state.nudged || until.is_some_and(|u| u <= now) {
                 return None;
             }
             let wake = match (state.stop_at, until) {
@@ -346,6 +362,28 @@ mod tests {
             Some(Event::Retired("hang"))
         );
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn a_nudge_ends_the_wait_early_once() {
+        let c = Control::install(None);
+        let c2 = Arc::clone(&c);
+        let t = thread::spawn(move || c2.nudge());
+        let later = Instant::now() + Duration::from_secs(60);
+        assert_eq!(c.wait_event_until(Some(later)), None);
+        assert!(
+            Instant::now() < later,
+            "woken by the nudge, not the deadline"
+        );
+        t.join().unwrap();
+        assert!(c.take_nudge());
+        assert!(!c.take_nudge(), "cleared");
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(c.wait_event_until(Some(soon)), None);
+        assert!(
+            Instant::now() >= soon,
+            "no nudge left: waited for the deadline"
+        );
     }
 
     #[test]

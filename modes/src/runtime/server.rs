@@ -72,6 +72,11 @@ pub trait Serving {
         let _ = timeout;
         Vec::new()
     }
+    /// Runs `wake` (on an accepting thread, at most once or twice) when the accept budget
+    /// of `server-max-use` is spent (default: never; the limit is then polled).
+    fn on_budget_spent(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 }
 
 /// How the serving phase ended.
@@ -295,6 +300,12 @@ impl Server {
         if next_check.is_none() && beat_every.is_none() {
             return self.control.wait_event();
         }
+        if next_check.is_some() {
+            // The accept budget (server-max-use) spent: retire now, not at the next tick (the
+            // acceptor stopped there, so until the detach nobody takes new connections).
+            let control = Arc::clone(&self.control);
+            serving.on_budget_spent(Box::new(move || control.nudge()));
+        }
         loop {
             self.beat();
             let now = Instant::now();
@@ -306,7 +317,8 @@ impl Server {
                 return event;
             }
             let now = Instant::now();
-            if next_check.is_some_and(|at| at <= now) {
+            let nudged = self.control.take_nudge();
+            if next_check.is_some_and(|at| nudged || at <= now) {
                 if let Some(reason) = watch.check(serving, now) {
                     self.retire(reason);
                 }

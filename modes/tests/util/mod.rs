@@ -126,8 +126,20 @@ impl Served {
 /// or the replacement takes the connection), both mean "not taken".
 pub fn assert_not_served(addr: SocketAddr, why: &str) {
     use std::io::{ErrorKind, Read, Write};
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.write_all(b"not for you\n").expect("send");
+    let gone = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        )
+    };
+    let mut stream = match TcpStream::connect(addr) {
+        Err(e) if gone(&e) => return,
+        other => other.expect("connect"),
+    };
+    match stream.write_all(b"not for you\n") {
+        Err(e) if gone(&e) => return,
+        other => other.expect("send"),
+    }
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");

@@ -186,3 +186,41 @@ fn the_accept_budget_stops_the_gate_for_good() {
     both.enter();
     assert!(both.at_limit() && !both.budget_spent());
 }
+
+#[test]
+fn the_spent_budget_hook_runs_on_the_spending_enter_or_at_once() {
+    let gate = ConnGate::with_limits(None, Some(2));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&runs);
+    gate.on_budget_spent(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    gate.enter();
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "1 of 2");
+    gate.enter();
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the spending enter runs it");
+    gate.enter();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "once, not on every later enter"
+    );
+    // Installed after the budget was spent: runs at once.
+    let late = ConnGate::with_limits(None, Some(1));
+    late.enter();
+    let r = Arc::clone(&runs);
+    late.on_budget_spent(move || {
+        r.fetch_add(10, Ordering::SeqCst);
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 11);
+    // No budget: never.
+    let none = ConnGate::new(None);
+    let r = Arc::clone(&runs);
+    none.on_budget_spent(move || {
+        r.fetch_add(100, Ordering::SeqCst);
+    });
+    for _ in 0..10 {
+        none.enter();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 11);
+}
