@@ -159,7 +159,12 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
         (None, None) => None,
     };
     let master_pid = std::process::id() as libc::pid_t;
-    let nofile = child_limit(Resource::RLIMIT_NOFILE, spec.process.nofile)?;
+    // Both limits: a zmaster server raises its soft nofile limit to the hard one at start
+    // (SPEC §13), so a soft limit alone would not stick (systemd's LimitNOFILE= sets both too).
+    let nofile = spec.process.nofile.map(|n| libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    });
     let core = child_limit(Resource::RLIMIT_CORE, spec.process.core_size)?;
     let groups: Option<Vec<libc::gid_t>> = spec.process.groups.clone();
     let (gid, uid) = (spec.process.gid, spec.process.uid);

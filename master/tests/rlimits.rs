@@ -1,6 +1,7 @@
 //! `server-rlimit-nofile` and `server-core-file-size` are set in the child before exec (seen in
 //! /proc/PID/limits); unset, the child inherits the master's limits.
 
+mod lifecycle_util;
 mod util;
 
 use std::fs;
@@ -28,15 +29,12 @@ fn finite(v: u64) -> Option<u64> {
 
 #[test]
 fn nofile_and_core_size_reach_the_child() {
-    let (_, nofile_hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     let (_, core_hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
     let s = Setup::new();
     let (_master, kid) = s.serving_probe("server-rlimit-nofile = 777\nserver-core-file-size = 0\n");
-    // The soft limit is set; a hard limit above it is kept.
-    assert_eq!(
-        limit(kid, "Max open files"),
-        (Some(777), finite(nofile_hard.max(777)))
-    );
+    // Both nofile limits are set (a zmaster server raises its soft limit to the hard one, so
+    // the soft one alone would not stick); for the core size a hard limit above it is kept.
+    assert_eq!(limit(kid, "Max open files"), (Some(777), Some(777)));
     assert_eq!(
         limit(kid, "Max core file size"),
         (Some(0), finite(core_hard))
@@ -80,4 +78,36 @@ fn a_bad_limit_is_a_located_config_error() {
     let log = master.log_text();
     assert!(log.contains("probe.cf:4") && log.contains("many"), "{log}");
     assert!(!sock.exists(), "a listener was bound: {log}");
+}
+
+/// A zmaster server raises its soft nofile limit to the hard one at start: the configured
+/// value must still be what it runs with (both limits are set).
+#[test]
+fn a_zmaster_server_keeps_the_configured_nofile_limit() {
+    let s = Setup::new();
+    for bin in lifecycle_util::echo_servers() {
+        let sock = s.path("e.sock");
+        let _ = fs::remove_file(&sock);
+        s.write_cf(
+            "echo",
+            &format!(
+                "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 1\n\
+                 server-thread-count = 1\nserver-rlimit-nofile = 300\n",
+                bin.display(),
+                sock.display()
+            ),
+        );
+        let master = s.start_master(&[]);
+        let kid = wait_for(Duration::from_secs(20), "the echo child answering", || {
+            let kid = *master.children().first()?;
+            (ask_unix(&sock, "hi").ok()? == "hi").then_some(kid)
+        });
+        assert_eq!(
+            limit(kid, "Max open files"),
+            (Some(300), Some(300)),
+            "{}",
+            bin.display()
+        );
+        drop(master);
+    }
 }
