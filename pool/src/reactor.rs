@@ -87,18 +87,32 @@ impl Reactor {
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
     }
 
-    /// Switches a level-triggered registration ([`add_level`](Self::add_level)) on or off
-    /// (off: no event at all, the fd stays registered).
+    /// Switches a level-triggered registration ([`add_level`](Self::add_level)) on or off.
+    /// Off deletes it from the epoll set: a modify to an empty mask would still report
+    /// `EPOLLHUP`/`EPOLLERR` (the kernel always adds them), and a listener another holder of
+    /// the shared fd shut down reports HUP forever: the acceptor would spin. On adds it back
+    /// (or keeps it if it is there).
     ///
     /// # Errors
     /// `epoll_ctl` failed.
     pub fn listen_level(&self, fd: impl AsFd, key: u64, on: bool) -> io::Result<()> {
-        let flags = if on {
-            EpollFlags::EPOLLIN
+        let result = if on {
+            match self
+                .epoll
+                .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, key))
+            {
+                Err(nix::errno::Errno::EEXIST) => self
+                    .epoll
+                    .modify(&fd, &mut EpollEvent::new(EpollFlags::EPOLLIN, key)),
+                other => other,
+            }
         } else {
-            EpollFlags::empty()
+            match self.epoll.delete(&fd) {
+                Err(nix::errno::Errno::ENOENT) => Ok(()),
+                other => other,
+            }
         };
-        Ok(self.epoll.modify(fd, &mut EpollEvent::new(flags, key))?)
+        Ok(result?)
     }
 
     /// Removes a connection (before it is closed, so no stale event can name it).

@@ -1,7 +1,8 @@
 //! The acceptor's syscalls per connection (issue 15): accepting connections that arrive one
 //! at a time costs no syscalls besides `epoll_wait` and `accept4` (`polling::Poller::wait`
 //! added a timerfd arm, two `epoll_ctl` re-arms and an eventfd `read` to every wake-up), and
-//! handing a connection to a worker that is awake costs no eventfd write.
+//! handing a connection to a worker that is awake costs no eventfd write; and a listener shut
+//! down by another holder of its fd (HUP for ever) does not make the acceptor spin.
 //!
 //! Measured with the acceptor thread's own syscall counters (`syscr`/`syscw` in
 //! `/proc/self/task/TID/io`, counted by the kernel for every `read`/`write`-family call,
@@ -166,4 +167,47 @@ fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
         "eventfd writes by the acceptor while the worker was awake in a callback"
     );
     pool.shutdown();
+}
+
+/// Jiffies (user + system) thread `tid` ran so far.
+fn cpu_ticks(tid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3, utime 14 and stime 15 (1-based) of the whole line.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+#[test]
+fn a_listener_shut_down_elsewhere_does_not_make_the_acceptor_spin() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (tcp, addr) = tcp_listener();
+    let zmaster_pool::Listener::Tcp(std_listener) = &tcp else {
+        panic!("a TCP listener");
+    };
+    // Another holder of the same open socket (a sibling process, say) shuts it down: accept
+    // fails with EINVAL and epoll reports HUP on it from then on.
+    let other = std_listener.try_clone().expect("dup");
+    let (tx, rx) = mpsc::channel::<Stream>();
+    let cb: AcceptCallback = Box::new(move |s| {
+        let _ = tx.send(s);
+    });
+    let acceptor = Acceptor::spawn(vec![(tcp, cb)]).expect("spawn");
+    let _client = TcpStream::connect(addr).expect("connect");
+    let _held = rx.recv_timeout(Duration::from_secs(10)).expect("accepted");
+    let tid = thread_named("zm-acceptor").expect("one zm-acceptor thread");
+    socket2::SockRef::from(&other)
+        .shutdown(std::net::Shutdown::Read)
+        .expect("shutdown");
+    let before = cpu_ticks(&tid).expect("stat");
+    let start = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(1)); // a CPU figure over a span, not a sync
+    let ran = cpu_ticks(&tid).expect("stat") - before;
+    let span = start.elapsed().as_secs_f64() * 100.0;
+    // A spinning acceptor uses most of the span (60-100 of ~100 ticks); a paused one ~0.
+    assert!(
+        (ran as f64) < span / 4.0,
+        "the acceptor ran {ran} of {span:.0} ticks after its listener was shut down"
+    );
+    drop(acceptor);
 }
