@@ -3,10 +3,11 @@
 //!
 //! A fresh `mmap` + `mprotect` costs hundreds of times a reused stack, so a finished
 //! coroutine's stack goes back to its worker's pool: [`HOT_STACKS`] kept as they are (pages
-//! resident), up to `Config::pool_stacks` in all (default [`DEFAULT_POOL_STACKS`]) with the others `madvise(MADV_DONTNEED)`ed
-//! (reuse costs page faults, not an `mmap`), and the rest unmapped. The heap is trimmed
-//! (`malloc_trim(0)`) once [`BURST`] coroutines finished and at most a quarter of the peak
-//! since the last trim is left, as the aio pool does for connections (`conn/trim.rs`).
+//! resident), up to `Config::pool_stacks` in all (default [`DEFAULT_POOL_STACKS`]) with the
+//! others `madvise(MADV_DONTNEED)`ed (reuse costs page faults, not an `mmap`), and the rest
+//! unmapped. The heap is trimmed (`malloc_trim(0)`) once [`BURST`] coroutines finished and
+//! at most a quarter of the peak since the last trim is left, as the aio pool does for
+//! connections (`conn/trim.rs`).
 
 use std::io;
 
