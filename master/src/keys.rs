@@ -35,7 +35,7 @@ pub(crate) enum Kind {
 }
 
 /// Every key zmaster or its server runtime reads, with its type (SPEC §4, §6, §11, §13).
-pub(crate) const KNOWN_KEYS: [(&str, Kind); 27] = [
+pub(crate) const KNOWN_KEYS: [(&str, Kind); 28] = [
     ("server-command", Kind::Text),
     ("server-service", Kind::Text),
     ("server-proc-count", Kind::Count),
@@ -47,6 +47,7 @@ pub(crate) const KNOWN_KEYS: [(&str, Kind); 27] = [
     ("master-stop-timeout", Kind::Duration),
     ("server-thread-count", Kind::Count),
     ("server-coroutine-stack-size", Kind::Size),
+    ("server-coroutine-stack-pool", Kind::Count),
     ("server-stop-on-softstop-after", Kind::Duration),
     ("server-log", Kind::LogTarget),
     ("server-log-level", Kind::Level),
@@ -278,6 +279,16 @@ mod tests {
                 "/etc/zm/b.cf:1: unknown key \"master-chrot\" (did you mean \"master-chroot\"?)",
             ]
         );
+    }
+
+    #[test]
+    fn the_coroutine_stack_pool_key_is_known_and_typed() {
+        let files = [file("a.cf", "server-coroutine-stack-pool = 32\n")];
+        assert!(unknown_key_warnings(&files).is_empty());
+        let mut c = Config::new();
+        c.set("server-coroutine-stack-pool", "-1");
+        let err = check_values(&c).unwrap_err().to_string();
+        assert!(err.contains("server-coroutine-stack-pool"), "{err}");
     }
 
     #[test]

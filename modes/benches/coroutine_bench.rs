@@ -17,6 +17,7 @@ fn sched(threads: usize) -> Scheduler {
     Scheduler::start(Config {
         threads,
         stack_size: 0,
+        ..Config::default()
     })
     .expect("start scheduler")
 }

@@ -133,27 +133,24 @@ impl Read for LineDeadline<'_> {
 fn serve(conn: Connection) {
     let limits = limits::get();
     let max = limits.max_line;
-    let limit = limits.line_read_limit();
     // Writes wait a slice at a time, so that `send` can check the pending bound while the
     // peer does not read (the timeout is kept by the stream, not set in the kernel).
     if let Err(e) = conn.set_write_timeout(Some(limits.write_slice())) {
         log::debug!("echo write timeout not set: {e}");
         return;
     }
-    let mut reader = BufReader::with_capacity(
-        4096,
-        LineDeadline {
-            conn: &conn,
-            deadline: None,
-        },
-    );
+    // No buffer of its own while the connection is idle (issue 15): lines are read straight
+    // into `line`, and only bytes a pipelining peer sent past a line are kept.
+    let mut reader = coroutine::LineReader::new(LineDeadline {
+        conn: &conn,
+        deadline: None,
+    });
     let mut line = Vec::with_capacity(128);
     loop {
         line.clear();
         reader.get_mut().deadline = limits.idle_timeout.map(deadline_after);
-        // Read at most max + 1 bytes so an endless line cannot grow the buffer without limit
-        // (saturating: `echo-max-line` may be as large as u64::MAX).
-        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+        // At most max + 1 bytes, so an endless line cannot grow the buffer without limit.
+        match reader.read_line(&mut line, max) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) => {

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) waking: AtomicBool,
     /// Default stack size, rounded.
     pub(crate) stack_size: usize,
+    /// Stacks each worker's pool keeps (`Config::pool_stacks`).
+    pub(crate) pool_stacks: usize,
     rr: AtomicUsize,
 }
 
@@ -199,6 +201,7 @@ impl Shared {
         workers: Vec<Arc<WorkerShared>>,
         stealers: Vec<Stealer<Fresh>>,
         stack_size: usize,
+        pool_stacks: usize,
     ) -> Shared {
         Shared {
             injector: Injector::new(),
@@ -209,6 +212,7 @@ impl Shared {
             sleepers: AtomicUsize::new(0),
             waking: AtomicBool::new(false),
             stack_size,
+            pool_stacks,
             rr: AtomicUsize::new(0),
         }
     }

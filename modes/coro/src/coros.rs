@@ -61,12 +61,14 @@ pub(crate) struct Coros {
 }
 
 impl Coros {
-    pub(crate) fn new() -> Coros {
+    /// No coroutines yet; finished ones' stacks are kept up to `pool_stacks` (see
+    /// `StackPool::with_limit`).
+    pub(crate) fn new(pool_stacks: usize) -> Coros {
         Coros {
             slab: Vec::new(),
             free: Vec::new(),
             timers: Timers::new(),
-            stacks: StackPool::new(),
+            stacks: StackPool::with_limit(pool_stacks),
             guard_slot: None,
             next_id: 0,
             id_end: 0,

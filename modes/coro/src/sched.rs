@@ -25,6 +25,11 @@ pub struct Config {
     /// [`DEFAULT_STACK_SIZE`] (128 KiB). Rounded up to whole pages, at least 16 KiB, at most
     /// [`MAX_STACK_SIZE`](stack::MAX_STACK_SIZE) (`Scheduler::start` refuses more).
     pub stack_size: usize,
+    /// Finished coroutines' stacks each worker keeps for reuse, all sizes together
+    /// (`server-coroutine-stack-pool`, default 256): up to 16 stay resident, the others are
+    /// `madvise(MADV_DONTNEED)`ed, and a stack finishing past the limit is unmapped (0: every
+    /// one is). See `docs/coroutine.md`.
+    pub pool_stacks: usize,
 }
 
 impl Default for Config {
@@ -32,6 +37,7 @@ impl Default for Config {
         Config {
             threads: 0,
             stack_size: DEFAULT_STACK_SIZE,
+            pool_stacks: stack::DEFAULT_POOL_STACKS,
         }
     }
 }
@@ -82,7 +88,12 @@ impl Scheduler {
             .map(|index| WorkerShared::new(index).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let stealers = deques.iter().map(Deque::stealer).collect();
-        let shared = Arc::new(Shared::new(workers, stealers, stack_size));
+        let shared = Arc::new(Shared::new(
+            workers,
+            stealers,
+            stack_size,
+            config.pool_stacks,
+        ));
         let mut sched = Scheduler {
             shared: shared.clone(),
             threads: Vec::with_capacity(n),
@@ -94,7 +105,10 @@ impl Scheduler {
                 .spawn(move || worker::run(shared, index, deque))?;
             sched.threads.push(t);
         }
-        log::debug!("coroutine scheduler started threads={n} stack_size={stack_size}");
+        log::debug!(
+            "coroutine scheduler started threads={n} stack_size={stack_size} pool_stacks={}",
+            config.pool_stacks
+        );
         Ok(sched)
     }
 
@@ -271,4 +285,98 @@ pub fn in_coroutine() -> bool {
 /// The id of the calling coroutine (as in logs and the stack-overflow report).
 pub fn current_id() -> Option<u64> {
     sys::with_current(|ctx| ctx.task.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::{Config, Scheduler, yield_now};
+
+    const SIZE: usize = 196 * 1024;
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// Read-write mappings of exactly `SIZE` bytes holding one of `addrs` (an address on each
+    /// of this test's coroutine stacks; the guard page is a separate, inaccessible mapping):
+    /// the test's stacks still mapped, resident or released, whatever other tests map.
+    fn stacks_mapped(addrs: &Mutex<Vec<usize>>) -> usize {
+        let addrs = addrs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        maps.lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|p| p.starts_with("rw"))
+            })
+            .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
+            .filter_map(|(a, b)| {
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .filter(|&(a, b)| b - a == SIZE && addrs.iter().any(|&x| (a..b).contains(&x)))
+            .count()
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let end = Instant::now() + WAIT;
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn pool_stacks_bounds_the_stacks_kept_after_a_burst() {
+        const LIVE: usize = 40;
+        const KEEP: usize = 5;
+        let sched = Scheduler::start(Config {
+            threads: 1,
+            stack_size: SIZE,
+            pool_stacks: KEEP,
+        })
+        .expect("scheduler");
+        let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let go = Arc::new(AtomicBool::new(false));
+        let addrs = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..LIVE {
+            let (started, finished, go) = (started.clone(), finished.clone(), go.clone());
+            let addrs = addrs.clone();
+            sched.handle().go(move || {
+                let marker = std::hint::black_box(0u8);
+                addrs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(std::ptr::addr_of!(marker) as usize);
+                started.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::SeqCst) {
+                    yield_now();
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        wait_for("every coroutine to start", || {
+            started.load(Ordering::SeqCst) == LIVE
+        });
+        assert_eq!(stacks_mapped(&addrs), LIVE, "one stack per live coroutine");
+        go.store(true, Ordering::SeqCst);
+        wait_for("every coroutine to finish", || {
+            finished.load(Ordering::SeqCst) == LIVE && sched.live_coroutines() == 0
+        });
+        // Before `pool_stacks` reached the workers' pools, all 40 stayed mapped (limit 256).
+        let end = Instant::now() + WAIT;
+        while stacks_mapped(&addrs) != KEEP {
+            assert!(
+                Instant::now() < end,
+                "{} stacks of this test still mapped after the burst, expected {KEEP}",
+                stacks_mapped(&addrs)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

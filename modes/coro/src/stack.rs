@@ -3,10 +3,11 @@
 //!
 //! A fresh `mmap` + `mprotect` costs hundreds of times a reused stack, so a finished
 //! coroutine's stack goes back to its worker's pool: [`HOT_STACKS`] kept as they are (pages
-//! resident), up to [`DEFAULT_POOL_STACKS`] in all with the others `madvise(MADV_DONTNEED)`ed
-//! (reuse costs page faults, not an `mmap`), and the rest unmapped. The heap is trimmed
-//! (`malloc_trim(0)`) once [`BURST`] coroutines finished and at most a quarter of the peak
-//! since the last trim is left, as the aio pool does for connections (`conn/trim.rs`).
+//! resident), up to `Config::pool_stacks` in all (default [`DEFAULT_POOL_STACKS`]) with the
+//! others `madvise(MADV_DONTNEED)`ed (reuse costs page faults, not an `mmap`), and the rest
+//! unmapped. The heap is trimmed (`malloc_trim(0)`) once [`BURST`] coroutines finished and
+//! at most a quarter of the peak since the last trim is left, as the aio pool does for
+//! connections (`conn/trim.rs`).
 
 use std::io;
 
@@ -110,11 +111,6 @@ pub(crate) struct StackPool {
 }
 
 impl StackPool {
-    /// An empty pool keeping up to [`DEFAULT_POOL_STACKS`].
-    pub(crate) fn new() -> StackPool {
-        StackPool::with_limit(DEFAULT_POOL_STACKS)
-    }
-
     /// An empty pool keeping up to `limit` stacks (0: every finished stack is unmapped), of
     /// which at most [`HOT_STACKS`] stay resident.
     pub(crate) fn with_limit(limit: usize) -> StackPool {
@@ -226,7 +222,7 @@ mod tests {
 
     #[test]
     fn stacks_are_reused() {
-        let mut pool = StackPool::new();
+        let mut pool = StackPool::with_limit(DEFAULT_POOL_STACKS);
         let size = DEFAULT_STACK_SIZE;
         let s = pool.get(size).unwrap();
         let base = s.base();
@@ -254,7 +250,7 @@ mod tests {
     #[test]
     fn after_a_burst_the_pool_keeps_its_limit_with_a_small_hot_set() {
         let size = MIN_STACK_SIZE;
-        let mut pool = StackPool::new();
+        let mut pool = StackPool::with_limit(DEFAULT_POOL_STACKS);
         burst(&mut pool, size, DEFAULT_POOL_STACKS + 50);
         assert_eq!(
             pool.pooled(size),
@@ -282,7 +278,7 @@ mod tests {
     #[test]
     fn resident_stacks_are_handed_out_before_released_ones() {
         let size = MIN_STACK_SIZE;
-        let mut pool = StackPool::new();
+        let mut pool = StackPool::with_limit(DEFAULT_POOL_STACKS);
         let bases = burst(&mut pool, size, HOT_STACKS + 2);
         // The first HOT_STACKS returned are hot, the last two released.
         let hot: Vec<usize> = (0..HOT_STACKS)
@@ -319,7 +315,7 @@ mod tests {
 
     #[test]
     fn the_heap_is_trimmed_once_a_burst_has_mostly_finished() {
-        let mut pool = StackPool::new();
+        let mut pool = StackPool::with_limit(DEFAULT_POOL_STACKS);
         for live in 1..=5000 {
             pool.started(live);
         }
@@ -328,7 +324,7 @@ mod tests {
         // of the 1,250 left; the last 226 are too few.
         assert_eq!(trims, vec![3750, 3750 + BURST]);
         // Churn while most stay live never trims.
-        let mut busy = StackPool::new();
+        let mut busy = StackPool::with_limit(DEFAULT_POOL_STACKS);
         busy.started(4000);
         let churn = (0..2 * BURST).filter(|_| {
             busy.started(4001);
@@ -336,7 +332,7 @@ mod tests {
         });
         assert_eq!(churn.count(), 0);
         // Exactly a quarter left is low enough.
-        let mut quarter = StackPool::new();
+        let mut quarter = StackPool::with_limit(DEFAULT_POOL_STACKS);
         quarter.started(4 * BURST);
         let at: Vec<usize> = (1..=3 * BURST)
             .filter(|i| quarter.finished(4 * BURST - i))

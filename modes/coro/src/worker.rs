@@ -58,6 +58,7 @@ impl Worker {
             Ok(n) if n.get() > 1 => SPIN_POLLS,
             _ => 0,
         };
+        let pool_stacks = shared.pool_stacks;
         Worker {
             q: Queues {
                 me: shared.workers[index].clone(),
@@ -66,7 +67,7 @@ impl Worker {
                 fresh,
                 placed: VecDeque::new(),
             },
-            coros: Coros::new(),
+            coros: Coros::new(pool_stacks),
             events: vec![EpollEvent::empty(); reactor::EVENTS],
             spin_polls,
             spin_rounds: spin_polls,

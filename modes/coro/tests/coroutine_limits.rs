@@ -19,6 +19,7 @@ fn sched(threads: usize) -> Scheduler {
     Scheduler::start(Config {
         threads,
         stack_size: 0,
+        ..Config::default()
     })
     .expect("scheduler")
 }

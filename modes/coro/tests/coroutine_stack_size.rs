@@ -88,6 +88,7 @@ fn huge_default_stack_is_a_start_error() {
         let r = Scheduler::start(Config {
             threads: 1,
             stack_size: size,
+            ..Config::default()
         });
         let e = r.err().expect("must be refused");
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);

@@ -63,6 +63,11 @@ impl<R: Read> LineReader<R> {
         &self.inner
     }
 
+    /// The underlying reader, mutably (to change a per-line deadline it keeps, say).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Bytes read from the underlying reader and not returned yet.
     pub fn buffered(&self) -> &[u8] {
         &self.rest[self.pos..]

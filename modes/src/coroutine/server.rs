@@ -96,8 +96,9 @@ impl Connection {
 
     pub(super) fn from_stream(stream: Stream) -> io::Result<Connection> {
         match stream {
-            Stream::Tcp(s) => TcpStream::from_std(s).map(Connection::Tcp),
-            Stream::Unix(s) => UnixStream::from_std(s).map(Connection::Unix),
+            // Accepted by the pool's acceptor with accept4(SOCK_NONBLOCK): no second ioctl.
+            Stream::Tcp(s) => Ok(Connection::Tcp(TcpStream::from_nonblocking_std(s))),
+            Stream::Unix(s) => Ok(Connection::Unix(UnixStream::from_nonblocking_std(s))),
             Stream::Fifo(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "FIFO services are not supported in coroutine mode",

@@ -18,7 +18,7 @@ use super::server::{
     Connection, Fifo, Handler, Hooks, Listener, Registration, Serve, Service, serve_hooks,
 };
 use super::{Config as SchedConfig, Scheduler};
-use crate::runtime::{Error, ErrorKind, Mode, Outcome, Result, Server, Serving};
+use crate::runtime::{Error, ErrorKind, Mode, Outcome, Result, Server, Serving, Settings};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -153,10 +153,7 @@ impl Mode<Registration> for CoroutineMode {
             ));
         }
         let settings = server.settings();
-        let config = SchedConfig {
-            threads: settings.thread_count,
-            stack_size: settings.coroutine_stack_size,
-        };
+        let config = sched_config(settings);
         let scheduler = Scheduler::start(config).map_err(|e| {
             Error::io(
                 format!(
@@ -256,6 +253,15 @@ impl Mode<Registration> for CoroutineMode {
     }
 }
 
+/// The scheduler settings of a server's per-service keys.
+fn sched_config(settings: &Settings) -> SchedConfig {
+    SchedConfig {
+        threads: settings.thread_count,
+        stack_size: settings.coroutine_stack_size,
+        pool_stacks: settings.coroutine_stack_pool,
+    }
+}
+
 fn config_threads(config: &SchedConfig) -> String {
     match config.threads {
         0 => "per-CPU".into(),
@@ -350,10 +356,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_stack_pool_key_reaches_the_scheduler_config() {
+        let mut c = zmaster_core::config::Config::new();
+        c.set("server-coroutine-stack-pool", "7");
+        c.set("server-coroutine-stack-size", "64k");
+        c.set("server-thread-count", "3");
+        let config = sched_config(&Settings::from_config(&c).unwrap());
+        assert_eq!(
+            (config.threads, config.stack_size, config.pool_stacks),
+            (3, 64 * 1024, 7)
+        );
+    }
+
+    #[test]
     fn stop_accepting_closes_a_loop_listener() {
         let scheduler = Scheduler::start(SchedConfig {
             threads: 1,
             stack_size: 0,
+            ..SchedConfig::default()
         })
         .unwrap();
         let counts = Counts {

@@ -31,6 +31,10 @@ pub struct Settings {
     pub thread_count: usize,
     /// `server-coroutine-stack-size`: bytes per coroutine stack (default 128k).
     pub coroutine_stack_size: usize,
+    /// `server-coroutine-stack-pool`: finished coroutines' stacks each scheduler thread
+    /// keeps for reuse (default 256, 0 to 1 048 576; 0 unmaps every stack when its coroutine
+    /// ends).
+    pub coroutine_stack_pool: usize,
     /// `server-stop-on-softstop-after`: drain deadline on softstop (default 0 = see SPEC §6).
     pub stop_on_softstop_after: Duration,
     /// `server-log-level` (zmaster extension): `error|warn|info|debug|trace|off`, default `info`.
@@ -62,6 +66,13 @@ impl Settings {
                 ),
             ));
         }
+        let default_pool = zmaster_coro::Config::default().pool_stacks;
+        let pool = config.get_int_in(
+            "server-coroutine-stack-pool",
+            i64::try_from(default_pool).unwrap_or(i64::MAX),
+            0,
+            1 << 20,
+        )?;
         let level_text = config.get_str("server-log-level", "info");
         let log_level: LevelFilter = level_text.parse().map_err(|_| {
             Error::new(
@@ -76,6 +87,7 @@ impl Settings {
         Ok(Settings {
             thread_count: usize::try_from(thread_count).unwrap_or(1),
             coroutine_stack_size: usize::try_from(stack).unwrap_or(usize::MAX),
+            coroutine_stack_pool: usize::try_from(pool).unwrap_or(default_pool),
             stop_on_softstop_after: config
                 .get_duration("server-stop-on-softstop-after", Duration::ZERO)?,
             log_level,
@@ -214,13 +226,25 @@ mod tests {
         let s = Settings::from_config(&Config::new()).unwrap();
         assert!(s.thread_count >= 1);
         assert_eq!(s.coroutine_stack_size, 128 * 1024);
+        assert_eq!(s.coroutine_stack_pool, 256);
         assert_eq!(s.stop_on_softstop_after, Duration::ZERO);
         assert_eq!(s.log_level, LevelFilter::Info);
         let mut c = Config::new();
         c.set("server-thread-count", "7");
         c.set("server-coroutine-stack-size", "256k");
+        c.set("server-coroutine-stack-pool", "32");
         c.set("server-stop-on-softstop-after", "2m");
         c.set("server-log-level", "debug");
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.coroutine_stack_pool, 32);
+        c.set("server-coroutine-stack-pool", "0");
+        assert_eq!(Settings::from_config(&c).unwrap().coroutine_stack_pool, 0);
+        c.set("server-coroutine-stack-pool", "1048576");
+        assert_eq!(
+            Settings::from_config(&c).unwrap().coroutine_stack_pool,
+            1 << 20
+        );
+        c.set("server-coroutine-stack-pool", "32");
         let s = Settings::from_config(&c).unwrap();
         assert_eq!(
             (
@@ -234,6 +258,9 @@ mod tests {
             ("server-thread-count", "0"),
             ("server-thread-count", "x"),
             ("server-coroutine-stack-size", "1k"),
+            ("server-coroutine-stack-pool", "-1"),
+            ("server-coroutine-stack-pool", "1048577"),
+            ("server-coroutine-stack-pool", "many"),
             ("server-stop-on-softstop-after", "soon"),
             ("server-log-level", "loud"),
         ] {

@@ -12,8 +12,10 @@ use crate::buffer::Want;
 const DRIVE_BUDGET: u32 = 64;
 /// End-of-stream or error results a connection may get before it is closed for spinning.
 const DEAD_ENDS: u32 = 16;
-/// Output buffers that grew past this are released once written.
-const KEEP_OUT_CAPACITY: usize = 64 * 1024;
+/// Output buffers that grew past this are released once written: an idle connection keeps
+/// at most this much output storage (issue 15: a burst of long lines left up to 64 KiB per
+/// connection). Small replies (a ping-pong of short lines) keep theirs and allocate nothing.
+const KEEP_OUT_CAPACITY: usize = 1024;
 
 impl Conn {
     /// Nothing pending that could ever call back into this connection.
@@ -143,11 +145,7 @@ impl Conn {
             }
         }
         self.out_pos = 0;
-        if self.out.capacity() > KEEP_OUT_CAPACITY {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        emptied(&mut self.out);
     }
 
     /// Sets the deadlines of newly waiting operations; returns a time for the worker's
@@ -210,5 +208,46 @@ impl Conn {
         if self.out_pos < self.out.len() && self.write_err.is_none() {
             self.try_write();
         }
+    }
+}
+
+/// Empties a written output buffer, freeing its storage if it grew past
+/// [`KEEP_OUT_CAPACITY`].
+fn emptied(out: &mut Vec<u8>) {
+    if out.capacity() > KEEP_OUT_CAPACITY {
+        *out = Vec::new();
+    } else {
+        out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KEEP_OUT_CAPACITY, emptied};
+
+    #[test]
+    fn a_written_burst_gives_its_storage_back() {
+        let mut out = vec![7u8; 16 * 1024];
+        emptied(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            out.capacity(),
+            0,
+            "16 KiB of output storage kept after the write"
+        );
+    }
+
+    #[test]
+    fn small_output_storage_is_kept_for_the_next_reply() {
+        let mut out = Vec::with_capacity(KEEP_OUT_CAPACITY);
+        out.extend_from_slice(b"pong\n");
+        let cap = out.capacity();
+        emptied(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(out.capacity(), cap);
+        let mut over = Vec::with_capacity(KEEP_OUT_CAPACITY + 1);
+        over.push(1);
+        emptied(&mut over);
+        assert_eq!(over.capacity(), 0);
     }
 }

@@ -172,6 +172,11 @@ use socket2::{SockAddr, Socket};
 use super::reactor::Dir;
 use super::reactor::source::Source;
 
+/// Whether `fd` has `O_NONBLOCK` set (false if that cannot be read).
+fn is_nonblocking<S: AsFd>(fd: &S) -> bool {
+    socket2::SockRef::from(fd).nonblocking().unwrap_or(false)
+}
+
 /// Starts a non-blocking connect; returns whether it is still in progress.
 fn start_connect(sock: &Socket, addr: &SockAddr) -> io::Result<bool> {
     sock.set_nonblocking(true)?;
@@ -243,4 +248,81 @@ fn write_vectored<S: AsFd>(
 ) -> io::Result<usize> {
     let len: usize = bufs.iter().map(|b| b.len()).sum();
     src.io(Dir::Write, |s| f(s, bufs), |&n| n < len)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net as unix_net;
+    use std::time::Duration;
+
+    use nix::sys::socket::{SockFlag, accept4};
+
+    use super::{TcpStream, UnixStream, is_nonblocking};
+    use crate::{Config, Scheduler};
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// Echoes one read back from a coroutine, through `&S` (`Read + Write`).
+    fn echo_once<S>(sched: &Scheduler, conn: S)
+    where
+        S: Send + 'static,
+        for<'a> &'a S: Read + Write,
+    {
+        sched.handle().go(move || {
+            let mut buf = [0u8; 64];
+            let n = (&conn).read(&mut buf).unwrap_or(0);
+            let _ = (&conn).write_all(&buf[..n]);
+        });
+    }
+
+    fn sched() -> Scheduler {
+        Scheduler::start(Config {
+            threads: 1,
+            ..Config::default()
+        })
+        .expect("scheduler")
+    }
+
+    #[test]
+    fn accept4_nonblocking_streams_are_wrapped_as_they_are_and_serve() {
+        let sched = sched();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let fd =
+            accept4(&listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).expect("accept4");
+        let accepted = std::net::TcpStream::from(fd);
+        let conn = TcpStream::from_nonblocking_std(accepted);
+        echo_once(&sched, conn);
+        client.set_read_timeout(Some(WAIT)).expect("timeout");
+        client.write_all(b"tcp\n").expect("write");
+        let mut back = [0u8; 4];
+        client.read_exact(&mut back).expect("echo");
+        assert_eq!(&back, b"tcp\n");
+
+        let (a, mut b) = unix_net::UnixStream::pair().expect("pair");
+        a.set_nonblocking(true).expect("nonblocking");
+        echo_once(&sched, UnixStream::from_nonblocking_std(a));
+        b.set_read_timeout(Some(WAIT)).expect("timeout");
+        b.write_all(b"unix").expect("write");
+        b.read_exact(&mut back).expect("echo");
+        assert_eq!(&back, b"unix");
+    }
+
+    #[test]
+    fn is_nonblocking_reads_the_flag() {
+        let (a, _b) = unix_net::UnixStream::pair().expect("pair");
+        assert!(!is_nonblocking(&a));
+        a.set_nonblocking(true).expect("nonblocking");
+        assert!(is_nonblocking(&a));
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "the stream is blocking")]
+    fn a_blocking_stream_is_refused_in_debug_builds() {
+        let (a, _b) = unix_net::UnixStream::pair().expect("pair");
+        drop(UnixStream::from_nonblocking_std(a));
+    }
 }

@@ -184,6 +184,21 @@ impl UnixStream {
         })
     }
 
+    /// Wraps a connected std stream that is already non-blocking, such as one accepted with
+    /// `accept4(SOCK_NONBLOCK)` (the pool's acceptor, see `zmaster_pool::Stream`): it skips
+    /// the `ioctl(FIONBIO)` of [`from_std`](Self::from_std), one syscall per connection. A
+    /// blocking stream given here would block its whole worker thread on each read or write;
+    /// debug builds check.
+    pub fn from_nonblocking_std(stream: net::UnixStream) -> UnixStream {
+        debug_assert!(
+            super::is_nonblocking(&stream),
+            "UnixStream::from_nonblocking_std: the stream is blocking"
+        );
+        UnixStream {
+            src: Source::new(stream),
+        }
+    }
+
     /// The remote address.
     ///
     /// # Errors

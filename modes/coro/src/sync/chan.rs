@@ -349,6 +349,7 @@ mod tests {
         Scheduler::start(Config {
             threads: 1,
             stack_size: 0,
+            ..Config::default()
         })
         .unwrap()
     }

@@ -215,6 +215,7 @@ mod tests {
         let s = Scheduler::start(Config {
             threads: 1,
             stack_size: 0,
+            ..Config::default()
         })
         .unwrap();
         let m2 = m.clone();
@@ -250,6 +251,7 @@ mod tests {
         let s = Scheduler::start(Config {
             threads: 1,
             stack_size: 0,
+            ..Config::default()
         })
         .unwrap();
         let (held_tx, held) = mpsc::channel();

@@ -12,6 +12,7 @@ pub fn sched(threads: usize, stack_size: usize) -> Scheduler {
     Scheduler::start(Config {
         threads,
         stack_size,
+        ..Config::default()
     })
     .expect("start scheduler")
 }
