@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use util::{Client, PATIENCE, Served, wait_until};
+use util::{Client, PATIENCE, Served, assert_not_served, wait_until};
 use zmaster_modes::coroutine::{self, Connection, Hooks};
 
 const CHILD_ENV: &str = "ZM_LIFECYCLE_CO_CHILD";
@@ -116,6 +116,9 @@ fn max_use_retires_after_three_connections() {
     }
     let mut third = Client::connect(served.addr);
     assert_eq!(third.ask("use 3").as_deref(), Some("use 3"));
+    // Exactly three: a fourth connection stays in the backlog (for a sibling or the
+    // replacement), even before the retirement is noticed.
+    assert_not_served(served.addr, "server-max-use 3");
     wait_until(PATIENCE, "the server to close fd 4 (detach)", || {
         served.detached()
     });

@@ -167,7 +167,10 @@ impl Mode<Registration> for CoroutineMode {
         let counts = Counts {
             active: Arc::new(Active::default()),
             loops: Arc::new(Active::default()),
-            gate: ConnGate::new(settings.limits.connection_limit()),
+            gate: ConnGate::with_limits(
+                settings.limits.connection_limit(),
+                settings.limits.accept_budget(),
+            ),
         };
         let active = &counts.active;
         let mut entries: Vec<(Listener, AcceptCallback)> = Vec::new();
@@ -327,6 +330,10 @@ impl Serving for CoroutineServing {
         self.scheduler
             .as_ref()
             .map_or_else(Vec::new, |s| s.stalled(timeout))
+    }
+
+    fn on_budget_spent(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.counts.gate.on_budget_spent(wake);
     }
 }
 
