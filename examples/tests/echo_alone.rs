@@ -365,3 +365,28 @@ fn largest_max_line_still_echoes() {
         name(bin)
     );
 }
+
+/// A client that pipelines a large batch while it reads the echoes back (it keeps up) is never
+/// cut by `echo-max-pending`: the server writes what it holds while input keeps arriving,
+/// instead of reading everything first (review: cut 9 times of 9 at 1 MiB held, before).
+#[test]
+fn a_pipelining_client_that_reads_gets_every_echo() {
+    for bin in BINS {
+        const LINES: usize = 20_000;
+        let (_server, addr) = spawn_alone(bin, &["-server-thread-count", "1"]);
+        let mut client = LineClient::connect(addr);
+        let line = "p".repeat(99);
+        let mut writer = client.writer.try_clone().expect("clone");
+        let batch = format!("{line}\n").repeat(LINES);
+        // 2 MB in one go, while this thread reads the echoes.
+        let sender = thread::spawn(move || writer.write_all(batch.as_bytes()));
+        for i in 0..LINES {
+            assert_eq!(
+                client.read_line().as_deref(),
+                Some(line.as_str()),
+                "{bin}: echo {i} of {LINES}"
+            );
+        }
+        sender.join().expect("join").expect("send");
+    }
+}

@@ -16,6 +16,11 @@ const DEAD_ENDS: u32 = 16;
 /// at most this much output storage (issue 15: a burst of long lines left up to 64 KiB per
 /// connection). Small replies (a ping-pong of short lines) keep theirs and allocate nothing.
 const KEEP_OUT_CAPACITY: usize = 1024;
+/// Output held past this is written before the next read: while input keeps arriving (a
+/// pipelining client) echoes go out as they are made, so what the server holds for a peer
+/// that reads stays near this bound (one batch of callbacks more at most), and only a peer
+/// that does not take its output lets it grow (the caller's bound, e.g. `echo-max-pending`).
+const WRITE_BEFORE_READ: usize = 64 * 1024;
 
 impl Conn {
     /// Nothing pending that could ever call back into this connection.
@@ -33,12 +38,20 @@ impl Conn {
     pub(crate) fn drive(&mut self) {
         let mut budget = DRIVE_BUDGET;
         while !self.closed {
+            let held = self.out.len() - self.out_pos;
             if budget == 0 {
-                // Let the worker's other connections run; continue in a later turn.
+                // Let the worker's other connections run; continue in a later turn, with
+                // the output made so far on its way.
+                if held > 0 && self.writable {
+                    self.try_write();
+                }
                 self.more = true;
                 break;
             }
             budget -= 1;
+            if held >= WRITE_BEFORE_READ && self.writable {
+                self.try_write();
+            }
             if let Some(want) = self.read_op.as_ref().map(|op| op.0)
                 && let Some(result) = self.try_read(want)
                 && let Some((_, cb)) = self.read_op.take()
