@@ -15,6 +15,10 @@ use std::io::{self, Read};
 const MIN_ROOM: usize = 256;
 /// Most bytes offered to one `read` (they are zero-filled first).
 const MAX_ROOM: usize = 64 * 1024;
+/// What a read is offered at first and after a read that did not fill its room: a line
+/// `Vec` that once grew for a long line would otherwise zero-fill up to [`MAX_ROOM`] before
+/// every short read of a ping-pong. A read that fills its room doubles the next offer.
+const FIRST_ROOM: usize = 4 * 1024;
 
 /// Reads lines from `R` (typically `&Connection`) into a caller-supplied `Vec<u8>`.
 ///
@@ -46,6 +50,8 @@ pub struct LineReader<R> {
     /// unallocated) whenever everything read has been returned.
     rest: Vec<u8>,
     pos: usize,
+    /// The most the next read is offered ([`FIRST_ROOM`] .. [`MAX_ROOM`]).
+    room: usize,
 }
 
 impl<R: Read> LineReader<R> {
@@ -55,6 +61,7 @@ impl<R: Read> LineReader<R> {
             inner,
             rest: Vec::new(),
             pos: 0,
+            room: FIRST_ROOM,
         }
     }
 
@@ -110,7 +117,7 @@ impl<R: Read> LineReader<R> {
             }
             let old = line.len();
             // Zero-filled so the read gets an initialised slice.
-            let room = (line.capacity() - old).min(MAX_ROOM);
+            let room = (line.capacity() - old).min(self.room);
             line.resize(old + room, 0);
             let n = match self.inner.read(&mut line[old..]) {
                 Ok(n) => n,
@@ -123,6 +130,11 @@ impl<R: Read> LineReader<R> {
                 }
             };
             line.truncate(old + n);
+            self.room = if n == room {
+                room.saturating_mul(2).clamp(FIRST_ROOM, MAX_ROOM)
+            } else {
+                FIRST_ROOM
+            };
             if n == 0 {
                 return Ok(line.len() - start);
             }

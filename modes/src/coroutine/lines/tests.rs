@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 
-use super::{LineReader, MAX_ROOM, MIN_ROOM};
+use super::{FIRST_ROOM, LineReader, MAX_ROOM, MIN_ROOM};
 
 /// A reader returning the given chunks one `read` at a time (a chunk larger than the
 /// caller's slice is split), counting the reads.
@@ -168,13 +168,33 @@ fn a_read_is_offered_the_spare_capacity() {
     let spare = line.capacity() - line.len();
     r.read_line(&mut line, 1000).expect("read");
     assert_eq!(r.get_ref().largest_offer, spare);
-    // A large spare capacity is offered whole (below MAX_ROOM), after what the line holds.
+    // A large spare capacity (a line Vec that once held a long line) is offered only
+    // FIRST_ROOM at first: a short read does not zero-fill 32 KiB.
     let mut r = LineReader::new(chunks(&[b"y\n"]));
     let mut line = Vec::with_capacity(32 * 1024);
     line.extend_from_slice(&[b'p'; 100]);
     r.read_line(&mut line, 1000).expect("read");
-    assert_eq!(r.get_ref().largest_offer, line.capacity() - 100);
-    assert!(r.get_ref().largest_offer > 30 * 1024);
+    assert_eq!(r.get_ref().largest_offer, FIRST_ROOM);
+}
+
+#[test]
+fn reads_that_fill_their_room_are_offered_more_up_to_max_room() {
+    // One long line arriving in full reads: the offers double from FIRST_ROOM to MAX_ROOM.
+    let long = vec![b'z'; 4 * MAX_ROOM];
+    let mut r = LineReader::new(chunks(&[&long, b"\n"]));
+    let mut line = Vec::with_capacity(8 * MAX_ROOM);
+    let n = r.read_line(&mut line, usize::MAX).expect("read");
+    assert_eq!(n, long.len() + 1);
+    assert_eq!(r.get_ref().largest_offer, MAX_ROOM);
+    // Short reads after it: back to FIRST_ROOM.
+    let mut r = LineReader::new(chunks(&[&[b'a'; FIRST_ROOM], b"a\n", b"b\n", b"c\n"]));
+    let mut line = Vec::with_capacity(8 * MAX_ROOM);
+    r.read_line(&mut line, usize::MAX).expect("first");
+    line.clear();
+    r.get_mut().largest_offer = 0;
+    r.read_line(&mut line, usize::MAX).expect("second");
+    r.read_line(&mut line, usize::MAX).expect("third");
+    assert_eq!(r.get_ref().largest_offer, FIRST_ROOM);
 }
 
 #[test]
@@ -207,7 +227,7 @@ fn no_limit_and_bounded_reads() {
     assert_eq!(r.read_line(&mut line, usize::MAX).expect("read"), 2);
     assert_eq!(
         r.get_ref().largest_offer,
-        MAX_ROOM,
-        "one read zero-fills at most MAX_ROOM"
+        FIRST_ROOM,
+        "a first read zero-fills at most FIRST_ROOM (MAX_ROOM caps later ones)"
     );
 }
