@@ -19,16 +19,37 @@ pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
 
 /// Starts `bin alone -server-service 127.0.0.1:PORT extra...` and waits until it answers.
 pub fn spawn_alone(bin: &str, extra: &[&str]) -> (Server, SocketAddr) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(bin)
-        .args(["alone", "-server-service", &addr.to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn the server");
-    let mut server = Server { child };
-    wait_answering(&mut server, addr);
-    (server, addr)
+    spawn_alone_with(bin, extra, |_| {})
+}
+
+/// As [`spawn_alone`], with `prepare` applied to the command first (limits, environment).
+/// A free port can be taken by a parallel test before the server binds it: a server that
+/// exits during start-up is started again on another port (a few times).
+pub fn spawn_alone_with(
+    bin: &str,
+    extra: &[&str],
+    prepare: impl Fn(&mut Command),
+) -> (Server, SocketAddr) {
+    for _ in 0..4 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut command = Command::new(bin);
+        command
+            .args(["alone", "-server-service", &addr.to_string()])
+            .args(extra)
+            .stdin(Stdio::null());
+        prepare(&mut command);
+        let child = command.spawn().expect("spawn the server");
+        let mut server = Server { child };
+        let mut exited = false;
+        wait_for("the server to accept connections", || {
+            exited = !server.is_running();
+            exited || TcpStream::connect(addr).is_ok()
+        });
+        if !exited {
+            return (server, addr);
+        }
+    }
+    panic!("{bin} exited during start-up four times (see its stderr above)");
 }
 
 /// Waits until a connect to `addr` succeeds (the server bound and listens).
