@@ -10,9 +10,10 @@ use signal_hook::consts::{
     SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
 };
 
-/// Signals an operator sends by habit whose meaning is not implemented yet: SIGUSR2 is the
-/// binary upgrade (SPEC §14). Its default action kills the master, so it is caught and logged.
-const NOT_IMPLEMENTED: [(i32, &str); 1] = [(SIGUSR2, "SIGUSR2")];
+/// Signals an operator sends by habit whose meaning is not implemented yet (none now: SIGUSR2,
+/// the last one, is the binary upgrade). Their default action would kill the master, so they
+/// are caught and logged.
+const NOT_IMPLEMENTED: [(i32, &str); 0] = [];
 
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub(crate) struct Pending {
     pub(crate) more: bool,
     /// SIGTTOU: one process fewer per service.
     pub(crate) fewer: bool,
+    /// SIGUSR2: binary upgrade (SPEC §14).
+    pub(crate) upgrade: bool,
     /// Per entry of [`NOT_IMPLEMENTED`]: it arrived.
     not_implemented: [bool; NOT_IMPLEMENTED.len()],
 }
@@ -53,12 +56,13 @@ pub(crate) struct Signals {
     reopen: Arc<AtomicBool>,
     more: Arc<AtomicBool>,
     fewer: Arc<AtomicBool>,
+    upgrade: Arc<AtomicBool>,
     not_implemented: [Arc<AtomicBool>; NOT_IMPLEMENTED.len()],
 }
 
 impl Signals {
-    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGTTIN,
-    /// SIGTTOU and the [`NOT_IMPLEMENTED`] ones.
+    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+    /// SIGTTIN, SIGTTOU and the [`NOT_IMPLEMENTED`] ones.
     pub(crate) fn install() -> io::Result<Signals> {
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -70,6 +74,7 @@ impl Signals {
             reopen: Arc::default(),
             more: Arc::default(),
             fewer: Arc::default(),
+            upgrade: Arc::default(),
             not_implemented: Default::default(),
         };
         let acted_on = [
@@ -78,6 +83,7 @@ impl Signals {
             (SIGINT, &signals.stop),
             (SIGQUIT, &signals.quit),
             (SIGUSR1, &signals.reopen),
+            (SIGUSR2, &signals.upgrade),
             (SIGTTIN, &signals.more),
             (SIGTTOU, &signals.fewer),
         ];
@@ -111,6 +117,7 @@ impl Signals {
             reopen: take(&self.reopen),
             more: take(&self.more),
             fewer: take(&self.fewer),
+            upgrade: take(&self.upgrade),
             not_implemented: self.not_implemented.each_ref().map(|flag| take(flag)),
         }
     }

@@ -212,7 +212,10 @@ fn passed_sockets_are_adopted_and_strays_closed() {
             .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
             .any(|l| l == stray_inode)
     };
-    assert!(!holds_stray(master.pid()), "the master kept the stray socket");
+    assert!(
+        !holds_stray(master.pid()),
+        "the master kept the stray socket"
+    );
     for &kid in &kids {
         wait_for(Duration::from_secs(5), "the child's exec", || {
             environ(kid)

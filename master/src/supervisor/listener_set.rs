@@ -1,22 +1,27 @@
 //! The listener set: every bound listener by address, bound all or nothing, kept across reloads;
-//! at start it adopts the sockets systemd passed (`LISTEN_FDS`) instead of binding them.
+//! at start it adopts the sockets systemd passed (`LISTEN_FDS`) or an upgrading master handed
+//! over (`ZMASTER_UPGRADE_FDS`) instead of binding them, and at an upgrade hands them over.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use zmaster_core::addr::Address;
+use zmaster_core::bind::{self, Bound};
 
-use super::activation::Passed;
+use super::activation::{Origin, Passed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::listeners::{self, Listener};
 use crate::services::Service;
 
-/// One listener: bound by this master, or passed by systemd (its socket file is systemd's:
-/// never removed here).
+/// One listener: bound by this master, passed by systemd (its socket file is systemd's:
+/// never removed here), or bound by the master this one replaced in an upgrade (its unix
+/// socket file becomes this master's once the upgrade is done: `claimed`; before that a
+/// failing start must leave it to the old master, which still serves it).
 #[derive(Debug)]
 pub(crate) enum Entry {
     Bound(Listener),
     Adopted(OwnedFd),
+    Inherited { bound: Bound, claimed: bool },
 }
 
 impl Entry {
@@ -25,12 +30,37 @@ impl Entry {
         match self {
             Entry::Bound(l) => l.fd(),
             Entry::Adopted(fd) => fd.as_fd(),
+            Entry::Inherited { bound, .. } => bound.fd.as_fd(),
         }
     }
 
     fn close(self) {
-        if let Entry::Bound(l) = self {
-            l.close();
+        match self {
+            Entry::Bound(l) => l.close(),
+            Entry::Inherited {
+                bound,
+                claimed: true,
+            } => bound.close(),
+            Entry::Adopted(_) | Entry::Inherited { .. } => {}
+        }
+    }
+}
+
+/// An adopted socket as an entry: systemd's stays systemd's; the old master's becomes an
+/// inherited listener whose unix socket file (the one at its path now) is claimed later.
+fn adopted_entry(addr: &Address, p: Passed) -> Entry {
+    match p.origin {
+        Origin::Systemd => Entry::Adopted(p.into_fd()),
+        Origin::OldMaster => {
+            let created = match addr {
+                Address::Unix(path) => bind::file_id(path).ok().map(|id| (path.clone(), id)),
+                Address::Inet(_) | Address::Fifo(_) => None,
+            };
+            let fd = p.into_fd();
+            Entry::Inherited {
+                bound: Bound { fd, created },
+                claimed: false,
+            }
         }
     }
 }
@@ -61,23 +91,25 @@ impl ListenerSet {
                 .find(|sa| !adopted.by_addr.contains_key(&sa.addr) && p.matches(&sa.addr));
             match wanted {
                 Some(sa) => {
-                    log::info!(
-                        "adopted listener {} from systemd ({})",
-                        sa.addr,
-                        p.describe()
-                    );
-                    adopted
-                        .by_addr
-                        .insert(sa.addr.clone(), Entry::Adopted(p.into_fd()));
+                    log::info!("adopted listener {} ({})", sa.addr, p.describe());
+                    let entry = adopted_entry(&sa.addr, p);
+                    adopted.by_addr.insert(sa.addr.clone(), entry);
                 }
                 None => unmatched.push(p),
             }
         }
         for p in unmatched {
-            log::warn!(
-                "LISTEN_FDS: closing passed socket {}: no service is configured for it",
-                p.describe()
-            );
+            match p.origin {
+                Origin::Systemd => log::warn!(
+                    "LISTEN_FDS: closing passed socket {}: no service is configured for it",
+                    p.describe()
+                ),
+                // Its socket file stays: the old master serves it until the upgrade is done.
+                Origin::OldMaster => log::info!(
+                    "upgrade: closing listener {}: the config has no service for it any more",
+                    p.describe()
+                ),
+            }
         }
         bind_all(services, adopted).map_err(|(e, kept)| {
             kept.close();
@@ -114,9 +146,36 @@ impl ListenerSet {
         self.by_addr.len()
     }
 
-    /// Closes every listener (removing the unix socket files this master created).
+    /// Closes every listener (removing the unix socket files this master created, and those
+    /// it inherited in an upgrade that is done).
     pub(crate) fn close(self) {
         close_listeners(self.by_addr.into_values());
+    }
+
+    /// The upgrade is done: the unix socket files of inherited listeners are this master's
+    /// now (removed at stop, as its own).
+    pub(crate) fn claim_inherited(&mut self) {
+        for entry in self.by_addr.values_mut() {
+            if let Entry::Inherited { claimed, .. } = entry {
+                *claimed = true;
+            }
+        }
+    }
+
+    /// Every listening fd, and whether systemd passed it (its socket file is not ours):
+    /// what an upgrade hands to the new master.
+    pub(crate) fn handover_fds(&self) -> Vec<(BorrowedFd<'_>, Origin)> {
+        let origin = |e: &Entry| match e {
+            Entry::Adopted(_) => Origin::Systemd,
+            Entry::Bound(_) | Entry::Inherited { .. } => Origin::OldMaster,
+        };
+        self.by_addr.values().map(|e| (e.fd(), origin(e))).collect()
+    }
+
+    /// The new master took over: closes this master's copy of every listener and leaves the
+    /// socket files to it (the sockets stay open in the new master: nothing is refused).
+    pub(crate) fn hand_over(self) {
+        drop(self.by_addr);
     }
 }
 
@@ -269,5 +328,76 @@ mod tests {
         let e = ListenerSet::bind(&[service("three", &[&bad])]).expect_err("bad");
         assert!(e.to_string().starts_with("service three: "), "{e}");
         set.close();
+    }
+
+    #[test]
+    fn an_inherited_socket_file_is_the_old_masters_until_claimed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let [a, b, gone] = ["a", "b", "gone"].map(|n| dir.path().join(n));
+        // The old master's listeners, one of which the new config drops.
+        let old = ListenerSet::bind(&[service("one", &[&a, &gone])]).expect("bind");
+        let passed: Vec<Passed> = old
+            .handover_fds()
+            .into_iter()
+            .map(|(fd, origin)| {
+                assert_eq!(origin, Origin::OldMaster);
+                Passed::new(fd.try_clone_to_owned().expect("dup"), origin)
+            })
+            .collect();
+        let a_inode = bind::file_id(&a).expect("a");
+        old.hand_over();
+        assert!(
+            a.exists() && gone.exists(),
+            "a handover removes no socket file"
+        );
+
+        // A start that fails after adopting leaves every file to the old master.
+        let bad = dir.path().join("missing/dir/sock");
+        let again: Vec<Passed> = passed
+            .iter()
+            .map(|p| Passed::new(p.fd_for_test(), Origin::OldMaster))
+            .collect();
+        ListenerSet::adopt_and_bind(&[service("one", &[&a]), service("two", &[&bad])], again)
+            .expect_err("cannot bind in a missing dir");
+        assert!(a.exists() && gone.exists());
+
+        let mut set =
+            ListenerSet::adopt_and_bind(&[service("one", &[&a, &b])], passed).expect("adopt");
+        assert_eq!(set.len(), 2);
+        assert!(
+            gone.exists(),
+            "a dropped listener's file stays until the upgrade is done"
+        );
+        assert_eq!(
+            bind::file_id(&a).ok(),
+            Some(a_inode),
+            "a is adopted, not bound again"
+        );
+        let origins: Vec<Origin> = set.handover_fds().into_iter().map(|(_, o)| o).collect();
+        assert_eq!(origins, [Origin::OldMaster; 2]);
+        set.claim_inherited();
+        set.close();
+        assert!(
+            !a.exists() && !b.exists(),
+            "claimed and bound files are removed at stop"
+        );
+    }
+
+    #[test]
+    fn systemds_sockets_stay_systemds_through_an_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let unix = std::os::unix::net::UnixListener::bind(&a).expect("bind");
+        let mut set = ListenerSet::adopt_and_bind(
+            &[service("one", &[&a])],
+            vec![Passed::new(unix.into(), Origin::Systemd)],
+        )
+        .expect("adopt");
+        let fds = set.handover_fds();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(fds[0].1, Origin::Systemd);
+        set.claim_inherited();
+        set.close();
+        assert!(a.exists(), "systemd's socket file is never removed here");
     }
 }

@@ -67,6 +67,7 @@ impl Supervisor {
                     Err(e) => Reply::error(e),
                 }
             }
+            Request::Upgrade => Reply::error("binary upgrade: not wired yet"),
             Request::Stop { mode } => {
                 self.request_stop(mode == StopMode::Graceful);
                 Reply::ok()
