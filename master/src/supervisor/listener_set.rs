@@ -243,7 +243,7 @@ fn close_listeners(listeners: impl IntoIterator<Item = Entry>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::os::fd::AsRawFd;
     use std::path::{Path, PathBuf};
 
@@ -251,7 +251,8 @@ mod tests {
 
     use super::*;
 
-    fn service(name: &str, paths: &[&Path]) -> Service {
+    /// A service on unix sockets at `paths` (other tests of the supervisor use it too).
+    pub(crate) fn service(name: &str, paths: &[&Path]) -> Service {
         Service {
             name: name.to_owned(),
             cf_path: PathBuf::from(format!("{name}.cf")),

@@ -1,321 +1,33 @@
-//! Binary upgrade (SPEC §14), both ends: the old master starts the new one with every listener,
-//! the pid file and the control socket as inherited fds (named in `ZMASTER_UPGRADE_FDS`, see
-//! `activation`) plus a readiness pipe, and waits for `ready PID` on it — or for its exit, its
-//! pipe closing, or the deadline, each of which rolls the upgrade back. The new master writes
-//! `ready PID` once its first generation runs ([`ReadyPipe`]).
+//! Binary upgrade (SPEC §14): the state machine the supervision loop drives, on both ends.
 //!
-//! Design notes:
-//! - The new master is started from the path the running one was started with, resolved to an
-//!   absolute path at start ([`Launch::from_start`]): `/proc/self/exe` would name the running
-//!   inode, so a binary replaced on disk would never take effect.
-//! - It runs in a process group of its own: a terminal's ^C for the old master's job does not
-//!   reach it, and a rollback kills the group (a wrapper script and what it started).
-//! - It is not started with `PR_SET_PDEATHSIG` (unlike a server child): it must outlive the
-//!   old master. `fork` clears the parent-death signal anyway; the new master clears it again.
+//! Old master: [`State::begin`] (SIGUSR2, the control socket's `upgrade`) starts the new master
+//! ([`child`]); the loop polls [`State::fd`] until [`State::deadline`], tells it of exits
+//! ([`State::child_exited`]) and asks [`State::turn`] what happened: [`Decision::Ready`] (hand
+//! over: close the listeners and the control socket without removing a file, drain, exit) or
+//! [`Decision::RolledBack`] (the new master is killed; this one goes on as before). At most one
+//! upgrade runs at a time, and a master that handed over starts none.
+//!
+//! New master: started with a readiness pipe, it reports ready once its first generation runs
+//! ([`State::report_ready`]): its pid into the pid file, `ready PID` into the pipe, and the
+//! inherited socket files become its own (removed at its stop).
 
-use std::ffi::{OsStr, OsString};
+#[path = "upgrade_child.rs"]
+mod child;
+
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+pub(crate) use child::{DEFAULT_TIMEOUT, Launch};
+use child::{Fds, NewMaster, Progress};
 
+use crate::control::{ControlServer, ReplyToken};
 use crate::human_duration;
-use crate::supervisor::activation::{Handover, Origin, UPGRADE_ENV};
+use crate::notify::Notifier;
+use crate::pidfile::PidFile;
 use crate::supervisor::children::ExitReason;
-
-/// The default `-master-upgrade-timeout`: how long a new master has to report ready.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a rollback waits for the killed new master to be reaped.
-const REAP_WAIT: Duration = Duration::from_secs(2);
-/// Variables that are not for the new master: systemd addressed `LISTEN_*` to the old pid
-/// (its sockets travel in the handover), and `WATCHDOG_PID` names the old master (without
-/// it the new one pings the watchdog itself).
-const NOT_INHERITED_ENV: [&str; 4] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_PID"];
-
-/// How to start a new master: the program path and argv this one was started with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Launch {
-    pub(crate) program: PathBuf,
-    pub(crate) argv: Vec<OsString>,
-    pub(crate) timeout: Duration,
-}
-
-impl Launch {
-    /// From this process's argv, at start: argv[0] as an absolute path (resolved against the
-    /// working dir, or looked up in `PATH`), else `/proc/self/exe` as it reads now.
-    pub(crate) fn from_start(timeout: Duration) -> Launch {
-        let argv: Vec<OsString> = std::env::args_os().collect();
-        let cwd = std::env::current_dir().ok();
-        let path = std::env::var_os("PATH");
-        let program = argv
-            .first()
-            .and_then(|a0| program_path(a0, cwd.as_deref(), path.as_deref()))
-            .or_else(|| std::fs::read_link("/proc/self/exe").ok())
-            .unwrap_or_else(|| PathBuf::from("zmaster"));
-        Launch {
-            program,
-            argv,
-            timeout,
-        }
-    }
-}
-
-/// The absolute path of the program `argv0` names: with a `/` relative to `cwd`, without one
-/// the first executable file of that name in `path` (as the shell found it). Not
-/// canonicalized: a symlink swapped on disk must take effect at the next upgrade.
-pub(crate) fn program_path(
-    argv0: &OsStr,
-    cwd: Option<&Path>,
-    path: Option<&OsStr>,
-) -> Option<PathBuf> {
-    let name = Path::new(argv0);
-    let absolute = |p: &Path| match p.is_absolute() {
-        true => Some(p.to_path_buf()),
-        false => cwd.map(|c| c.join(p)),
-    };
-    if argv0.as_bytes().contains(&b'/') {
-        return absolute(name);
-    }
-    if argv0.is_empty() {
-        return None;
-    }
-    let executable = |p: &PathBuf| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    std::env::split_paths(path?)
-        .filter_map(|dir| absolute(&dir.join(name)))
-        .find(executable)
-}
-
-/// The fds an upgrade hands over (borrowed from the running master).
-pub(crate) struct Fds<'a> {
-    pub(crate) listeners: Vec<(BorrowedFd<'a>, Origin)>,
-    pub(crate) pidlock: Option<BorrowedFd<'a>>,
-    pub(crate) control: Option<BorrowedFd<'a>>,
-}
-
-/// Where an upgrade in progress stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Progress {
-    Waiting,
-    /// The new master (this pid) runs its first generation.
-    Ready(u32),
-    /// Rolled back: why (the new master is gone).
-    Failed(String),
-}
-
-/// An upgrade in progress, on the old master's side.
-#[derive(Debug)]
-pub(crate) struct Upgrade {
-    pid: Pid,
-    ready: File,
-    buf: Vec<u8>,
-    started: Instant,
-    deadline: Instant,
-    timeout: Duration,
-    /// Its exit, when the supervisor's reaper saw it first.
-    exited: Option<String>,
-}
-
-impl Upgrade {
-    /// Starts the new master with `fds` inherited and a readiness pipe.
-    ///
-    /// # Errors
-    /// The pipe or an fd copy cannot be made, or the program cannot be started.
-    pub(crate) fn start(launch: &Launch, fds: &Fds<'_>, now: Instant) -> io::Result<Upgrade> {
-        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let flags = OFlag::from_bits_retain(fcntl(&rx, FcntlArg::F_GETFL)?);
-        fcntl(&rx, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-        // Inheritable copies for the new master only: dropped (closed) right after the spawn.
-        let mut copies: Vec<OwnedFd> = Vec::new();
-        let mut pass = |fd: BorrowedFd<'_>| -> io::Result<RawFd> {
-            let copy = fd.try_clone_to_owned()?;
-            fcntl(&copy, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            let n = copy.as_raw_fd();
-            copies.push(copy);
-            Ok(n)
-        };
-        let mut handover = Handover {
-            ppid: std::process::id(),
-            ready: pass(tx.as_fd())?,
-            ..Handover::default()
-        };
-        handover.pidlock = fds.pidlock.map(&mut pass).transpose()?;
-        handover.control = fds.control.map(&mut pass).transpose()?;
-        for (fd, origin) in &fds.listeners {
-            let n = pass(*fd)?;
-            match origin {
-                Origin::OldMaster => handover.bound.push(n),
-                Origin::Systemd => handover.systemd.push(n),
-            }
-        }
-        let mut command = Command::new(&launch.program);
-        if let Some(arg0) = launch.argv.first() {
-            command.arg0(arg0);
-        }
-        command
-            .args(launch.argv.iter().skip(1))
-            .env(UPGRADE_ENV, handover.format())
-            .process_group(0);
-        for var in NOT_INHERITED_ENV {
-            command.env_remove(var);
-        }
-        let child = command.spawn()?;
-        drop(copies);
-        drop(tx);
-        Ok(Upgrade {
-            pid: Pid::from_raw(child.id() as i32),
-            ready: File::from(rx),
-            buf: Vec::new(),
-            started: now,
-            deadline: now + launch.timeout,
-            timeout: launch.timeout,
-            exited: None,
-        })
-    }
-
-    /// The new master's pid (as started).
-    pub(crate) fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
-    }
-
-    /// How long it has been going.
-    pub(crate) fn elapsed(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.started)
-    }
-
-    /// The readiness pipe: poll it for `POLLIN` (data or the new master's end closing).
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.ready.as_fd()
-    }
-
-    /// When the new master must be ready by.
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// The reaper saw `pid` end with `reason`: if it is the new master, the upgrade fails.
-    pub(crate) fn child_exited(&mut self, pid: i32, reason: &ExitReason) -> bool {
-        let ours = pid == self.pid.as_raw();
-        if ours {
-            self.exited = Some(reason.to_string());
-        }
-        ours
-    }
-
-    /// Reads the pipe and checks the deadline. A failure kills the new master (its process
-    /// group) and reaps it before it is reported: nothing of it is left.
-    pub(crate) fn poll(&mut self, now: Instant) -> Progress {
-        let mut chunk = [0u8; 64];
-        let eof = loop {
-            match self.ready.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(n) if self.buf.len() + n <= 256 => self.buf.extend_from_slice(&chunk[..n]),
-                Ok(_) => {
-                    return self.fail(format!(
-                        "the new master (pid {}) sent too much on its readiness pipe",
-                        self.pid
-                    ));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(format!("readiness pipe: {e}")),
-            }
-        };
-        if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-            return match line
-                .strip_prefix("ready ")
-                .and_then(|p| p.trim().parse::<u32>().ok())
-            {
-                Some(pid) => Progress::Ready(pid),
-                None => self.fail(format!(
-                    "the new master (pid {}) sent {line:?} instead of \"ready PID\"",
-                    self.pid
-                )),
-            };
-        }
-        if let Some(reason) = &self.exited {
-            let why = format!(
-                "the new master (pid {}) exited before it was ready: {reason}",
-                self.pid
-            );
-            return self.fail(why);
-        }
-        if eof {
-            let why = format!(
-                "the new master (pid {}) closed its readiness pipe before it was ready",
-                self.pid
-            );
-            return self.fail(why);
-        }
-        if now >= self.deadline {
-            let why = format!(
-                "the new master (pid {}) was not ready within {} (-master-upgrade-timeout)",
-                self.pid,
-                human_duration(self.timeout)
-            );
-            return self.fail(why);
-        }
-        Progress::Waiting
-    }
-
-    /// Rolls back: kills the new master's process group, reaps it, says why and how it ended.
-    pub(crate) fn abort(&mut self, why: &str) -> String {
-        self.fail(why.to_owned()).failure().unwrap_or_default()
-    }
-
-    fn fail(&mut self, why: String) -> Progress {
-        match killpg(self.pid, Signal::SIGKILL) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => log::warn!("upgrade: kill the new master's group {}: {e}", self.pid),
-        }
-        let ended = match self.exited.take() {
-            Some(reason) => Some(reason),
-            None => reap(self.pid, Instant::now() + REAP_WAIT),
-        };
-        Progress::Failed(match ended {
-            Some(reason) if !why.contains(&reason) => format!("{why} ({reason})"),
-            _ => why,
-        })
-    }
-}
-
-impl Progress {
-    fn failure(self) -> Option<String> {
-        match self {
-            Progress::Failed(why) => Some(why),
-            Progress::Waiting | Progress::Ready(_) => None,
-        }
-    }
-}
-
-/// Waits (bounded) for `pid`, SIGKILLed, to be reaped; how it ended, or `None` when the
-/// supervisor's reaper took it already (or it is stuck: the reaper will take it later).
-fn reap(pid: Pid, until: Instant) -> Option<String> {
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Ok(status) => return ExitReason::from_wait(status).map(|(_, r)| r.to_string()),
-            Err(Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-    }
-}
+use crate::supervisor::listener_set::ListenerSet;
 
 /// The new master's end of the readiness pipe.
 #[derive(Debug)]
@@ -329,10 +41,209 @@ impl ReadyPipe {
     /// Reports this master ready (`ready PID\n`) and closes the pipe.
     ///
     /// # Errors
-    /// The old master is gone (EPIPE) or the write failed: it rolled the upgrade back.
-    pub(crate) fn ready(mut self) -> io::Result<()> {
+    /// The old master is gone (EPIPE) or the write failed.
+    fn ready(mut self) -> io::Result<()> {
         self.0
             .write_all(format!("ready {}\n", std::process::id()).as_bytes())
+    }
+}
+
+/// An upgrade in progress: the new master, and the control client waiting for the result.
+#[derive(Debug)]
+struct Running {
+    child: NewMaster,
+    token: Option<ReplyToken>,
+}
+
+/// What an upgrade came to.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// The new master (this pid) is ready: hand over, drain and exit.
+    Ready { pid: u32, token: Option<ReplyToken> },
+    /// The new master is gone; this one serves on as before.
+    RolledBack {
+        why: String,
+        token: Option<ReplyToken>,
+    },
+}
+
+/// The master's upgrade state: how to start a successor, the pid file (handed to it), the
+/// upgrade in progress, and — in a master an upgrade started — the pipe to report ready on.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    launch: Option<Launch>,
+    pid_file: Option<PidFile>,
+    running: Option<Running>,
+    ready_pipe: Option<ReadyPipe>,
+    /// This master handed over to that pid and drains.
+    handed_over: Option<u32>,
+}
+
+impl State {
+    pub(crate) fn new(
+        launch: Launch,
+        pid_file: Option<PidFile>,
+        ready_pipe: Option<ReadyPipe>,
+    ) -> State {
+        State {
+            launch: Some(launch),
+            pid_file,
+            ready_pipe,
+            ..State::default()
+        }
+    }
+
+    /// Starts an upgrade (`via` names the request in log lines: `SIGUSR2`, `control socket`).
+    ///
+    /// # Errors
+    /// Refused (one is in progress, this master handed over already) or the new master could
+    /// not be started: the reason, logged already.
+    pub(crate) fn begin(
+        &mut self,
+        via: &str,
+        listeners: &ListenerSet,
+        control: Option<&ControlServer>,
+        token: Option<ReplyToken>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let refuse = |why: String| {
+            log::warn!("{via}: {why}; ignored");
+            Err(why)
+        };
+        if let Some(pid) = self.handed_over {
+            return refuse(format!(
+                "this master handed over to pid {pid} and is draining"
+            ));
+        }
+        if let Some(r) = &self.running {
+            let pid = r.child.pid();
+            return refuse(format!(
+                "an upgrade is already in progress (new master pid {pid})"
+            ));
+        }
+        let Some(launch) = &self.launch else {
+            return refuse("no program to start a new master from".into());
+        };
+        let fds = Fds {
+            listeners: listeners.handover_fds(),
+            pidlock: self.pid_file.as_ref().map(PidFile::lock_fd),
+            control: control.map(ControlServer::listener_fd),
+        };
+        let program = launch.program.display();
+        match NewMaster::start(launch, &fds, now) {
+            Ok(child) => {
+                log::info!(
+                    "{via}: upgrade: starting the new master {program} (pid {}); it has {} to be ready",
+                    child.pid(),
+                    human_duration(launch.timeout)
+                );
+                self.running = Some(Running { child, token });
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("cannot start {program}: {e}");
+                log::error!("upgrade failed, this master keeps serving: {why}");
+                Err(why)
+            }
+        }
+    }
+
+    /// The readiness pipe of the upgrade in progress, to poll for `POLLIN`.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.running.as_ref().map(|r| r.child.fd())
+    }
+
+    /// When the upgrade in progress must be decided by.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.running.as_ref().map(|r| r.child.deadline())
+    }
+
+    /// The reaper saw `pid` end: true if it was the new master (the next turn rolls back).
+    pub(crate) fn child_exited(&mut self, pid: i32, reason: &ExitReason) -> bool {
+        self.running
+            .as_mut()
+            .is_some_and(|r| r.child.child_exited(pid, reason))
+    }
+
+    /// Reads the readiness pipe, checks the deadline: what the upgrade came to, if decided.
+    pub(crate) fn turn(&mut self, now: Instant) -> Option<Decision> {
+        let running = self.running.as_mut()?;
+        match running.child.poll(now) {
+            Progress::Waiting => None,
+            Progress::Ready(pid) => {
+                let running = self.running.take()?;
+                log::info!(
+                    "upgrade: the new master (pid {pid}) is ready after {}; handing over",
+                    human_duration(running.child.elapsed(now))
+                );
+                self.handed_over = Some(pid);
+                Some(Decision::Ready {
+                    pid,
+                    token: running.token,
+                })
+            }
+            Progress::Failed(why) => Some(self.rolled_back(why)),
+        }
+    }
+
+    /// Rolls the upgrade in progress back, if there is one (a stop comes first).
+    pub(crate) fn abort(&mut self, why: &str) -> Option<Decision> {
+        let why = self.running.as_mut()?.child.abort(why);
+        Some(self.rolled_back(why))
+    }
+
+    fn rolled_back(&mut self, why: String) -> Decision {
+        let token = self.running.take().and_then(|r| r.token);
+        log::error!("upgrade failed, this master keeps serving: {why}");
+        // The new master writes its pid just before it reports ready: take the file back.
+        if let Some(pid_file) = &mut self.pid_file {
+            let ours = std::process::id().to_string();
+            let text = std::fs::read_to_string(pid_file.path()).unwrap_or_default();
+            if text.trim() != ours
+                && let Err(e) = pid_file.write_pid()
+            {
+                log::error!("{e}");
+            }
+        }
+        Decision::RolledBack { why, token }
+    }
+
+    /// True when this master handed over to a new one (it drains and exits).
+    pub(crate) fn handed_over(&self) -> bool {
+        self.handed_over.is_some()
+    }
+
+    /// The pid file (a normal start writes its pid at once).
+    pub(crate) fn pid_file_mut(&mut self) -> Option<&mut PidFile> {
+        self.pid_file.as_mut()
+    }
+
+    /// In a master an upgrade started, once its first generation runs: writes the pid file,
+    /// reports ready to the old master, and makes the inherited socket files its own; systemd
+    /// hears `MAINPID=` (it counts with `NotifyAccess=all`; the old master sends it too).
+    /// Nothing to do otherwise.
+    pub(crate) fn report_ready(
+        &mut self,
+        listeners: &mut ListenerSet,
+        control: Option<&mut ControlServer>,
+        notifier: &Notifier,
+    ) {
+        let Some(pipe) = self.ready_pipe.take() else {
+            return;
+        };
+        if let Some(Err(e)) = self.pid_file.as_mut().map(PidFile::write_pid) {
+            log::error!("{e}");
+        }
+        let old = std::os::unix::process::parent_id();
+        match pipe.ready() {
+            Ok(()) => log::info!("upgrade: ready; the old master (pid {old}) hands over"),
+            Err(e) => log::warn!("upgrade: cannot tell the old master (pid {old}) ready: {e}"),
+        }
+        listeners.claim_inherited();
+        if let Some(control) = control {
+            control.claim();
+        }
+        notifier.main_pid(std::process::id());
     }
 }
 

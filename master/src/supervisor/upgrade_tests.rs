@@ -1,270 +1,169 @@
-//! The upgrade state machine with real processes: `/bin/sh` scripts stand in for the new master.
+//! The upgrade state machine as the supervision loop drives it, with `/bin/sh` scripts as new
+//! masters: one upgrade at a time, none after a handover, rollback takes the pid file back,
+//! and the new master's side reports ready once.
 
-use std::net::TcpListener;
-use std::os::unix::net::UnixListener;
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 use super::*;
+use crate::supervisor::listener_set::tests::service;
 
-/// The script prologue: `$fd` is the readiness pipe named in the handover variable.
-const READY_FD: &str = "fd=${ZMASTER_UPGRADE_FDS#*ready=}; fd=${fd%%;*}; ";
-
-fn launch(script: &str, timeout: Duration) -> Launch {
+fn launch(script: &str) -> Launch {
     Launch {
         program: PathBuf::from("/bin/sh"),
         argv: ["sh", "-c", script].map(OsString::from).to_vec(),
-        timeout,
+        timeout: Duration::from_secs(10),
     }
 }
 
-fn no_fds() -> Fds<'static> {
-    Fds {
-        listeners: Vec::new(),
-        pidlock: None,
-        control: None,
-    }
-}
-
-/// Serializes the tests: the inheritable copies one test makes for its new master must not
-/// slip into another test's.
-static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SPAWNING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Polls the readiness pipe as the supervision loop does until the upgrade is decided.
-fn decide(up: &mut Upgrade) -> Progress {
+/// Polls as the loop does until the upgrade is decided.
+fn decide(state: &mut State) -> Decision {
     let guard = Instant::now() + Duration::from_secs(20);
     loop {
-        let now = Instant::now();
-        assert!(now < guard, "the upgrade was never decided");
-        let left = up
-            .deadline()
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(200));
-        let mut fds = [PollFd::new(up.fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(left.as_millis().max(1) as u16));
-        match up.poll(Instant::now()) {
-            Progress::Waiting => {}
-            decided => return decided,
+        assert!(Instant::now() < guard, "never decided");
+        let fd = state.fd().expect("an upgrade in progress");
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if let Some(decision) = state.turn(Instant::now()) {
+            return decision;
         }
     }
 }
 
-/// True when `pid` is gone (or a zombie nobody reaped yet).
-fn gone(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'))
-    })
-}
+const READY: &str = "fd=${ZMASTER_UPGRADE_FDS#*ready=}; fd=${fd%%;*}; echo \"ready $$\" > /proc/self/fd/$fd; exec sleep 30";
 
 #[test]
-fn a_new_master_that_reports_ready_gets_every_fd_and_a_group_of_its_own() {
-    let _serial = serial();
+fn one_upgrade_at_a_time_and_none_after_the_handover() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let unix = UnixListener::bind(dir.path().join("s")).expect("bind");
-    let lock = File::create(dir.path().join("pid")).expect("pid file");
-    let fds = Fds {
-        listeners: vec![
-            (tcp.as_fd(), Origin::OldMaster),
-            (unix.as_fd(), Origin::Systemd),
-        ],
-        pidlock: Some(lock.as_fd()),
-        control: None,
+    let sock = dir.path().join("s");
+    let listeners = ListenerSet::bind(&[service("one", &[&sock])]).expect("bind");
+    let control = ControlServer::bind(&dir.path().join("ctl")).expect("control");
+    let pid_file = PidFile::acquire(&dir.path().join("pid")).expect("pid file");
+    let mut state = State::new(launch(READY), Some(pid_file), None);
+    assert!(state.fd().is_none() && state.deadline().is_none());
+    let now = Instant::now();
+    state
+        .begin("SIGUSR2", &listeners, Some(&control), None, now)
+        .expect("started");
+    assert_eq!(state.deadline(), Some(now + Duration::from_secs(10)));
+    let why = state
+        .begin("SIGUSR2", &listeners, Some(&control), None, now)
+        .expect_err("a second one");
+    assert!(
+        why.starts_with("an upgrade is already in progress (new master pid "),
+        "{why}"
+    );
+    let Decision::Ready { pid, token: None } = decide(&mut state) else {
+        panic!("not ready");
     };
-    let script = format!(
-        "{READY_FD}{{ echo \"$ZMASTER_UPGRADE_FDS\"; ls /proc/$$/fd; }} > {}; echo \"ready $$\" > /proc/self/fd/$fd; exec sleep 30",
-        out.display()
+    assert!(state.handed_over() && state.fd().is_none());
+    let why = state
+        .begin("SIGUSR2", &listeners, Some(&control), None, now)
+        .expect_err("after the handover");
+    assert_eq!(
+        why,
+        format!("this master handed over to pid {pid} and is draining")
     );
-    let mut up = Upgrade::start(
-        &launch(&script, Duration::from_secs(10)),
-        &fds,
-        Instant::now(),
-    )
-    .expect("start");
-    assert_eq!(decide(&mut up), Progress::Ready(up.pid()));
-    let text = std::fs::read_to_string(&out).expect("the script's report");
-    let (value, open) = text.split_once('\n').expect("two parts");
-    let handover = Handover::parse(value).expect("a valid variable");
-    assert_eq!(handover.ppid, std::process::id());
-    assert_eq!((handover.bound.len(), handover.systemd.len()), (1, 1));
-    let open: Vec<RawFd> = open.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let named = [
-        handover.bound[0],
-        handover.systemd[0],
-        handover.pidlock.expect("pidlock"),
-    ];
-    assert!(
-        named.iter().all(|fd| open.contains(fd)),
-        "{named:?} not all in {open:?}"
-    );
-    // The master's own fds (close-on-exec) do not cross, only the copies the variable names.
-    let originals = [tcp.as_raw_fd(), unix.as_raw_fd(), lock.as_raw_fd()];
-    assert!(
-        originals.iter().all(|fd| !open.contains(fd)),
-        "{originals:?} crossed: {open:?}"
-    );
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", up.pid())).expect("alive");
-    let pgrp = stat
-        .rsplit_once(") ")
-        .and_then(|(_, r)| r.split(' ').nth(2))
-        .expect("pgrp");
-    assert_eq!(pgrp, up.pid().to_string(), "its own process group");
-    // The copies handed over are closed here again: the test process holds only its own.
-    let ours = std::fs::read_dir("/proc/self/fd").expect("fds").count();
-    let why = up.abort("test done");
-    assert!(why.starts_with("test done (killed by SIGKILL"), "{why}");
-    assert!(gone(up.pid()));
-    assert!(std::fs::read_dir("/proc/self/fd").expect("fds").count() <= ours);
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
 }
 
 #[test]
-fn a_new_master_that_exits_is_rolled_back_with_its_exit_status() {
-    let _serial = serial();
-    let mut up = Upgrade::start(
-        &launch("exit 1", Duration::from_secs(10)),
-        &no_fds(),
-        Instant::now(),
-    )
-    .expect("start");
-    let Progress::Failed(why) = decide(&mut up) else {
-        panic!("not a failure");
-    };
-    assert!(
-        why.contains(&format!("new master (pid {})", up.pid())),
-        "{why}"
-    );
-    assert!(
-        why.ends_with("before it was ready (exit status 1)"),
-        "{why}"
-    );
-}
-
-#[test]
-fn an_exit_seen_by_the_reaper_first_is_the_reason() {
-    let _serial = serial();
-    let mut up = Upgrade::start(
-        &launch("exec sleep 30", Duration::from_secs(10)),
-        &no_fds(),
-        Instant::now(),
-    )
-    .expect("start");
-    let other = ExitReason::Exited(2);
-    assert!(
-        !up.child_exited(up.pid() as i32 + 1, &other),
-        "another child"
-    );
-    assert_eq!(up.poll(Instant::now()), Progress::Waiting);
-    assert!(up.child_exited(up.pid() as i32, &ExitReason::Exited(4)));
-    let Progress::Failed(why) = up.poll(Instant::now()) else {
-        panic!("not a failure");
-    };
-    assert!(
-        why.ends_with("exited before it was ready: exit status 4"),
-        "{why}"
-    );
-    let _ = reap(up.pid, Instant::now() + REAP_WAIT);
-}
-
-#[test]
-fn a_new_master_not_ready_in_time_is_killed_with_its_group() {
-    let _serial = serial();
+fn a_rollback_takes_the_pid_file_back_and_a_stop_aborts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("bg");
-    let script = format!("sleep 30 & echo $! > {}; wait", out.display());
-    let mut up = Upgrade::start(
-        &launch(&script, Duration::from_millis(300)),
-        &no_fds(),
-        Instant::now(),
-    )
-    .expect("start");
-    let Progress::Failed(why) = decide(&mut up) else {
-        panic!("not a failure");
+    let path = dir.path().join("pid");
+    let mut pid_file = PidFile::acquire(&path).expect("pid file");
+    pid_file.write_pid().expect("write");
+    let script = "lock=${ZMASTER_UPGRADE_FDS#*pidlock=}; lock=${lock%%;*}; echo 999999 > /proc/self/fd/$lock; exit 1";
+    let mut state = State::new(launch(script), Some(pid_file), None);
+    let none = ListenerSet::default();
+    state
+        .begin("SIGUSR2", &none, None, None, Instant::now())
+        .expect("started");
+    let Decision::RolledBack { why, token: None } = decide(&mut state) else {
+        panic!("not rolled back");
     };
+    assert!(why.ends_with("(exit status 1)"), "{why}");
+    let text = std::fs::read_to_string(&path).expect("pid file");
+    assert_eq!(text.trim(), std::process::id().to_string());
+    assert!(!state.handed_over());
+
+    // Not decided yet when the master stops: the stop rolls it back.
     assert!(
-        why.contains("was not ready within 300ms (-master-upgrade-timeout)"),
-        "{why}"
+        state.abort("the master stops").is_none(),
+        "nothing to abort"
     );
-    assert!(why.ends_with("(killed by SIGKILL)"), "{why}");
-    let bg: u32 = std::fs::read_to_string(&out)
-        .expect("bg pid")
-        .trim()
-        .parse()
-        .expect("pid");
-    assert!(
-        gone(up.pid()) && gone(bg),
-        "the group is killed, the wrapper's child too"
-    );
+    state.launch = Some(launch("exec sleep 30"));
+    state
+        .begin("control socket", &none, None, None, Instant::now())
+        .expect("started");
+    let Some(Decision::RolledBack { why, .. }) = state.abort("the master stops") else {
+        panic!("not rolled back");
+    };
+    assert_eq!(why, "the master stops (killed by SIGKILL)");
+    assert!(state.fd().is_none());
 }
 
 #[test]
-fn a_wrong_readiness_line_and_a_missing_program_fail() {
-    let _serial = serial();
-    let script = format!("{READY_FD}echo hello > /proc/self/fd/$fd; exec sleep 30");
-    let mut up = Upgrade::start(
-        &launch(&script, Duration::from_secs(10)),
-        &no_fds(),
-        Instant::now(),
-    )
-    .expect("start");
-    let Progress::Failed(why) = decide(&mut up) else {
-        panic!("not a failure");
-    };
-    assert!(
-        why.contains("sent \"hello\" instead of \"ready PID\""),
-        "{why}"
-    );
-    let missing = Launch {
-        program: PathBuf::from("/nonexistent/zmaster"),
-        ..launch("", Duration::from_secs(1))
-    };
-    let e = Upgrade::start(&missing, &no_fds(), Instant::now()).expect_err("no such program");
-    assert_eq!(e.kind(), io::ErrorKind::NotFound);
-}
-
-#[test]
-fn the_program_is_argv0_made_absolute_or_found_in_path() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir");
-    let exe = bin.join("zm");
-    std::fs::write(&exe, "#!/bin/sh\n").expect("write");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::write(bin.join("plain"), "").expect("write");
-    let cwd = Path::new("/srv/run");
-    let abs = |s: &str| program_path(OsStr::new(s), Some(cwd), None);
-    assert_eq!(
-        abs("/usr/sbin/zmaster"),
-        Some(PathBuf::from("/usr/sbin/zmaster"))
-    );
-    assert_eq!(
-        abs("target/release/zmaster"),
-        Some(cwd.join("target/release/zmaster"))
-    );
-    assert_eq!(abs("./zmaster"), Some(cwd.join("./zmaster")));
-    assert_eq!(program_path(OsStr::new("./x"), None, None), None, "no cwd");
-    let path = std::env::join_paths([Path::new("/nonexistent"), &bin]).expect("PATH");
-    let found = |s: &str| program_path(OsStr::new(s), Some(cwd), Some(&path));
-    assert_eq!(found("zm"), Some(exe));
-    assert_eq!(found("plain"), None, "not executable");
-    assert_eq!(found("nothing"), None);
-    assert_eq!(found(""), None);
-    assert_eq!(
-        program_path(OsStr::new("zm"), Some(cwd), None),
+fn a_program_that_cannot_start_is_refused_at_once() {
+    let mut state = State::new(
+        Launch {
+            program: PathBuf::from("/nonexistent/zmaster"),
+            ..launch("")
+        },
         None,
-        "no PATH"
+        None,
     );
-    let relative = std::env::join_paths([Path::new("bin")]).expect("PATH");
+    let why = state
+        .begin(
+            "SIGUSR2",
+            &ListenerSet::default(),
+            None,
+            None,
+            Instant::now(),
+        )
+        .expect_err("no program");
+    assert!(
+        why.starts_with("cannot start /nonexistent/zmaster: "),
+        "{why}"
+    );
+    assert!(state.fd().is_none());
+    let mut unset = State::default();
+    let why = unset
+        .begin(
+            "SIGUSR2",
+            &ListenerSet::default(),
+            None,
+            None,
+            Instant::now(),
+        )
+        .expect_err("no launch");
+    assert_eq!(why, "no program to start a new master from");
+}
+
+#[test]
+fn the_new_master_reports_ready_once_with_its_pid_in_the_pid_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pid");
+    let pid_file = PidFile::acquire(&path).expect("pid file");
+    let (rx, tx) = nix::unistd::pipe().expect("pipe");
+    let mut state = State::new(launch(""), Some(pid_file), Some(ReadyPipe::new(tx)));
+    let mut listeners = ListenerSet::default();
+    state.report_ready(&mut listeners, None, &Notifier::default());
+    state.report_ready(&mut listeners, None, &Notifier::default());
+    let mut got = String::new();
+    File::from(rx).read_to_string(&mut got).expect("read");
     assert_eq!(
-        program_path(OsStr::new("zm"), Some(dir.path()), Some(&relative)),
-        Some(dir.path().join("bin/zm")),
-        "a relative PATH entry is taken from the working dir"
+        got,
+        format!("ready {}\n", std::process::id()),
+        "once, then closed"
     );
+    let text = std::fs::read_to_string(&path).expect("pid file");
+    assert_eq!(text.trim(), std::process::id().to_string());
 }
