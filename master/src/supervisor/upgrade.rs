@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Instant;
 
+#[allow(unused_imports)] // lib.rs reads the default once the upgrade is wired
 pub(crate) use child::{DEFAULT_TIMEOUT, Launch};
 use child::{Fds, NewMaster, Progress};
 
