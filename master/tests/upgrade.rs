@@ -97,6 +97,12 @@ fn upgrade_under_load(
         "{log}"
     );
     assert!(!log.contains("ERROR"), "{log}");
+    for kid in &old_kids {
+        // Finished their connections and exited by themselves: no SIGTERM, no SIGKILL.
+        let line = format!("pid={kid} (stopping) exited: exit status 0");
+        assert!(log.contains(&line), "{line} not in\n{log}");
+    }
+    assert!(!log.contains("sending SIGTERM"), "{log}");
     assert_eq!(read_pid(&pid_file), Some(new));
     assert_eq!(zmaster::try_lock(&pid_file), zmaster::LockState::Running);
     assert_eq!(children_of(new).len(), 2, "the new generation runs");

@@ -1,5 +1,5 @@
 //! 20 binary upgrades in a row (SPEC §14) leak no fd and no process: every master in the chain
-//! holds the same number of fds once its predecessor is gone, every predecessor and its
+//! holds the same fds (by kind) once its predecessor is gone, every predecessor and its
 //! children are gone, and the last master still serves and stops cleanly.
 
 mod upgrade_util;
@@ -13,12 +13,24 @@ use util::*;
 
 const ROUNDS: usize = 20;
 
-/// The master's fd count once it settled: one child serving, no upgrade going on.
-fn settled_fds(master: i32) -> usize {
+/// The master's fds once it settled (one child serving, no upgrade going on): what each
+/// one is, in fd order.
+fn settled_fds(master: i32) -> Vec<String> {
     wait_for(Duration::from_secs(10), "the master to settle", || {
         (children_of(master).len() == 1).then_some(())
     });
-    fd_count(master)
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{master}/fd"))
+        .expect("fds")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let what = std::fs::read_link(e.path()).ok()?.display().to_string();
+            // Sockets and pipes differ by inode from master to master: keep the kind.
+            Some((fd, what.split(':').next().unwrap_or_default().to_owned()))
+        })
+        .collect();
+    fds.sort();
+    fds.into_iter().map(|(_, what)| what).collect()
 }
 
 #[test]
@@ -47,7 +59,10 @@ fn twenty_upgrades_in_a_row_leak_no_fd_and_no_process() {
     wait_for(Duration::from_secs(10), "the pid file", || {
         (read_pid(&pid_file) == Some(first.pid())).then_some(())
     });
-    let fds = settled_fds(first.pid());
+    // The first master also holds what the test process left open to it (marked close-on-exec
+    // at start, so no successor gets them): the chain is compared with the first successor.
+    let started = settled_fds(first.pid());
+    let mut fds: Vec<String> = Vec::new();
     let mut current = first.pid();
     let mut gone_pids = Vec::new();
     let t0 = Instant::now();
@@ -63,17 +78,19 @@ fn twenty_upgrades_in_a_row_leak_no_fd_and_no_process() {
         }
         gone_pids.push(current);
         gone_pids.extend(old_kids);
-        assert_eq!(
-            settled_fds(new),
-            fds,
-            "round {round}: master {new} holds {:?}\n{}",
-            std::fs::read_dir(format!("/proc/{new}/fd"))
-                .map(|d| d
-                    .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                    .collect::<Vec<_>>())
-                .unwrap_or_default(),
-            first.log_text()
-        );
+        let mut now = settled_fds(new);
+        now.sort();
+        if round == 0 {
+            assert!(now.len() <= started.len(), "{now:?} vs {started:?}");
+            fds = now;
+        } else {
+            assert_eq!(
+                now,
+                fds,
+                "round {round}: master {new}\n{}",
+                first.log_text()
+            );
+        }
         current = new;
     }
     let took = t0.elapsed();
@@ -84,7 +101,10 @@ fn twenty_upgrades_in_a_row_leak_no_fd_and_no_process() {
     let reply = ask_tcp(port, "last").expect("the last master serves");
     assert!(children_of(current).contains(&reply_pid(&reply)));
     assert_eq!(read_pid(&pid_file), Some(current));
-    eprintln!("{ROUNDS} upgrades took {took:?}; every master held {fds} fds");
+    eprintln!(
+        "{ROUNDS} upgrades took {took:?}; every master held {} fds",
+        fds.len()
+    );
     signal(current, Signal::SIGTERM);
     wait_gone(current, Duration::from_secs(20));
     assert_eq!(zmaster::try_lock(&pid_file), zmaster::LockState::NotRunning);

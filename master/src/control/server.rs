@@ -112,23 +112,27 @@ impl ControlServer {
     }
 
     /// Serves the control socket an upgrading master handed over: `fd` must be a unix stream
-    /// listener bound at `path`, and the socket file there is still the old master's (not
-    /// removed on drop) until [`ControlServer::claim`].
+    /// listener, and the socket file at `path` is still the old master's (not removed on
+    /// drop) until [`ControlServer::claim`]. (Its bound name is the temporary one
+    /// [`ControlServer::bind`] renamed into place, so it is not compared with `path`.)
     ///
     /// # Errors
-    /// `fd` is not a listener bound at `path`, or the path cannot be checked.
+    /// `fd` is not a unix stream listener, or nothing is at `path`.
     pub fn adopt(path: &Path, fd: std::os::fd::OwnedFd) -> Result<ControlServer> {
-        let listener = UnixListener::from(fd);
-        let bound = listener.local_addr().ok();
-        if bound.as_ref().and_then(|a| a.as_pathname()) != Some(path) {
+        let sock = socket2::SockRef::from(&fd);
+        let listening = sock.r#type().is_ok_and(|t| t == socket2::Type::STREAM)
+            && sock.is_listener().unwrap_or(false)
+            && sock.local_addr().is_ok_and(|a| a.is_unix());
+        if !listening {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "the control socket handed over is not bound at {} ({bound:?})",
+                    "the control socket handed over for {} is not a unix stream listener",
                     path.display()
                 ),
             ));
         }
+        let listener = UnixListener::from(fd);
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| Error::io(format!("stat control socket {}", path.display()), e))?;
         ControlServer::serve(path, (meta.dev(), meta.ino()), listener, false)

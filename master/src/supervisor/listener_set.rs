@@ -91,7 +91,12 @@ impl ListenerSet {
                 .find(|sa| !adopted.by_addr.contains_key(&sa.addr) && p.matches(&sa.addr));
             match wanted {
                 Some(sa) => {
-                    log::info!("adopted listener {} ({})", sa.addr, p.describe());
+                    log::info!(
+                        "adopted listener {} from {} ({})",
+                        sa.addr,
+                        p.from(),
+                        p.describe()
+                    );
                     let entry = adopted_entry(&sa.addr, p);
                     adopted.by_addr.insert(sa.addr.clone(), entry);
                 }
@@ -106,7 +111,7 @@ impl ListenerSet {
                 ),
                 // Its socket file stays: the old master serves it until the upgrade is done.
                 Origin::OldMaster => log::info!(
-                    "upgrade: closing listener {}: the config has no service for it any more",
+                    "upgrade: closing listener {} from the old master: the config has no service for it any more",
                     p.describe()
                 ),
             }

@@ -210,13 +210,9 @@ impl State {
     }
 
     /// True when this master handed over to a new one (it drains and exits).
+    #[cfg(test)]
     pub(crate) fn handed_over(&self) -> bool {
         self.handed_over.is_some()
-    }
-
-    /// The pid file (a normal start writes its pid at once).
-    pub(crate) fn pid_file_mut(&mut self) -> Option<&mut PidFile> {
-        self.pid_file.as_mut()
     }
 
     /// In a master an upgrade started, once its first generation runs: writes the pid file,

@@ -79,9 +79,10 @@ pub(crate) fn program_path(
     path: Option<&OsStr>,
 ) -> Option<PathBuf> {
     let name = Path::new(argv0);
+    // std::path::absolute drops `.` components (`./zmaster`), never resolves a symlink.
     let absolute = |p: &Path| match p.is_absolute() {
-        true => Some(p.to_path_buf()),
-        false => cwd.map(|c| c.join(p)),
+        true => std::path::absolute(p).ok(),
+        false => cwd.and_then(|c| std::path::absolute(c.join(p)).ok()),
     };
     if argv0.as_bytes().contains(&b'/') {
         return absolute(name);
