@@ -37,6 +37,9 @@ use crate::supervisor::children::ExitReason;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a rollback waits for the killed new master to be reaped.
 const REAP_WAIT: Duration = Duration::from_secs(2);
+/// How long a new master that closed its readiness pipe has to exit by itself (its exit
+/// status is the better reason) before it is killed.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
 /// Variables that are not for the new master: systemd addressed `LISTEN_*` to the old pid
 /// (its sockets travel in the handover), and `WATCHDOG_PID` names the old master (without
 /// it the new one pings the watchdog itself).
@@ -255,6 +258,15 @@ impl NewMaster {
             return self.fail(why);
         }
         if eof {
+            // A new master closes the pipe mostly by exiting: its exit status says more.
+            if let Some(reason) = reap(self.pid, Instant::now() + EXIT_WAIT) {
+                let why = format!(
+                    "the new master (pid {}) exited before it was ready: {reason}",
+                    self.pid
+                );
+                self.exited = Some(reason);
+                return self.fail(why);
+            }
             let why = format!(
                 "the new master (pid {}) closed its readiness pipe before it was ready",
                 self.pid

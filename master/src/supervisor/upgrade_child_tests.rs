@@ -142,7 +142,7 @@ fn a_new_master_that_exits_is_rolled_back_with_its_exit_status() {
         "{why}"
     );
     assert!(
-        why.ends_with("before it was ready (exit status 1)"),
+        why.ends_with("exited before it was ready: exit status 1"),
         "{why}"
     );
 }

@@ -89,7 +89,10 @@ fn a_rollback_takes_the_pid_file_back_and_a_stop_aborts() {
     let Decision::RolledBack { why, token: None } = decide(&mut state) else {
         panic!("not rolled back");
     };
-    assert!(why.ends_with("(exit status 1)"), "{why}");
+    assert!(
+        why.ends_with("exited before it was ready: exit status 1"),
+        "{why}"
+    );
     let text = std::fs::read_to_string(&path).expect("pid file");
     assert_eq!(text.trim(), std::process::id().to_string());
     assert!(!state.handed_over());
