@@ -69,10 +69,17 @@ fn upgrade_under_load(
         assert_eq!(c.talk(&format!("after the upgrade {i}")), server);
     }
     load.wait_more(50);
-    // The control socket is the new master's now.
+    // The control socket is the new master's now (once the old one handled the new one's
+    // ready: the pid file is written just before, so the old one may still answer a moment).
     let ctl = s.path("m.pid.ctl");
-    let reply = control::request(&ctl, &Request::Status, Duration::from_secs(5)).expect("status");
-    assert_eq!(reply.status.expect("status").master.pid, new as u32);
+    wait_for(
+        Duration::from_secs(10),
+        "the new master on the control socket",
+        || {
+            let reply = control::request(&ctl, &Request::Status, Duration::from_secs(5)).ok()?;
+            (reply.status?.master.pid == new as u32).then_some(())
+        },
+    );
 
     // The long-lived connections end as their clients close them; then the old master exits.
     drop(long);

@@ -1,6 +1,7 @@
 //! A binary upgrade loads the config as it is now (SPEC §14): the new master adopts the
 //! listeners that still have a service, binds what the config adds and closes what it drops;
-//! a config that does not validate fails the new master and rolls the upgrade back.
+//! a config that does not validate fails the new master and rolls the upgrade back. And
+//! `zmasterctl upgrade` works without a control socket (SIGUSR2, then the pid file).
 
 mod upgrade_util;
 mod util;
@@ -115,4 +116,41 @@ fn a_config_that_fails_to_load_rolls_the_upgrade_back() {
     assert_eq!(counts.failures(), (0, 0, 0), "{log}");
     master.signal(Signal::SIGTERM);
     assert_eq!(master.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
+#[test]
+fn zmasterctl_upgrades_a_master_without_a_control_socket_by_sigusr2() {
+    become_subreaper();
+    let s = Setup::new();
+    let port = free_port();
+    s.probe_service("probe", &format!("127.0.0.1:{port}"), 1, "");
+    let program = copy_master(&s);
+    let pid_file = s.path("m.pid");
+    let pid_arg = pid_file.to_str().expect("utf-8");
+    let mut master = start_master_from(&s, &program, &["-pid-file", pid_arg, "-control", ""]);
+    let mut masters = Masters::default();
+    masters.0.push(master.pid());
+    wait_for(Duration::from_secs(10), "the pid file", || {
+        (read_pid(&pid_file) == Some(master.pid())).then_some(())
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zmasterctl"))
+        .args(["-pid-file", pid_arg, "-timeout", "20s", "upgrade"])
+        .output()
+        .expect("zmasterctl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", master.log_text());
+    let new = read_pid(&pid_file).expect("new pid");
+    masters.0.push(new);
+    assert_ne!(new, master.pid());
+    assert!(
+        stdout.starts_with(&format!("upgrade ok: pid {new} ")),
+        "{stdout}"
+    );
+    assert_eq!(master.wait_exit(Duration::from_secs(20)), Some(0));
+    let reply = wait_for(Duration::from_secs(10), "the new generation", || {
+        ask_tcp(port, "hi").ok()
+    });
+    assert!(children_of(new).contains(&reply_pid(&reply)));
+    signal(new, Signal::SIGTERM);
+    wait_gone(new, Duration::from_secs(20));
 }

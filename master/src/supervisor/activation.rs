@@ -434,6 +434,35 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_fd_is_non_blocking_and_close_on_exec_whatever_it_was() {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+        let flags = |fd: &OwnedFd| {
+            let fl = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).expect("getfl"));
+            let fd_flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).expect("getfd"));
+            (fl, fd_flags)
+        };
+        for nonblocking in [false, true] {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            tcp.set_nonblocking(nonblocking).expect("nonblocking");
+            let fd = OwnedFd::from(tcp);
+            fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty())).expect("inheritable");
+            let (before, _) = flags(&fd);
+            let fd = Passed::new(fd, Origin::OldMaster).into_fd();
+            let (fl, fd_flags) = flags(&fd);
+            assert!(
+                fl.contains(OFlag::O_NONBLOCK),
+                "was non-blocking: {nonblocking}"
+            );
+            assert_eq!(
+                fl | OFlag::O_NONBLOCK,
+                before | OFlag::O_NONBLOCK,
+                "other flags kept"
+            );
+            assert!(fd_flags.contains(FdFlag::FD_CLOEXEC));
+        }
+    }
+
+    #[test]
     fn a_fifo_matches_by_its_inode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let [f, g] = ["f", "g"].map(|n| dir.path().join(n));
