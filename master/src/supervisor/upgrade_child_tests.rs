@@ -80,8 +80,8 @@ fn a_new_master_that_reports_ready_gets_every_fd_and_a_group_of_its_own() {
         control: None,
     };
     let script = format!(
-        "{READY_FD}{{ echo \"$ZMASTER_UPGRADE_FDS\"; ls /proc/$$/fd; }} > {}; echo \"ready $$\" > /proc/self/fd/$fd; exec sleep 30",
-        out.display()
+        "{READY_FD}echo \"$ZMASTER_UPGRADE_FDS\" > {out}; ls /proc/$$/fd >> {out}; echo \"ready $$\" > /proc/self/fd/$fd; exec sleep 30",
+        out = out.display()
     );
     let mut up = NewMaster::start(
         &launch(&script, Duration::from_secs(10)),
