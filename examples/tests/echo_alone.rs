@@ -1,5 +1,6 @@
-//! echo-aio and echo-coroutine run by hand (`alone`): echo, `exit`, usage errors, many connections, partial,
-//! large and over-long lines, slow clients and peer resets.
+//! echo-aio and echo-coroutine run by hand (`alone`): echo, `exit`, usage errors, many
+//! connections, partial, large and over-long lines, slow clients (kept under a large
+//! `echo-max-pending`, cut at the default) and peer resets.
 
 mod util;
 
@@ -148,13 +149,15 @@ fn pipelined_lines_all_come_back_in_order() {
     for bin in BINS {
         let (_server, addr) = spawn_alone(bin, &[]);
         let mut client = LineClient::connect(addr);
-        let batch: String = (0..5000).map(|i| format!("p{i}\n")).collect();
+        // `exit` at the end: every echo before it still arrives, then the close.
+        let batch: String = (0..5000).map(|i| format!("p{i}\n")).collect::<String>() + "exit\n";
         let mut writer = client.writer.try_clone().expect("clone");
         let sender = thread::spawn(move || writer.write_all(batch.as_bytes()));
         for i in 0..5000 {
             assert_eq!(client.read_line(), Some(format!("p{i}")));
         }
         sender.join().expect("join").expect("send");
+        client.expect_closed();
     }
 }
 
@@ -191,12 +194,17 @@ fn over_long_line_gets_an_error_and_a_close() {
 fn slow_reader_gets_everything_and_others_are_served() {
     for bin in BINS {
         const LINES: usize = 20_000;
-        let (_server, addr) = spawn_alone(bin, &["-server-thread-count", "1"]);
+        // A bound on unsent output above the ~20 MB this client lets pile up (the default
+        // 1m cuts it: see the next test).
+        let (_server, addr) = spawn_alone(
+            bin,
+            &["-server-thread-count", "1", "-echo-max-pending", "64m"],
+        );
         let mut slow = LineClient::connect(addr);
         let line = "z".repeat(1000);
         let mut writer = slow.writer.try_clone().expect("clone");
         let payload = format!("{line}\n");
-        // ~20 MB sent while nobody reads: the server must stop reading, not buffer it all.
+        // ~20 MB sent while nobody reads: the slow reader must not stall the worker.
         let sender = thread::spawn(move || {
             for _ in 0..LINES {
                 writer.write_all(payload.as_bytes())?;
@@ -212,6 +220,43 @@ fn slow_reader_gets_everything_and_others_are_served() {
             assert_eq!(slow.read_line().as_deref(), Some(line.as_str()), "line {i}");
         }
         sender.join().expect("join").expect("send");
+    }
+}
+
+#[test]
+fn slow_reader_is_cut_at_the_default_pending_bound_and_others_are_served() {
+    for bin in BINS {
+        let (_server, addr) = spawn_alone(bin, &["-server-thread-count", "1"]);
+        let slow = LineClient::connect(addr);
+        let mut writer = slow.writer.try_clone().expect("clone");
+        // A hang bound: a server that never cuts the peer fails the test with WouldBlock.
+        writer
+            .set_write_timeout(Some(util::PATIENCE))
+            .expect("timeout");
+        let payload = format!("{}\n", "z".repeat(1000));
+        // Up to ~20 MB sent while nobody reads: far past the default `echo-max-pending` 1m
+        // and the kernel's buffers, so the server cuts the connection.
+        let sender = thread::spawn(move || {
+            for _ in 0..20_000 {
+                writer.write_all(payload.as_bytes())?;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let sent = sender.join().expect("join");
+        let kind = sent.as_ref().err().map(std::io::Error::kind);
+        assert!(
+            matches!(
+                kind,
+                Some(
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionAborted
+                )
+            ),
+            "{}: not cut: {sent:?}",
+            name(bin)
+        );
+        LineClient::connect(addr).expect_echo("others are still served");
     }
 }
 
@@ -267,7 +312,13 @@ fn unix_and_fifo(bin: &str) {
     let mut log = std::io::BufReader::new(server.child.stderr.take().expect("stderr"));
     util::wait_answering(&mut server, tcp.parse().expect("addr"));
 
-    let stream = UnixStream::connect(&sock).expect("connect unix");
+    // Each listener starts on its own: the TCP one answering does not mean the unix one does.
+    let mut stream = None;
+    util::wait_for("the unix socket to accept connections", || {
+        stream = UnixStream::connect(&sock).ok();
+        stream.is_some()
+    });
+    let stream = stream.expect("connected");
     let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
     (&stream).write_all(b"over unix\n").expect("send");
     let mut line = String::new();

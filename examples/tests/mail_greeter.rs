@@ -86,3 +86,18 @@ fn unknown_greeting_is_a_start_up_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("greeting"));
 }
+
+#[test]
+fn a_silent_client_is_cut_at_the_idle_timeout() {
+    // The echo examples' `echo-idle-timeout`, read the same way (`zmaster_examples::limits`).
+    let (_server, addr) = spawn_alone(BIN, &["-echo-idle-timeout", "1s"]);
+    let mut client = LineClient::connect(addr);
+    assert_eq!(
+        client.read_line().as_deref(),
+        Some("220 mail-greeter ready\r")
+    );
+    client.expect_echo("served until it falls silent");
+    // Nothing more is sent: the server closes (LineClient's read gives up only after its
+    // hang bound, so a server without the timeout fails here).
+    client.expect_closed();
+}

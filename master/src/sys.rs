@@ -78,6 +78,23 @@ pub(crate) const SYSTEMD_ONLY_ENV: [&str; 6] = [
     "WATCHDOG_PID",
 ];
 
+/// The variable naming a child's heartbeat fd (see `supervisor::heartbeat`).
+pub(crate) const HEARTBEAT_ENV: &str = "ZM_HEARTBEAT_FD";
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock a zmaster child stamps its heartbeat with.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, valid and exclusively borrowed for
+    // the call; CLOCK_MONOTONIC always exists on Linux (a failure leaves zeros: "no time").
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// What a child needs: its program, argv (argv[0] included), the source fds for 3, 4, 5...,
 /// where to chroot/chdir, and its ids and rlimits.
 pub(crate) struct ChildSpec<'a> {
@@ -87,6 +104,9 @@ pub(crate) struct ChildSpec<'a> {
     pub(crate) chroot: Option<&'a Path>,
     pub(crate) chdir: Option<&'a Path>,
     pub(crate) process: &'a Process,
+    /// The target slot of the heartbeat memfd (the last of `fds`), named to the child in
+    /// `ZM_HEARTBEAT_FD`; `None`: the variable is removed from its environment.
+    pub(crate) heartbeat_fd: Option<RawFd>,
 }
 
 /// The rlimit the child sets for `soft`: the hard limit is raised to `soft` when lower (root
@@ -151,6 +171,11 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
     for var in SYSTEMD_ONLY_ENV {
         command.env_remove(var);
     }
+    // Set only for the child that got the fd: an inherited value would name some other fd.
+    match spec.heartbeat_fd {
+        Some(fd) => command.env(HEARTBEAT_ENV, fd.to_string()),
+        None => command.env_remove(HEARTBEAT_ENV),
+    };
     let stage = move || -> io::Result<()> {
         for (slot, &src) in high.iter_mut().zip(&sources) {
             // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd the master holds open; async-signal-safe.

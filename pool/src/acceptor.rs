@@ -1,10 +1,13 @@
-//! The acceptor thread: level-triggered `polling` over the listeners, batched `accept4`,
+//! The acceptor thread: level-triggered epoll over the listeners, batched `accept4`,
 //! back-off on descriptor exhaustion, and a synchronous `stop_accepting`.
 //!
 //! Design notes:
-//! - One thread (`zm-acceptor`) owns every listener. Readiness comes from a
-//!   `polling::Poller` in level mode, so a listener that is not drained (batch cap reached)
-//!   is simply reported again; no re-arm syscalls.
+//! - One thread (`zm-acceptor`) owns every listener. Readiness comes from a raw epoll
+//!   instance ([`Reactor`], the workers' primitive) in level mode, so a listener that is not
+//!   drained (batch cap reached) is simply reported again; no re-arm syscalls. Not
+//!   `polling::Poller`: its `wait` adds four syscalls (timerfd arm and re-arm, eventfd read
+//!   and re-arm) to every wake-up, i.e. to every accepted connection when they come one at
+//!   a time. Wake-ups (stop, limit release) go through the reactor's eventfd [`Waker`].
 //! - Per readiness event the thread accepts until `EAGAIN` (at most [`BATCH`] at a time).
 //! - `EMFILE`/`ENFILE`/`ENOBUFS`/`ENOMEM`: the listener's interest is switched off for
 //!   [`PAUSE`] (the poll timeout doubles as the timer), with one warning per second at most,
@@ -14,10 +17,10 @@
 //!   [`ConnGate`] is at its limit after a delivery, every listener's interest is switched
 //!   off, so new connections stay in the kernel's backlog (shared with sibling processes,
 //!   which take them) instead of being accepted here. A [`LimitWaiter`] makes the release
-//!   that brings the count below the limit wake the poller; the thread then switches the
+//!   that brings the count below the limit wake the epoll wait; the thread then switches the
 //!   listeners back on. No polling, no timer.
-//! - `stop_accepting` sets a flag, wakes the poller and waits on a condition variable until
-//!   the thread has deleted every listener from the poller and closed it, so when it
+//! - `stop_accepting` sets a flag, wakes the thread and waits on a condition variable until
+//!   the thread has deleted every listener from its epoll and closed it, so when it
 //!   returns the kernel already routes new connections to other processes.
 
 mod entry;
@@ -29,12 +32,12 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::sys::epoll::EpollEvent;
 use parking_lot::{Condvar, Mutex};
-use polling::{Events, Poller};
 
 use crate::gate::{ConnGate, LimitWaiter};
 use crate::listener::{Listener, Stream, set_nonblocking};
-use crate::sys;
+use crate::reactor::{Reactor, WAKER_KEY, Waker};
 
 /// The callback the acceptor runs (on its own thread) for each accepted connection.
 pub type AcceptCallback = Box<dyn FnMut(Stream) + Send>;
@@ -47,6 +50,8 @@ const PAUSE: Duration = Duration::from_millis(100);
 const WARN_EVERY: Duration = Duration::from_secs(1);
 /// Least time between two log lines saying the connection limit was reached.
 const LIMIT_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Readiness events fetched per `epoll_wait`.
+const EVENTS: usize = 64;
 
 thread_local! {
     /// The `Shared` (as an address) of the acceptor running on this thread, 0 elsewhere.
@@ -60,7 +65,8 @@ pub struct Acceptor {
 }
 
 struct Shared {
-    poller: Poller,
+    reactor: Reactor,
+    waker: Waker,
     gate: Option<Arc<ConnGate>>,
     stop: AtomicBool,
     closed: Mutex<bool>,
@@ -82,7 +88,7 @@ impl Acceptor {
     /// fd is passed once to its callback when the thread starts.
     ///
     /// # Errors
-    /// Creating the poller, registering a listener or spawning the thread failed.
+    /// Creating the epoll instance or its eventfd, registering a listener or spawning the thread failed.
     pub fn spawn(entries: Vec<(Listener, AcceptCallback)>) -> io::Result<Acceptor> {
         Acceptor::start(entries, None)
     }
@@ -107,8 +113,10 @@ impl Acceptor {
         entries: Vec<(Listener, AcceptCallback)>,
         gate: Option<Arc<ConnGate>>,
     ) -> io::Result<Acceptor> {
+        let waker = Waker::new()?;
         let shared = Arc::new(Shared {
-            poller: Poller::new()?,
+            reactor: Reactor::new(&waker)?,
+            waker,
             gate,
             stop: AtomicBool::new(false),
             closed: Mutex::new(false),
@@ -126,9 +134,9 @@ impl Acceptor {
             };
             list.push(entry);
             if !matches!(listener, Listener::Fifo(_))
-                && let Err(e) = sys::poller_add_level(&shared.poller, listener_fd(&listener), key)
+                && let Err(e) = shared.reactor.add_level(listener_fd(&listener), key as u64)
             {
-                close_all(&shared.poller, &mut list);
+                close_all(&shared.reactor, &mut list);
                 return Err(io::Error::new(
                     e.kind(),
                     format!("register listener {}: {e}", listener.describe()),
@@ -161,7 +169,7 @@ impl Acceptor {
     /// requests the stop, which happens when the callback returns). Idempotent.
     pub fn stop_accepting(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Err(e) = self.shared.poller.notify() {
+        if let Err(e) = self.shared.waker.signal() {
             log::error!("acceptor: notify failed: {e}");
         }
         if CURRENT.with(Cell::get) == Arc::as_ptr(&self.shared) as usize {
@@ -217,14 +225,15 @@ fn listener_fd(l: &Listener) -> std::os::fd::BorrowedFd<'_> {
     l.as_fd()
 }
 
-/// Deletes every polled listener from the poller, then closes them all.
-fn close_all(poller: &Poller, entries: &mut [Entry]) {
+/// Deletes every polled listener from the epoll instance, then closes them all (an inherited
+/// listener's open file stays registered while any process holds it, so the delete matters).
+fn close_all(reactor: &Reactor, entries: &mut [Entry]) {
     for entry in entries.iter_mut() {
         if let Some(listener) = entry.listener.take() {
             if !matches!(listener, Listener::Fifo(_))
-                && let Err(e) = poller.delete(listener_fd(&listener))
+                && let Err(e) = reactor.delete(listener_fd(&listener))
             {
-                log::debug!("acceptor: delete {} from poller: {e}", entry.label);
+                log::debug!("acceptor: delete {} from epoll: {e}", entry.label);
             }
             drop(listener);
         }
@@ -232,7 +241,7 @@ fn close_all(poller: &Poller, entries: &mut [Entry]) {
 }
 
 /// The listeners and the acceptor's shared state; dropping it (thread end, panic, or a
-/// failed spawn) deletes the listeners from the poller, closes them and wakes
+/// failed spawn) deletes the listeners from the epoll, closes them and wakes
 /// `stop_accepting` callers.
 struct Owned {
     shared: Arc<Shared>,
@@ -241,7 +250,7 @@ struct Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        close_all(&self.shared.poller, &mut self.entries);
+        close_all(&self.shared.reactor, &mut self.entries);
         log::debug!("acceptor: stopped, listeners closed");
         *self.shared.closed.lock() = true;
         self.shared.closed_cv.notify_all();
@@ -267,16 +276,16 @@ fn run(mut owned: Owned) {
     // `Some` while the gate is at its limit and the listeners are switched off.
     let mut full: Option<Full<'_>> = None;
     let mut last_limit_log: Option<Instant> = None;
-    let mut events = Events::new();
+    let mut events = vec![EpollEvent::empty(); EVENTS];
     while !shared.stop.load(Ordering::SeqCst) {
         // Checked after the waiter is registered (see `ConnGate::waiter`): a release that
-        // raced with the pause is seen here, else it woke the poller.
+        // raced with the pause is seen here, else it signalled the waker.
         if full.is_some() && !gate.as_deref().is_some_and(ConnGate::at_limit) {
             full = None;
             log::debug!("acceptor: below the connection limit; accepting again");
             for (key, entry) in entries.iter_mut().enumerate() {
                 if entry.paused_until.is_none() {
-                    entry.listen(&shared.poller, key, true);
+                    entry.listen(&shared.reactor, key, true);
                 }
             }
         }
@@ -286,14 +295,14 @@ fn run(mut owned: Owned) {
             .filter_map(|e| e.paused_until)
             .min()
             .map(|t| t.saturating_duration_since(now));
-        events.clear();
-        if let Err(e) = shared.poller.wait(&mut events, timeout) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                log::error!("acceptor: poll failed: {e}");
+        let n = match shared.reactor.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(e) => {
+                log::error!("acceptor: epoll_wait failed: {e}");
                 std::thread::sleep(PAUSE);
+                continue;
             }
-            continue;
-        }
+        };
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -303,23 +312,28 @@ fn run(mut owned: Owned) {
                 entry.paused_until = None;
                 // At the limit it stays off; the limit's resume switches it on.
                 if full.is_none() {
-                    entry.listen(&shared.poller, key, true);
+                    entry.listen(&shared.reactor, key, true);
                 }
             }
         }
-        for ev in events.iter() {
+        for ev in &events[..n] {
             // Once full, the events of the other listeners wait (level-triggered: they are
             // reported again after the resume).
             if full.is_some() {
                 break;
             }
-            if let Some(entry) = entries.get_mut(ev.key)
+            // The waker (stop, limit release) only ends the wait; its flags are read above.
+            if ev.data() == WAKER_KEY {
+                continue;
+            }
+            let key = ev.data() as usize;
+            if let Some(entry) = entries.get_mut(key)
                 && entry.paused_until.is_none()
-                && entry.accept_batch(&shared.poller, ev.key, &shared.stop, gate.as_deref())
+                && entry.accept_batch(&shared.reactor, key, &shared.stop, gate.as_deref())
                 && let Some(gate) = gate.as_deref()
             {
                 for (key, entry) in entries.iter_mut().enumerate() {
-                    entry.listen(&shared.poller, key, false);
+                    entry.listen(&shared.reactor, key, false);
                 }
                 full = Some(Full::new(gate, &shared, &mut last_limit_log));
             }
@@ -354,7 +368,7 @@ impl<'a> Full<'a> {
         let weak: Weak<Shared> = Arc::downgrade(shared);
         let waiter = gate.waiter(move || {
             if let Some(shared) = weak.upgrade()
-                && let Err(e) = shared.poller.notify()
+                && let Err(e) = shared.waker.signal()
             {
                 log::error!("acceptor: notify failed: {e}");
             }

@@ -1,12 +1,61 @@
 //! The connection's input buffer: line splitting, exact-size and any-size reads, with no
 //! syscalls (the worker fills it), so the read state machine is tested in isolation.
+//!
+//! Storage is held only while bytes are buffered: when a buffer empties (every request of a
+//! ping-pong protocol) or its connection closes, the storage goes to a small per-thread pool
+//! and the next read of any connection on that worker takes it from there. An idle
+//! connection thus costs no buffer at all (issue 15: the 4 KiB kept per connection were most
+//! of aio mode's memory per idle connection), and a busy worker still allocates nothing per
+//! request or per new connection.
 
+use std::cell::RefCell;
 use std::io;
 
 /// Smallest free space offered to one `read` syscall.
 const MIN_READ: usize = 4096;
-/// A buffer grown beyond this is shrunk back when it empties.
+/// Emptied storage larger than this is freed, not pooled.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// Bytes of emptied storage each thread keeps for reuse.
+const POOL_BYTES: usize = 256 * 1024;
+
+/// Emptied buffers of this thread's connections, most recent last.
+struct Pool {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), bytes: 0 }) };
+}
+
+/// Keeps `data` for the next reader on this thread if it is reusable and the pool has room;
+/// frees it otherwise.
+fn give_back(data: Vec<u8>) {
+    if data.is_empty() || data.len() > KEEP_CAPACITY {
+        return;
+    }
+    // `try_with`: a buffer dropped while the thread's locals are torn down is just freed.
+    let _ = POOL.try_with(move |p| {
+        let mut p = p.borrow_mut();
+        if p.bytes + data.len() <= POOL_BYTES {
+            p.bytes += data.len();
+            p.bufs.push(data);
+        }
+    });
+}
+
+/// Pooled storage of this thread, or an empty vector.
+fn take_pooled() -> Vec<u8> {
+    POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        let data = p.bufs.pop()?;
+        p.bytes -= data.len();
+        Some(data)
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
 
 /// What a pending read operation waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +69,8 @@ pub(crate) enum Want {
     Some(usize),
 }
 
-/// Buffered input: `data[start..end]` holds unconsumed bytes; `data.len()` is the storage.
+/// Buffered input: `data[start..end]` holds unconsumed bytes; `data.len()` is the storage
+/// (empty whenever nothing is buffered, see the module notes).
 #[derive(Debug, Default)]
 pub(crate) struct InBuf {
     data: Vec<u8>,
@@ -98,6 +148,9 @@ impl InBuf {
             Want::Exact(_) => MIN_READ,
             Want::Some(max) => max.clamp(1, MIN_READ),
         };
+        if self.data.is_empty() {
+            self.data = take_pooled();
+        }
         if self.data.len() - self.end < need {
             if self.start > 0 {
                 self.data.copy_within(self.start..self.end, 0);
@@ -131,10 +184,14 @@ impl InBuf {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.data.len() > KEEP_CAPACITY {
-                self.data = Vec::new();
-            }
+            give_back(std::mem::take(&mut self.data));
         }
+    }
+}
+
+impl Drop for InBuf {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.data));
     }
 }
 
@@ -147,5 +204,7 @@ fn too_long(delim: u8, max: usize) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -30,6 +30,7 @@ use crate::reactor::Waker;
 use crate::stall::LoopTick;
 
 mod drive;
+mod trim;
 
 /// The closure a new connection starts with (see [`Workers::assign`](crate::Workers::assign)).
 pub type InitFn = Box<dyn FnOnce(&mut Conn) + Send>;
@@ -85,6 +86,15 @@ pub(crate) type Deferred = Box<dyn FnOnce(&mut Conn)>;
 /// If a callback returns and nothing is pending any more (no read, flush, sleep, deferred
 /// closure or CPU job), the connection is closed.
 ///
+/// There is no unbounded read: each read names its limit ([`read_line`](Self::read_line) and
+/// [`read_until`](Self::read_until) `max_len`, [`read_exact`](Self::read_exact) `n`,
+/// [`read_some`](Self::read_some) `max`), and the input buffer grows only as bytes arrive,
+/// never to a length the peer merely announced. Output is the caller's to bound: check
+/// [`pending_output`](Self::pending_output) and either wait on [`flush`](Self::flush) before
+/// reading more (back-pressure) or close a peer that lets it pass a bound (as `echo-aio` does
+/// with `echo-max-pending`), and use [`set_timeout`](Self::set_timeout) so that a silent peer
+/// cannot hold a read forever.
+///
 /// ```no_run
 /// use std::io;
 /// use zmaster_pool::Conn;
@@ -137,6 +147,8 @@ pub struct Conn {
 
 impl Conn {
     pub(crate) fn new(stream: Stream, key: u64, worker: Arc<WorkerShared>, counted: bool) -> Conn {
+        // Created and dropped on its worker thread: the burst count there sees both.
+        trim::opened(worker.load.load(Ordering::Relaxed));
         Conn {
             stream,
             key,
@@ -188,7 +200,8 @@ impl Conn {
     }
 
     /// Reads exactly `n` bytes. `Ok(None)` if the stream ends before the first byte,
-    /// `UnexpectedEof` if it ends in the middle.
+    /// `UnexpectedEof` if it ends in the middle. `n` is the limit: the buffer grows as bytes
+    /// arrive (up to `n`), so check a length the peer sent before passing it here.
     pub fn read_exact(&mut self, n: usize, cb: impl FnOnce(&mut Conn, ReadResult) + 'static) {
         self.start_read(Want::Exact(n), Box::new(cb));
     }

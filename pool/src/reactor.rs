@@ -1,17 +1,21 @@
-//! The epoll readiness primitive of the aio workers, shared with the coroutine mode's reactor:
-//! a raw epoll instance (edge-triggered, no re-arming) and an eventfd waker for cross-thread
-//! submissions.
+//! The epoll readiness primitive of the aio workers and the acceptor, shared with the
+//! coroutine mode's reactor: a raw epoll instance (connections edge-triggered, no re-arming;
+//! listeners level-triggered) and an eventfd waker for cross-thread submissions.
 //!
 //! Design notes: `polling::Poller::wait` costs four syscalls besides `epoll_wait` on every
 //! call (timerfd arm + re-arm, eventfd read + re-arm), which the hot loop of a worker cannot
-//! afford, so workers use nix's safe epoll wrapper directly (as mio does). Each connection is
+//! afford (nor the acceptor: four extra syscalls per accepted connection when they arrive
+//! one at a time), so both use nix's safe epoll wrapper directly (as mio does). Each connection is
 //! registered once for `IN | OUT | RDHUP` with `EPOLLET`; the connection keeps its own
 //! readable/writable flags. The waker eventfd is also edge-triggered and never read: each
-//! write is a new edge, and an atomic flag makes at most one write per wake-up.
+//! write is a new edge. [`Waker::wake`] writes only when the owner announced that it is about
+//! to block ([`Waker::sleeping`]): a worker that is awake (running callbacks, or polling with
+//! a zero timeout) drains its inbox at the end of its turn anyway, so handing it work costs
+//! no syscall and no spurious wake-up later.
 
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -46,7 +50,9 @@ pub struct Reactor {
 #[derive(Debug)]
 pub struct Waker {
     fd: EventFd,
-    pending: AtomicBool,
+    /// The owner is blocking (or about to block) in [`Reactor::wait`]; cleared by the first
+    /// [`Waker::wake`] after it, which then writes the eventfd.
+    asleep: AtomicBool,
 }
 
 impl Reactor {
@@ -68,6 +74,31 @@ impl Reactor {
     pub fn add(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
         let flags = READ_FLAGS | WRITE_FLAGS | EpollFlags::EPOLLET;
         Ok(self.epoll.add(fd, EpollEvent::new(flags, key))?)
+    }
+
+    /// Registers a listener for level-triggered readability under `key` (the acceptor: a
+    /// listener it did not drain is simply reported again, no re-arm needed).
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn add_level(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
+        Ok(self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
+    }
+
+    /// Switches a level-triggered registration ([`add_level`](Self::add_level)) on or off
+    /// (off: no event at all, the fd stays registered).
+    ///
+    /// # Errors
+    /// `epoll_ctl` failed.
+    pub fn listen_level(&self, fd: impl AsFd, key: u64, on: bool) -> io::Result<()> {
+        let flags = if on {
+            EpollFlags::EPOLLIN
+        } else {
+            EpollFlags::empty()
+        };
+        Ok(self.epoll.modify(fd, &mut EpollEvent::new(flags, key))?)
     }
 
     /// Removes a connection (before it is closed, so no stale event can name it).
@@ -108,16 +139,34 @@ impl Waker {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Waker {
             fd,
-            pending: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
         })
     }
 
-    /// Wakes the worker unless a wake-up is already pending (cleared by [`Waker::reset`]).
+    /// Call after publishing work for the owner (e.g. a channel send): wakes it if it
+    /// announced sleep ([`Waker::sleeping`]) and nobody woke it since; otherwise it is awake
+    /// and sees the work before it blocks again (no syscall).
     pub fn wake(&self) {
-        if self.pending.swap(true, Ordering::AcqRel) {
-            return;
+        // Pairs with the fence in `sleeping`: either the owner's re-check sees the work
+        // published before this, or this sees its announcement.
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::SeqCst) {
+            let _ = self.signal();
         }
-        let _ = self.signal();
+    }
+
+    /// The owner is about to block in [`Reactor::wait`]: call this first, then check for
+    /// published work once more (and do not block if there is some), then wait, then call
+    /// [`Waker::awake`].
+    pub fn sleeping(&self) {
+        self.asleep.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The owner returned from [`Reactor::wait`]: later work needs no wake-up until the next
+    /// [`Waker::sleeping`].
+    pub fn awake(&self) {
+        self.asleep.store(false, Ordering::Relaxed);
     }
 
     /// Wakes the worker now, whether or not a wake-up is pending.
@@ -134,10 +183,5 @@ impl Waker {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Called by the worker before it drains its inbox: later submissions wake it again.
-    pub fn reset(&self) {
-        self.pending.swap(false, Ordering::AcqRel);
     }
 }

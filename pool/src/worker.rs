@@ -3,7 +3,9 @@
 //! Loop turn: `epoll_wait` (timeout = next timer, or 0 when connections are queued) ->
 //! readiness events drive their connections -> inbox drained (new connections, `spawn_cpu`
 //! results) -> due timers fired -> queued connections (deferred closures, drive budget
-//! exhausted) run. After each callback a connection is "settled": removed if closed or
+//! exhausted) run. Only a wait that may block is announced to senders (`Waker::sleeping`,
+//! then the inbox is checked once more): work handed to an awake worker costs no eventfd
+//! write. After each callback a connection is "settled": removed if closed or
 //! idle, queued if it has deferred work, its timer armed if it waits with a timeout.
 
 use std::cmp::Reverse;
@@ -63,7 +65,7 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            let timeout = if !self.ready.is_empty() {
+            let mut timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 self.timers
@@ -71,8 +73,14 @@ impl Worker {
                     .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
             };
             if timeout != Some(Duration::ZERO) {
-                // About to block: waiting for events is not hanging.
-                self.shared.tick.idle();
+                self.shared.waker.sleeping();
+                if self.rx.is_empty() {
+                    // About to block: waiting for events is not hanging.
+                    self.shared.tick.idle();
+                } else {
+                    // Sent before the announcement: its sender did not wake us.
+                    timeout = Some(Duration::ZERO);
+                }
             }
             let n = match self.reactor.wait(&mut events, timeout) {
                 Ok(n) => n,
@@ -82,6 +90,7 @@ impl Worker {
                     0
                 }
             };
+            self.shared.waker.awake();
             self.now = Instant::now();
             self.shared.tick.busy(self.now);
             for ev in &events[..n] {
@@ -96,7 +105,6 @@ impl Worker {
                     });
                 }
             }
-            self.shared.waker.reset();
             while let Ok(msg) = self.rx.try_recv() {
                 if !self.on_msg(msg) {
                     self.close_all();

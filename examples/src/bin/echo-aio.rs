@@ -11,25 +11,33 @@
 //! written to it is logged at info level.
 //!
 //! Config keys: `echo-max-line` (size, default 1m): a longer line is answered with
-//! `ERR line too long` and the connection is closed. `echo-allow-detach` (`yes`, `loopback`
-//! or `no`; default `loopback`): who may send `DETACH`: anyone, peers on 127.0.0.0/8, `::1`
-//! or a unix socket, or nobody. A refused `DETACH` is answered with `ERR detach not allowed`
-//! and the connection stays open (each detach makes the master start one more process, so a
-//! remote client must not be able to do it).
+//! `ERR line too long` and the connection is closed. `echo-idle-timeout` (duration, default
+//! 5m, 0 = off): a line that has not arrived complete that long after the server started
+//! waiting for it closes the connection. `echo-max-pending` (size, default 1m): echoes are
+//! sent while the next lines are read; a peer whose unsent output (what this server holds
+//! plus the socket's kernel send queue) passes this bound is cut off, with one info line
+//! `over echo-max-pending` (see `zmaster_examples::limits`). `echo-allow-detach` (`yes`,
+//! `loopback` or `no`; default `loopback`): who may send `DETACH`: anyone, peers on
+//! 127.0.0.0/8, `::1` or a unix socket, or nobody. A refused `DETACH` is answered with
+//! `ERR detach not allowed` and the connection stays open (each detach makes the master
+//! start one more process, so a remote client must not be able to do it).
 
 use std::io;
 use std::process::ExitCode;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use zmaster_examples::detach::{self, Peer, Policy};
+use zmaster_examples::{limits, outq};
 use zmaster_modes::aio::{self, Conn, Hooks, ListenerKind, Stream};
 
-/// The longest line echoed (from `echo-max-line`), set once before serving.
-static MAX_LINE: AtomicUsize = AtomicUsize::new(1 << 20);
-
 fn max_line() -> usize {
-    MAX_LINE.load(Ordering::Relaxed)
+    limits::get().max_line
+}
+
+/// Starts serving a new connection: every read from now on waits at most the idle timeout.
+fn start(conn: &mut Conn) {
+    conn.set_timeout(limits::get().idle_timeout);
+    conn.read_line(max_line(), on_line);
 }
 
 /// Who may send `DETACH` (from `echo-allow-detach`), set once before serving.
@@ -54,42 +62,65 @@ fn command(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The output unsent when an echo has been queued after `before` bytes still unsent, if it
+/// passes `echo-max-pending`: what this server holds before the echo, plus the kernel's send
+/// queue once output is backing up (an `ioctl` only then, see `Limits::ask_kernel`).
+fn over_pending(conn: &Conn, before: usize) -> Option<usize> {
+    let limits = limits::get();
+    let mut unsent = before;
+    if limits.ask_kernel(before, conn.pending_output()) {
+        unsent += outq::send_queue(conn.stream());
+    }
+    limits.over_pending(unsent).then_some(unsent)
+}
+
 fn on_line(conn: &mut Conn, line: io::Result<Option<Vec<u8>>>) {
-    match line {
-        Ok(Some(line)) => match command(&line) {
-            b"exit" => conn.close(),
-            cmd => {
-                if cmd != b"DETACH" {
-                    conn.write(&line);
-                } else if may_detach(conn) {
-                    aio::detach_from_master();
-                    conn.write(&line);
-                } else {
-                    log::info!("DETACH refused peer={}", conn.stream().describe_peer());
-                    conn.write(detach::REFUSED.as_bytes());
-                }
-                conn.write(b"\n");
-                // Wait for the kernel to take the echo before reading more: a client that
-                // sends without reading is slowed down instead of growing our buffer.
-                conn.flush(|conn, sent| match sent {
-                    Ok(()) => conn.read_line(max_line(), on_line),
-                    Err(e) => {
-                        log::debug!("echo write failed: {e}");
-                        conn.close();
-                    }
-                });
-            }
-        },
-        Ok(None) => conn.close(),
+    // What the kernel has not taken yet (written at the end of each callback turn).
+    let before = conn.pending_output();
+    let line = match line {
+        Ok(Some(line)) => line,
+        Ok(None) => return conn.close(),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-            conn.write(b"ERR line too long\n");
-            conn.flush(|conn, _| conn.close());
+            conn.write(limits::TOO_LONG.as_bytes());
+            conn.write(b"\n");
+            return conn.flush(|conn, _| conn.close());
         }
         Err(e) => {
-            log::debug!("echo read failed: {e}");
-            conn.close();
+            // TimedOut is `echo-idle-timeout`: the peer is silent or trickling.
+            log::debug!(
+                "echo read failed peer={}: {e}",
+                conn.stream().describe_peer()
+            );
+            return conn.close();
+        }
+    };
+    match command(&line) {
+        // Echoes of earlier pipelined lines go out before the close.
+        b"exit" => return conn.flush(|conn, _| conn.close()),
+        b"DETACH" if !may_detach(conn) => {
+            log::info!("DETACH refused peer={}", conn.stream().describe_peer());
+            conn.write(detach::REFUSED.as_bytes());
+        }
+        cmd => {
+            if cmd == b"DETACH" {
+                aio::detach_from_master();
+            }
+            conn.write(&line);
         }
     }
+    conn.write(b"\n");
+    // Echoes are sent while the next lines are read, so a pipelining client is not slowed
+    // down; a peer that lets its output pile up past `echo-max-pending` is cut off.
+    if let Some(unsent) = over_pending(conn, before) {
+        log::info!(
+            "echo peer={} cut: {unsent} bytes unsent, over {} {}",
+            conn.stream().describe_peer(),
+            limits::MAX_PENDING_KEY,
+            limits::get().max_pending
+        );
+        return conn.close();
+    }
+    conn.read_line(max_line(), on_line);
 }
 
 fn read_fifo(conn: &mut Conn, service: String) {
@@ -112,8 +143,7 @@ fn read_fifo(conn: &mut Conn, service: String) {
 fn main() -> ExitCode {
     let hooks = Hooks::new()
         .before_service(|config| {
-            let n = config.get_size("echo-max-line", 1 << 20)?;
-            MAX_LINE.store(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
+            limits::load(config)?;
             let _ = DETACH.set(detach::from_config(config)?);
             Ok(())
         })
@@ -124,7 +154,7 @@ fn main() -> ExitCode {
                 let name = name.to_owned();
                 aio::general_register(listener, move |conn| read_fifo(conn, name.clone()))
             }
-            _ => aio::general_register(listener, |conn| conn.read_line(max_line(), on_line)),
+            _ => aio::general_register(listener, start),
         })
         // A reload drains: open connections finish, an idle old process exits at once.
         .drain_on_softstop();

@@ -4,6 +4,9 @@
 //!
 //! The banner style comes from `-greeting smtp|imap|pop3` or the config key `greeting`
 //! (default `smtp`); the banner names the service (`-server-service` name, else the program).
+//! `echo-idle-timeout` (duration, default 5m, 0 = off), read as the echo examples read it
+//! (`zmaster_examples::limits`): a client that has not sent a complete line that long after
+//! the server started waiting for it, or has not taken a reply for that long, is cut off.
 
 use std::io;
 use std::process::ExitCode;
@@ -12,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use zmaster_core::cli::program_name;
 use zmaster_core::error::quoted;
 use zmaster_examples::greeting::{Reply, Style};
+use zmaster_examples::limits;
 use zmaster_modes::aio::{self, Conn, Hooks};
 use zmaster_modes::runtime::{Error, ErrorKind};
 
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let ident = program_name(std::env::args_os().next().as_deref(), "mail-greeter");
     let hooks = Hooks::new()
         .before_service(|config| {
+            limits::load(config)?;
             let text = config.get_str("greeting", "smtp");
             let style = Style::parse(text).ok_or_else(|| {
                 Error::new(
@@ -74,6 +79,8 @@ fn main() -> ExitCode {
             }
             .into();
             aio::general_register(listener, move |conn| {
+                // Every read and flush from now on waits at most the idle timeout.
+                conn.set_timeout(limits::get().idle_timeout);
                 conn.write(style().banner(&service).as_bytes());
                 let service = Arc::clone(&service);
                 conn.read_line(MAX_LINE, move |c, l| on_line(service, c, l));

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 pub use zmaster_testkit::ChildGuard as Server;
 pub use zmaster_testkit::{
-    FakeMaster, LineClient, PATIENCE, cloexec_pipe, free_port, non_loopback_ip, peer_closed,
-    raise_fd_limit, spawn_under_fake_master, spawn_under_fake_master_on,
+    FakeMaster, LineClient, LogPipe, PATIENCE, cloexec_pipe, fd_count, free_port, non_loopback_ip,
+    peer_closed, raise_fd_limit, rss_bytes, spawn_under_fake_master, spawn_under_fake_master_on,
     spawn_under_fake_master_unix, stage_fds,
 };
 

@@ -228,4 +228,43 @@ gone            failed   0/1    3         -        -
 ";
         assert_eq!(status_table(&status), want);
     }
+
+    #[test]
+    fn the_table_says_why_the_last_child_left() {
+        let service = |reason: &str| ServiceStatus {
+            name: "web".into(),
+            state: ServiceState::Running,
+            proc_count: 2,
+            restarts: 40,
+            backoff_ms: 0,
+            last_exit: Some(LastExit {
+                pid: 7,
+                reason: reason.into(),
+                lived_s: 0.012,
+                ago_s: 3.0,
+            }),
+            children: vec![],
+        };
+        let status = |reason: &str| Status {
+            master: MasterStatus {
+                pid: 1,
+                uptime_s: 9.0,
+                generation: 1,
+                config_dir: "/etc/z".into(),
+            },
+            services: vec![service(reason)],
+        };
+        let table = status_table(&status("retired (max-use), exit status 0"));
+        let row = table.lines().nth(2).unwrap_or_default();
+        assert_eq!(
+            row,
+            "web      running  0/2    40        -        \
+             pid 7 retired (max-use), exit status 0 after 12ms, 3.0s ago"
+        );
+        let table = status_table(&status("killed by SIGKILL (hang: no heartbeat for 2.1s)"));
+        assert!(
+            table.contains("pid 7 killed by SIGKILL (hang: no heartbeat for 2.1s) after 12ms"),
+            "{table}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
 use zmaster_core::config::Config;
@@ -27,6 +28,36 @@ pub struct Process {
     pub nofile: Option<u64>,
     /// `server-core-file-size` in bytes, `u64::MAX` (`RLIM_INFINITY`) for `unlimited`.
     pub core_size: Option<u64>,
+    /// The SPEC §13 server-side limits the master cares about (the child's heartbeat memfd).
+    pub limits: ServerLimits,
+}
+
+/// What the master needs to know of a service's SPEC §13 server-side limits: whether its
+/// children get a heartbeat memfd, and whether the master watches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `server-hang-timeout` (0 = off): the master kills a child whose heartbeat is older.
+    pub hang_timeout: Duration,
+    /// `server-max-use`, `server-max-idle` or `server-max-memory` is set: a child may retire.
+    pub retires: bool,
+}
+
+impl ServerLimits {
+    /// Reads the keys (typed as `zmaster -t` checks them).
+    fn from_config(config: &Config) -> Result<ServerLimits> {
+        let max_use = config.get_int_in("server-max-use", 0, 0, i64::MAX)?;
+        let max_idle = config.get_duration("server-max-idle", Duration::ZERO)?;
+        let max_memory = config.get_size("server-max-memory", 0)?;
+        Ok(ServerLimits {
+            hang_timeout: config.get_duration("server-hang-timeout", Duration::ZERO)?,
+            retires: max_use > 0 || !max_idle.is_zero() || max_memory > 0,
+        })
+    }
+
+    /// Whether a child gets a heartbeat memfd: any of these limits is set.
+    pub fn any(&self) -> bool {
+        self.retires || !self.hang_timeout.is_zero()
+    }
 }
 
 /// `text` as a numeric id (digits only, so `+1` or ` 1` stay names).
@@ -125,6 +156,7 @@ pub(super) fn parse(config: &Config, at: &dyn Fn(&str) -> String) -> Result<Proc
         Some(_) => Some(config.get_size("server-core-file-size", 0)?),
         None => None,
     };
+    process.limits = ServerLimits::from_config(config)?;
     Ok(process)
 }
 

@@ -14,6 +14,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 use zmaster_core::protocol;
 
+use super::heartbeat::{self, Exit, Heartbeat};
 use super::listener_set::ListenerSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::services::Service;
@@ -105,6 +106,10 @@ pub(crate) struct Child {
     pub(crate) detached: bool,
     /// Scaled down: SIGTERMed, it no longer counts and is not replaced.
     pub(crate) retiring: bool,
+    /// The master's end of its heartbeat memfd (a service with SPEC §13 server limits).
+    pub(crate) heartbeat: Option<Heartbeat>,
+    /// Killed as hung: how old its heartbeat was.
+    pub(crate) hung: Option<Duration>,
 }
 
 impl Child {
@@ -118,7 +123,24 @@ impl Child {
             detach_check: None,
             detached: false,
             retiring: false,
+            heartbeat: None,
+            hung: None,
         }
+    }
+
+    /// How it left, given its exit status: with the retire reason it wrote and whether the
+    /// master killed it as hung.
+    pub(crate) fn exit(&self, status: ExitReason) -> Exit {
+        Exit {
+            status,
+            retired: self.retired(),
+            hang: self.hung,
+        }
+    }
+
+    /// The reason it retired itself, if it wrote one into its heartbeat memfd.
+    pub(crate) fn retired(&self) -> Option<heartbeat::Retire> {
+        self.heartbeat.as_ref().and_then(Heartbeat::retired)
     }
 
     /// Its state while `current` is the running generation.
@@ -238,7 +260,8 @@ impl Children {
     }
 
     /// Starts a child of `spec` in `generation` with its listeners from `listeners`: fd 3 the
-    /// generation pipe, fd 4 a new private pipe, fd 5+ the listeners (LIB-ZC's layout).
+    /// generation pipe, fd 4 a new private pipe, fd 5+ the listeners (LIB-ZC's layout), and
+    /// after them its heartbeat memfd when the service sets a SPEC §13 server limit.
     pub(crate) fn spawn(
         &mut self,
         spec: &Service,
@@ -258,6 +281,12 @@ impl Children {
             fds.push(listener.fd().as_raw_fd());
             kinds.push((sa.name.as_str(), sa.addr.kind()));
         }
+        let heartbeat = heartbeat::for_child(&spec.name, &spec.process.limits);
+        let heartbeat_fd = heartbeat.as_ref().map(|h| {
+            fds.push(h.fd().as_raw_fd());
+            // Its slot: the one after the last listener.
+            protocol::GENERATION_FD + fds.len() as i32 - 1
+        });
         let inherited = protocol::assign_listener_fds(kinds);
         let cf_path = std::path::absolute(&spec.cf_path).unwrap_or_else(|_| spec.cf_path.clone());
         let mut argv = protocol::child_argv(&spec.command, config_dir, &cf_path, &inherited);
@@ -269,6 +298,7 @@ impl Children {
             chroot: spec.chroot.as_deref(),
             chdir: spec.chdir.as_deref(),
             process: &spec.process,
+            heartbeat_fd,
         };
         let pid = sys::spawn_child(&child)
             .map_err(|e| Error::io(format!("start {}", spec.command.display()), e))?;
@@ -278,7 +308,8 @@ impl Children {
             "service={} pid={pid} generation={number} started",
             spec.name
         );
-        let child = Child::new(&spec.name, number, private_write);
+        let mut child = Child::new(&spec.name, number, private_write);
+        child.heartbeat = heartbeat;
         self.insert(pid as i32, child);
         Ok(())
     }

@@ -11,6 +11,8 @@ fn child(service: &str, generation: u64, started: Instant, detached: bool) -> Ch
         detach_check: None,
         detached,
         retiring: false,
+        heartbeat: None,
+        hung: None,
     }
 }
 
@@ -115,4 +117,20 @@ fn a_closed_pipe_is_checked_after_the_settle_time() {
     assert!(t.detach_checks_due(now + DETACH_SETTLE - ms(1)).is_empty());
     assert_eq!(t.detach_checks_due(now + DETACH_SETTLE), [2]);
     assert_eq!(t.detach_checks_due(now + ms(1000)), [2, 3]);
+}
+
+#[test]
+fn a_child_exit_carries_its_retire_reason_and_hang() {
+    let status = ExitReason::Exited(0);
+    let mut c = child("web", 1, Instant::now(), false);
+    assert_eq!(c.exit(status), heartbeat::Exit::plain(status));
+    assert_eq!(c.retired(), None, "no memfd: no reason");
+    let memfd = Heartbeat::create(Duration::ZERO).unwrap();
+    nix::sys::uio::pwrite(memfd.fd(), &[1], 8).unwrap();
+    c.heartbeat = Some(memfd);
+    c.hung = Some(Duration::from_secs(3));
+    let exit = c.exit(status);
+    assert_eq!(exit.retired, Some(heartbeat::Retire::MaxUse));
+    assert_eq!(exit.hang, Some(Duration::from_secs(3)));
+    assert_eq!(exit.status, status);
 }

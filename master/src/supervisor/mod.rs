@@ -8,8 +8,9 @@
 //!   reload, detach throttle); pure logic on `Instant`s, it only borrows `ExitReason`.
 //! - `activation`: the sockets systemd passed (`LISTEN_FDS`), adopted by `listener_set`.
 //! - this file: the loop that ties them to signals and `poll`, reload and scale; `stop`: the
-//!   fast and the graceful stop; `status`: the snapshot a status report needs. systemd hears
-//!   of each step through `crate::notify`.
+//!   fast and the graceful stop; `status`: the snapshot a status report needs; `heartbeat`:
+//!   the memfd a zmaster child beats into and leaves its retire reason in (SPEC §13). systemd
+//!   hears of each step through `crate::notify`.
 //!
 //! Design notes (the reload handshake):
 //! - One generation pipe per generation. Children get its write end as fd 3; the master keeps
@@ -25,6 +26,7 @@ mod activation;
 mod children;
 #[cfg(test)]
 mod control_tests;
+mod heartbeat;
 mod listener_set;
 mod operator;
 mod policy;
@@ -183,6 +185,7 @@ impl Supervisor {
             }
             self.reap();
             self.settle_detaches();
+            self.check_heartbeats();
             self.start_missing();
             if !self.ready_sent {
                 self.ready_sent = true;
@@ -253,6 +256,7 @@ impl Supervisor {
             let Some(child) = self.children.remove(pid) else {
                 continue;
             };
+            let exit = child.exit(reason);
             let now = Instant::now();
             let child_state = child.state(self.generation.number);
             let state = self
@@ -263,13 +267,13 @@ impl Supervisor {
                 (true, Some(state)) => {
                     let lived = child.uptime(now);
                     let was_failed = state.policy.phase(now) == Phase::Failed;
-                    let delay = state.policy.exited(pid, reason, child.started, now);
+                    let delay = state.policy.exited(pid, exit, child.started, now);
                     let next = match state.policy.phase(now) {
                         Phase::Failed => "not restarting: the service failed".to_owned(),
                         _ => format!("restarting in {}", human_duration(delay)),
                     };
                     let line = format!(
-                        "service={} pid={pid} exited: {reason} after {}; {next}",
+                        "service={} pid={pid} exited: {exit} after {}; {next}",
                         child.service,
                         human_duration(lived)
                     );
@@ -284,7 +288,12 @@ impl Supervisor {
                         log::error!("{line}");
                     }
                 }
-                _ => {
+                (_, state) => {
+                    // A retired child's exit is what status shows as the last one (it left
+                    // for a reason worth seeing); its detach was counted already.
+                    if let (Some(state), Some(_)) = (state, exit.retired) {
+                        state.policy.record_exit(pid, exit, child.started, now);
+                    }
                     let role = if self.stopping {
                         "stopping"
                     } else if child_state == ChildState::Detached {
@@ -295,7 +304,7 @@ impl Supervisor {
                         "old-generation"
                     };
                     log::info!(
-                        "service={} pid={pid} ({role}) exited: {reason}",
+                        "service={} pid={pid} ({role}) exited: {exit}",
                         child.service
                     );
                 }
@@ -324,6 +333,9 @@ impl Supervisor {
             sooner(t);
         }
         if let Some(t) = self.children.next_detach_check() {
+            sooner(t);
+        }
+        if let Some(t) = self.next_heartbeat_check(now) {
             sooner(t);
         }
         if let Some(interval) = self.settings.tick_interval {
@@ -389,15 +401,19 @@ impl Supervisor {
                 continue;
             }
             child.detached = true;
+            let retired = child.retired();
             let (service, started) = (child.service.clone(), child.started);
             let detached = self.children.detached(&service);
             let Some(state) = self.services.iter_mut().find(|s| s.spec.name == service) else {
                 continue;
             };
             let was_failed = state.policy.phase(now) == Phase::Failed;
-            let delay = state.policy.detached(started, Instant::now());
+            let delay = state
+                .policy
+                .detached(started, Instant::now(), retired.is_some());
+            let why = retired.map_or_else(String::new, |r| format!(" (retired: {r})"));
             log::info!(
-                "service={service} pid={pid} detached from the master; replacement in {}",
+                "service={service} pid={pid} detached from the master{why}; replacement in {}",
                 human_duration(delay)
             );
             if let Some(line) = state.policy.give_up_line(&service)

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::children::ExitReason;
+use super::heartbeat::Exit;
 
 /// The first delay after a young death.
 pub(crate) const START: Duration = Duration::from_millis(100);
@@ -43,7 +43,7 @@ impl Backoff {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LastExit {
     pub(crate) pid: i32,
-    pub(crate) reason: ExitReason,
+    pub(crate) reason: Exit,
     pub(crate) lived: Duration,
     /// When it was reaped.
     pub(crate) at: Instant,
@@ -174,11 +174,34 @@ impl RestartPolicy {
 
     /// A serving child `pid`, started at `started`, was reaped at `now` with `reason`; returns
     /// the delay before its replacement starts. A young death is an abnormal exit within 1 s
-    /// or a clean one within 100 ms.
+    /// or a clean one within 100 ms; a child that said it retired (a SPEC §13 limit) is never
+    /// young, however short it lived: `server-max-use = 1` under load is its normal life.
     pub(crate) fn exited(
         &mut self,
         pid: i32,
-        reason: ExitReason,
+        reason: Exit,
+        started: Instant,
+        now: Instant,
+    ) -> Duration {
+        let lived = self.record_exit(pid, reason, started, now);
+        // Clean exits that lived a little are normal for servers that exit after N requests
+        // (Postfix's max_use): only one within 100 ms is young.
+        let young = reason.retired.is_none()
+            && lived
+                < if reason.status.is_clean() {
+                    START
+                } else {
+                    HEALTHY
+                };
+        self.child_gone(started, young, now)
+    }
+
+    /// Records how a child started at `started` ended at `now` as the last exit, without
+    /// counting it (a detached child that retired: its detach was counted); how long it lived.
+    pub(crate) fn record_exit(
+        &mut self,
+        pid: i32,
+        reason: Exit,
         started: Instant,
         now: Instant,
     ) -> Duration {
@@ -189,17 +212,15 @@ impl RestartPolicy {
             lived,
             at: now,
         });
-        // Clean exits that lived a little are normal for servers that exit after N requests
-        // (Postfix's max_use): only one within 100 ms is young.
-        let young = lived < if reason.is_clean() { START } else { HEALTHY };
-        self.child_gone(started, young, now)
+        lived
     }
 
-    /// A serving child started at `started` detached at `now`; returns the delay before its
-    /// replacement starts. A detach within 1 s is a young death: a server that closes fd 4 at
-    /// start-up (a wrapper script, `closefrom(3)`) must not make the master fork without limit.
-    pub(crate) fn detached(&mut self, started: Instant, now: Instant) -> Duration {
-        let young = now.saturating_duration_since(started) < HEALTHY;
+    /// A serving child started at `started` detached at `now` (`retired`: it said a SPEC §13
+    /// limit retired it); returns the delay before its replacement starts. A detach within
+    /// 1 s is a young death: a server that closes fd 4 at start-up (a wrapper script,
+    /// `closefrom(3)`) must not make the master fork without limit. A retirement never is.
+    pub(crate) fn detached(&mut self, started: Instant, now: Instant, retired: bool) -> Duration {
+        let young = !retired && now.saturating_duration_since(started) < HEALTHY;
         self.child_gone(started, young, now)
     }
 

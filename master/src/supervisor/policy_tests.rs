@@ -2,13 +2,28 @@
 
 use nix::sys::signal::Signal;
 
+use super::super::children::ExitReason;
+use super::super::heartbeat::Retire;
 use super::*;
 
-const KILLED: ExitReason = ExitReason::Killed {
-    signal: Signal::SIGKILL,
-    core: false,
+const KILLED: Exit = Exit {
+    status: ExitReason::Killed {
+        signal: Signal::SIGKILL,
+        core: false,
+    },
+    retired: None,
+    hang: None,
 };
-const CLEAN: ExitReason = ExitReason::Exited(0);
+const CLEAN: Exit = Exit {
+    status: ExitReason::Exited(0),
+    retired: None,
+    hang: None,
+};
+/// A server that retired for `server-max-use` and exited cleanly after its drain.
+const RETIRED: Exit = Exit {
+    retired: Some(Retire::MaxUse),
+    ..CLEAN
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -151,9 +166,12 @@ fn a_failed_spawn_backs_off_from_now_and_is_no_restart() {
 fn a_young_detach_counts_as_a_crash() {
     let t0 = Instant::now();
     let mut p = RestartPolicy::new(t0, 0);
-    assert_eq!(p.detached(t0, t0 + HEALTHY - ms(1)), START);
+    assert_eq!(p.detached(t0, t0 + HEALTHY - ms(1), false), START);
     let started = t0 + ms(2000);
-    assert_eq!(p.detached(started, started + HEALTHY), Duration::ZERO);
+    assert_eq!(
+        p.detached(started, started + HEALTHY, false),
+        Duration::ZERO
+    );
     assert_eq!(
         (p.restarts(), p.last_exit()),
         (2, None),
@@ -181,7 +199,7 @@ fn reload_starts_at_once_keeps_the_level_and_starts_a_fresh_round() {
 fn the_last_exit_is_recorded() {
     let t0 = Instant::now();
     let mut p = RestartPolicy::new(t0, 0);
-    let reason = ExitReason::Exited(3);
+    let reason = Exit::plain(ExitReason::Exited(3));
     p.exited(42, reason, t0, t0 + ms(1500));
     let last = *p.last_exit().expect("recorded");
     let want = (42, reason, ms(1500), t0 + ms(1500));
@@ -197,7 +215,7 @@ fn give_up_after_n_young_deaths_in_a_row_until_a_reload_or_a_scale() {
     let mut p = RestartPolicy::new(t0, 3);
     // Two young deaths, then a healthy one: the count starts again.
     p.exited(1, KILLED, t0, t0 + ms(10));
-    p.detached(t0 + ms(200), t0 + ms(210));
+    p.detached(t0 + ms(200), t0 + ms(210), false);
     assert_eq!(p.give_up_line("web"), None);
     p.exited(3, KILLED, t0, t0 + ms(5000));
     p.exited(4, KILLED, t0 + ms(5000), t0 + ms(5010));
@@ -252,4 +270,57 @@ fn the_detach_throttle_warns_at_four_per_process() {
     assert!(!too_many_detached(3, 0), "proc count 0 counts as 1");
     assert!(too_many_detached(4, 0));
     assert!(too_many_detached(4, 1));
+}
+
+#[test]
+fn a_retirement_is_never_a_young_death() {
+    let t0 = Instant::now();
+    // give-up-after 1: a single young death would fail the service.
+    let mut p = RestartPolicy::new(t0, 1);
+    // max-use = 1 under load: a detach 1 ms after the start, and the next, and the next.
+    for i in 0..5 {
+        let started = t0 + ms(10 * i);
+        assert_eq!(p.detached(started, started + ms(1), true), Duration::ZERO);
+        assert_eq!(p.phase(started + ms(1)), Phase::Running);
+    }
+    // One that exits before the detach settled: reaped as a serving exit, 1 ms old.
+    assert_eq!(p.exited(9, RETIRED, t0, t0 + ms(1)), Duration::ZERO);
+    // A retired child's crash during its drain is not young either: it said why it went.
+    let crashed = Exit {
+        retired: Some(Retire::Hang),
+        ..KILLED
+    };
+    assert_eq!(p.exited(10, crashed, t0, t0 + ms(2)), Duration::ZERO);
+    assert_eq!(
+        (p.phase(t0 + ms(2)), p.backoff()),
+        (Phase::Running, Duration::ZERO)
+    );
+    assert_eq!(p.restarts(), 7);
+    // And a retirement resets a crash loop's level and count like any healthy child.
+    let mut q = RestartPolicy::new(t0, 2);
+    assert_eq!(q.exited(1, KILLED, t0, t0 + ms(10)), START);
+    assert_eq!(q.detached(t0 + ms(100), t0 + ms(120), true), Duration::ZERO);
+    assert_eq!(q.backoff(), Duration::ZERO);
+    assert_eq!(q.exited(2, KILLED, t0 + ms(200), t0 + ms(210)), START);
+    assert_eq!(
+        q.phase(t0 + ms(210)),
+        Phase::Backoff,
+        "one in a row, not two"
+    );
+}
+
+#[test]
+fn a_recorded_exit_is_shown_but_not_counted() {
+    let t0 = Instant::now();
+    let mut p = RestartPolicy::new(t0, 0);
+    p.exited(1, KILLED, t0, t0 + ms(10)); // level 100 ms, next start at 110 ms
+    let lived = p.record_exit(2, RETIRED, t0 + ms(5), t0 + ms(50));
+    assert_eq!(lived, ms(45));
+    let last = *p.last_exit().expect("recorded");
+    assert_eq!(
+        (last.pid, last.reason, last.lived, last.at),
+        (2, RETIRED, ms(45), t0 + ms(50))
+    );
+    assert_eq!(p.restarts(), 1, "its detach was the counted event");
+    assert_eq!((p.backoff(), p.next_start()), (START, t0 + ms(110)));
 }

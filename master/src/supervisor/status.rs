@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::Supervisor;
-use super::children::{ChildState, ExitReason};
+use super::children::ChildState;
+use super::heartbeat::Exit;
 use super::policy::Phase;
 use crate::control;
 
@@ -43,7 +44,8 @@ pub(crate) struct ServiceStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LastExitStatus {
     pub(crate) pid: i32,
-    pub(crate) reason: ExitReason,
+    /// Its exit status and, when known, why (retired for a limit, killed as hung).
+    pub(crate) reason: Exit,
     pub(crate) lived: Duration,
     pub(crate) ago: Duration,
 }

@@ -124,6 +124,7 @@ impl Coros {
                 return;
             }
         };
+        self.stacks.started(q.me.load.load(Ordering::Relaxed));
         if self.next_id == self.id_end {
             self.next_id = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
             self.id_end = self.next_id + ID_BLOCK;
@@ -241,7 +242,9 @@ impl Coros {
             e.task.state.finish();
             stacks.put(e.stack_size, e.coro.into_stack());
             free.push(slot);
-            me.load.fetch_sub(1, Ordering::Relaxed);
+            let live = me.load.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+            // After a burst the heap its coroutines used goes back to the OS.
+            stacks.finished(live);
             bump(&me.finished, 1);
         }
     }

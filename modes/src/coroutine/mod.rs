@@ -72,10 +72,12 @@
 //!
 //! See `docs/coroutine.md` for the model and its hazards.
 
+mod lines;
 mod server;
 mod serving;
 
 pub use crate::runtime::{ListenerKind, config, detach_from_master, softstop_started, stop_notify};
+pub use lines::LineReader;
 pub use server::{
     Connection, Fifo, Hooks, Listener, Registration, Service, fifo_register, general_register,
     loop_register, serve_hooks,

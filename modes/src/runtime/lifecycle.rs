@@ -65,12 +65,24 @@ impl Limits {
     }
 }
 
+/// The shortest time between two checks: while connections arrive and `server-max-use` is
+/// set, the count is looked at this often (every check late lets a busy process overshoot its
+/// limit by that many more connections; a look is one atomic load).
+pub(crate) const BUSY_TICK: Duration = Duration::from_millis(5);
+/// The longest time between two looks at the count while `server-max-use` is set: the first
+/// connections after a quiet time are noticed within it.
+pub(crate) const USE_TICK: Duration = Duration::from_millis(100);
+
 /// The retirement checks of one running server.
 #[derive(Debug)]
 pub(crate) struct Watch {
     limits: Limits,
     /// `max_use` plus this process's jitter; 0 = off.
     max_use: u64,
+    /// The accepted count at the last [`next_tick`](Watch::next_tick), and the interval it
+    /// chose (short while the count moves, doubling back to [`tick`](Watch::tick) when not).
+    seen: u64,
+    busy: Duration,
 }
 
 impl Watch {
@@ -94,7 +106,27 @@ impl Watch {
         Watch {
             limits: limits.clone(),
             max_use,
+            seen: 0,
+            busy: Duration::MAX,
         }
+    }
+
+    /// How long until the next check, given what `serving` accepted so far; `None` when no
+    /// limit is set. With `server-max-use`: [`BUSY_TICK`] while connections arrive, doubling
+    /// back to [`USE_TICK`] while none do.
+    pub(crate) fn next_tick(&mut self, serving: &dyn Serving) -> Option<Duration> {
+        let tick = self.tick()?;
+        if self.max_use == 0 {
+            return Some(tick);
+        }
+        let accepted = serving.accepted_total();
+        self.busy = if accepted != self.seen {
+            BUSY_TICK
+        } else {
+            self.busy.saturating_mul(2)
+        };
+        self.seen = accepted;
+        Some(self.busy.min(tick).min(USE_TICK))
     }
 
     /// How often to check; `None` when no limit is set (then nothing is ever checked).
@@ -170,196 +202,5 @@ fn resident_bytes() -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use zmaster_pool::Stall;
-
-    #[test]
-    fn keys_defaults_and_errors() {
-        assert_eq!(
-            Limits::from_config(&Config::new()).unwrap(),
-            Limits::default()
-        );
-        let mut c = Config::new();
-        c.set("server-max-use", "3");
-        c.set("server-max-use-jitter", "2");
-        c.set("server-max-idle", "5s");
-        c.set("server-max-memory", "1m");
-        c.set("server-max-connections", "7");
-        c.set("server-hang-timeout", "250ms");
-        let l = Limits::from_config(&c).unwrap();
-        assert_eq!(
-            l,
-            Limits {
-                max_use: 3,
-                max_use_jitter: 2,
-                max_idle: Duration::from_secs(5),
-                max_memory: 1 << 20,
-                max_connections: 7,
-                hang_timeout: Duration::from_millis(250),
-            }
-        );
-        assert_eq!(l.connection_limit(), Some(7));
-        assert_eq!(Limits::default().connection_limit(), None);
-        for key in [
-            "server-max-use",
-            "server-max-use-jitter",
-            "server-max-idle",
-            "server-max-memory",
-            "server-max-connections",
-            "server-hang-timeout",
-        ] {
-            let mut c = Config::new();
-            c.set(key, "-1");
-            let err = Limits::from_config(&c).unwrap_err().to_string();
-            assert!(err.contains(key), "{key}: {err}");
-        }
-    }
-
-    #[test]
-    fn jitter_stays_in_range_and_tick_is_bounded() {
-        let limits = Limits {
-            max_use: 10,
-            max_use_jitter: 5,
-            ..Limits::default()
-        };
-        let drawn: std::collections::HashSet<u64> =
-            (0..200).map(|_| Watch::new(&limits).max_use).collect();
-        assert!(drawn.iter().all(|n| (10..=15).contains(n)), "{drawn:?}");
-        assert!(drawn.len() > 1, "jitter varies: {drawn:?}");
-        assert_eq!(Watch::new(&Limits::default()).tick(), None);
-        let no_jitter = Limits {
-            max_use: 4,
-            ..Limits::default()
-        };
-        assert_eq!(Watch::new(&no_jitter).max_use, 4);
-        assert_eq!(Watch::new(&no_jitter).tick(), Some(Duration::from_secs(1)));
-        let short = Limits {
-            hang_timeout: Duration::from_millis(200),
-            ..Limits::default()
-        };
-        assert_eq!(Watch::new(&short).tick(), Some(Duration::from_millis(100)));
-        let idle = Limits {
-            max_idle: Duration::from_secs(5),
-            ..Limits::default()
-        };
-        assert_eq!(Watch::new(&idle).tick(), Some(Duration::from_millis(500)));
-        let memory = Limits {
-            max_memory: 1,
-            ..Limits::default()
-        };
-        assert_eq!(Watch::new(&memory).tick(), Some(Duration::from_secs(1)));
-    }
-
-    /// A mode's counters, set by the test.
-    #[derive(Default)]
-    struct Fake {
-        accepted: u64,
-        idle_since: Option<Instant>,
-        stalls: Vec<Stall>,
-    }
-
-    impl Serving for Fake {
-        fn stop_accepting(&self) {}
-        fn active_connections(&self) -> usize {
-            0
-        }
-        fn wait_idle(&self, _deadline: Instant) -> bool {
-            true
-        }
-        fn accepted_total(&self) -> u64 {
-            self.accepted
-        }
-        fn idle_since(&self) -> Option<Instant> {
-            self.idle_since
-        }
-        fn stalled(&self, timeout: Duration) -> Vec<Stall> {
-            assert_eq!(
-                timeout,
-                Duration::from_millis(300),
-                "asked with the configured timeout"
-            );
-            self.stalls.clone()
-        }
-    }
-
-    #[test]
-    fn each_limit_retires_at_its_threshold_only() {
-        let now = Instant::now();
-        let off = Fake {
-            accepted: 1_000,
-            idle_since: Some(now - Duration::from_secs(3600)),
-            ..Fake::default()
-        };
-        assert_eq!(
-            Watch::new(&Limits::default()).check(&off, now),
-            None,
-            "all off"
-        );
-
-        let mut use3 = Watch::new(&Limits {
-            max_use: 3,
-            ..Limits::default()
-        });
-        let two = Fake {
-            accepted: 2,
-            ..Fake::default()
-        };
-        assert_eq!(use3.check(&two, now), None);
-        let three = Fake {
-            accepted: 3,
-            ..Fake::default()
-        };
-        assert_eq!(use3.check(&three, now), Some("max-use"));
-
-        let mut idle = Watch::new(&Limits {
-            max_idle: Duration::from_secs(5),
-            ..Limits::default()
-        });
-        let busy = Fake::default();
-        assert_eq!(idle.check(&busy, now), None, "a connection is open");
-        let recent = Fake {
-            idle_since: Some(now - Duration::from_secs(4)),
-            ..Fake::default()
-        };
-        assert_eq!(idle.check(&recent, now), None);
-        let long = Fake {
-            idle_since: Some(now - Duration::from_secs(5)),
-            ..Fake::default()
-        };
-        assert_eq!(idle.check(&long, now), Some("idle"));
-
-        let rss = resident_bytes().expect("statm");
-        let mut roomy = Watch::new(&Limits {
-            max_memory: rss.saturating_mul(64),
-            ..Limits::default()
-        });
-        assert_eq!(roomy.check(&busy, now), None);
-        let mut tight = Watch::new(&Limits {
-            max_memory: 4096,
-            ..Limits::default()
-        });
-        assert_eq!(tight.check(&busy, now), Some("memory"));
-
-        let mut hang = Watch::new(&Limits {
-            hang_timeout: Duration::from_millis(300),
-            ..Limits::default()
-        });
-        assert_eq!(hang.check(&busy, now), None);
-        let stuck = Fake {
-            stalls: vec![Stall {
-                thread_name: "zm-worker-1".into(),
-                busy_for: Duration::from_secs(1),
-                coroutine: Some(9),
-            }],
-            ..Fake::default()
-        };
-        assert_eq!(hang.check(&stuck, now), Some("hang"));
-    }
-
-    #[test]
-    fn resident_size_is_read() {
-        let rss = resident_bytes().expect("statm");
-        assert!(rss > 0 && rss.is_multiple_of(sys::page_size()), "{rss}");
-    }
-}
+#[path = "lifecycle_tests.rs"]
+mod tests;

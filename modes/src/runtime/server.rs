@@ -18,6 +18,11 @@ use super::error::{Error, ErrorKind, Result};
 use super::lifecycle::Watch;
 use super::listeners::{self, ServiceListener};
 use super::sys;
+use heartbeat::Heartbeat;
+
+// Declared here, not in `runtime/mod.rs`: only the server lifecycle uses it.
+#[path = "heartbeat.rs"]
+mod heartbeat;
 
 /// How long a softstop or detach may drain when `server-stop-on-softstop-after` is 0.
 pub const DEFAULT_DRAIN_LIMIT: Duration = Duration::from_secs(3600);
@@ -97,6 +102,8 @@ pub struct Server {
     control: Arc<Control>,
     generation: Option<OwnedFd>,
     parent: Pid,
+    /// The master's heartbeat memfd (SPEC §13), when it gave one.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Server {
@@ -125,9 +132,13 @@ impl Server {
         let parent = getppid();
         // Adopt the master's fds before anything (the logger, say) could open an fd of its own
         // and take a number the master should have passed.
+        let mut heartbeat_fd = None;
         let inherited = match invocation.launch {
             Launch::Master => {
                 let fds = adopt_master_fds(&invocation)?;
+                // Its number sits just above the listeners: adopted with them, before any fd
+                // of ours could be opened (the timeout it beats for is read below).
+                heartbeat_fd = Some(Heartbeat::from_env(Duration::ZERO));
                 // From here on the master's PR_SET_PDEATHSIG(SIGHUP) means softstop, not death.
                 control::catch_hangup().map_err(|e| Error::io("catch SIGHUP", e))?;
                 Some(fds)
@@ -140,6 +151,14 @@ impl Server {
             .map_err(|e| e.at_location(config.location("server-log")))?;
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
+        let heartbeat = match heartbeat_fd {
+            Some(Ok(Some(h))) => Some(h.with_timeout(settings.limits.hang_timeout)),
+            Some(Err(e)) => {
+                log::warn!("no heartbeat to the master: {e}");
+                None
+            }
+            _ => None,
+        };
         // SPEC §13: a soft limit of 1024 (a common default) makes a busy server fail with
         // EMFILE long before its hard limit; every server takes the hard limit at start.
         match zmaster_pool::raise_nofile_limit() {
@@ -179,6 +198,7 @@ impl Server {
             control,
             generation,
             parent,
+            heartbeat,
         })
     }
 
@@ -227,6 +247,7 @@ impl Server {
                 self.control.softstop("no watcher thread");
             }
         }
+        self.beat();
         let event = self.wait_event(serving);
         serving.stop_accepting();
         let after = self.settings.stop_on_softstop_after;
@@ -265,25 +286,67 @@ impl Server {
     }
 
     /// Waits for the event that ends serving, checking the SPEC §13 limits every tick while
-    /// one is set (a limit reached retires the server: that is the event then).
+    /// one is set (a limit reached retires the server: that is the event then) and beating
+    /// the master's heartbeat while it is watched.
     fn wait_event(&self, serving: &dyn Serving) -> Event {
         let mut watch = Watch::new(&self.settings.limits);
-        let Some(tick) = watch.tick() else {
+        let beat_every = self.heartbeat.as_ref().and_then(Heartbeat::every);
+        let mut next_check = watch.next_tick(serving).map(|t| Instant::now() + t);
+        if next_check.is_none() && beat_every.is_none() {
             return self.control.wait_event();
-        };
+        }
         loop {
-            if let Some(event) = self.control.wait_event_until(Some(Instant::now() + tick)) {
+            self.beat();
+            let now = Instant::now();
+            let wake = [next_check, beat_every.map(|every| now + every)]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(event) = self.control.wait_event_until(wake) {
                 return event;
             }
-            if let Some(reason) = watch.check(serving, Instant::now()) {
-                self.control.retire(reason);
+            let now = Instant::now();
+            if next_check.is_some_and(|at| at <= now) {
+                if let Some(reason) = watch.check(serving, now) {
+                    self.retire(reason);
+                }
+                next_check = watch.next_tick(serving).map(|t| now + t);
             }
         }
     }
 
+    /// Retires the server for `reason`, telling the master why first (the reason byte must be
+    /// there before fd 4 closes: the master reads it when it sees the detach).
+    fn retire(&self, reason: &'static str) {
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.set_reason(reason);
+        }
+        if !self.control.retire(reason)
+            && let Some(heartbeat) = &self.heartbeat
+        {
+            // Already stopping for another cause (a softstop): that is why it leaves.
+            heartbeat.set_reason("");
+        }
+    }
+
+    /// Tells the master this process is alive (when it watches: `server-hang-timeout`).
+    fn beat(&self) {
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.beat();
+        }
+    }
+
     fn drain(&self, serving: &dyn Serving, deadline: Instant) -> Outcome {
-        const SLICE: Duration = Duration::from_millis(200);
+        // A draining process is still watched by the master: beat at least once a slice.
+        let slice = self
+            .heartbeat
+            .as_ref()
+            .and_then(Heartbeat::every)
+            .map_or(Duration::from_millis(200), |every| {
+                every.min(Duration::from_millis(200))
+            });
         loop {
+            self.beat();
             let open = serving.active_connections();
             if open == 0 {
                 log::info!("drained: every connection finished");
@@ -298,7 +361,7 @@ impl Server {
                 log::warn!("drain deadline passed: exiting open={open}");
                 return Outcome::DeadlinePassed { open };
             }
-            let mut until = deadline.min(now + SLICE);
+            let mut until = deadline.min(now + slice);
             if let Some(at) = self.control.stop_at() {
                 until = until.min(at);
             }

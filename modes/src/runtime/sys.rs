@@ -1,4 +1,5 @@
-//! The runtime's only unsafe code: adopting the fds a master hands down (SPEC §5), page size.
+//! The runtime's only unsafe code: adopting the fds a master hands down (SPEC §5), page size,
+//! the monotonic clock, and removing an environment variable while single-threaded.
 //!
 //! Contract: an fd number becomes an [`OwnedFd`] here at most once per process, and only after
 //! `fcntl(F_GETFD)` shows it is open with close-on-exec clear: a master's fds reach the child
@@ -60,6 +61,35 @@ pub(crate) fn page_size() -> u64 {
     // is reported by a return value of -1, handled below.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock the master compares heartbeats with).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, valid and exclusively borrowed for
+    // the call; CLOCK_MONOTONIC always exists on Linux (a failure leaves zeros).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Removes `name` from the environment if this process has one thread; otherwise leaves it
+/// (changing the environment while another thread may read it is undefined behaviour). True
+/// when it was removed.
+pub(crate) fn remove_env_if_single_threaded(name: &str) -> bool {
+    let threads = std::fs::read_dir("/proc/self/task").map(Iterator::count);
+    if threads.ok() != Some(1) {
+        return false;
+    }
+    // SAFETY: this process has exactly one thread (checked just above; only a thread of this
+    // process could start another, and this one is here), so no other thread can read or
+    // write the environment during the call.
+    unsafe { std::env::remove_var(name) };
+    true
 }
 
 #[cfg(test)]

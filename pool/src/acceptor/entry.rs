@@ -1,5 +1,5 @@
 //! One listener of the acceptor: its batched `accept4` loop, the error policy, and the
-//! switch of its poller interest (paused after `EMFILE` and the like, or at the
+//! switch of its epoll interest (paused after `EMFILE` and the like, or at the
 //! connection limit).
 
 use std::io;
@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::socket::{SockFlag, accept4};
-use polling::{Event, PollMode, Poller};
 
 use super::{BATCH, Entry, PAUSE, WARN_EVERY, listener_fd};
 use crate::gate::ConnGate;
 use crate::listener::{Listener, Stream};
+use crate::reactor::Reactor;
 
 impl Entry {
     pub(super) fn deliver(&mut self, stream: Stream) {
@@ -27,7 +27,7 @@ impl Entry {
     /// when `gate` reached its limit (the caller then pauses every listener).
     pub(super) fn accept_batch(
         &mut self,
-        poller: &Poller,
+        reactor: &Reactor,
         key: usize,
         stop: &AtomicBool,
         gate: Option<&ConnGate>,
@@ -74,7 +74,7 @@ impl Entry {
                     | Errno::ENETUNREACH,
                 ) => continue,
                 Err(e) => {
-                    self.pause(poller, key, e);
+                    self.pause(reactor, key, e);
                     return false;
                 }
             }
@@ -83,7 +83,7 @@ impl Entry {
     }
 
     /// Stops polling this listener for [`PAUSE`] after an accept error it cannot skip.
-    fn pause(&mut self, poller: &Poller, key: usize, err: Errno) {
+    fn pause(&mut self, reactor: &Reactor, key: usize, err: Errno) {
         let now = Instant::now();
         if self
             .last_warn
@@ -103,21 +103,16 @@ impl Entry {
                 PAUSE.as_millis()
             );
         }
-        self.listen(poller, key, false);
+        self.listen(reactor, key, false);
         self.paused_until = Some(now + PAUSE);
     }
 
-    /// Switches the poller's interest in this listener on or off (level-triggered: a
+    /// Switches the epoll interest in this listener on or off (level-triggered: a
     /// listener switched on with connections waiting is reported at once).
-    pub(super) fn listen(&self, poller: &Poller, key: usize, on: bool) {
-        let event = if on {
-            Event::readable(key)
-        } else {
-            Event::none(key)
-        };
+    pub(super) fn listen(&self, reactor: &Reactor, key: usize, on: bool) {
         if let Some(l) = &self.listener
             && !matches!(l, Listener::Fifo(_))
-            && let Err(e) = poller.modify_with_mode(listener_fd(l), event, PollMode::Level)
+            && let Err(e) = reactor.listen_level(listener_fd(l), key as u64, on)
         {
             let what = if on { "resume" } else { "pause" };
             log::error!("acceptor: {what} {}: {e}", self.label);

@@ -4,7 +4,7 @@ use super::*;
 
 /// Copies `bytes` into the buffer the way the worker's reads do, as much as `spare` offers
 /// at a time (an empty offer is a bug that would make a reader spin: it fails the test).
-fn feed(buf: &mut InBuf, want: Want, bytes: &[u8]) {
+pub(super) fn feed(buf: &mut InBuf, want: Want, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         let spare = buf.spare(want);
@@ -16,7 +16,20 @@ fn feed(buf: &mut InBuf, want: Want, bytes: &[u8]) {
     }
 }
 
-fn line(buf: &mut InBuf, max: usize) -> Option<Vec<u8>> {
+/// Empties this thread's pool (tests may share a thread with `--test-threads 1`).
+pub(super) fn clear_pool() {
+    POOL.with_borrow_mut(|p| {
+        p.bufs.clear();
+        p.bytes = 0;
+    });
+}
+
+/// This thread's pool: (buffers, bytes).
+pub(super) fn pooled() -> (usize, usize) {
+    POOL.with_borrow(|p| (p.bufs.len(), p.bytes))
+}
+
+pub(super) fn line(buf: &mut InBuf, max: usize) -> Option<Vec<u8>> {
     buf.take(Want::Until(b'\n', max))
         .map(|r| r.expect("line within max"))
 }
@@ -261,7 +274,7 @@ fn compaction_moves_a_partial_line_to_the_front_instead_of_growing() {
 }
 
 #[test]
-fn growth_keeps_the_buffered_bytes_and_small_storage_is_kept() {
+fn growth_keeps_the_buffered_bytes_and_empty_storage_is_pooled() {
     let want = Want::Until(b'\n', 3 * MIN_READ);
     let mut b = InBuf::default();
     let long = vec![b'q'; 2 * MIN_READ + 5];
@@ -269,7 +282,7 @@ fn growth_keeps_the_buffered_bytes_and_small_storage_is_kept() {
     assert!(b.data.len() >= long.len() && b.data.len() <= 4 * MIN_READ);
     feed(&mut b, want, b"\n");
     assert_eq!(line(&mut b, 3 * MIN_READ), Some(long));
-    assert_ne!(b.data.len(), 0, "storage under KEEP_CAPACITY is reused");
+    assert_eq!(b.data.len(), 0, "emptied: the storage went to the pool");
 }
 
 #[test]
@@ -301,7 +314,8 @@ fn spare_offers_at_least_what_is_needed_and_copies_only_when_short() {
 }
 
 #[test]
-fn storage_of_keep_capacity_is_kept_and_larger_is_released() {
+fn storage_of_keep_capacity_is_pooled_and_larger_is_freed() {
+    clear_pool();
     let mut b = InBuf::default();
     let n = KEEP_CAPACITY / 2 + 1;
     feed(&mut b, Want::Exact(n), &vec![1; n]);
@@ -310,8 +324,17 @@ fn storage_of_keep_capacity_is_kept_and_larger_is_released() {
         KEEP_CAPACITY,
         "doubling from MIN_READ reaches it exactly"
     );
+    let storage = b.data.as_ptr();
     assert_eq!(b.take(Want::Exact(n)).expect("all").expect("ok").len(), n);
-    assert_eq!(b.data.len(), KEEP_CAPACITY, "kept for the next reads");
+    assert_eq!(b.data.len(), 0, "pooled once empty");
+    assert_eq!(pooled(), (1, KEEP_CAPACITY));
+    b.spare(Want::Exact(n));
+    assert_eq!(
+        b.data.as_ptr(),
+        storage,
+        "taken back from the pool by the next read"
+    );
+    assert_eq!(pooled(), (0, 0));
     feed(
         &mut b,
         Want::Exact(KEEP_CAPACITY + 1),
@@ -326,6 +349,7 @@ fn storage_of_keep_capacity_is_kept_and_larger_is_released() {
         KEEP_CAPACITY + 1
     );
     assert_eq!(b.data.len(), 0, "released once empty");
+    assert_eq!(pooled(), (0, 0), "larger storage is freed, not pooled");
 }
 
 #[test]

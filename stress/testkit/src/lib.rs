@@ -4,7 +4,7 @@
 //! ([`free_port`]), a line client with timeouts ([`LineClient`], [`ask_tcp`]), child guards
 //! that kill by pid on drop ([`ChildGuard`]), waits on events instead of sleeps
 //! ([`wait_for`], [`wait_until`], [`wait_log_line`], [`wait_pid_change`]), `/proc` inspection
-//! ([`children_of`], [`is_alive`], ...) and a fake master that starts a server with the fds a
+//! ([`children_of`], [`is_alive`], [`rss_bytes`], ...) and a fake master that starts a server with the fds a
 //! master gives it ([`spawn_under_fake_master`], [`stage_fds`]).
 //!
 //! Every helper panics with a message naming what it waited for: a failure in a test, never a
@@ -27,7 +27,8 @@ pub use fake_master::{
 };
 pub use net::{closed_port, free_port, non_loopback_ip};
 pub use process::{
-    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid, raise_fd_limit,
+    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid,
+    raise_fd_limit, rss_bytes,
 };
 pub use wait::{LogPipe, wait_for, wait_log_line, wait_pid_change, wait_until};
 

@@ -132,6 +132,17 @@ pub fn exe_name(pid: i32) -> String {
     argv0.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
+/// Resident memory (`VmRSS`) of `pid` in bytes (0 when it is gone or has none).
+pub fn rss_bytes(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Raises this process's soft RLIMIT_NOFILE to at least `want` (capped by the hard limit);
 /// children spawned afterwards inherit it. Returns the soft limit now in force.
 pub fn raise_fd_limit(want: u64) -> u64 {
@@ -143,4 +154,15 @@ pub fn raise_fd_limit(want: u64) -> u64 {
     let new = want.min(hard);
     setrlimit(Resource::RLIMIT_NOFILE, new, hard).expect("setrlimit");
     new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_of_a_live_process_and_of_none() {
+        assert!(rss_bytes(std::process::id() as i32) > 0);
+        assert_eq!(rss_bytes(i32::MAX), 0);
+    }
 }

@@ -14,6 +14,12 @@
 //! where it was first used. Timeouts (`set_read_timeout`, `set_write_timeout`,
 //! `set_accept_timeout`) make operations fail with [`std::io::ErrorKind::TimedOut`]; they are
 //! kept per object (a `try_clone` starts without timeouts), not in the kernel socket.
+//!
+//! There is no unbounded read: the streams offer only `Read::read`, which fills at most the
+//! caller's buffer, and no line reader of their own. For lines, bound the reader explicitly,
+//! e.g. `BufReader::new(&stream).take(max + 1).read_until(b'\n', &mut line)` (as
+//! `echo-coroutine` does with `echo-max-line`), and set a read timeout: `read_to_end` or an
+//! unbounded `read_line` on a socket lets the peer decide how much memory they use.
 
 /// The parts of a coroutine stream type that do not depend on the socket family: shutdown,
 /// timeouts, `try_clone`, `take_error`, `Read`/`Write` (for the value and for `&`), fd access

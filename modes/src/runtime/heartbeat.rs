@@ -1,0 +1,173 @@
+//! The server's end of the master's heartbeat memfd (`ZM_HEARTBEAT_FD`, SPEC §13).
+//!
+//! Design notes: a zmaster master that runs a service with a §13 server limit stages one small
+//! memfd per child after the listeners and names it in `ZM_HEARTBEAT_FD`. Bytes 0..8 hold the
+//! CLOCK_MONOTONIC nanoseconds of the server's last beat (native order), byte 8 the reason it
+//! retired (0 none, 1 max-use, 2 idle, 3 memory, 4 hang; the master's
+//! `supervisor::heartbeat` reads them). The server beats from its main thread — at start, then
+//! at least every min(1 s, `server-hang-timeout` / 4) — only when its own hang timeout is set:
+//! the master watches a child only once it beat, so a server that never beats (a LIB-ZC one,
+//! or ours without a timeout) is never killed for silence. A whole frozen process (SIGSTOP, a
+//! deadlock, swapping) stops beating and the master SIGKILLs it; a thread stuck in a handler
+//! is caught in-process by the per-thread watchdog (`lifecycle`), which retires the server.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::sys::uio::pwrite;
+
+use super::super::sys;
+
+/// The variable the master names the fd in.
+pub(crate) const ENV: &str = "ZM_HEARTBEAT_FD";
+/// Where the retire reason byte is.
+const REASON_AT: i64 = 8;
+/// The longest time between two beats, whatever the timeout.
+const MAX_EVERY: Duration = Duration::from_secs(1);
+/// The shortest (a tiny timeout must not make the main thread spin).
+const MIN_EVERY: Duration = Duration::from_millis(10);
+
+/// The reason byte for a retire reason of `lifecycle::Watch::check`; 0 for none known.
+pub(crate) fn reason_code(reason: &str) -> u8 {
+    match reason {
+        "max-use" => 1,
+        "idle" => 2,
+        "memory" => 3,
+        "hang" => 4,
+        _ => 0,
+    }
+}
+
+/// How often to beat for `hang_timeout`; `None` (never beat) when it is zero.
+pub(crate) fn beat_every(hang_timeout: Duration) -> Option<Duration> {
+    (!hang_timeout.is_zero()).then(|| (hang_timeout / 4).clamp(MIN_EVERY, MAX_EVERY))
+}
+
+/// The adopted memfd and how often to beat into it.
+#[derive(Debug)]
+pub(crate) struct Heartbeat {
+    fd: OwnedFd,
+    every: Option<Duration>,
+}
+
+impl Heartbeat {
+    /// The fd `ZM_HEARTBEAT_FD` names, adopted (close-on-exec from now on), and the variable
+    /// removed so nothing this server execs sees a stale number. `Ok(None)` when it is not set.
+    ///
+    /// # Errors
+    /// The value is no fd number, or that fd is not an inherited `zmaster-heartbeat` memfd:
+    /// the message says which (the server then runs unwatched).
+    pub(crate) fn from_env(hang_timeout: Duration) -> Result<Option<Heartbeat>, String> {
+        let Some(value) = std::env::var_os(ENV) else {
+            return Ok(None);
+        };
+        sys::remove_env_if_single_threaded(ENV);
+        let fd: RawFd = value
+            .to_str()
+            .and_then(|v| v.parse().ok())
+            .filter(|fd| *fd > 2)
+            .ok_or_else(|| format!("{ENV}={value:?} is not an fd number"))?;
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+        if !link
+            .to_string_lossy()
+            .starts_with("/memfd:zmaster-heartbeat")
+        {
+            return Err(format!("{ENV}={fd} is not the master's heartbeat memfd"));
+        }
+        let fd = sys::adopt_inherited_fd(fd).map_err(|e| format!("{ENV}={fd}: {e}"))?;
+        Ok(Some(Heartbeat::new(fd, hang_timeout)))
+    }
+
+    pub(crate) fn new(fd: OwnedFd, hang_timeout: Duration) -> Heartbeat {
+        Heartbeat {
+            fd,
+            every: beat_every(hang_timeout),
+        }
+    }
+
+    /// The same memfd, beating for `hang_timeout` (known once the config is read).
+    pub(crate) fn with_timeout(self, hang_timeout: Duration) -> Heartbeat {
+        Heartbeat::new(self.fd, hang_timeout)
+    }
+
+    /// How often it must beat; `None` when it never does.
+    pub(crate) fn every(&self) -> Option<Duration> {
+        self.every
+    }
+
+    /// Stamps now into the memfd, if this server beats at all.
+    pub(crate) fn beat(&self) {
+        if self.every.is_some() {
+            let now = sys::monotonic_ns().to_ne_bytes();
+            if let Err(e) = pwrite(self.fd.as_fd(), &now, 0) {
+                log::warn!("cannot write the heartbeat: {e}");
+            }
+        }
+    }
+
+    /// Leaves the retire `reason` for the master to read (`""` clears it).
+    pub(crate) fn set_reason(&self, reason: &str) {
+        if let Err(e) = pwrite(self.fd.as_fd(), &[reason_code(reason)], REASON_AT) {
+            log::warn!("cannot write the retire reason: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use nix::sys::uio::pread;
+
+    #[test]
+    fn beats_and_reasons_land_where_the_master_reads_them() {
+        let memfd = memfd_create(c"zmaster-heartbeat", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&memfd, 64).unwrap();
+        let reader = memfd.try_clone().unwrap();
+        let h = Heartbeat::new(memfd, Duration::from_millis(400));
+        assert_eq!(h.every(), Some(Duration::from_millis(100)));
+        let before = sys::monotonic_ns();
+        h.beat();
+        let mut buf = [0u8; 8];
+        assert_eq!(pread(&reader, &mut buf, 0), Ok(8));
+        let stamp = u64::from_ne_bytes(buf);
+        assert!(stamp >= before && stamp <= sys::monotonic_ns(), "{stamp}");
+        let reasons = [
+            ("max-use", 1),
+            ("idle", 2),
+            ("memory", 3),
+            ("hang", 4),
+            ("", 0),
+        ];
+        for (reason, code) in reasons.into_iter().chain([("other", 0)]) {
+            h.set_reason(reason);
+            let mut byte = [9u8; 1];
+            assert_eq!(pread(&reader, &mut byte, REASON_AT), Ok(1));
+            assert_eq!(byte[0], code, "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_server_without_a_hang_timeout_never_beats() {
+        let memfd = memfd_create(c"zmaster-heartbeat", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&memfd, 64).unwrap();
+        let reader = memfd.try_clone().unwrap();
+        let h = Heartbeat::new(memfd, Duration::ZERO);
+        assert_eq!(h.every(), None);
+        h.beat();
+        let mut buf = [1u8; 8];
+        assert_eq!(pread(&reader, &mut buf, 0), Ok(8));
+        assert_eq!(buf, [0; 8], "the master never watches it");
+    }
+
+    #[test]
+    fn the_beat_interval_is_a_quarter_of_the_timeout_within_10ms_and_1s() {
+        let ms = Duration::from_millis;
+        assert_eq!(beat_every(Duration::ZERO), None);
+        assert_eq!(beat_every(ms(2000)), Some(ms(500)));
+        assert_eq!(beat_every(ms(60_000)), Some(ms(1000)));
+        assert_eq!(beat_every(ms(4)), Some(ms(10)));
+        assert_eq!(beat_every(ms(4004)), Some(ms(1000)));
+        assert_eq!(beat_every(ms(3996)), Some(ms(999)));
+    }
+}
