@@ -10,11 +10,6 @@ use signal_hook::consts::{
     SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
 };
 
-/// Signals an operator sends by habit whose meaning is not implemented yet (none now: SIGUSR2,
-/// the last one, is the binary upgrade). Their default action would kill the master, so they
-/// are caught and logged.
-const NOT_IMPLEMENTED: [(i32, &str); 0] = [];
-
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pending {
@@ -32,19 +27,6 @@ pub(crate) struct Pending {
     pub(crate) fewer: bool,
     /// SIGUSR2: binary upgrade (SPEC §14).
     pub(crate) upgrade: bool,
-    /// Per entry of [`NOT_IMPLEMENTED`]: it arrived.
-    not_implemented: [bool; NOT_IMPLEMENTED.len()],
-}
-
-impl Pending {
-    /// The names of the signals that arrived and mean nothing yet.
-    pub(crate) fn not_implemented(&self) -> impl Iterator<Item = &'static str> + '_ {
-        NOT_IMPLEMENTED
-            .iter()
-            .zip(self.not_implemented)
-            .filter(|(_, arrived)| *arrived)
-            .map(|((_, name), _)| *name)
-    }
 }
 
 /// Flags set by the handlers plus a pipe that wakes the poll loop.
@@ -57,12 +39,11 @@ pub(crate) struct Signals {
     more: Arc<AtomicBool>,
     fewer: Arc<AtomicBool>,
     upgrade: Arc<AtomicBool>,
-    not_implemented: [Arc<AtomicBool>; NOT_IMPLEMENTED.len()],
 }
 
 impl Signals {
     /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
-    /// SIGTTIN, SIGTTOU and the [`NOT_IMPLEMENTED`] ones.
+    /// SIGTTIN and SIGTTOU.
     pub(crate) fn install() -> io::Result<Signals> {
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -75,7 +56,6 @@ impl Signals {
             more: Arc::default(),
             fewer: Arc::default(),
             upgrade: Arc::default(),
-            not_implemented: Default::default(),
         };
         let acted_on = [
             (SIGHUP, &signals.reload),
@@ -87,11 +67,7 @@ impl Signals {
             (SIGTTIN, &signals.more),
             (SIGTTOU, &signals.fewer),
         ];
-        let logged = NOT_IMPLEMENTED
-            .iter()
-            .zip(&signals.not_implemented)
-            .map(|((sig, _), flag)| (*sig, flag));
-        for (sig, flag) in acted_on.into_iter().chain(logged) {
+        for (sig, flag) in acted_on {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
@@ -118,7 +94,6 @@ impl Signals {
             more: take(&self.more),
             fewer: take(&self.fewer),
             upgrade: take(&self.upgrade),
-            not_implemented: self.not_implemented.each_ref().map(|flag| take(flag)),
         }
     }
 }

@@ -361,11 +361,6 @@ pub(crate) fn take_inherited() -> Inherited {
     inherited
 }
 
-/// The sockets systemd passed (no upgrade): what the supervisor adopts at start.
-pub(crate) fn take_passed() -> Vec<Passed> {
-    take_systemd()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,8 +533,3 @@ mod tests {
         );
     }
 }
-
-// Until the supervisor declares it (the upgrade wiring in supervisor/mod.rs).
-#[allow(dead_code)]
-#[path = "upgrade.rs"]
-pub(crate) mod upgrade;

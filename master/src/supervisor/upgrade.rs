@@ -19,11 +19,11 @@ use std::io::{self, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-#[allow(unused_imports)] // lib.rs reads the default once the upgrade is wired
 pub(crate) use child::{DEFAULT_TIMEOUT, Launch};
 use child::{Fds, NewMaster, Progress};
 
-use crate::control::{ControlServer, ReplyToken};
+use super::Supervisor;
+use crate::control::{ControlServer, Reply, ReplyToken};
 use crate::human_duration;
 use crate::notify::Notifier;
 use crate::pidfile::PidFile;
@@ -241,6 +241,86 @@ impl State {
             control.claim();
         }
         notifier.main_pid(std::process::id());
+    }
+}
+
+/// The supervisor's side: what SIGUSR2, the control socket, the poll loop, the reaper, the
+/// first READY and a stop do with the upgrade state.
+impl Supervisor {
+    /// Sets how this master starts a successor, its pid file, and (started by an upgrade) the
+    /// pipe to report ready on.
+    pub(crate) fn prepare_upgrades(&mut self, state: State) {
+        self.upgrade = state;
+    }
+
+    /// SIGUSR2 or the control socket's `upgrade` (`token`: the reply waits for the result).
+    ///
+    /// # Errors
+    /// Refused or not started: the reason (logged already).
+    pub(super) fn begin_upgrade(
+        &mut self,
+        via: &str,
+        token: Option<ReplyToken>,
+    ) -> std::result::Result<(), String> {
+        if self.stopping || self.stop_request.is_some() {
+            let why = "the master is stopping".to_owned();
+            log::warn!("{via}: {why}; no upgrade");
+            return Err(why);
+        }
+        let now = Instant::now();
+        self.upgrade
+            .begin(via, &self.listeners, self.control.as_ref(), token, now)
+    }
+
+    /// After each poll: the upgrade in progress, if it is decided now.
+    pub(super) fn upgrade_turn(&mut self) {
+        if let Some(decision) = self.upgrade.turn(Instant::now()) {
+            self.apply_upgrade(decision);
+        }
+    }
+
+    /// A stop during an upgrade rolls it back first.
+    pub(super) fn abort_upgrade(&mut self, why: &str) {
+        if let Some(decision) = self.upgrade.abort(why) {
+            self.apply_upgrade(decision);
+        }
+    }
+
+    /// The first READY of a master an upgrade started: report it to the old master.
+    pub(super) fn report_upgrade_ready(&mut self) {
+        self.upgrade
+            .report_ready(&mut self.listeners, self.control.as_mut(), &self.notifier);
+    }
+
+    fn apply_upgrade(&mut self, decision: Decision) {
+        let (token, reply) = match decision {
+            Decision::RolledBack { why, token } => (token, Reply::error(why)),
+            Decision::Ready { pid, token } => {
+                // systemd's main process is the new master from here; this one falls silent
+                // (its STOPPING=1 would read as the service stopping).
+                self.notifier.main_pid(pid);
+                self.notifier = Notifier::default();
+                self.reply_upgrade(token, Reply::upgraded(pid));
+                // The new master serves the sockets (and owns their files) from now on.
+                if let Some(control) = self.control.take() {
+                    control.hand_over();
+                }
+                std::mem::take(&mut self.listeners).hand_over();
+                log::info!(
+                    "upgrade: listeners handed over to pid {pid}; draining {} children",
+                    self.children.len()
+                );
+                self.request_stop(true);
+                return;
+            }
+        };
+        self.reply_upgrade(token, reply);
+    }
+
+    pub(super) fn reply_upgrade(&mut self, token: Option<ReplyToken>, reply: Reply) {
+        if let (Some(token), Some(control)) = (token, self.control.as_mut()) {
+            control.complete(token, reply);
+        }
     }
 }
 
