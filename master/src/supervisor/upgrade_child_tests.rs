@@ -105,12 +105,8 @@ fn a_new_master_that_reports_ready_gets_every_fd_and_a_group_of_its_own() {
         named.iter().all(|fd| open.contains(fd)),
         "{named:?} not all in {open:?}"
     );
-    // The master's own fds (close-on-exec) do not cross, only the copies the variable names.
-    let originals = [tcp.as_raw_fd(), unix.as_raw_fd(), lock.as_raw_fd()];
-    assert!(
-        originals.iter().all(|fd| !open.contains(fd)),
-        "{originals:?} crossed: {open:?}"
-    );
+    // Which other fds cross is not checked here: the test process holds whatever its runner
+    // left open to it. upgrade_repeat.rs checks that every new master holds the same fds.
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", up.pid())).expect("alive");
     let pgrp = stat
         .rsplit_once(") ")
