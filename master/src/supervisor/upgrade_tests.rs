@@ -170,3 +170,35 @@ fn the_new_master_reports_ready_once_with_its_pid_in_the_pid_file() {
     let text = std::fs::read_to_string(&path).expect("pid file");
     assert_eq!(text.trim(), std::process::id().to_string());
 }
+
+#[test]
+fn an_exit_the_reaper_took_first_is_the_reason_of_the_rollback() {
+    let mut state = State::new(launch("exit 3"), None, None);
+    state
+        .begin(
+            "SIGUSR2",
+            &ListenerSet::default(),
+            None,
+            None,
+            Instant::now(),
+        )
+        .expect("started");
+    let pid = state
+        .running
+        .as_ref()
+        .map(|r| r.child.pid())
+        .expect("running") as i32;
+    // The supervisor's reaper (waitpid(-1)) takes the new master's status before the pipe is
+    // read: the upgrade hears of it from the reaper, not from its own waitpid.
+    let status = nix::sys::wait::waitpid(Pid::from_raw(pid), None).expect("reap");
+    let (_, reason) = ExitReason::from_wait(status).expect("an exit");
+    assert!(!state.child_exited(pid + 1, &reason), "another child");
+    assert!(state.child_exited(pid, &reason));
+    let Decision::RolledBack { why, .. } = decide(&mut state) else {
+        panic!("not rolled back");
+    };
+    assert_eq!(
+        why,
+        format!("the new master (pid {pid}) exited before it was ready: exit status 3")
+    );
+}
