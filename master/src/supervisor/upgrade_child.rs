@@ -138,9 +138,9 @@ impl NewMaster {
     /// # Errors
     /// The pipe or an fd copy cannot be made, or the program cannot be started.
     pub(crate) fn start(launch: &Launch, fds: &Fds<'_>, now: Instant) -> io::Result<NewMaster> {
-        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let flags = OFlag::from_bits_retain(fcntl(&rx, FcntlArg::F_GETFL)?);
-        fcntl(&rx, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // Non-blocking on both ends (one open file per end): this master polls its end, and
+        // the new master's one short line into an empty pipe never waits.
+        let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         // Inheritable copies for the new master only: dropped (closed) right after the spawn.
         let mut copies: Vec<OwnedFd> = Vec::new();
         let mut pass = |fd: BorrowedFd<'_>| -> io::Result<RawFd> {
