@@ -232,8 +232,8 @@ impl NewMaster {
                         self.pid
                     ));
                 }
+                // A non-blocking read never sleeps, so it is never interrupted either.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(format!("readiness pipe: {e}")),
             }
         };

@@ -90,6 +90,7 @@ fn a_new_master_that_reports_ready_gets_every_fd_and_a_group_of_its_own() {
     )
     .expect("start");
     assert_eq!(decide(&mut up), Progress::Ready(up.pid()));
+    assert!(up.elapsed(Instant::now()) > Duration::ZERO);
     let text = std::fs::read_to_string(&out).expect("the script's report");
     let (value, open) = text.split_once('\n').expect("two parts");
     let handover = Handover::parse(value).expect("a valid variable");
@@ -223,6 +224,20 @@ fn a_wrong_readiness_line_and_a_missing_program_fail() {
         why.contains("sent \"hello\" instead of \"ready PID\""),
         "{why}"
     );
+    // A line up to 256 bytes is read whole; more without a newline is refused.
+    for (len, want) in [(200, "instead of \"ready PID\""), (300, "sent too much")] {
+        let script = format!("{READY_FD}printf '%0{len}d\\n' 0 > /proc/self/fd/$fd; exec sleep 30");
+        let mut up = NewMaster::start(
+            &launch(&script, Duration::from_secs(10)),
+            &no_fds(),
+            Instant::now(),
+        )
+        .expect("start");
+        let Progress::Failed(why) = decide(&mut up) else {
+            panic!("not a failure");
+        };
+        assert!(why.contains(want), "{len}: {why}");
+    }
     let missing = Launch {
         program: PathBuf::from("/nonexistent/zmaster"),
         ..launch("", Duration::from_secs(1))
