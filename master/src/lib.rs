@@ -3,7 +3,8 @@
 //! The master reads one config file per service (`config_dir/*.cf`), binds every listener
 //! itself, forks `server-proc-count` server processes per service that inherit them (LIB-ZC's
 //! fd layout: see [`zmaster_core::protocol`]), restarts children that exit (with crash-loop
-//! backoff), reloads on SIGHUP without dropping a connection, and stops on SIGTERM/SIGINT.
+//! backoff), reloads on SIGHUP without dropping a connection, replaces itself by a new binary
+//! on SIGUSR2 without refusing one (SPEC §14), and stops on SIGTERM/SIGINT.
 //!
 //! ```no_run
 //! // An embedded master with LIB-ZC's hooks.
@@ -71,7 +72,7 @@ pub struct Hooks {
 /// How often the `event_loop` hook runs while the master is idle.
 const EVENT_LOOP_INTERVAL: Duration = Duration::from_secs(1);
 
-const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-t|--check] [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-log stderr|syslog,FACILITY|masterlog] [-master-stop-timeout DURATION] [--verbose] [-key value ...]";
+const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-t|--check] [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-log stderr|syslog,FACILITY|masterlog] [-master-stop-timeout DURATION] [-master-upgrade-timeout DURATION] [--verbose] [-key value ...]";
 
 const HELP: &str = "\
   -C DIR                   the config dir: one service per DIR/*.cf, globals in DIR/*.gcf
@@ -82,6 +83,10 @@ const HELP: &str = "\
                            collect the servers' masterlog records into DIR
   -master-log TARGET       the master's lines also to syslog,FACILITY or masterlog
   -master-stop-timeout D   grace between SIGTERM and SIGKILL at stop (default 10s)
+  -master-upgrade-timeout D
+                           how long the new master of a binary upgrade (SIGUSR2) has to
+                           be ready before it is killed and the upgrade rolled back
+                           (default 30s)
   --verbose                debug lines
   -key value               override key in every service (passed to the servers too)
   -h, --help               this help
@@ -126,6 +131,10 @@ fn split_flags(args: Vec<String>) -> (Vec<String>, Flags) {
     }
     (rest, flags)
 }
+
+/// A master option `keys::MASTER_OPTIONS` does not list (yet): taken out of the overrides
+/// here, so it neither reaches the children nor counts as an unknown `-key`.
+const UPGRADE_TIMEOUT: &str = "master-upgrade-timeout";
 
 /// Keys of the master/server protocol: the master passes each child its own values (the
 /// listener fds, the config dir), so an override of them stops at the master; appended after
@@ -226,6 +235,7 @@ where
     for key in keys::MASTER_OPTIONS {
         overrides.remove(key);
     }
+    overrides.remove(UPGRADE_TIMEOUT);
     let child_args = child_args(&overrides);
     let pid_file = opts
         .get("pid-file")
@@ -256,6 +266,10 @@ where
         log::LevelFilter::Info
     };
     let stop_grace = opts.get_duration("master-stop-timeout", DEFAULT_STOP_GRACE)?;
+    let upgrade_timeout =
+        opts.get_duration(UPGRADE_TIMEOUT, supervisor::DEFAULT_UPGRADE_TIMEOUT)?;
+    // Now, before anything could change the working dir: the path a SIGUSR2 starts.
+    let launch = supervisor::Launch::from_start(upgrade_timeout);
     let log_service = opts.get("log-service").map(LogService::parse).transpose()?;
     let master_log = opts
         .get("master-log")
@@ -307,7 +321,20 @@ where
     for w in warnings {
         log::warn!("{w}");
     }
-    let mut pid_lock = pid_file.as_deref().map(PidFile::acquire).transpose()?;
+    // Before this master opens files of its own: the fds systemd or an old master passed.
+    let mut inherited = supervisor::take_inherited();
+    let mut handed = inherited.upgrade.take();
+    if handed.is_some() {
+        // fork cleared it already; this master must outlive the one that started it.
+        if let Err(e) = nix::sys::prctl::set_pdeathsig(None) {
+            log::warn!("upgrade: clear the parent-death signal: {e}");
+        }
+    }
+    let handed_lock = handed.as_mut().and_then(|h| h.pidlock.take());
+    let mut pid_lock = match (pid_file.as_deref(), handed_lock) {
+        (Some(path), Some(fd)) => Some(PidFile::inherit(path, fd)?),
+        (path, _) => path.map(PidFile::acquire).transpose()?,
+    };
     sys::mark_inherited_fds_cloexec();
     if let Some(svc) = &log_service {
         svc.start()?;
@@ -318,7 +345,8 @@ where
         tick_interval: hooks.event_loop.is_some().then_some(EVENT_LOOP_INTERVAL),
         child_args,
     };
-    let mut supervisor = match supervisor::Supervisor::new(settings, services, signals) {
+    let passed = std::mem::take(&mut inherited.listeners);
+    let mut supervisor = match supervisor::Supervisor::new(settings, services, signals, passed) {
         Ok(s) => s,
         Err(e) => {
             if let Some(svc) = &log_service {
@@ -327,8 +355,12 @@ where
             return Err(e);
         }
     };
+    let handed_control = handed.as_mut().and_then(|h| h.control.take());
     if let Some(path) = &control
-        && let Err(e) = supervisor.serve_control_at(path)
+        && let Err(e) = match handed_control {
+            Some(fd) => supervisor.adopt_control_at(path, fd),
+            None => supervisor.serve_control_at(path),
+        }
     {
         if let Some(svc) = &log_service {
             svc.remove_socket();
@@ -340,8 +372,12 @@ where
         supervisor.on_reopen(Box::new(move || svc.reopen()));
     }
     // Up (every listener bound): only now does the pid file get this pid. A start that failed
-    // before leaves it holding whatever it held.
-    if let Some(Err(e)) = pid_lock.as_mut().map(PidFile::write_pid) {
+    // before leaves it holding whatever it held. A master an upgrade started writes it once
+    // its first generation runs, just before it reports ready (a rollback before that leaves
+    // the old master's pid).
+    if handed.is_none()
+        && let Some(Err(e)) = pid_lock.as_mut().map(PidFile::write_pid)
+    {
         if let Some(svc) = &log_service {
             svc.remove_socket();
         }
@@ -356,6 +392,14 @@ where
             .map_or("-".into(), |p| p.path().display().to_string()),
         human_duration(stop_grace)
     );
+    if handed.is_some() {
+        log::info!(
+            "upgrade: started by pid {}; ready once the first generation runs",
+            std::os::unix::process::parent_id()
+        );
+    }
+    let ready = handed.map(|h| supervisor::ReadyPipe::new(h.ready));
+    supervisor.prepare_upgrades(supervisor::UpgradeState::new(launch, pid_lock, ready));
     if let Some(hook) = hooks.before_service.as_mut() {
         hook();
     }
@@ -376,6 +420,5 @@ where
     if let Some(svc) = &log_service {
         svc.remove_socket();
     }
-    drop(pid_lock);
     Ok(0)
 }

@@ -1,4 +1,5 @@
-//! systemd's notify protocol (`sd_notify`): READY, RELOADING, STOPPING, STATUS, WATCHDOG.
+//! systemd's notify protocol (`sd_notify`): READY, RELOADING, STOPPING, STATUS, WATCHDOG,
+//! MAINPID (after a binary upgrade).
 //!
 //! Written here rather than with the `sd-notify` crate: the protocol is one datagram per
 //! message to `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), and the master needs
@@ -84,6 +85,13 @@ impl Notifier {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
     }
 
+    /// `MAINPID=pid`: after a binary upgrade the new master is the service's main process.
+    /// systemd takes it from the main process (the old master, with the default
+    /// `NotifyAccess=main`); the new master sends it too, which counts with `NotifyAccess=all`.
+    pub(crate) fn main_pid(&self, pid: u32) {
+        self.send(&format!("MAINPID={pid}"));
+    }
+
     /// `STOPPING=1`.
     pub(crate) fn stopping(&mut self, line: &str) {
         self.send("STOPPING=1");
@@ -151,6 +159,7 @@ mod tests {
         };
         n.ready("2 services");
         n.status("2 services");
+        n.main_pid(4242);
         n.reloading();
         let t0 = Instant::now();
         assert_eq!(n.next_ping(t0), Some(t0));
@@ -162,18 +171,18 @@ mod tests {
         while let Ok(len) = rx.recv(&mut buf) {
             got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
         }
-        assert_eq!(got[..2], ["READY=1", "STATUS=2 services"]);
+        assert_eq!(got[..3], ["READY=1", "STATUS=2 services", "MAINPID=4242"]);
         assert!(
-            got[2].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            got[3].starts_with("RELOADING=1\nMONOTONIC_USEC="),
             "{got:?}"
         );
-        let usec: u64 = got[2]
+        let usec: u64 = got[3]
             .rsplit('=')
             .next()
             .and_then(|u| u.parse().ok())
             .expect("usec");
         assert!(usec > 0);
-        assert_eq!(got[3..], ["WATCHDOG=1"]);
+        assert_eq!(got[4..], ["WATCHDOG=1"]);
     }
 
     #[test]

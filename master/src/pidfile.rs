@@ -1,8 +1,10 @@
-//! The pid file: an exclusive `flock` held for the master's lifetime, and `--try-lock`.
+//! The pid file: an exclusive `flock` held for the master's lifetime (and handed on to the new
+//! master of an upgrade: the lock belongs to the open file, which both hold), and `--try-lock`.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,6 +85,41 @@ impl PidFile {
             path: path.to_path_buf(),
             file,
         })
+    }
+
+    /// The pid file an upgrading master handed over: `fd` is its open file, which holds the
+    /// lock (`flock` locks belong to the open file, so the lock stays held while either master
+    /// has it open).
+    ///
+    /// # Errors
+    /// `fd` is not the file at `path` (another file is there now), or it does not hold the
+    /// lock exclusively.
+    pub(crate) fn inherit(path: &Path, fd: OwnedFd) -> Result<PidFile> {
+        let file = File::from(fd);
+        let wrong = |why: String| {
+            Error::new(
+                ErrorKind::Io,
+                format!("the pid file handed over is not {}: {why}", path.display()),
+            )
+        };
+        let got = file.metadata().map_err(|e| wrong(e.to_string()))?;
+        let want = std::fs::symlink_metadata(path).map_err(|e| wrong(e.to_string()))?;
+        if (got.dev(), got.ino()) != (want.dev(), want.ino()) {
+            return Err(wrong("another file is there".into()));
+        }
+        // On the open file that holds the lock this succeeds at once (it is already held);
+        // on any other it would find the lock taken.
+        file.try_lock()
+            .map_err(|e| wrong(format!("it does not hold the lock ({e})")))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The open file that holds the lock (handed to the new master in an upgrade).
+    pub(crate) fn lock_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 
     /// Replaces the file's content with this process's pid.
@@ -189,5 +226,32 @@ mod tests {
         drop(held);
         assert_eq!(try_lock(&path), LockState::NotRunning);
         assert_eq!(try_lock(dir.path()), LockState::Unusable);
+    }
+
+    #[test]
+    fn an_inherited_pid_file_keeps_the_lock_and_takes_the_new_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.pid");
+        let other = dir.path().join("other.pid");
+        let held = PidFile::acquire(&path).unwrap();
+        let handed = held.lock_fd().try_clone_to_owned().unwrap();
+        let mut new = PidFile::inherit(&path, handed).unwrap();
+        drop(held); // the old master exits: the lock stays with the open file
+        assert_eq!(try_lock(&path), LockState::Running);
+        new.write_pid().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+
+        let stray = open(&other, true).unwrap();
+        let err = PidFile::inherit(&path, stray.into()).unwrap_err();
+        assert!(err.to_string().contains("another file is there"), "{err}");
+        // The right file, but an open file that does not hold the lock: refused.
+        let unlocked = open(&path, false).unwrap();
+        let err = PidFile::inherit(&path, unlocked.into()).unwrap_err();
+        assert!(err.to_string().contains("does not hold the lock"), "{err}");
+        drop(new);
+        assert_eq!(try_lock(&path), LockState::NotRunning);
     }
 }

@@ -10,10 +10,6 @@ use signal_hook::consts::{
     SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
 };
 
-/// Signals an operator sends by habit whose meaning is not implemented yet: SIGUSR2 is the
-/// binary upgrade (SPEC §14). Its default action kills the master, so it is caught and logged.
-const NOT_IMPLEMENTED: [(i32, &str); 1] = [(SIGUSR2, "SIGUSR2")];
-
 /// Which signals arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pending {
@@ -29,19 +25,8 @@ pub(crate) struct Pending {
     pub(crate) more: bool,
     /// SIGTTOU: one process fewer per service.
     pub(crate) fewer: bool,
-    /// Per entry of [`NOT_IMPLEMENTED`]: it arrived.
-    not_implemented: [bool; NOT_IMPLEMENTED.len()],
-}
-
-impl Pending {
-    /// The names of the signals that arrived and mean nothing yet.
-    pub(crate) fn not_implemented(&self) -> impl Iterator<Item = &'static str> + '_ {
-        NOT_IMPLEMENTED
-            .iter()
-            .zip(self.not_implemented)
-            .filter(|(_, arrived)| *arrived)
-            .map(|((_, name), _)| *name)
-    }
+    /// SIGUSR2: binary upgrade (SPEC §14).
+    pub(crate) upgrade: bool,
 }
 
 /// Flags set by the handlers plus a pipe that wakes the poll loop.
@@ -53,12 +38,12 @@ pub(crate) struct Signals {
     reopen: Arc<AtomicBool>,
     more: Arc<AtomicBool>,
     fewer: Arc<AtomicBool>,
-    not_implemented: [Arc<AtomicBool>; NOT_IMPLEMENTED.len()],
+    upgrade: Arc<AtomicBool>,
 }
 
 impl Signals {
-    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGTTIN,
-    /// SIGTTOU and the [`NOT_IMPLEMENTED`] ones.
+    /// Installs handlers for SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+    /// SIGTTIN and SIGTTOU.
     pub(crate) fn install() -> io::Result<Signals> {
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
@@ -70,7 +55,7 @@ impl Signals {
             reopen: Arc::default(),
             more: Arc::default(),
             fewer: Arc::default(),
-            not_implemented: Default::default(),
+            upgrade: Arc::default(),
         };
         let acted_on = [
             (SIGHUP, &signals.reload),
@@ -78,14 +63,11 @@ impl Signals {
             (SIGINT, &signals.stop),
             (SIGQUIT, &signals.quit),
             (SIGUSR1, &signals.reopen),
+            (SIGUSR2, &signals.upgrade),
             (SIGTTIN, &signals.more),
             (SIGTTOU, &signals.fewer),
         ];
-        let logged = NOT_IMPLEMENTED
-            .iter()
-            .zip(&signals.not_implemented)
-            .map(|((sig, _), flag)| (*sig, flag));
-        for (sig, flag) in acted_on.into_iter().chain(logged) {
+        for (sig, flag) in acted_on {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
@@ -111,7 +93,7 @@ impl Signals {
             reopen: take(&self.reopen),
             more: take(&self.more),
             fewer: take(&self.fewer),
-            not_implemented: self.not_implemented.each_ref().map(|flag| take(flag)),
+            upgrade: take(&self.upgrade),
         }
     }
 }

@@ -67,15 +67,17 @@ pub(crate) fn occupy_below(limit: RawFd) -> io::Result<Vec<OwnedFd>> {
     }
 }
 
-/// Variables systemd addresses to the master alone (SPEC §12): a child that saw them would try
-/// to adopt fds it does not own or notify systemd in the master's name.
-pub(crate) const SYSTEMD_ONLY_ENV: [&str; 6] = [
+/// Variables addressed to the master alone: systemd's (SPEC §12) and the binary upgrade's
+/// handover (SPEC §14). A child that saw them would try to adopt fds it does not own or notify
+/// systemd in the master's name.
+pub(crate) const SYSTEMD_ONLY_ENV: [&str; 7] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    "ZMASTER_UPGRADE_FDS",
 ];
 
 /// The variable naming a child's heartbeat fd (see `supervisor::heartbeat`).

@@ -78,6 +78,7 @@ fn serve(path: &Path, timeout: Duration, status_size: usize) -> Running {
                         Some(Reply::error(format!("no service {service:?}")))
                     }
                     Request::Stop { .. } => Some(Reply::ok()),
+                    Request::Upgrade => Some(Reply::upgraded(43)),
                 }
             });
             if complete {

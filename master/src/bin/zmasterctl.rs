@@ -1,9 +1,11 @@
-//! `zmasterctl`: start, check, reload, stop, restart, status and scale a zmaster (SPEC §11).
+//! `zmasterctl`: start, check, reload, stop, restart, status, scale and upgrade a zmaster
+//! (SPEC §11, §14).
 //!
 //! Exit status: 0 done; 1 failed (one line on stderr says why); 2 usage error; 3 `status`
 //! of a master that is not running. It finds a running master by its pid file's lock and talks
 //! to it through the control socket (`-control`, default: the pid file's path + `.ctl`), and
-//! validates with `zmaster -t`. Only `stop` works without the socket (SIGQUIT / SIGTERM).
+//! validates with `zmaster -t`. Only `stop` and `upgrade` work without the socket (SIGQUIT /
+//! SIGTERM, SIGUSR2).
 
 #![deny(unsafe_code)]
 
@@ -19,12 +21,15 @@ use zmaster::control::{self, Reply, Request, ServiceState, Status, StopMode};
 use zmaster::{LockState, try_lock};
 use zmaster_core::cli::CommandLine;
 
-const USAGE: &str = "usage: zmasterctl [-C DIR] [-pid-file FILE] [-control SOCK] [-log-file FILE] [-timeout DURATION] start|check|reload|stop [--fast]|restart|status [--json]|scale SERVICE N";
+const USAGE: &str = "usage: zmasterctl [-C DIR] [-pid-file FILE] [-control SOCK] [-log-file FILE] [-timeout DURATION] start|check|reload|stop [--fast]|restart|status [--json]|scale SERVICE N|upgrade";
 const OPTIONS: [&str; 8] = [
     "C", "pid-file", "control", "log-file", "timeout", "fast", "json", "help",
 ];
 /// How long `start` waits for the master to come up, unless `-timeout`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `upgrade` waits, unless `-timeout`: the master's default upgrade timeout and a
+/// margin (the reply comes when the new master is ready or was rolled back).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(35);
 /// How long a status or scale request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the lock and the socket are probed while waiting.
@@ -127,6 +132,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<u8, Fail> {
             StopMode::Graceful
         }),
         ["restart"] => ctl.restart(),
+        ["upgrade"] => ctl.upgrade(),
         ["status"] => ctl.status(flag("json")),
         ["scale", service, n] => match n.parse::<u32>() {
             Ok(n) => ctl.scale(service, n),
@@ -401,6 +407,48 @@ impl Ctl {
             }
             Answer::Reply(reply) => fail(format!("scale failed: {}", reason(&reply))),
             Answer::NoSocket => fail(self.no_socket(pid, "scale")),
+        }
+    }
+
+    /// Binary upgrade (SPEC §14): through the control socket, which replies once the new
+    /// master is ready or rolled back; without one, SIGUSR2 and the pid file's new pid.
+    fn upgrade(&self) -> Result<u8, Fail> {
+        let Some(pid) = self.running()? else {
+            return fail("not running");
+        };
+        let timeout = self.timeout.unwrap_or(UPGRADE_TIMEOUT);
+        let new = match self.ask(&Request::Upgrade, timeout)? {
+            Answer::Reply(Reply {
+                ok: true,
+                pid: Some(new),
+                ..
+            }) => new,
+            Answer::Reply(reply) => return fail(format!("upgrade failed: {}", reason(&reply))),
+            Answer::NoSocket => {
+                signal(pid, Signal::SIGUSR2)?;
+                self.wait_new_pid(pid, timeout)?
+            }
+        };
+        println!("upgrade ok: pid {new} (pid {pid} drains and exits)");
+        Ok(0)
+    }
+
+    /// Waits until the pid file names another pid than `old`, with its lock held.
+    fn wait_new_pid(&self, old: u32, timeout: Duration) -> Result<u32, Fail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(new) = read_pid(&self.pid_file).filter(|p| *p != old)
+                && try_lock(&self.pid_file) == LockState::Running
+            {
+                return Ok(new);
+            }
+            if Instant::now() >= deadline {
+                return fail(format!(
+                    "upgrade: the pid file still names pid {old} after {}; the master's log says why (a failed upgrade leaves it running)",
+                    human(timeout)
+                ));
+            }
+            std::thread::sleep(PROBE_EVERY);
         }
     }
 

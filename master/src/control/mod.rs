@@ -10,6 +10,7 @@
 //! | `{"cmd":"status"}` | `{"ok":true,"status":{...}}` ([`Status`]) |
 //! | `{"cmd":"reload"}` | `{"ok":true,"generation":N}` or `{"ok":false,"error":"FILE:LINE: ..."}` |
 //! | `{"cmd":"scale","service":"NAME","n":N}` | `{"ok":true}` or an error |
+//! | `{"cmd":"upgrade"}` | when the new master is ready: `{"ok":true,"pid":N}`; rolled back: `{"ok":false,"error":"..."}` |
 //! | `{"cmd":"stop","mode":"graceful"\|"fast"}` | `{"ok":true}` (sent before the stop starts) |
 //!
 //! Any refused request gets `{"ok":false,"error":"..."}` naming what was wrong (bad JSON,

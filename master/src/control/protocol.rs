@@ -23,6 +23,9 @@ pub enum Request {
         /// The new process count.
         n: u32,
     },
+    /// Binary upgrade (SPEC §14, as SIGUSR2): start the new master and hand everything over;
+    /// the reply comes when the new master is ready (`pid`) or was rolled back (`error`).
+    Upgrade,
     /// Stop the master.
     Stop {
         /// How: close listeners and drain (`graceful`) or SIGTERM the children now (`fast`).
@@ -54,6 +57,9 @@ pub struct Reply {
     /// The generation now running (after a reload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// The new master's pid (after an upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// The status document (after `status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
@@ -66,6 +72,7 @@ impl Reply {
             ok: true,
             error: None,
             generation: None,
+            pid: None,
             status: None,
         }
     }
@@ -83,6 +90,14 @@ impl Reply {
     pub fn reloaded(generation: u64) -> Reply {
         Reply {
             generation: Some(generation),
+            ..Reply::ok()
+        }
+    }
+
+    /// A successful upgrade: `{"ok":true,"pid":N}`, the new master's pid.
+    pub fn upgraded(pid: u32) -> Reply {
+        Reply {
+            pid: Some(pid),
             ..Reply::ok()
         }
     }
@@ -232,7 +247,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     }
     let request: Request = serde_json::from_str(text).map_err(bad_request)?;
     // serde's deny_unknown_fields does not reach unit variants: check those by hand.
-    if matches!(request, Request::Status | Request::Reload) {
+    if matches!(
+        request,
+        Request::Status | Request::Reload | Request::Upgrade
+    ) {
         let fields: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(text).map_err(bad_request)?;
         if let Some(extra) = fields.keys().find(|k| *k != "cmd") {
@@ -286,6 +304,10 @@ mod tests {
             })
         );
         assert_eq!(
+            parse_request(b"{\"cmd\":\"upgrade\"}"),
+            Ok(Request::Upgrade)
+        );
+        assert_eq!(
             parse_request(br#"{"cmd":"stop","mode":"fast"}"#),
             Ok(Request::Stop {
                 mode: StopMode::Fast
@@ -317,6 +339,7 @@ mod tests {
         assert!(error_of(br#"{"cmd":"stop","mode":"slow"}"#).contains("unknown variant `slow`"));
         assert!(error_of(br#"{"cmd":"status","x":1}"#).contains("unknown field `x`"));
         assert!(error_of(br#"{"x":1,"cmd":"reload"}"#).contains("unknown field `x`"));
+        assert!(error_of(br#"{"cmd":"upgrade","path":"/x"}"#).contains("unknown field `path`"));
         assert!(error_of(br#"{"cmd":"stop","mod":"fast"}"#).contains("unknown field `mod`"));
         assert!(error_of(br#"{"service":"a"}"#).contains("missing field `cmd`"));
     }
@@ -341,6 +364,7 @@ mod tests {
             Reply::reloaded(4).to_line(),
             "{\"ok\":true,\"generation\":4}\n"
         );
+        assert_eq!(Reply::upgraded(77).to_line(), "{\"ok\":true,\"pid\":77}\n");
         let status = Status {
             master: MasterStatus {
                 pid: 7,

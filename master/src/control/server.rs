@@ -69,6 +69,9 @@ enum Next {
 pub struct ControlServer {
     path: PathBuf,
     id: (u64, u64),
+    /// Whether drop removes the socket file: not while it is still an old master's (adopted
+    /// in an upgrade that is not done), nor after it was handed over to a new master.
+    owns_file: bool,
     listener: UnixListener,
     epoll: Epoll,
     clients: HashMap<u64, Client>,
@@ -105,9 +108,47 @@ impl ControlServer {
             return Err(Error::io(what("place"), e));
         }
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(what("stat"), e))?;
+        ControlServer::serve(path, (meta.dev(), meta.ino()), listener, true)
+    }
+
+    /// Serves the control socket an upgrading master handed over: `fd` must be a unix stream
+    /// listener, and the socket file at `path` is still the old master's (not removed on
+    /// drop) until [`ControlServer::claim`]. (Its bound name is the temporary one
+    /// [`ControlServer::bind`] renamed into place, so it is not compared with `path`.)
+    ///
+    /// # Errors
+    /// `fd` is not a unix stream listener, or nothing is at `path`.
+    pub fn adopt(path: &Path, fd: std::os::fd::OwnedFd) -> Result<ControlServer> {
+        let sock = socket2::SockRef::from(&fd);
+        let listening = sock.r#type().is_ok_and(|t| t == socket2::Type::STREAM)
+            && sock.is_listener().unwrap_or(false)
+            && sock.local_addr().is_ok_and(|a| a.is_unix());
+        if !listening {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the control socket handed over for {} is not a unix stream listener",
+                    path.display()
+                ),
+            ));
+        }
+        let listener = UnixListener::from(fd);
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io(format!("stat control socket {}", path.display()), e))?;
+        ControlServer::serve(path, (meta.dev(), meta.ino()), listener, false)
+    }
+
+    fn serve(
+        path: &Path,
+        id: (u64, u64),
+        listener: UnixListener,
+        owns_file: bool,
+    ) -> Result<ControlServer> {
+        let what = |verb: &str| format!("{verb} control socket {}", path.display());
         let server = ControlServer {
             path: path.to_owned(),
-            id: (meta.dev(), meta.ino()),
+            id,
+            owns_file,
             listener,
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
                 .map_err(|e| Error::io("epoll_create", e.into()))?,
@@ -135,6 +176,22 @@ impl ControlServer {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The listening socket (handed to the new master in an upgrade).
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// The upgrade that handed this socket over is done: its file is this server's now.
+    pub fn claim(&mut self) {
+        self.owns_file = true;
+    }
+
+    /// A new master took the socket over: closes this server's copy and its clients, and
+    /// leaves the socket file (and the listener, open in the new master) to it.
+    pub fn hand_over(mut self) {
+        self.owns_file = false;
     }
 
     /// Replaces [`CLIENT_TIMEOUT`].
@@ -422,7 +479,8 @@ impl Drop for ControlServer {
     /// Removes the socket file if it is still the one bound here (a successor's socket at the
     /// same path is left alone).
     fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+        if self.owns_file
+            && let Ok(meta) = std::fs::symlink_metadata(&self.path)
             && (meta.dev(), meta.ino()) == self.id
         {
             let _ = std::fs::remove_file(&self.path);

@@ -1,22 +1,27 @@
 //! The listener set: every bound listener by address, bound all or nothing, kept across reloads;
-//! at start it adopts the sockets systemd passed (`LISTEN_FDS`) instead of binding them.
+//! at start it adopts the sockets systemd passed (`LISTEN_FDS`) or an upgrading master handed
+//! over (`ZMASTER_UPGRADE_FDS`) instead of binding them, and at an upgrade hands them over.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use zmaster_core::addr::Address;
+use zmaster_core::bind::{self, Bound};
 
-use super::activation::Passed;
+use super::activation::{Origin, Passed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::listeners::{self, Listener};
 use crate::services::Service;
 
-/// One listener: bound by this master, or passed by systemd (its socket file is systemd's:
-/// never removed here).
+/// One listener: bound by this master, passed by systemd (its socket file is systemd's:
+/// never removed here), or bound by the master this one replaced in an upgrade (its unix
+/// socket file becomes this master's once the upgrade is done: `claimed`; before that a
+/// failing start must leave it to the old master, which still serves it).
 #[derive(Debug)]
 pub(crate) enum Entry {
     Bound(Listener),
     Adopted(OwnedFd),
+    Inherited { bound: Bound, claimed: bool },
 }
 
 impl Entry {
@@ -25,12 +30,37 @@ impl Entry {
         match self {
             Entry::Bound(l) => l.fd(),
             Entry::Adopted(fd) => fd.as_fd(),
+            Entry::Inherited { bound, .. } => bound.fd.as_fd(),
         }
     }
 
     fn close(self) {
-        if let Entry::Bound(l) = self {
-            l.close();
+        match self {
+            Entry::Bound(l) => l.close(),
+            Entry::Inherited {
+                bound,
+                claimed: true,
+            } => bound.close(),
+            Entry::Adopted(_) | Entry::Inherited { .. } => {}
+        }
+    }
+}
+
+/// An adopted socket as an entry: systemd's stays systemd's; the old master's becomes an
+/// inherited listener whose unix socket file (the one at its path now) is claimed later.
+fn adopted_entry(addr: &Address, p: Passed) -> Entry {
+    match p.origin {
+        Origin::Systemd => Entry::Adopted(p.into_fd()),
+        Origin::OldMaster => {
+            let created = match addr {
+                Address::Unix(path) => bind::file_id(path).ok().map(|id| (path.clone(), id)),
+                Address::Inet(_) | Address::Fifo(_) => None,
+            };
+            let fd = p.into_fd();
+            Entry::Inherited {
+                bound: Bound { fd, created },
+                claimed: false,
+            }
         }
     }
 }
@@ -62,22 +92,29 @@ impl ListenerSet {
             match wanted {
                 Some(sa) => {
                     log::info!(
-                        "adopted listener {} from systemd ({})",
+                        "adopted listener {} from {} ({})",
                         sa.addr,
+                        p.from(),
                         p.describe()
                     );
-                    adopted
-                        .by_addr
-                        .insert(sa.addr.clone(), Entry::Adopted(p.into_fd()));
+                    let entry = adopted_entry(&sa.addr, p);
+                    adopted.by_addr.insert(sa.addr.clone(), entry);
                 }
                 None => unmatched.push(p),
             }
         }
         for p in unmatched {
-            log::warn!(
-                "LISTEN_FDS: closing passed socket {}: no service is configured for it",
-                p.describe()
-            );
+            match p.origin {
+                Origin::Systemd => log::warn!(
+                    "LISTEN_FDS: closing passed socket {}: no service is configured for it",
+                    p.describe()
+                ),
+                // Its socket file stays: the old master serves it until the upgrade is done.
+                Origin::OldMaster => log::info!(
+                    "upgrade: closing listener {} from the old master: the config has no service for it any more",
+                    p.describe()
+                ),
+            }
         }
         bind_all(services, adopted).map_err(|(e, kept)| {
             kept.close();
@@ -114,9 +151,36 @@ impl ListenerSet {
         self.by_addr.len()
     }
 
-    /// Closes every listener (removing the unix socket files this master created).
+    /// Closes every listener (removing the unix socket files this master created, and those
+    /// it inherited in an upgrade that is done).
     pub(crate) fn close(self) {
         close_listeners(self.by_addr.into_values());
+    }
+
+    /// The upgrade is done: the unix socket files of inherited listeners are this master's
+    /// now (removed at stop, as its own).
+    pub(crate) fn claim_inherited(&mut self) {
+        for entry in self.by_addr.values_mut() {
+            if let Entry::Inherited { claimed, .. } = entry {
+                *claimed = true;
+            }
+        }
+    }
+
+    /// Every listening fd, and whether systemd passed it (its socket file is not ours):
+    /// what an upgrade hands to the new master.
+    pub(crate) fn handover_fds(&self) -> Vec<(BorrowedFd<'_>, Origin)> {
+        let origin = |e: &Entry| match e {
+            Entry::Adopted(_) => Origin::Systemd,
+            Entry::Bound(_) | Entry::Inherited { .. } => Origin::OldMaster,
+        };
+        self.by_addr.values().map(|e| (e.fd(), origin(e))).collect()
+    }
+
+    /// The new master took over: closes this master's copy of every listener and leaves the
+    /// socket files to it (the sockets stay open in the new master: nothing is refused).
+    pub(crate) fn hand_over(self) {
+        drop(self.by_addr);
     }
 }
 
@@ -184,90 +248,5 @@ fn close_listeners(listeners: impl IntoIterator<Item = Entry>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::fd::AsRawFd;
-    use std::path::{Path, PathBuf};
-
-    use zmaster_core::addr::ServiceAddr;
-
-    use super::*;
-
-    fn service(name: &str, paths: &[&Path]) -> Service {
-        Service {
-            name: name.to_owned(),
-            cf_path: PathBuf::from(format!("{name}.cf")),
-            command: PathBuf::from("true"),
-            addrs: paths
-                .iter()
-                .map(|p| ServiceAddr {
-                    name: String::new(),
-                    addr: Address::Unix(p.to_path_buf()),
-                })
-                .collect(),
-            proc_count: 1,
-            chdir: None,
-            chroot: None,
-            process: Default::default(),
-            backlog: 16,
-            unix_mode: None,
-            give_up_after: 0,
-        }
-    }
-
-    fn fd(set: &ListenerSet, path: &Path) -> Option<i32> {
-        set.get(&Address::Unix(path.to_path_buf()))
-            .map(|l| l.fd().as_raw_fd())
-    }
-
-    #[test]
-    fn a_reload_keeps_unchanged_listeners_binds_new_ones_and_closes_removed_ones() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let [a, b, c] = ["a", "b", "c"].map(|n| dir.path().join(n));
-        // Two services may share an address: it is bound once.
-        let mut set =
-            ListenerSet::bind(&[service("one", &[&a, &b]), service("two", &[&a])]).expect("bind");
-        assert_eq!(set.len(), 2);
-        let a_fd = fd(&set, &a).expect("a bound");
-        assert!(b.exists());
-
-        set.rebind(&[service("one", &[&a, &c])]).expect("rebind");
-        assert_eq!(set.len(), 2);
-        assert_eq!(
-            fd(&set, &a),
-            Some(a_fd),
-            "an unchanged address keeps its fd"
-        );
-        assert!(fd(&set, &c).is_some() && c.exists());
-        assert_eq!(fd(&set, &b), None);
-        assert!(
-            !b.exists(),
-            "a removed unix socket is closed and its file removed"
-        );
-
-        set.close();
-        assert!(!a.exists() && !c.exists());
-    }
-
-    #[test]
-    fn a_failed_bind_leaves_the_set_as_it_was() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let [a, b] = ["a", "b"].map(|n| dir.path().join(n));
-        let bad = dir.path().join("missing/dir/sock");
-        let mut set = ListenerSet::bind(&[service("one", &[&a])]).expect("bind");
-        let a_fd = fd(&set, &a);
-
-        let e = set
-            .rebind(&[service("one", &[&b]), service("two", &[&bad])])
-            .expect_err("cannot bind in a missing dir");
-        assert!(e.to_string().starts_with("service two: "), "{e}");
-        assert_eq!(set.len(), 1);
-        assert_eq!(fd(&set, &a), a_fd, "the running listener is untouched");
-        assert_eq!(fd(&set, &b), None);
-        assert!(!b.exists(), "what the failed reload bound is closed again");
-        assert!(a.exists());
-
-        let e = ListenerSet::bind(&[service("three", &[&bad])]).expect_err("bad");
-        assert!(e.to_string().starts_with("service three: "), "{e}");
-        set.close();
-    }
-}
+#[path = "listener_set_tests.rs"]
+pub(super) mod tests;

@@ -6,7 +6,10 @@
 //!   pipes, serving/draining/detached), reaping into a typed exit reason, the generation pipe.
 //! - `policy`: when a service may start its next child (crash-loop backoff, rounds, reset,
 //!   reload, detach throttle); pure logic on `Instant`s, it only borrows `ExitReason`.
-//! - `activation`: the sockets systemd passed (`LISTEN_FDS`), adopted by `listener_set`.
+//! - `activation`: the sockets systemd passed (`LISTEN_FDS`) or an upgrading master handed
+//!   over (`ZMASTER_UPGRADE_FDS`), adopted by `listener_set`.
+//! - `upgrade`: the binary upgrade (SIGUSR2) on both ends: start the new master, wait for it
+//!   to be ready, hand over or roll back; report ready when an upgrade started this one.
 //! - this file: the loop that ties them to signals and `poll`, reload and scale; `stop`: the
 //!   fast and the graceful stop; `status`: the snapshot a status report needs; `heartbeat`:
 //!   the memfd a zmaster child beats into and leaves its retire reason in (SPEC §13). systemd
@@ -32,6 +35,7 @@ mod operator;
 mod policy;
 mod status;
 mod stop;
+mod upgrade;
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -49,12 +53,16 @@ use crate::human_duration;
 use crate::notify::Notifier;
 use crate::services::Service;
 use crate::signals::Signals;
+pub(crate) use activation::take_inherited;
 use children::{ChildState, Children, Generation};
 use listener_set::ListenerSet;
 pub use policy::Backoff;
 use policy::{Phase, RestartPolicy};
 #[allow(unused_imports)] // the control socket's conversion uses them
 pub(crate) use status::{ChildStatus, LastExitStatus, MasterStatus, ServiceStatus, Status};
+pub(crate) use upgrade::{
+    DEFAULT_TIMEOUT as DEFAULT_UPGRADE_TIMEOUT, Launch, ReadyPipe, State as UpgradeState,
+};
 
 /// A service as configured, with its restart policy and the process count in force.
 #[derive(Debug)]
@@ -107,6 +115,8 @@ pub(crate) struct Supervisor {
     reopen: Option<Box<dyn FnMut()>>,
     /// The control socket (SPEC §11), when one is served.
     control: Option<ControlServer>,
+    /// The binary upgrade (SPEC §14): how to start a successor, the one in progress.
+    upgrade: UpgradeState,
 }
 
 /// What the poll loop was told to do.
@@ -116,13 +126,15 @@ pub(crate) enum Outcome {
 }
 
 impl Supervisor {
-    /// Binds every listener of `services` (all or nothing) and prepares the first generation.
+    /// Binds every listener of `services` (all or nothing; adopting the `passed` ones) and
+    /// prepares the first generation.
     pub(crate) fn new(
         settings: Settings,
         services: Vec<Service>,
         signals: Signals,
+        passed: Vec<activation::Passed>,
     ) -> Result<Supervisor> {
-        let listeners = ListenerSet::adopt_and_bind(&services, activation::take_passed())?;
+        let listeners = ListenerSet::adopt_and_bind(&services, passed)?;
         let now = Instant::now();
         Ok(Supervisor {
             services: services
@@ -144,6 +156,7 @@ impl Supervisor {
             ready_sent: false,
             reopen: None,
             control: None,
+            upgrade: UpgradeState::default(),
         })
     }
 
@@ -156,9 +169,6 @@ impl Supervisor {
         loop {
             tick();
             let pending = self.signals.take();
-            for name in pending.not_implemented() {
-                log::warn!("{name} received: not implemented yet; ignored");
-            }
             // Reap on every turn, not only on SIGCHLD: a child that exited must never be taken
             // for a detached one (see settle_detaches), whatever else this turn did.
             self.reap();
@@ -177,6 +187,9 @@ impl Supervisor {
             if pending.reopen {
                 self.reopen_logs();
             }
+            if pending.upgrade {
+                let _ = self.begin_upgrade("SIGUSR2", None);
+            }
             if pending.reload {
                 let _ = self.reload_now(reload_config);
             }
@@ -191,12 +204,14 @@ impl Supervisor {
                 self.ready_sent = true;
                 let line = self.status_line(Instant::now());
                 self.notifier.ready(&line);
+                self.report_upgrade_ready();
             } else if self.notifier.is_active() {
                 let line = self.status_line(Instant::now());
                 self.notifier.status(&line);
             }
             self.notifier.ping_if_due(Instant::now());
             self.wait_for_events();
+            self.upgrade_turn();
             self.serve_control(reload_config);
         }
     }
@@ -254,6 +269,7 @@ impl Supervisor {
     fn reap(&mut self) {
         while let Some((pid, reason)) = children::reap_one() {
             let Some(child) = self.children.remove(pid) else {
+                self.upgrade.child_exited(pid, &reason);
                 continue;
             };
             let exit = child.exit(reason);
@@ -335,6 +351,9 @@ impl Supervisor {
         if let Some(t) = self.children.next_detach_check() {
             sooner(t);
         }
+        if let Some(t) = self.upgrade.deadline() {
+            sooner(t);
+        }
         if let Some(t) = self.next_heartbeat_check(now) {
             sooner(t);
         }
@@ -359,6 +378,9 @@ impl Supervisor {
         // Last, so the zip with `watched` below stays aligned; served after every poll.
         if let Some(control) = &self.control {
             fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(ready) = self.upgrade.fd() {
+            fds.push(PollFd::new(ready, PollFlags::POLLIN));
         }
         match poll(&mut fds, timeout) {
             Ok(0) | Err(Errno::EINTR) => return,

@@ -1,5 +1,6 @@
 //! What an operator asks of the running master: stop (fast or graceful), scale a service
-//! (the control socket, SIGTTIN/SIGTTOU), reopen log files (SIGUSR1).
+//! (the control socket, SIGTTIN/SIGTTOU), reopen log files (SIGUSR1), upgrade (the control
+//! socket; SIGUSR2 is the supervision loop's).
 
 use std::time::Instant;
 
@@ -35,6 +36,19 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Serves the control socket an upgrading master handed over (`fd`, bound at `path`).
+    ///
+    /// # Errors
+    /// `fd` is not a listener bound at `path`.
+    pub(crate) fn adopt_control_at(
+        &mut self,
+        path: &std::path::Path,
+        fd: std::os::fd::OwnedFd,
+    ) -> Result<()> {
+        self.control = Some(ControlServer::adopt(path, fd)?);
+        Ok(())
+    }
+
     /// Answers every control request that is ready, without blocking: status, reload (with
     /// its result), scale, stop.
     pub(super) fn serve_control(
@@ -44,10 +58,21 @@ impl Supervisor {
         let Some(mut control) = self.control.take() else {
             return;
         };
-        control.handle_ready(Instant::now(), |request, _token| {
+        let mut upgrade = None;
+        control.handle_ready(Instant::now(), |request, token| {
+            if request == Request::Upgrade {
+                // Started after the other requests are served; the reply waits for the result.
+                upgrade = Some(token);
+                return None;
+            }
             Some(self.answer(request, reload_config))
         });
         self.control = Some(control);
+        if let Some(token) = upgrade
+            && let Err(why) = self.begin_upgrade("control socket", Some(token))
+        {
+            self.reply_upgrade(Some(token), Reply::error(why));
+        }
     }
 
     fn answer(
@@ -67,6 +92,7 @@ impl Supervisor {
                     Err(e) => Reply::error(e),
                 }
             }
+            Request::Upgrade => Reply::error("upgrade: answered by the caller"),
             Request::Stop { mode } => {
                 self.request_stop(mode == StopMode::Graceful);
                 Reply::ok()

@@ -28,6 +28,7 @@ impl Supervisor {
     /// otherwise SIGTERM at once and SIGKILL after the timeout. A SIGTERM during a graceful
     /// stop makes it fast; a second one during a fast stop sends SIGKILL at once.
     pub(crate) fn stop(&mut self, graceful: bool) {
+        self.abort_upgrade("the master is stopping");
         let count = self.children.len();
         self.stopping = true;
         let how = if graceful {
