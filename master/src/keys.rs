@@ -67,13 +67,14 @@ pub(crate) const KNOWN_KEYS: [(&str, Kind); 28] = [
 ];
 
 /// The master's own command-line options (never passed to children).
-pub(crate) const MASTER_OPTIONS: [&str; 12] = [
+pub(crate) const MASTER_OPTIONS: [&str; 13] = [
     "C",
     "pid-file",
     "try-lock",
     "log-service",
     "master-log",
     "master-stop-timeout",
+    "master-upgrade-timeout",
     "control",
     "verbose",
     "help",
@@ -101,16 +102,25 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The candidate nearest to `word` (the first of equals), if any.
+/// The candidate nearest to `word`, if one is near enough to be a likely typo: at most 2
+/// edits, or a third of the word's length for long words (the first of equals wins). A word
+/// like `bogus` gets no suggestion rather than an unrelated one.
 pub(crate) fn nearest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let bound = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
         .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= bound)
         .map(|(_, c)| c)
+}
+
+/// ` (did you mean "PREFIXnear"?)` when there is a near candidate, else nothing.
+fn did_you_mean(near: Option<&str>, prefix: &str) -> String {
+    near.map_or_else(String::new, |n| format!(" (did you mean \"{prefix}{n}\"?)"))
 }
 
 fn is_known(key: &str) -> bool {
@@ -129,12 +139,10 @@ pub(crate) fn unknown_key_warnings(files: &[ServiceFile]) -> Vec<String> {
             let Some(Origin::File(loc)) = file.config.origin(key) else {
                 continue;
             };
-            let near = nearest(key, KNOWN_KEYS.iter().map(|(k, _)| *k)).unwrap_or_default();
+            let near = did_you_mean(nearest(key, KNOWN_KEYS.iter().map(|(k, _)| *k)), "");
             found
                 .entry((loc.path.clone(), loc.line))
-                .or_insert_with(|| {
-                    format!("{loc}: unknown key \"{key}\" (did you mean \"{near}\"?)")
-                });
+                .or_insert_with(|| format!("{loc}: unknown key \"{key}\"{near}"));
         }
     }
     found.into_values().collect()
@@ -158,10 +166,10 @@ pub(crate) fn check_overrides(overrides: &Config, files: &[ServiceFile]) -> Resu
             .copied()
             .filter(|o| o.len() > 1)
             .chain(KNOWN_KEYS.iter().map(|(k, _)| *k));
-        let near = nearest(key, candidates).unwrap_or_default();
+        let near = did_you_mean(nearest(key, candidates), "-");
         return Err(Error::new(
             ErrorKind::Usage,
-            format!("unknown option \"-{key}\" (did you mean \"-{near}\"?); see zmaster -h"),
+            format!("unknown option \"-{key}\"{near}; see zmaster -h"),
         ));
     }
     Ok(())
@@ -252,6 +260,22 @@ mod tests {
         assert_eq!(nearest("ab", ["xx", "ax", "ab"]), Some("ab"));
         assert_eq!(nearest("ab", ["ax", "xb"]), Some("ax"));
         assert_eq!(nearest("x", []), None);
+        // Too far to be a typo: no suggestion (review: `-bogus` got "did you mean -help").
+        assert_eq!(nearest("bogus", MASTER_OPTIONS), None);
+        assert_eq!(nearest("ab", ["wxyz"]), None);
+        // Two edits always, a third of a long word's length.
+        assert_eq!(nearest("abcd", ["ab"]), Some("ab"));
+        assert_eq!(
+            nearest("server-proc-cnt", ["server-proc-count"]),
+            Some("server-proc-count")
+        );
+        assert_eq!(
+            nearest("sxrvxr-pxoc-cxunt", ["server-proc-count"]),
+            Some("server-proc-count")
+        );
+        assert_eq!(nearest("sxrvxr-pxxx-cxxnt", ["server-proc-count"]), None);
+        assert_eq!(did_you_mean(None, "-"), "");
+        assert_eq!(did_you_mean(Some("x"), "-"), " (did you mean \"-x\"?)");
     }
 
     #[test]

@@ -72,12 +72,14 @@ pub struct Hooks {
 /// How often the `event_loop` hook runs while the master is idle.
 const EVENT_LOOP_INTERVAL: Duration = Duration::from_secs(1);
 
-const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-t|--check] [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-log stderr|syslog,FACILITY|masterlog] [-master-stop-timeout DURATION] [-master-upgrade-timeout DURATION] [--verbose] [-key value ...]";
+const USAGE: &str = "usage: zmaster -C CONFIG_DIR [-t|--check] [-pid-file FILE] [--try-lock] [-log-service SOCK,DIR[,day|hour]] [-master-log stderr|syslog,FACILITY|masterlog] [-master-stop-timeout DURATION] [-master-upgrade-timeout DURATION] [-control SOCK] [--verbose] [-key value ...]";
 
 const HELP: &str = "\
-  -C DIR                   the config dir: one service per DIR/*.cf, globals in DIR/*.gcf
+\x20 -C DIR                   the config dir: one service per DIR/*.cf, globals in DIR/*.gcf
   -t, --check              validate the config dir, bind and start nothing, and exit
   -pid-file FILE           lock FILE and write the master's pid to it
+  -control SOCK            the control socket for zmasterctl (default: the pid file + .ctl;
+                           '' for none)
   --try-lock               with -pid-file: exit 0 if no master runs, 1 if one does
   -log-service SOCK,DIR[,day|hour]
                            collect the servers' masterlog records into DIR

@@ -18,6 +18,11 @@ fn help_and_version() {
         );
         assert!(text.contains("\n  -t, --check "), "{text}");
         assert!(text.contains("\n  -master-log TARGET "), "{text}");
+        // Every option, the first one indented like the rest (review: `-C` was not, and
+        // `-control` was missing).
+        for option in ["-C DIR ", "-control SOCK ", "-master-upgrade-timeout D"] {
+            assert!(text.contains(&format!("\n  {option}")), "{option}: {text}");
+        }
         assert!(out.stderr.is_empty());
     }
     for flag in ["-V", "--version"] {
