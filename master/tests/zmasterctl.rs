@@ -339,3 +339,57 @@ fn without_its_control_socket_only_stop_works_and_it_is_graceful() {
         master.log_text()
     );
 }
+
+/// A config that passes the check but one service cannot start a single process (here its
+/// command's interpreter is missing, so every exec fails): `start` says so and exits 1,
+/// instead of `started` (found by review).
+#[test]
+fn a_service_that_cannot_start_a_process_fails_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let script = setup.path("bad-server");
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    setup.write_cf(
+        "bad",
+        &format!(
+            "server-command = {}\nserver-service = 127.0.0.1:{}\n",
+            script.display(),
+            free_port()
+        ),
+    );
+    setup.probe_service("good", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let ctl = Ctl { setup: &setup };
+    let out = ctl.run(&["start"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with("zmasterctl: start failed: service bad has no process: "),
+        "{stderr}"
+    );
+    assert_eq!(stdout, "");
+}
+
+/// `reload` shows the check's warnings (an unknown key), not only the master's log.
+#[test]
+fn reload_prints_the_checks_warnings() {
+    let setup = Setup::new();
+    setup.probe_service("probe", &format!("127.0.0.1:{}", free_port()), 1, "");
+    let ctl = Ctl { setup: &setup };
+    let out = ctl.run(&["start"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    setup.probe_service(
+        "probe",
+        &format!("127.0.0.1:{}", free_port()),
+        1,
+        "server-max-uses = 5\n",
+    );
+    let out = ctl.run(&["reload"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("reload ok: generation 2"), "{stdout}");
+    assert!(
+        stderr.contains("unknown key \"server-max-uses\" (did you mean \"server-max-use\"?)"),
+        "{stderr}"
+    );
+}

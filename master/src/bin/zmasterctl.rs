@@ -143,6 +143,14 @@ fn run(args: impl Iterator<Item = String>) -> Result<u8, Fail> {
     }
 }
 
+/// How far a starting master got ([`Ctl::first_generation`]).
+enum Progress {
+    Up,
+    NotYet,
+    /// This service has no process and is backing off or failed: its start failed.
+    Down(String),
+}
+
 /// What `zmaster -t` said: its whole output, and whether the config passed.
 enum Check {
     Ok(String),
@@ -263,17 +271,38 @@ impl Ctl {
                     .unwrap_or_else(|| format!("zmaster exited ({status}) before it was up"));
                 return fail(format!("start failed: {line}"));
             }
-            if try_lock(&self.pid_file) == LockState::Running
-                && read_pid(&self.pid_file) == Some(pid)
-                && self.first_generation_up()?
-            {
-                println!("started (pid {pid})");
-                return Ok(0);
+            let locked = try_lock(&self.pid_file) == LockState::Running
+                && read_pid(&self.pid_file) == Some(pid);
+            let progress = if locked {
+                self.first_generation()?
+            } else {
+                Progress::NotYet
+            };
+            let mut last_error = || {
+                let mut text = String::new();
+                let _ = log.seek(SeekFrom::Start(offset));
+                let _ = log.read_to_string(&mut text);
+                error_line(&text).unwrap_or_default()
+            };
+            match progress {
+                Progress::Up => {
+                    println!("started (pid {pid})");
+                    return Ok(0);
+                }
+                Progress::Down(service) => {
+                    return fail(format!(
+                        "start failed: service {service} has no process: {}; the master (pid \
+                         {pid}) runs the other services (zmasterctl stop stops it)",
+                        last_error()
+                    ));
+                }
+                Progress::NotYet => {}
             }
             if Instant::now() >= deadline {
                 return fail(format!(
-                    "zmaster (pid {pid}) is not up after {:?}; see {}",
-                    self.timeout.unwrap_or(START_TIMEOUT),
+                    "zmaster (pid {pid}) is not up after {}: {}; see {}",
+                    human(self.timeout.unwrap_or(START_TIMEOUT)),
+                    last_error(),
                     self.log_file.display()
                 ));
             }
@@ -281,27 +310,49 @@ impl Ctl {
         }
     }
 
-    /// Whether every service with processes to run has its first children (true when the
-    /// master has no control socket: the pid-file lock is all there is to go by).
-    fn first_generation_up(&self) -> Result<bool, Fail> {
+    /// Whether every service with processes to run has its first children (`Up` when the
+    /// master has no control socket: the pid-file lock is all there is to go by), or one of
+    /// them has none and is backing off or gave up (its start failed: `Down`).
+    fn first_generation(&self) -> Result<Progress, Fail> {
         Ok(match self.ask(&Request::Status, REQUEST_TIMEOUT) {
-            Ok(Answer::NoSocket) => true,
+            Ok(Answer::NoSocket) => Progress::Up,
             Ok(Answer::Reply(Reply {
                 status: Some(status),
                 ..
-            })) => status.services.iter().all(|s| {
-                s.proc_count == 0 || !s.children.is_empty() || s.state != ServiceState::Running
-            }),
-            Ok(Answer::Reply(_)) | Err(_) => false,
+            })) => {
+                let empty = |s: &&zmaster::control::ServiceStatus| {
+                    s.proc_count > 0 && s.children.is_empty()
+                };
+                if let Some(down) = status
+                    .services
+                    .iter()
+                    .filter(empty)
+                    .find(|s| s.state != ServiceState::Running)
+                {
+                    Progress::Down(down.name.clone())
+                } else if status.services.iter().any(|s| empty(&s)) {
+                    Progress::NotYet
+                } else {
+                    Progress::Up
+                }
+            }
+            Ok(Answer::Reply(_)) | Err(_) => Progress::NotYet,
         })
     }
 
     fn reload(&self) -> Result<u8, Fail> {
         // Without -C the master's own validation (the reload reply) is the check.
-        if let Some(dir) = &self.dir
-            && let Some(error) = self.check(dir)?.error()
-        {
-            return fail(format!("reload failed: {error}"));
+        if let Some(dir) = &self.dir {
+            let check = self.check(dir)?;
+            if let Some(error) = check.error() {
+                return fail(format!("reload failed: {error}"));
+            }
+            // The check's warnings (unknown keys) are the operator's to see, not only the log's.
+            if let Check::Ok(text) = &check {
+                for line in text.lines().filter(|l| l.starts_with("zmaster: warning:")) {
+                    eprintln!("{line}");
+                }
+            }
         }
         let Some(pid) = self.running()? else {
             return fail("not running");
@@ -339,6 +390,10 @@ impl Ctl {
                 },
             )?,
         }
+        // SPEC §11: the master's stop timeout + 5 s. That is also the master's worst case
+        // (SIGKILL 5 s after the stop timeout), so children that ignore SIGTERM can make this
+        // report "still running" just before the master exits; give -timeout for those, and
+        // for a master started with a longer -master-stop-timeout.
         let timeout = self
             .timeout
             .unwrap_or(zmaster::DEFAULT_STOP_GRACE + Duration::from_secs(5));
