@@ -58,6 +58,9 @@ impl Supervisor {
             if self.children.is_empty() {
                 break;
             }
+            // A frozen child never drains: its heartbeat still gets it killed (and reaped in
+            // the next turn), so a graceful stop need not wait for the stop timeout.
+            self.check_heartbeats();
             let now = Instant::now();
             self.notifier.ping_if_due(now);
             let pending = self.signals.take();
@@ -112,6 +115,9 @@ impl Supervisor {
                 .min(Duration::from_millis(100));
             if let Some(ping) = self.notifier.next_ping(now) {
                 wait = wait.min(ping.saturating_duration_since(now));
+            }
+            if let Some(check) = self.next_heartbeat_check(now) {
+                wait = wait.min(check.saturating_duration_since(now));
             }
             let mut fds = [PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, PollTimeout::from(wait.as_millis().max(1) as u16));
