@@ -305,9 +305,12 @@ impl Supervisor {
                     }
                 }
                 (_, state) => {
-                    // A retired child's exit is what status shows as the last one (it left
-                    // for a reason worth seeing); its detach was counted already.
-                    if let (Some(state), Some(_)) = (state, exit.retired) {
+                    // A retired child's exit, or a hung one the master killed, is what status
+                    // shows as the last one (it left for a reason worth seeing, draining or
+                    // detached as it was); its detach was counted already.
+                    if let Some(state) = state
+                        && (exit.retired.is_some() || exit.hang.is_some())
+                    {
                         state.policy.record_exit(pid, exit, child.started, now);
                     }
                     let role = if self.stopping {
