@@ -106,6 +106,10 @@ pub(crate) struct Watch {
     /// chose (short while the count moves, doubling back to [`tick`](Watch::tick) when not).
     seen: u64,
     busy: Duration,
+    /// When [`check`](Watch::check) last ran, and since when it has seen a thread stalled
+    /// (a hang counts when seen on checks a tick apart, never on a late check: see `check`).
+    checked: Option<Instant>,
+    stalled_since: Option<Instant>,
 }
 
 impl Watch {
@@ -120,6 +124,8 @@ impl Watch {
             max_use,
             seen: 0,
             busy: Duration::MAX,
+            checked: None,
+            stalled_since: None,
         }
     }
 
@@ -161,10 +167,30 @@ impl Watch {
     }
 
     /// Why the server should retire now, if it should (logs the reason).
+    ///
+    /// A hang needs a stall seen on two checks at least a tick apart, and a check more than
+    /// two ticks after the previous one sees none: after a freeze of the whole process (SIGSTOP,
+    /// docker pause, a cgroup freeze) every busy thread looks stalled by the clock until it
+    /// had a chance to run again.
     pub(crate) fn check(&mut self, serving: &dyn Serving, now: Instant) -> Option<&'static str> {
-        if !self.limits.hang_timeout.is_zero() {
-            let stalls = serving.stalled(self.limits.hang_timeout);
-            for stall in &stalls {
+        if let (false, Some(tick)) = (self.limits.hang_timeout.is_zero(), self.tick()) {
+            let late = self
+                .checked
+                .replace(now)
+                .is_some_and(|at| now.saturating_duration_since(at) > tick * 2);
+            let stalls = if late {
+                Vec::new()
+            } else {
+                serving.stalled(self.limits.hang_timeout)
+            };
+            let since = if stalls.is_empty() {
+                self.stalled_since = None;
+                now
+            } else {
+                *self.stalled_since.get_or_insert(now)
+            };
+            let confirmed = !stalls.is_empty() && now.saturating_duration_since(since) >= tick;
+            for stall in stalls.iter().filter(|_| confirmed) {
                 let coroutine = stall
                     .coroutine
                     .map_or_else(|| "none".to_owned(), |id| id.to_string());
@@ -174,7 +200,7 @@ impl Watch {
                     stall.busy_for.as_millis()
                 );
             }
-            if !stalls.is_empty() {
+            if confirmed {
                 return Some("hang");
             }
         }
