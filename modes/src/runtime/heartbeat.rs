@@ -15,7 +15,7 @@
 //! (`lifecycle`), which retires the server. The master checks every timeout / 4 (at most
 //! 400 ms) and kills only on two stale checks an interval apart: at least two beats fit in.
 
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,22 @@ const REASON_AT: i64 = 8;
 const MAX_EVERY: Duration = Duration::from_millis(200);
 /// The shortest (a tiny timeout must not make the thread spin).
 const MIN_EVERY: Duration = Duration::from_millis(10);
+
+/// The memfd's size, as the master's `supervisor::heartbeat` makes it.
+const SIZE: i64 = 64;
+
+/// Whether `fd` is a heartbeat memfd as the master stages it, checked without `/proc` (a
+/// chroot may have none): a regular file of the master's size that has a seal set — only a
+/// memfd (or shmem) supports `F_GET_SEALS`; a file, pipe or socket fails it.
+pub(crate) fn is_heartbeat_memfd(fd: BorrowedFd<'_>) -> bool {
+    let Ok(stat) = nix::sys::stat::fstat(fd) else {
+        return false;
+    };
+    let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+    regular
+        && stat.st_size == SIZE
+        && nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GET_SEALS).is_ok()
+}
 
 /// The reason byte for a retire reason of `lifecycle::Watch::check`; 0 for none known.
 pub(crate) fn reason_code(reason: &str) -> u8 {
@@ -61,7 +77,8 @@ impl Heartbeat {
     /// removed so nothing this server execs sees a stale number. `Ok(None)` when it is not set.
     ///
     /// # Errors
-    /// The value is no fd number, or that fd is not an inherited `zmaster-heartbeat` memfd:
+    /// The value is no fd number, or that fd is not an inherited heartbeat memfd (checked
+    /// without `/proc`: [`is_heartbeat_memfd`]):
     /// the message says which (the server then runs unwatched).
     pub(crate) fn from_env(hang_timeout: Duration) -> Result<Option<Heartbeat>, String> {
         let Some(value) = std::env::var_os(ENV) else {
@@ -73,14 +90,14 @@ impl Heartbeat {
             .and_then(|v| v.parse().ok())
             .filter(|fd| *fd > 2)
             .ok_or_else(|| format!("{ENV}={value:?} is not an fd number"))?;
-        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-        if !link
-            .to_string_lossy()
-            .starts_with("/memfd:zmaster-heartbeat")
-        {
+        // Adopted first (an inherited fd only: see `sys`), so it can be looked at safely.
+        let owned = sys::adopt_inherited_fd(fd).map_err(|e| format!("{ENV}={fd}: {e}"))?;
+        if !is_heartbeat_memfd(owned.as_fd()) {
+            // Not ours to close: left open as it came.
+            let _ = owned.into_raw_fd();
             return Err(format!("{ENV}={fd} is not the master's heartbeat memfd"));
         }
-        let fd = sys::adopt_inherited_fd(fd).map_err(|e| format!("{ENV}={fd}: {e}"))?;
+        let fd = owned;
         Ok(Some(Heartbeat::new(fd, hang_timeout)))
     }
 
@@ -197,6 +214,31 @@ mod tests {
         assert_eq!(beat_every(ms(4)), Some(ms(10)));
         assert_eq!(beat_every(ms(1608)), Some(ms(200)));
         assert_eq!(beat_every(ms(1592)), Some(ms(199)));
+    }
+
+    #[test]
+    fn the_memfd_is_recognised_without_proc() {
+        let memfd = memfd_create(c"zmaster-heartbeat", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&memfd, 64).unwrap();
+        assert!(is_heartbeat_memfd(memfd.as_fd()));
+        // Another name is fine (nothing reads it): what counts is what the fd is.
+        let sealable = memfd_create(c"other", MFdFlags::MFD_ALLOW_SEALING).unwrap();
+        nix::unistd::ftruncate(&sealable, 64).unwrap();
+        assert!(is_heartbeat_memfd(sealable.as_fd()));
+        let small = memfd_create(c"zmaster-heartbeat", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&small, 8).unwrap();
+        assert!(!is_heartbeat_memfd(small.as_fd()), "not the master's size");
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(64).unwrap();
+        assert!(
+            !is_heartbeat_memfd(file.as_fd()),
+            "a plain file has no seals"
+        );
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert!(!is_heartbeat_memfd(r.as_fd()), "a pipe");
+        assert!(!is_heartbeat_memfd(w.as_fd()));
+        let dir = std::fs::File::open("/").unwrap();
+        assert!(!is_heartbeat_memfd(dir.as_fd()), "a directory");
     }
 
     #[test]
