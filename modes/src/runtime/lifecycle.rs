@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use zmaster_core::config::Config;
 
-use super::error::Result;
+use super::error::{Error, ErrorKind, Result};
 use super::server::Serving;
 use super::sys;
 
@@ -55,7 +55,7 @@ impl Limits {
                 i64::from(i32::MAX),
             )?)
             .unwrap_or(0),
-            hang_timeout: config.get_duration("server-hang-timeout", Duration::ZERO)?,
+            hang_timeout: hang_timeout(config)?,
         })
     }
 
@@ -79,6 +79,27 @@ impl Limits {
         let jitter = key % self.max_use_jitter.saturating_add(1);
         Some(self.max_use.saturating_add(jitter))
     }
+}
+
+/// The smallest `server-hang-timeout` besides 0 (off), as the master's: a shorter one would
+/// make the master kill healthy children (they beat at most every 10 ms).
+pub(crate) const MIN_HANG_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `server-hang-timeout` (0 = off), refused below [`MIN_HANG_TIMEOUT`] with its `file:line`.
+fn hang_timeout(config: &Config) -> Result<Duration> {
+    const KEY: &str = "server-hang-timeout";
+    let timeout = config.get_duration(KEY, Duration::ZERO)?;
+    if timeout.is_zero() || timeout >= MIN_HANG_TIMEOUT {
+        return Ok(timeout);
+    }
+    let value = config.get(KEY).unwrap_or_default().trim();
+    Err(Error::new(
+        ErrorKind::Config,
+        format!(
+            "{}{KEY} = {value}: below the minimum 100ms",
+            super::args::located(config, KEY)
+        ),
+    ))
 }
 
 /// A random number drawn once per process (std seeds `RandomState` from the OS): good enough

@@ -46,6 +46,27 @@ fn keys_defaults_and_errors() {
 }
 
 #[test]
+fn a_hang_timeout_under_100ms_is_refused() {
+    for value in ["5ms", "10ms", "99ms"] {
+        let c = Config::parse(
+            &format!("\nserver-hang-timeout = {value}\n"),
+            std::path::Path::new("x.cf"),
+        )
+        .unwrap();
+        assert_eq!(
+            Limits::from_config(&c).unwrap_err().to_string(),
+            format!("x.cf:2: server-hang-timeout = {value}: below the minimum 100ms")
+        );
+    }
+    for (value, want) in [("0", 0), ("100ms", 100)] {
+        let mut c = Config::new();
+        c.set("server-hang-timeout", value);
+        let limits = Limits::from_config(&c).unwrap();
+        assert_eq!(limits.hang_timeout, Duration::from_millis(want), "{value}");
+    }
+}
+
+#[test]
 fn jitter_stays_in_range_and_tick_is_bounded() {
     let limits = Limits {
         max_use: 10,
