@@ -186,6 +186,32 @@ fn bad(config: &Config, key: &str, value: &str, what: &str) -> Error {
     Error::new(ErrorKind::Config, message)
 }
 
+/// The smallest `server-hang-timeout` besides 0 (off): a child beats at most every 10 ms and
+/// the master checks at most every 50 ms, so a shorter one would kill healthy children.
+pub(crate) const MIN_HANG_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `server-hang-timeout` (0 = off), refused below [`MIN_HANG_TIMEOUT`] with its `file:line`.
+///
+/// # Errors
+/// Not a duration, or too short.
+pub(crate) fn hang_timeout(config: &Config) -> Result<std::time::Duration> {
+    const KEY: &str = "server-hang-timeout";
+    let timeout = config.get_duration(KEY, std::time::Duration::ZERO)?;
+    if timeout.is_zero() || timeout >= MIN_HANG_TIMEOUT {
+        return Ok(timeout);
+    }
+    let value = config.get(KEY).unwrap_or_default().trim();
+    let at = match config.origin(KEY) {
+        Some(Origin::CommandLine) => format!("command line -{KEY} {value}"),
+        Some(Origin::File(loc)) => format!("{loc}: {KEY} = {value}"),
+        _ => format!("{KEY} = {value}"),
+    };
+    Err(Error::new(
+        ErrorKind::Config,
+        format!("{at}: below the minimum 100ms"),
+    ))
+}
+
 /// Checks the typed value of every known key set in `config` (SPEC §11: `-t` checks "typed
 /// values of every key zmaster knows"), naming key, value and `file:line`.
 pub(crate) fn check_values(config: &Config) -> Result<()> {
@@ -200,6 +226,7 @@ pub(crate) fn check_values(config: &Config) -> Result<()> {
                     return Err(bad(config, key, value, "an integer of 0 or more"));
                 }
             }
+            Kind::Duration if key == "server-hang-timeout" => drop(hang_timeout(config)?),
             Kind::Duration => drop(config.get_duration(key, std::time::Duration::ZERO)?),
             Kind::Size => drop(config.get_size(key, 0)?),
             Kind::Limit if value.trim().eq_ignore_ascii_case("unlimited") => {}
@@ -358,6 +385,10 @@ mod tests {
                     server-unix-mode = 0660\nserver-log = syslog,mail\nserver-log-level = debug\n\
                     run-user = nobody\nother = x y\n";
         check_values(&file("a.cf", good).config).unwrap();
+        for timeout in ["0", "100ms", "1s"] {
+            let text = format!("server-hang-timeout = {timeout}\n");
+            check_values(&file("a.cf", &text).config).unwrap();
+        }
         for limit in ["unlimited", " Unlimited", "4m"] {
             let text = format!("server-core-file-size = {limit}\n");
             check_values(&file("a.cf", &text).config).unwrap();
@@ -371,6 +402,14 @@ mod tests {
             (
                 "server-hang-timeout = 5y\n",
                 "a.cf:1: server-hang-timeout = \"5y\"",
+            ),
+            (
+                "server-hang-timeout = 5ms\n",
+                "a.cf:1: server-hang-timeout = 5ms: below the minimum 100ms",
+            ),
+            (
+                "server-hang-timeout = 99ms\n",
+                "a.cf:1: server-hang-timeout = 99ms: below the minimum 100ms",
             ),
             (
                 "server-max-memory = lots\n",

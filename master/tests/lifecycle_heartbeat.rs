@@ -168,7 +168,7 @@ fn watching_heartbeats_is_no_busy_loop() {
     let kid = beating_echo(&master, &sock, None);
     let first = heartbeat_of(kid).expect("a heartbeat").1;
     let (before, started) = (cpu_ticks(master.pid()), Instant::now());
-    // A second of beats (every 50 ms), each checked by the master every 50 ms.
+    // A second of beats (every 25 ms), checked by the master every 50 ms.
     wait_until(PATIENCE, "a second of heartbeats", || {
         heartbeat_of(kid).is_some_and(|(_, beat)| beat >= first + 1_000_000_000)
     });

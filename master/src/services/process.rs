@@ -49,7 +49,7 @@ impl ServerLimits {
         let max_idle = config.get_duration("server-max-idle", Duration::ZERO)?;
         let max_memory = config.get_size("server-max-memory", 0)?;
         Ok(ServerLimits {
-            hang_timeout: config.get_duration("server-hang-timeout", Duration::ZERO)?,
+            hang_timeout: crate::keys::hang_timeout(config)?,
             retires: max_use > 0 || !max_idle.is_zero() || max_memory > 0,
         })
     }

@@ -169,3 +169,21 @@ fn run_keys_and_their_aliases() {
         "{err}"
     );
 }
+
+#[test]
+fn a_hang_timeout_under_100ms_is_refused() {
+    for value in ["5ms", "10ms", "99ms"] {
+        assert_eq!(
+            error(&format!("\nserver-hang-timeout = {value}\n")),
+            format!("x.cf:2: server-hang-timeout = {value}: below the minimum 100ms")
+        );
+    }
+    for (value, want) in [("0", 0), ("100ms", 100), ("2s", 2000)] {
+        let p = parsed(&format!("server-hang-timeout = {value}\n")).unwrap();
+        assert_eq!(
+            p.limits.hang_timeout,
+            Duration::from_millis(want),
+            "{value}"
+        );
+    }
+}

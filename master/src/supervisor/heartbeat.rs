@@ -12,6 +12,12 @@
 //!   least every min(1 s, timeout / 4); once it beat, a beat older than the timeout means the
 //!   whole process is frozen (stopped, deadlocked, swapped to death): `SIGKILL`, and it is
 //!   replaced like any exit. A thread stuck in a handler is the server's own watchdog's job.
+//! - A freeze of the master together with its children (docker pause, a cgroup freeze, a
+//!   paused VM) makes every beat stale by the master's clock on thaw, before the children
+//!   had a chance to beat again. So a check that comes much later than its interval (the
+//!   master itself was not running) only re-reads, and a child is killed only when its beat
+//!   was stale on two checks at least one interval apart on the master's own clock: children
+//!   beat at least twice an interval, so a live one is fresh by then.
 //! - Before a limit retires it (detach), the server writes the reason byte, so the master can
 //!   say why the child left and never count a retirement as a young death.
 
@@ -36,6 +42,11 @@ const SIZE: i64 = 64;
 const REASON_AT: i64 = 8;
 /// The master never checks more often than this, however short the timeout.
 const MIN_CHECK: Duration = Duration::from_millis(50);
+/// Nor less often than this, however long: a stopped child is killed within the timeout and
+/// two intervals (the stale sighting, then the confirming one).
+const MAX_CHECK: Duration = Duration::from_millis(400);
+/// A check this many intervals after the last one means the master was not running.
+const LATE_CHECKS: u32 = 2;
 
 /// Why a zmaster server retired itself (SPEC §13), as its reason byte says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +122,11 @@ pub(crate) struct Heartbeat {
     fd: OwnedFd,
     /// `server-hang-timeout` when it is watched (> 0).
     timeout: Option<Duration>,
+    /// The master's CLOCK_MONOTONIC ns at the last check (0: never checked).
+    checked_ns: u64,
+    /// The master's CLOCK_MONOTONIC ns at the check that first saw the beat stale (0: it was
+    /// fresh at the last check).
+    stale_since_ns: u64,
 }
 
 impl Heartbeat {
@@ -122,6 +138,8 @@ impl Heartbeat {
         Ok(Heartbeat {
             fd,
             timeout: (!hang_timeout.is_zero()).then_some(hang_timeout),
+            checked_ns: 0,
+            stale_since_ns: 0,
         })
     }
 
@@ -165,6 +183,40 @@ impl Heartbeat {
         let first = hung_for(self.last_beat(), now_ns, timeout)?;
         hung_for(self.last_beat(), now_ns, timeout).map(|second| second.min(first))
     }
+
+    /// One check at `now_ns` (the master's clock): the beat's age when the child is to be
+    /// killed. A check coming more than [`LATE_CHECKS`] intervals after the previous one only
+    /// re-reads (the master was frozen too: nobody had a chance to beat); a stale beat counts
+    /// only when it was stale at a check at least one interval before as well.
+    pub(crate) fn check(&mut self, now_ns: u64) -> Option<Duration> {
+        let timeout = self.timeout?;
+        let every = check_interval(timeout);
+        let previous = std::mem::replace(&mut self.checked_ns, now_ns);
+        let gap = Duration::from_nanos(now_ns.saturating_sub(previous));
+        let Some(age) = self
+            .stale(now_ns)
+            .filter(|_| previous == 0 || gap <= every * LATE_CHECKS)
+        else {
+            self.stale_since_ns = 0;
+            return None;
+        };
+        if self.stale_since_ns == 0 {
+            self.stale_since_ns = now_ns;
+            return None;
+        }
+        (Duration::from_nanos(now_ns.saturating_sub(self.stale_since_ns)) >= every).then_some(age)
+    }
+
+    /// How long after `now_ns` this heartbeat wants its next check (`None`: not watched): one
+    /// interval, or the rest of it when a stale beat waits for its confirming check.
+    pub(crate) fn next_check_in(&self, now_ns: u64) -> Option<Duration> {
+        let every = check_interval(self.timeout?);
+        if self.stale_since_ns == 0 {
+            return Some(every);
+        }
+        let since = Duration::from_nanos(now_ns.saturating_sub(self.stale_since_ns));
+        Some(every.saturating_sub(since))
+    }
 }
 
 /// The age of a beat at `beat_ns` seen at `now_ns` if it is older than `timeout`; never for a
@@ -177,10 +229,10 @@ pub(crate) fn hung_for(beat_ns: u64, now_ns: u64, timeout: Duration) -> Option<D
     (age > timeout).then_some(age)
 }
 
-/// How often the master checks a child watched with `timeout`: a quarter of it, not more
-/// often than every 50 ms.
+/// How often the master checks a child watched with `timeout`: a quarter of it, within
+/// 50 ms .. 400 ms.
 pub(crate) fn check_interval(timeout: Duration) -> Duration {
-    (timeout / 4).max(MIN_CHECK)
+    (timeout / 4).clamp(MIN_CHECK, MAX_CHECK)
 }
 
 /// Creates the memfd for a child of a service with `limits`, when it has any §13 server-side
@@ -207,7 +259,7 @@ impl Supervisor {
             let Some(heartbeat) = child.heartbeat.as_mut() else {
                 continue;
             };
-            let (Some(timeout), Some(age)) = (heartbeat.timeout(), heartbeat.stale(now_ns)) else {
+            let (Some(timeout), Some(age)) = (heartbeat.timeout(), heartbeat.check(now_ns)) else {
                 continue;
             };
             log::warn!(
@@ -224,12 +276,13 @@ impl Supervisor {
 
     /// When the next heartbeat check is due (`None`: no child is watched).
     pub(super) fn next_heartbeat_check(&self, now: Instant) -> Option<Instant> {
+        let now_ns = sys::monotonic_ns();
         self.children
             .iter()
-            .filter_map(|(_, c)| c.heartbeat.as_ref()?.timeout())
-            .map(check_interval)
+            .filter_map(|(_, c)| c.heartbeat.as_ref()?.next_check_in(now_ns))
             .min()
-            .map(|every| now + every)
+            // poll's timeout is whole milliseconds, rounded down: never wake before it is due.
+            .map(|wait| now + wait + Duration::from_millis(1))
     }
 }
 

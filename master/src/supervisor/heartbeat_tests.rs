@@ -92,10 +92,102 @@ fn an_unwatched_heartbeat_is_never_stale() {
 
 #[test]
 fn checks_run_at_a_quarter_of_the_timeout_but_not_under_50ms() {
-    assert_eq!(check_interval(ms(2000)), ms(500));
+    assert_eq!(check_interval(ms(1000)), ms(250));
     assert_eq!(check_interval(ms(200)), ms(50));
     assert_eq!(check_interval(ms(100)), ms(50));
     assert_eq!(check_interval(ms(201)), Duration::from_micros(50_250));
+    assert_eq!(check_interval(ms(1600)), ms(400));
+    assert_eq!(check_interval(ms(1604)), ms(400), "at most 400 ms");
+    assert_eq!(check_interval(ms(60_000)), ms(400));
+}
+
+const S: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+
+#[test]
+fn a_stale_beat_kills_only_when_confirmed_an_interval_later() {
+    // Timeout 1 s: checks every 250 ms.
+    let mut h = Heartbeat::create(ms(1000)).unwrap();
+    let t = 100 * S;
+    beat(&h, t);
+    assert_eq!(h.next_check_in(t), Some(ms(250)));
+    assert_eq!(h.check(t + 900 * MS), None, "fresh");
+    assert_eq!(h.check(t + 1100 * MS), None, "stale once: not yet");
+    assert_eq!(h.next_check_in(t + 1100 * MS), Some(ms(250)));
+    assert_eq!(
+        h.next_check_in(t + 1200 * MS),
+        Some(ms(150)),
+        "the rest of it"
+    );
+    assert_eq!(h.next_check_in(t + 1400 * MS), Some(Duration::ZERO));
+    assert_eq!(
+        h.check(t + 1349 * MS),
+        None,
+        "stale again, under an interval after"
+    );
+    assert_eq!(
+        h.check(t + 1350 * MS),
+        Some(ms(1350)),
+        "an interval after: killed"
+    );
+    // A beat in between clears the first sighting.
+    let mut h = Heartbeat::create(ms(1000)).unwrap();
+    beat(&h, t);
+    assert_eq!(h.check(t + 1100 * MS), None);
+    beat(&h, t + 1200 * MS);
+    assert_eq!(h.check(t + 1300 * MS), None, "fresh again");
+    assert_eq!(h.next_check_in(t + 1300 * MS), Some(ms(250)));
+    for at in [1550, 1800, 2050] {
+        assert_eq!(h.check(t + at * MS), None, "fresh at {at}");
+    }
+    assert_eq!(h.check(t + 2250 * MS), None, "stale: a new first sighting");
+    assert_eq!(h.check(t + 2450 * MS), None);
+    assert_eq!(h.check(t + 2500 * MS), Some(ms(1300)));
+}
+
+#[test]
+fn a_check_long_after_the_last_one_only_rereads() {
+    // The master and the child were frozen together for 2.5 s.
+    let mut h = Heartbeat::create(ms(1000)).unwrap();
+    let t = 100 * S;
+    beat(&h, t);
+    assert_eq!(h.check(t + 100 * MS), None);
+    assert_eq!(
+        h.check(t + 2600 * MS),
+        None,
+        "late: the master was not running"
+    );
+    assert_eq!(h.check(t + 2850 * MS), None, "the first sighting on time");
+    assert_eq!(
+        h.check(t + 3100 * MS),
+        Some(ms(3100)),
+        "still stale: hung after all"
+    );
+    // Exactly two intervals after the last check is not late yet.
+    let mut h = Heartbeat::create(ms(1000)).unwrap();
+    beat(&h, t);
+    assert_eq!(h.check(t + 1000 * MS), None);
+    assert_eq!(
+        h.check(t + 1500 * MS),
+        None,
+        "two intervals: on time, a first sighting"
+    );
+    assert_eq!(h.check(t + 2001 * MS), None, "late again: only re-read");
+    assert_eq!(h.check(t + 2251 * MS), None);
+    assert_eq!(h.check(t + 2501 * MS), Some(ms(2501)));
+    // The first check of all is never late.
+    let mut h = Heartbeat::create(ms(1000)).unwrap();
+    beat(&h, t);
+    assert_eq!(h.check(t + 5 * S), None, "a first sighting");
+    assert_eq!(h.check(t + 5 * S + 250 * MS), Some(ms(5250)));
+    let mut never = Heartbeat::create(ms(1000)).unwrap();
+    assert_eq!(
+        (never.check(t), never.check(t + 300 * MS)),
+        (None, None),
+        "never beat"
+    );
+    never.unwatch();
+    assert_eq!(never.next_check_in(t), None);
 }
 
 #[test]

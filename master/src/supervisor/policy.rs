@@ -186,14 +186,17 @@ impl RestartPolicy {
         let lived = self.record_exit(pid, reason, started, now);
         // Clean exits that lived a little are normal for servers that exit after N requests
         // (Postfix's max_use): only one within 100 ms is young.
-        let young = reason.retired.is_none()
-            && lived
-                < if reason.status.is_clean() {
-                    START
-                } else {
-                    HEALTHY
-                };
-        self.child_gone(started, young, now)
+        let young_under = if reason.status.is_clean() {
+            START
+        } else {
+            HEALTHY
+        };
+        let gone = match (reason.retired, lived < young_under) {
+            (Some(_), _) => Gone::Retired,
+            (None, true) => Gone::Young,
+            (None, false) => Gone::Healthy,
+        };
+        self.child_gone(started, gone, now)
     }
 
     /// Records how a child started at `started` ended at `now` as the last exit, without
@@ -220,8 +223,14 @@ impl RestartPolicy {
     /// 1 s is a young death: a server that closes fd 4 at start-up (a wrapper script,
     /// `closefrom(3)`) must not make the master fork without limit. A retirement never is.
     pub(crate) fn detached(&mut self, started: Instant, now: Instant, retired: bool) -> Duration {
-        let young = !retired && now.saturating_duration_since(started) < HEALTHY;
-        self.child_gone(started, young, now)
+        let gone = if retired {
+            Gone::Retired
+        } else if now.saturating_duration_since(started) < HEALTHY {
+            Gone::Young
+        } else {
+            Gone::Healthy
+        };
+        self.child_gone(started, gone, now)
     }
 
     /// A child could not be started at `now`: back off as after a death at birth; the delay.
@@ -241,14 +250,19 @@ impl RestartPolicy {
     }
 
     /// A child stopped counting (it exited or detached); returns the delay before the next
-    /// start. A young death raises the backoff once per round of starts; anything older
-    /// resets it.
-    fn child_gone(&mut self, started: Instant, young: bool, now: Instant) -> Duration {
+    /// start. A young death raises the backoff once per round of starts; a healthy child
+    /// resets it; a retirement leaves both the level and the count as they were (a retire
+    /// loop, say `server-max-memory` below the baseline, must not hide a crash loop).
+    fn child_gone(&mut self, started: Instant, gone: Gone, now: Instant) -> Duration {
         self.restarts += 1;
-        if !young {
-            self.backoff = Backoff::default();
-            self.young_in_row = 0;
-            return self.next_start.saturating_duration_since(now);
+        match gone {
+            Gone::Retired => return self.next_start.saturating_duration_since(now),
+            Gone::Healthy => {
+                self.backoff = Backoff::default();
+                self.young_in_row = 0;
+                return self.next_start.saturating_duration_since(now);
+            }
+            Gone::Young => {}
         }
         self.count_young();
         if self.last_bump.is_none_or(|bump| started >= bump) {
@@ -258,6 +272,17 @@ impl RestartPolicy {
         }
         self.next_start.saturating_duration_since(now)
     }
+}
+
+/// How a counted child left, as the backoff sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// A young death: counted, and it raises the backoff.
+    Young,
+    /// It lived: the count and the backoff reset.
+    Healthy,
+    /// A SPEC §13 limit retired it: neutral, neither counted nor resetting.
+    Retired,
 }
 
 /// True when a service has so many detached processes that the operator should look: four per

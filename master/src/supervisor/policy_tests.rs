@@ -296,17 +296,55 @@ fn a_retirement_is_never_a_young_death() {
         (Phase::Running, Duration::ZERO)
     );
     assert_eq!(p.restarts(), 7);
-    // And a retirement resets a crash loop's level and count like any healthy child.
+    // And a retirement is neutral: it neither resets a crash loop's level nor its count,
+    // whether it detached or exited, young or old.
     let mut q = RestartPolicy::new(t0, 2);
     assert_eq!(q.exited(1, KILLED, t0, t0 + ms(10)), START);
     assert_eq!(q.detached(t0 + ms(100), t0 + ms(120), true), Duration::ZERO);
-    assert_eq!(q.backoff(), Duration::ZERO);
-    assert_eq!(q.exited(2, KILLED, t0 + ms(200), t0 + ms(210)), START);
+    assert_eq!(q.backoff(), START, "the level stays");
+    assert_eq!(
+        q.exited(3, RETIRED, t0 - ms(9000), t0 + ms(130)),
+        Duration::ZERO
+    );
+    assert_eq!(
+        q.backoff(),
+        START,
+        "an old retirement is no healthy child either"
+    );
+    assert_eq!(q.exited(2, KILLED, t0 + ms(200), t0 + ms(210)), ms(200));
     assert_eq!(
         q.phase(t0 + ms(210)),
-        Phase::Backoff,
-        "one in a row, not two"
+        Phase::Failed,
+        "two young deaths in a row: the retirements between did not reset the count"
     );
+    assert_eq!(q.restarts(), 4, "each was replaced");
+}
+
+#[test]
+fn a_retire_loop_keeps_the_backoff_of_the_crashes_around_it() {
+    // server-max-memory below the baseline: every child retires soon after its start, while
+    // a crash now and then must still back off from where it was.
+    let t0 = Instant::now();
+    let mut p = RestartPolicy::new(t0, 0);
+    let mut t = t0;
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        // The replacement starts when the backoff allows, and retires, three times over.
+        t = t.max(p.next_start());
+        for _ in 0..3 {
+            assert_eq!(p.detached(t, t + ms(300), true), Duration::ZERO);
+            t += ms(300);
+        }
+        // Then one crashes at once: a new round, backing off from the level before.
+        delays.push(p.exited(1, KILLED, t, t + ms(10)).as_millis());
+        t += ms(10);
+    }
+    assert_eq!(delays, [100, 200, 400, 800]);
+    assert_eq!(p.backoff(), ms(800));
+    // A child that lived and left without retiring still resets it.
+    let later = t + ms(10_000);
+    assert_eq!(p.exited(2, KILLED, t + ms(1000), later), Duration::ZERO);
+    assert_eq!(p.backoff(), Duration::ZERO);
 }
 
 #[test]

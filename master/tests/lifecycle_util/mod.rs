@@ -86,3 +86,26 @@ pub fn heartbeat_of(pid: i32) -> Option<(i32, u64)> {
     }
     None
 }
+
+/// Starts the master on `setup`'s `etc/` as `Setup::start_master` does, but as the leader of
+/// a process group of its own (its children join it): a test can freeze the whole group
+/// (`kill -STOP -- -PGID`, as docker pause or a cgroup freeze does) without freezing itself.
+pub fn start_master_in_own_group(setup: &crate::util::Setup, args: &[&str]) -> crate::util::Master {
+    use std::os::unix::process::CommandExt;
+    let log = setup.path("master.log");
+    let child = Command::new(ZMASTER)
+        .arg("-C")
+        .arg(setup.etc())
+        .args(args)
+        .env("ZM_PROBE_REPORT", setup.path("rep"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(setup.path("master.out")).expect("master.out"))
+        .stderr(std::fs::File::create(&log).expect("master.log"))
+        .process_group(0)
+        .spawn()
+        .expect("start zmaster");
+    crate::util::Master {
+        child: Some(child),
+        log,
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use zmaster_core::config::Config;
 
-use super::error::Result;
+use super::error::{Error, ErrorKind, Result};
 use super::server::Serving;
 use super::sys;
 
@@ -55,7 +55,7 @@ impl Limits {
                 i64::from(i32::MAX),
             )?)
             .unwrap_or(0),
-            hang_timeout: config.get_duration("server-hang-timeout", Duration::ZERO)?,
+            hang_timeout: hang_timeout(config)?,
         })
     }
 
@@ -79,6 +79,27 @@ impl Limits {
         let jitter = key % self.max_use_jitter.saturating_add(1);
         Some(self.max_use.saturating_add(jitter))
     }
+}
+
+/// The smallest `server-hang-timeout` besides 0 (off), as the master's: a shorter one would
+/// make the master kill healthy children (they beat at most every 10 ms).
+pub(crate) const MIN_HANG_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `server-hang-timeout` (0 = off), refused below [`MIN_HANG_TIMEOUT`] with its `file:line`.
+fn hang_timeout(config: &Config) -> Result<Duration> {
+    const KEY: &str = "server-hang-timeout";
+    let timeout = config.get_duration(KEY, Duration::ZERO)?;
+    if timeout.is_zero() || timeout >= MIN_HANG_TIMEOUT {
+        return Ok(timeout);
+    }
+    let value = config.get(KEY).unwrap_or_default().trim();
+    Err(Error::new(
+        ErrorKind::Config,
+        format!(
+            "{}{KEY} = {value}: below the minimum 100ms",
+            super::args::located(config, KEY)
+        ),
+    ))
 }
 
 /// A random number drawn once per process (std seeds `RandomState` from the OS): good enough
@@ -106,6 +127,10 @@ pub(crate) struct Watch {
     /// chose (short while the count moves, doubling back to [`tick`](Watch::tick) when not).
     seen: u64,
     busy: Duration,
+    /// When [`check`](Watch::check) last ran, and since when it has seen a thread stalled
+    /// (a hang counts when seen on checks a tick apart, never on a late check: see `check`).
+    checked: Option<Instant>,
+    stalled_since: Option<Instant>,
 }
 
 impl Watch {
@@ -120,6 +145,8 @@ impl Watch {
             max_use,
             seen: 0,
             busy: Duration::MAX,
+            checked: None,
+            stalled_since: None,
         }
     }
 
@@ -161,10 +188,30 @@ impl Watch {
     }
 
     /// Why the server should retire now, if it should (logs the reason).
+    ///
+    /// A hang needs a stall seen on two checks at least a tick apart, and a check more than
+    /// two ticks after the previous one sees none: after a freeze of the whole process (SIGSTOP,
+    /// docker pause, a cgroup freeze) every busy thread looks stalled by the clock until it
+    /// had a chance to run again.
     pub(crate) fn check(&mut self, serving: &dyn Serving, now: Instant) -> Option<&'static str> {
-        if !self.limits.hang_timeout.is_zero() {
-            let stalls = serving.stalled(self.limits.hang_timeout);
-            for stall in &stalls {
+        if let (false, Some(tick)) = (self.limits.hang_timeout.is_zero(), self.tick()) {
+            let late = self
+                .checked
+                .replace(now)
+                .is_some_and(|at| now.saturating_duration_since(at) > tick * 2);
+            let stalls = if late {
+                Vec::new()
+            } else {
+                serving.stalled(self.limits.hang_timeout)
+            };
+            let since = if stalls.is_empty() {
+                self.stalled_since = None;
+                now
+            } else {
+                *self.stalled_since.get_or_insert(now)
+            };
+            let confirmed = !stalls.is_empty() && now.saturating_duration_since(since) >= tick;
+            for stall in stalls.iter().filter(|_| confirmed) {
                 let coroutine = stall
                     .coroutine
                     .map_or_else(|| "none".to_owned(), |id| id.to_string());
@@ -174,7 +221,7 @@ impl Watch {
                     stall.busy_for.as_millis()
                 );
             }
-            if !stalls.is_empty() {
+            if confirmed {
                 return Some("hang");
             }
         }

@@ -46,6 +46,27 @@ fn keys_defaults_and_errors() {
 }
 
 #[test]
+fn a_hang_timeout_under_100ms_is_refused() {
+    for value in ["5ms", "10ms", "99ms"] {
+        let c = Config::parse(
+            &format!("\nserver-hang-timeout = {value}\n"),
+            std::path::Path::new("x.cf"),
+        )
+        .unwrap();
+        assert_eq!(
+            Limits::from_config(&c).unwrap_err().to_string(),
+            format!("x.cf:2: server-hang-timeout = {value}: below the minimum 100ms")
+        );
+    }
+    for (value, want) in [("0", 0), ("100ms", 100)] {
+        let mut c = Config::new();
+        c.set("server-hang-timeout", value);
+        let limits = Limits::from_config(&c).unwrap();
+        assert_eq!(limits.hang_timeout, Duration::from_millis(want), "{value}");
+    }
+}
+
+#[test]
 fn jitter_stays_in_range_and_tick_is_bounded() {
     let limits = Limits {
         max_use: 10,
@@ -195,7 +216,57 @@ fn each_limit_retires_at_its_threshold_only() {
         }],
         ..Fake::default()
     };
-    assert_eq!(hang.check(&stuck, now), Some("hang"));
+    assert_eq!(hang.check(&stuck, now), None, "seen once: not yet");
+    let tick = hang.tick().unwrap();
+    assert_eq!(tick, Duration::from_millis(100));
+    let at = |n: u64| now + Duration::from_millis(n);
+    assert_eq!(hang.check(&stuck, at(99)), None, "under a tick later");
+    assert_eq!(hang.check(&stuck, at(100)), Some("hang"), "a tick later");
+}
+
+#[test]
+fn a_hang_is_confirmed_a_tick_later_and_never_on_a_late_check() {
+    let limits = Limits {
+        hang_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let stuck = Fake {
+        stalls: vec![Stall {
+            thread_name: "zm-worker-0".into(),
+            busy_for: Duration::from_secs(2),
+            coroutine: None,
+        }],
+        ..Fake::default()
+    };
+    let fine = Fake::default();
+    let now = Instant::now();
+    let at = |n: u64| now + Duration::from_millis(n);
+    // Frozen for 2 s after the check at 0 (the tick is 100 ms): the first check after the
+    // thaw is late and only looks; the thread ran again before the next one.
+    let mut w = Watch::new(&limits);
+    assert_eq!(w.check(&fine, at(0)), None);
+    assert_eq!(
+        w.check(&stuck, at(2000)),
+        None,
+        "late: the process was not running"
+    );
+    assert_eq!(
+        w.check(&stuck, at(2100)),
+        None,
+        "the first sighting on time"
+    );
+    assert_eq!(w.check(&fine, at(2200)), None, "it ran again: no hang");
+    assert_eq!(w.check(&stuck, at(2300)), None, "a new first sighting");
+    assert_eq!(w.check(&stuck, at(2400)), Some("hang"), "stuck after all");
+    // Exactly two ticks after the last check is not late.
+    let mut w = Watch::new(&limits);
+    assert_eq!(w.check(&fine, at(0)), None);
+    assert_eq!(w.check(&stuck, at(200)), None);
+    assert_eq!(w.check(&stuck, at(300)), Some("hang"));
+    // The very first check is never late.
+    let mut w = Watch::new(&limits);
+    assert_eq!(w.check(&stuck, at(5000)), None);
+    assert_eq!(w.check(&stuck, at(5100)), Some("hang"));
 }
 
 #[test]

@@ -107,8 +107,9 @@ pub struct Server {
     control: Arc<Control>,
     generation: Option<OwnedFd>,
     parent: Pid,
-    /// The master's heartbeat memfd (SPEC §13), when it gave one.
-    heartbeat: Option<Heartbeat>,
+    /// The master's heartbeat memfd (SPEC §13), when it gave one (its `zm-heartbeat` thread
+    /// holds the other reference).
+    heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl Server {
@@ -157,7 +158,15 @@ impl Server {
         logging::init(&target, &invocation.ident, settings.log_level)?;
         LOGS_TO_STDERR.store(target == LogTarget::Stderr, Ordering::Relaxed);
         let heartbeat = match heartbeat_fd {
-            Some(Ok(Some(h))) => Some(h.with_timeout(settings.limits.hang_timeout)),
+            Some(Ok(Some(h))) => {
+                let h = Arc::new(h.with_timeout(settings.limits.hang_timeout));
+                // Beats for the process's whole life, whatever its main thread is busy with
+                // (a slow before_softstop hook must not look like a hang to the master).
+                if let Err(e) = h.start() {
+                    log::warn!("cannot start the heartbeat thread: {e}; not watched");
+                }
+                Some(h)
+            }
             Some(Err(e)) => {
                 log::warn!("no heartbeat to the master: {e}");
                 None
@@ -252,7 +261,6 @@ impl Server {
                 self.control.softstop("no watcher thread");
             }
         }
-        self.beat();
         let event = self.wait_event(serving);
         serving.stop_accepting();
         let after = self.settings.stop_on_softstop_after;
@@ -291,38 +299,29 @@ impl Server {
     }
 
     /// Waits for the event that ends serving, checking the SPEC §13 limits every tick while
-    /// one is set (a limit reached retires the server: that is the event then) and beating
-    /// the master's heartbeat while it is watched.
+    /// one is set (a limit reached retires the server: that is the event then).
     fn wait_event(&self, serving: &dyn Serving) -> Event {
         let mut watch = Watch::new(&self.settings.limits);
-        let beat_every = self.heartbeat.as_ref().and_then(Heartbeat::every);
-        let mut next_check = watch.next_tick(serving).map(|t| Instant::now() + t);
-        if next_check.is_none() && beat_every.is_none() {
+        let Some(mut next_check) = watch.next_tick(serving).map(|t| Instant::now() + t) else {
             return self.control.wait_event();
-        }
-        if next_check.is_some() {
-            // The accept budget (server-max-use) spent: retire now, not at the next tick (the
-            // acceptor stopped there, so until the detach nobody takes new connections).
-            let control = Arc::clone(&self.control);
-            serving.on_budget_spent(Box::new(move || control.nudge()));
-        }
+        };
+        // The accept budget (server-max-use) spent: retire now, not at the next tick (the
+        // acceptor stopped there, so until the detach nobody takes new connections).
+        let control = Arc::clone(&self.control);
+        serving.on_budget_spent(Box::new(move || control.nudge()));
         loop {
-            self.beat();
-            let now = Instant::now();
-            let wake = [next_check, beat_every.map(|every| now + every)]
-                .into_iter()
-                .flatten()
-                .min();
-            if let Some(event) = self.control.wait_event_until(wake) {
+            if let Some(event) = self.control.wait_event_until(Some(next_check)) {
                 return event;
             }
             let now = Instant::now();
-            let nudged = self.control.take_nudge();
-            if next_check.is_some_and(|at| nudged || at <= now) {
+            if self.control.take_nudge() || next_check <= now {
                 if let Some(reason) = watch.check(serving, now) {
                     self.retire(reason);
                 }
-                next_check = watch.next_tick(serving).map(|t| now + t);
+                let Some(tick) = watch.next_tick(serving) else {
+                    return self.control.wait_event();
+                };
+                next_check = now + tick;
             }
         }
     }
@@ -341,24 +340,10 @@ impl Server {
         }
     }
 
-    /// Tells the master this process is alive (when it watches: `server-hang-timeout`).
-    fn beat(&self) {
-        if let Some(heartbeat) = &self.heartbeat {
-            heartbeat.beat();
-        }
-    }
-
     fn drain(&self, serving: &dyn Serving, deadline: Instant) -> Outcome {
-        // A draining process is still watched by the master: beat at least once a slice.
-        let slice = self
-            .heartbeat
-            .as_ref()
-            .and_then(Heartbeat::every)
-            .map_or(Duration::from_millis(200), |every| {
-                every.min(Duration::from_millis(200))
-            });
+        // Wake at least this often to look at stop_notify's time.
+        let slice = Duration::from_millis(200);
         loop {
-            self.beat();
             let open = serving.active_connections();
             if open == 0 {
                 log::info!("drained: every connection finished");
