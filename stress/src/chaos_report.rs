@@ -156,15 +156,16 @@ impl ChaosReport {
             );
         }
         format!(
-            "{{{},\"chaos\":{{\"master\":{},\"last_master\":{},\"kills\":{},\"hups\":{},\"upgrades\":{},\"respawn\":{},\"reload_first_child\":{},\"master_gone\":{},\"failures\":[{}]}}}}",
+            "{{{},\"chaos\":{{\"master\":{},\"last_master\":{},\"kills\":{},\"hups\":{},\"respawn\":{},\"reload_first_child\":{},\"upgrades\":{},\"master_gone\":{},\"failures\":[{}]}}}}",
             self.load.json_fields(),
             self.master,
             self.last_master,
             self.count(true),
             self.count(false),
-            self.upgrade_summary().json(),
             j(&mut k),
             j(&mut h),
+            // After the older objects: readers that take the first "count" keep theirs.
+            self.upgrade_summary().json(),
             self.master_gone,
             fails
         )

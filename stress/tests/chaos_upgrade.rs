@@ -115,6 +115,14 @@ fn check(what: &str, r: &ChaosReport, log: &Path) -> String {
         "{all}"
     );
     assert_ne!(r.last_master, r.master, "{all}");
+    let json = r.to_json();
+    let want = format!("\"last_master\":{},\"kills\":0,\"hups\":0,", r.last_master);
+    assert!(json.contains(&want), "{json}");
+    let want = format!(
+        "\"upgrades\":{{\"sent\":{},\"completed\":{},\"rolled_back\":0,",
+        s.sent, s.completed
+    );
+    assert!(json.contains(&want), "{json}");
     figures
 }
 
