@@ -16,7 +16,8 @@ usage:
                     [--threads K] [--banner N] [--connect-per-request] [--timeout T]
                     [--max-time T] [--json]
   zstress chaos (--pid-file F | --master-pid P) ADDR [--kill-rate R/s] [--hup-rate R/s]
-                    [--duration T] [load options] [--json]
+                    [--upgrade-rate R/s (with --pid-file)] [--duration T] [load options]
+                    [--json]
   zstress bench [--duration T] [--warmup T] [--conns N] [--client-threads K] [--size B]
                     [--bin-dir DIR] [--out DIR] [--procs 1,2] [--workers 1,2]
                     [--connect-per-request[=only]] [--connect-conns N] [--idle N]
@@ -230,7 +231,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             let mut dur = None;
             let mut master = None;
             let mut load = LoadConfig::new(Target::Unix(PathBuf::new()));
-            let (mut kill_rate, mut hup_rate) = (0.0, 0.0);
+            let (mut kill_rate, mut hup_rate, mut upgrade_rate) = (0.0, 0.0, 0.0);
             while let Some((opt, inl)) = a.next() {
                 if load_option(&mut a, &mut load, &opt, inl.clone(), &mut dur)? {
                     continue;
@@ -245,6 +246,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     }
                     "--kill-rate" => kill_rate = parse_rate(&a.value(&opt, inl)?)?,
                     "--hup-rate" => hup_rate = parse_rate(&a.value(&opt, inl)?)?,
+                    "--upgrade-rate" => upgrade_rate = parse_rate(&a.value(&opt, inl)?)?,
                     "--help" | "-h" => return Ok(Command::Help),
                     o if o.starts_with('-') && o.len() > 1 => {
                         return Err(Error::usage(format!("chaos: unknown option {o}")));
@@ -260,7 +262,12 @@ pub fn parse(args: &[String]) -> Result<Command> {
             finish_load(&mut load, dur, false)?;
             let master = master
                 .ok_or_else(|| Error::usage("chaos: needs --pid-file F or --master-pid P"))?;
-            if kill_rate == 0.0 && hup_rate == 0.0 {
+            if upgrade_rate > 0.0 && !matches!(master, MasterRef::PidFile(_)) {
+                return Err(Error::usage(
+                    "chaos: --upgrade-rate needs --pid-file F (the new master's pid is read from it)",
+                ));
+            }
+            if kill_rate == 0.0 && hup_rate == 0.0 && upgrade_rate == 0.0 {
                 kill_rate = 1.0;
             }
             Ok(Command::Chaos {
@@ -269,6 +276,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     load,
                     kill_rate,
                     hup_rate,
+                    upgrade_rate,
                     count_victim_conns: false,
                 },
                 json,

@@ -1,5 +1,6 @@
 //! `zstress chaos`: the load of [`crate::load`] while SIGKILLing a master's children and/or
-//! sending the master SIGHUP, with the respawn and reload times observed from `/proc`.
+//! sending the master SIGHUP or SIGUSR2 (binary upgrades, followed through the pid file: see
+//! [`crate::upgrades`]), with the respawn, reload and upgrade times observed from `/proc`.
 //!
 //! Only the given master pid and the pids listed as its children in
 //! `/proc/MASTER/task/*/children` are ever signalled; a child's parent is checked again in
@@ -9,7 +10,6 @@
 //! reload (first new child, and the whole new generation).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use nix::sys::signal::Signal;
 
 use crate::load::{self, LoadConfig};
 use crate::procs;
-use crate::report::{LoadReport, json_str};
+use crate::report::LoadReport;
+use crate::upgrades::Upgrade;
 use crate::{Error, Result};
 
 /// Which master to torment.
@@ -41,6 +42,9 @@ pub struct ChaosConfig {
     pub kill_rate: f64,
     /// SIGHUPs to the master per second (`--hup-rate`).
     pub hup_rate: f64,
+    /// SIGUSR2s (binary upgrades) per second (`--upgrade-rate`; needs [`MasterRef::PidFile`]).
+    /// None is sent while the previous one is undecided.
+    pub upgrade_rate: f64,
     /// Before each SIGKILL, SIGSTOP the victim and count its TCP connections on the load's
     /// port ([`ChaosEvent::victim_conns`]): the requests a kill may fail (TCP targets only).
     pub count_victim_conns: bool,
@@ -79,8 +83,10 @@ pub struct ChaosEvent {
 /// The result of a chaos run.
 #[derive(Debug)]
 pub struct ChaosReport {
-    /// The master pid.
+    /// The master pid at the start.
     pub master: i32,
+    /// The master pid at the end (another one after completed upgrades).
+    pub last_master: i32,
     /// Children at the start.
     pub initial_children: usize,
     /// Every action, in time order.
@@ -89,6 +95,10 @@ pub struct ChaosReport {
     pub load: LoadReport,
     /// The master exited during the run.
     pub master_gone: bool,
+    /// Every SIGUSR2 sent, in time order.
+    pub upgrades: Vec<Upgrade>,
+    /// SIGUSR2 ticks not sent: the previous upgrade was undecided.
+    pub upgrades_skipped: usize,
 }
 
 struct Rng(u64);
@@ -111,11 +121,21 @@ fn period(rate: f64) -> Option<Duration> {
 /// # Errors
 /// The pid file is unreadable, the master is not running, or the load could not start.
 pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
-    let master = match &cfg.master {
+    let pid_file = match &cfg.master {
+        MasterRef::PidFile(f) => Some(f.as_path()),
+        MasterRef::Pid(_) => None,
+    };
+    if cfg.upgrade_rate > 0.0 && pid_file.is_none() {
+        return Err(Error::usage(
+            "chaos: --upgrade-rate needs --pid-file F (the new master's pid is read from it)",
+        ));
+    }
+    let first = match &cfg.master {
         MasterRef::Pid(p) => *p,
         MasterRef::PidFile(f) => procs::read_pid_file(f)
             .map_err(|e| Error::io(format!("read pid file {}", f.display()), e))?,
     };
+    let mut master = first;
     if master <= 1 || !procs::alive(master) {
         return Err(Error::server(format!("master pid {master} is not running")));
     }
@@ -135,6 +155,14 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     // Offset reloads from kills so that one new child is not claimed by both.
     let stagger = kill_p.map_or(Duration::ZERO, |k| k.mul_f64(0.37));
     let mut next_hup = hup_p.map(|p| chaos_start + p + stagger);
+    let up_p = period(cfg.upgrade_rate);
+    let mut next_up =
+        up_p.map(|p| chaos_start + p + kill_p.map_or(Duration::ZERO, |k| k.mul_f64(0.71)));
+    let mut ups: Vec<Upgrade> = Vec::new();
+    let mut skipped = 0;
+    // Upgrades whose old master has not exited yet; new masters seen as a master's child.
+    let mut draining: Vec<usize> = Vec::new();
+    let mut new_masters: BTreeSet<i32> = BTreeSet::new();
     let mut events: Vec<ChaosEvent> = Vec::new();
     let mut pending: VecDeque<usize> = VecDeque::new();
     let mut master_gone = false;
@@ -147,9 +175,35 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
             if h.is_finished() && grace_end.is_none() {
                 grace_end = Some(now + Duration::from_secs(2));
             }
-            if grace_end.is_some_and(|g| now >= g || pending.is_empty()) {
+            let settled =
+                pending.is_empty() && draining.is_empty() && !ups.iter().any(Upgrade::pending);
+            if grace_end.is_some_and(|g| now >= g || settled) {
                 break;
             }
+            if let Some(u) = ups.last_mut().filter(|u| u.pending()) {
+                let in_file = pid_file
+                    .and_then(|f| procs::read_pid_file(f).ok())
+                    .map(|p| (p, procs::alive(p)));
+                let seen_alive = u.seen_new.is_some_and(procs::alive);
+                let waited = now.saturating_duration_since(t0).saturating_sub(u.at);
+                if let Some(new) = u.judge(in_file, seen_alive, waited) {
+                    draining.push(ups.len() - 1);
+                    master = new;
+                    // Its first generation runs already (it reported ready): not respawns.
+                    known.extend(procs::children_of(new).unwrap_or_default());
+                    old_gen.clear();
+                    // The old master drains: it replaces nothing any more.
+                    pending.clear();
+                }
+            }
+            draining.retain(|&i| {
+                let u = &mut ups[i];
+                if procs::alive(u.old) {
+                    return true;
+                }
+                u.old_gone = Some(now.saturating_duration_since(t0).saturating_sub(u.at));
+                false
+            });
             let cur = procs::children_of(master)
                 .ok()
                 .filter(|_| procs::alive(master));
@@ -159,8 +213,20 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                 break;
             };
             for pid in cur.iter().filter(|p| known.insert(**p)) {
+                if cfg.upgrade_rate > 0.0 && procs::is_new_master(master, *pid) {
+                    // The new master of an upgrade: not a server, never a victim.
+                    new_masters.insert(*pid);
+                    if let Some(u) = ups.last_mut().filter(|u| u.pending()) {
+                        u.seen_new = Some(*pid);
+                    }
+                    continue;
+                }
                 attribute(&mut events, &mut pending, *pid, now, t0);
             }
+            let cur: Vec<i32> = cur
+                .into_iter()
+                .filter(|p| !new_masters.contains(p))
+                .collect();
             if grace_end.is_none() {
                 if let (Some(at), Some(p)) = (next_kill, kill_p)
                     && now >= at
@@ -207,6 +273,26 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
                         initial.len().max(1),
                     );
                 }
+                if let (Some(at), Some(p)) = (next_up, up_p)
+                    && now >= at
+                {
+                    next_up = Some(at + p);
+                    if ups.iter().any(Upgrade::pending) {
+                        // The master would refuse it ("already in progress").
+                        skipped += 1;
+                    } else {
+                        match procs::signal(master, Signal::SIGUSR2) {
+                            Ok(()) => ups.push(Upgrade::sent(now - t0, master)),
+                            Err(e) => push_event(
+                                &mut events,
+                                &mut pending,
+                                now - t0,
+                                Action::Failed(format!("SIGUSR2 {master}: {e}")),
+                                1,
+                            ),
+                        }
+                    }
+                }
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -215,11 +301,14 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
             .map_err(|_| Error::server("load thread panicked"))?
     })?;
     Ok(ChaosReport {
-        master,
+        master: first,
+        last_master: master,
         initial_children: initial.len(),
         events,
         load,
         master_gone,
+        upgrades: ups,
+        upgrades_skipped: skipped,
     })
 }
 
@@ -274,161 +363,8 @@ fn attribute(
     }
 }
 
-fn stats(v: &mut [Duration]) -> Option<(Duration, Duration)> {
-    v.sort_unstable();
-    Some((*v.get(v.len() / 2)?, *v.last()?))
-}
-
-impl ChaosReport {
-    fn times(&self, kill: bool) -> Vec<Duration> {
-        self.events
-            .iter()
-            .filter(|e| {
-                matches!(e.action, Action::Kill(_)) == kill
-                    && !matches!(e.action, Action::Failed(_))
-            })
-            .filter_map(|e| if kill { e.complete } else { e.first })
-            .collect()
-    }
-
-    fn count(&self, kill: bool) -> usize {
-        self.events
-            .iter()
-            .filter(|e| {
-                if kill {
-                    matches!(e.action, Action::Kill(_))
-                } else {
-                    matches!(e.action, Action::Hup(_))
-                }
-            })
-            .count()
-    }
-
-    /// The timeline (every action and every failed request) and the summary, as text.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "chaos on master {} ({} children at start)",
-            self.master, self.initial_children
-        );
-        let mut lines: Vec<(Duration, String)> = Vec::new();
-        for e in &self.events {
-            let obs = match (e.first, e.complete) {
-                (_, Some(c)) if e.expect == 1 => {
-                    format!("replacement {:?} after {}", e.new_pids, ms(c))
-                }
-                (Some(f), Some(c)) => format!(
-                    "first new child after {}, all {} after {}",
-                    ms(f),
-                    e.expect,
-                    ms(c)
-                ),
-                (Some(f), None) => format!(
-                    "first new child after {}, {}/{} new children seen",
-                    ms(f),
-                    e.new_pids.len(),
-                    e.expect
-                ),
-                _ => "no new child observed".to_string(),
-            };
-            let what = match &e.action {
-                Action::Kill(p) => match e.victim_conns {
-                    Some(n) => format!("SIGKILL child {p} ({n} load conns): {obs}"),
-                    None => format!("SIGKILL child {p}: {obs}"),
-                },
-                Action::Hup(_) => format!("SIGHUP master: {obs}"),
-                Action::Failed(m) => format!("could not signal: {m}"),
-            };
-            lines.push((e.at, what));
-        }
-        for f in &self.load.failures {
-            lines.push((
-                f.at,
-                format!("FAILED conn {} {}: {}", f.conn, f.kind.name(), f.detail),
-            ));
-        }
-        lines.sort_by_key(|l| l.0);
-        for (at, l) in lines {
-            let _ = writeln!(s, "  {:>9.3}s  {l}", at.as_secs_f64());
-        }
-        if self.load.failures_dropped > 0 {
-            let _ = writeln!(
-                s,
-                "  ... {} more failures not listed",
-                self.load.failures_dropped
-            );
-        }
-        if self.master_gone {
-            let _ = writeln!(s, "  the master exited during the run");
-        }
-        let (mut k, mut h) = (self.times(true), self.times(false));
-        let _ = writeln!(
-            s,
-            "kills {}  respawned {}  respawn {}",
-            self.count(true),
-            k.len(),
-            pct(&mut k)
-        );
-        let _ = writeln!(
-            s,
-            "reloads {}  observed {}  first new child {}",
-            self.count(false),
-            h.len(),
-            pct(&mut h)
-        );
-        s.push_str(&self.load.summary_table());
-        s
-    }
-
-    /// One JSON object: the load figures plus `chaos` (counts, timings, failures).
-    pub fn to_json(&self) -> String {
-        let (mut k, mut h) = (self.times(true), self.times(false));
-        let j = |v: &mut [Duration]| match stats(v) {
-            Some((p50, max)) => format!(
-                "{{\"count\":{},\"p50_ms\":{:.3},\"max_ms\":{:.3}}}",
-                v.len(),
-                p50.as_secs_f64() * 1e3,
-                max.as_secs_f64() * 1e3
-            ),
-            None => "{\"count\":0}".to_string(),
-        };
-        let mut fails = String::new();
-        for (i, f) in self.load.failures.iter().take(1000).enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(
-                fails,
-                "{sep}{{\"at_s\":{:.6},\"conn\":{},\"kind\":\"{}\",\"detail\":{}}}",
-                f.at.as_secs_f64(),
-                f.conn,
-                f.kind.name(),
-                json_str(&f.detail)
-            );
-        }
-        format!(
-            "{{{},\"chaos\":{{\"master\":{},\"kills\":{},\"hups\":{},\"respawn\":{},\"reload_first_child\":{},\"master_gone\":{},\"failures\":[{}]}}}}",
-            self.load.json_fields(),
-            self.master,
-            self.count(true),
-            self.count(false),
-            j(&mut k),
-            j(&mut h),
-            self.master_gone,
-            fails
-        )
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn pct(v: &mut [Duration]) -> String {
-    match stats(v) {
-        Some((p50, max)) => format!("p50 {} max {}", ms(p50), ms(max)),
-        None => "-".to_string(),
-    }
-}
+#[path = "chaos_report.rs"]
+mod report;
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,7 @@ pub mod procs;
 pub mod report;
 pub mod svg;
 pub mod target;
+pub mod upgrades;
 
 use std::fmt;
 

@@ -44,6 +44,25 @@ pub fn stat_of(pid: i32) -> Option<(i32, char)> {
     Some((ppid, state))
 }
 
+/// The process group of `pid` from `/proc/PID/stat` (field 5), if it exists.
+pub fn pgid_of(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Whether `child` of `master` looks like a new master from a binary upgrade: it leads a
+/// process group of its own (SPEC §14), unlike servers, which stay in the master's group.
+pub fn is_new_master(master: i32, child: i32) -> bool {
+    match (pgid_of(child), pgid_of(master)) {
+        (Some(c), Some(m)) => c == child && c != m,
+        _ => false,
+    }
+}
+
 /// CPU time (user + system) used so far by `pid` and its live children, from
 /// `/proc/PID/stat` (in USER_HZ = 100 ticks per second on Linux).
 pub fn tree_cpu_time(pid: i32) -> Option<Duration> {
@@ -363,10 +382,39 @@ mod tests {
     }
 
     #[test]
+    fn a_group_leading_child_is_a_new_master() {
+        use std::os::unix::process::CommandExt as _;
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
+        let lead = std::process::Command::new("sleep")
+            .arg("5")
+            .process_group(0)
+            .spawn();
+        let plain = std::process::Command::new("sleep").arg("5").spawn();
+        let (Ok(lead), Ok(plain)) = (lead, plain) else {
+            return;
+        };
+        let (mut lead, mut plain) = (
+            ChildGuard::new(lead, "lead"),
+            ChildGuard::new(plain, "plain"),
+        );
+        assert_eq!(pgid_of(lead.pid()), Some(lead.pid()));
+        assert!(is_new_master(me, lead.pid()));
+        assert!(!is_new_master(me, plain.pid()));
+        // A process group leader is not its own new master; a gone pid is none.
+        assert!(!is_new_master(lead.pid(), lead.pid()));
+        assert!(!is_new_master(me, 0x3fff_ffff));
+        let _ = (
+            lead.stop(Duration::from_secs(2)),
+            plain.stop(Duration::from_secs(2)),
+        );
+    }
+
+    #[test]
     fn own_stat_and_children() {
         let me = i32::try_from(std::process::id()).unwrap_or(0);
         let (ppid, state) = stat_of(me).unwrap_or((0, '?'));
         assert!(ppid > 0 && state != 'Z');
+        assert_eq!(pgid_of(me), Some(nix::unistd::getpgrp().as_raw()));
         let child = std::process::Command::new("sleep").arg("5").spawn();
         let Ok(child) = child else { return };
         let mut g = ChildGuard::new(child, "sleep");

@@ -91,6 +91,29 @@ fn chaos_and_bench() {
     };
     assert_eq!((cfg.master, cfg.kill_rate), (MasterRef::Pid(42), 1.0));
     assert!(parse(&argv("chaos --master-pid 42 127.0.0.1:9 --requests 5")).is_err());
+    let Ok(Command::Chaos { cfg, .. }) = parse(&argv(
+        "chaos --pid-file m.pid 127.0.0.1:9 --upgrade-rate 2/s --duration 1s",
+    )) else {
+        panic!()
+    };
+    // An upgrade rate alone is chaos enough: no default kill rate is added.
+    assert_eq!(
+        (cfg.kill_rate, cfg.hup_rate, cfg.upgrade_rate),
+        (0.0, 0.0, 2.0)
+    );
+    let Err(e) = parse(&argv("chaos --master-pid 42 127.0.0.1:9 --upgrade-rate 1")) else {
+        panic!("--upgrade-rate without --pid-file must be refused")
+    };
+    assert!(
+        e.to_string().contains("--upgrade-rate needs --pid-file"),
+        "{e}"
+    );
+    assert!(
+        parse(&argv(
+            "chaos --pid-file m.pid 127.0.0.1:9 --upgrade-rate 1/h"
+        ))
+        .is_err()
+    );
     let Ok(Command::Bench {
         cfg: b,
         json: false,

@@ -147,6 +147,7 @@ fn kills_and_reloads_under_load_fail_only_requests_in_killed_children() {
             load: load_cfg(*addr, Limit::Duration(Duration::from_secs(3))),
             kill_rate: 4.0,
             hup_rate: 1.0,
+            upgrade_rate: 0.0,
             count_victim_conns: true,
         };
         let r = chaos::run(&cfg).expect("chaos run");
