@@ -290,26 +290,42 @@ mod tests {
 
     #[test]
     fn placeholders_fill_every_free_number_below_the_limit_and_none_above() {
-        let _fd_table = fd_table();
-        let opened: Vec<OwnedFd> = (0..3)
-            .map(|_| File::open("/dev/null").unwrap().into())
-            .collect();
-        let numbers: Vec<RawFd> = opened.iter().map(AsRawFd::as_raw_fd).collect();
-        drop(opened); // three free numbers; the last is the limit
-        let limit = numbers[2];
-        let held = occupy_below(limit).unwrap();
-        let held_numbers: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
-        assert!(
-            held_numbers.iter().all(|fd| *fd < limit),
-            "{held_numbers:?}"
-        );
-        assert!(
-            is_open(numbers[0]) && is_open(numbers[1]),
-            "{held_numbers:?}"
-        );
-        // The next fd opened (std's exec-error pipe) lands at or above the limit.
-        let next = File::open("/dev/null").unwrap();
-        assert!(next.as_raw_fd() >= limit);
-        drop(held);
+        // Other unit tests of this binary open and close fds on their threads while this one
+        // runs (only spawns take the fd-table lock), so one attempt can see a number taken or
+        // freed under it: a few attempts, one of which must see no such churn.
+        let attempt = || -> Result<(), String> {
+            let _fd_table = fd_table();
+            let opened: Vec<OwnedFd> = (0..3)
+                .map(|_| File::open("/dev/null").unwrap().into())
+                .collect();
+            let numbers: Vec<RawFd> = opened.iter().map(AsRawFd::as_raw_fd).collect();
+            drop(opened); // three free numbers; the last is the limit
+            let limit = numbers[2];
+            let held = occupy_below(limit).map_err(|e| e.to_string())?;
+            let held_numbers: Vec<RawFd> = held.iter().map(AsRawFd::as_raw_fd).collect();
+            if !held_numbers.iter().all(|fd| *fd < limit) {
+                return Err(format!(
+                    "a placeholder at or above {limit}: {held_numbers:?}"
+                ));
+            }
+            if !(is_open(numbers[0]) && is_open(numbers[1])) {
+                return Err(format!("{numbers:?} not all filled: {held_numbers:?}"));
+            }
+            // The next fd opened (std's exec-error pipe) lands at or above the limit.
+            let next = File::open("/dev/null").unwrap();
+            if next.as_raw_fd() < limit {
+                return Err(format!("next fd {} below {limit}", next.as_raw_fd()));
+            }
+            drop(held);
+            Ok(())
+        };
+        let mut errors = Vec::new();
+        for _ in 0..20 {
+            match attempt() {
+                Ok(()) => return,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("every attempt failed: {errors:?}");
     }
 }
