@@ -129,15 +129,27 @@ pub fn swap_program(program: &Path, contents: &[u8]) {
 /// `master.log`.
 pub fn start_master_from(s: &Setup, program: &Path, args: &[&str]) -> Master {
     let log = s.path("master.log");
-    let child = Command::new(program)
-        .arg("-C")
-        .arg(s.etc())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(s.path("master.out")).expect("master.out"))
-        .stderr(std::fs::File::create(&log).expect("master.log"))
-        .spawn()
-        .expect("start zmaster");
+    // `program` was just written by this process: a sibling test thread's fork can hold the
+    // write fd until its exec, and exec then fails with ETXTBSY for a moment (a known race
+    // of fork and exec in threaded programs): try again shortly.
+    let mut tries = 0;
+    let child = loop {
+        let spawned = Command::new(program)
+            .arg("-C")
+            .arg(s.etc())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(s.path("master.out")).expect("master.out"))
+            .stderr(std::fs::File::create(&log).expect("master.log"))
+            .spawn();
+        match spawned {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.expect("start zmaster"),
+        }
+    };
     Master {
         child: Some(child),
         log,
