@@ -84,9 +84,8 @@ fn check(server: &str, r: &ChaosReport) -> String {
     );
     let all = format!("{figures}\n{}", r.render());
     assert!(!r.master_gone, "{all}");
-    // Kills of children younger than a second are young deaths: the restart backoff spaces
-    // the replacements (up to seconds), and the harness kills only where a replacement came,
-    // so a loaded run may get few kills (3 of 12 once in CI): two make the point.
+    // A loaded run may get fewer kills than the rate asks: once in CI the harness's loop ran
+    // late (3 kills of 12, every event observed seconds late). Two kills make the point.
     assert!(kills.len() >= 2 && hups >= 2, "too little chaos: {all}");
     assert!(r.load.ok > 0, "{all}");
     for kind in [
