@@ -70,6 +70,7 @@ mod gate;
 mod listener;
 mod pool;
 pub mod reactor;
+pub mod spin;
 mod stall;
 mod sys;
 mod worker;

@@ -40,6 +40,14 @@ pub const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
     .union(EpollFlags::EPOLLHUP)
     .union(EpollFlags::EPOLLERR);
 
+/// How a listener is registered: level-triggered readability, and `EPOLLEXCLUSIVE`, so that
+/// a connection arriving on a listener shared by several processes (`server-proc-count`)
+/// wakes one acceptor that is blocked in `epoll_wait`, not all of them (the others would find
+/// nothing to accept: two wasted wake-ups per connection with three processes). An acceptor
+/// that is busy when the connection arrives still finds the listener ready at its next wait.
+/// nginx relies on the same flag (Linux 4.5) instead of its accept mutex.
+pub const LISTEN_FLAGS: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLEXCLUSIVE);
+
 /// The epoll instance of one worker.
 #[derive(Debug)]
 pub struct Reactor {
@@ -82,9 +90,7 @@ impl Reactor {
     /// # Errors
     /// `epoll_ctl` failed.
     pub fn add_level(&self, fd: impl AsFd, key: u64) -> io::Result<()> {
-        Ok(self
-            .epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, key))?)
+        Ok(self.epoll.add(fd, EpollEvent::new(LISTEN_FLAGS, key))?)
     }
 
     /// Switches a level-triggered registration ([`add_level`](Self::add_level)) on or off.
@@ -97,13 +103,9 @@ impl Reactor {
     /// `epoll_ctl` failed.
     pub fn listen_level(&self, fd: impl AsFd, key: u64, on: bool) -> io::Result<()> {
         let result = if on {
-            match self
-                .epoll
-                .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, key))
-            {
-                Err(nix::errno::Errno::EEXIST) => self
-                    .epoll
-                    .modify(&fd, &mut EpollEvent::new(EpollFlags::EPOLLIN, key)),
+            // Already there: on (an exclusive registration cannot be modified anyway).
+            match self.epoll.add(&fd, EpollEvent::new(LISTEN_FLAGS, key)) {
+                Err(nix::errno::Errno::EEXIST) => Ok(()),
                 other => other,
             }
         } else {

@@ -35,6 +35,7 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     ready: VecDeque<u64>,
     now: Instant,
+    spin: crate::spin::IdleSpin,
 }
 
 fn slot_of(key: u64) -> usize {
@@ -59,6 +60,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             now: Instant::now(),
+            spin: crate::spin::IdleSpin::new(),
         }
     }
 
@@ -72,24 +74,31 @@ impl Worker {
                     .peek()
                     .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
             };
-            if timeout != Some(Duration::ZERO) {
-                self.shared.waker.sleeping();
-                if self.rx.is_empty() {
-                    // About to block: waiting for events is not hanging.
-                    self.shared.tick.idle();
-                } else {
-                    // Sent before the announcement: its sender did not wake us.
-                    timeout = Some(Duration::ZERO);
-                }
+            // Idle: yield and poll a few rounds before blocking (`spin.rs`).
+            let mut n = 0;
+            if timeout != Some(Duration::ZERO) && self.rx.is_empty() {
+                n = self.spin_poll(&mut events);
             }
-            let n = match self.reactor.wait(&mut events, timeout) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::error!("worker {}: epoll_wait failed: {e}", self.shared.index);
-                    std::thread::sleep(Duration::from_millis(10));
-                    0
+            if n == 0 {
+                if timeout != Some(Duration::ZERO) {
+                    self.shared.waker.sleeping();
+                    if self.rx.is_empty() {
+                        // About to block: waiting for events is not hanging.
+                        self.shared.tick.idle();
+                    } else {
+                        // Sent before the announcement: its sender did not wake us.
+                        timeout = Some(Duration::ZERO);
+                    }
                 }
-            };
+                n = match self.reactor.wait(&mut events, timeout) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log::error!("worker {}: epoll_wait failed: {e}", self.shared.index);
+                        std::thread::sleep(Duration::from_millis(10));
+                        0
+                    }
+                };
+            }
             self.shared.waker.awake();
             self.now = Instant::now();
             self.shared.tick.busy(self.now);
@@ -114,6 +123,24 @@ impl Worker {
             self.fire_timers();
             self.run_ready();
         }
+    }
+
+    /// Idle: up to `spin.rounds()` rounds of `sched_yield` + `epoll_wait(0)` before blocking
+    /// ([`IdleSpin`](crate::spin::IdleSpin)); returns the events found (0: block).
+    fn spin_poll(&mut self, events: &mut [EpollEvent]) -> usize {
+        if self.spin.rounds() == 0 {
+            return 0;
+        }
+        for _ in 0..self.spin.rounds() {
+            std::thread::yield_now();
+            let n = self.reactor.wait(events, Some(Duration::ZERO)).unwrap_or(0);
+            if n > 0 || !self.rx.is_empty() {
+                self.spin.found(true);
+                return n;
+            }
+        }
+        self.spin.found(false);
+        0
     }
 
     fn on_msg(&mut self, msg: Msg) -> bool {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 use nix::sys::epoll::EpollEvent;
+use zmaster_pool::spin::IdleSpin;
 
 use super::context::{self, Fresh, READY, Shared};
 use super::coros::{Coros, Queues, bump};
@@ -28,36 +29,16 @@ use super::task;
 /// Coroutines run between two checks of the inbox, timers and shutdown flag.
 const BATCH: usize = 128;
 
-/// Yield-and-poll rounds of an idle worker before it blocks (see `Worker::spin_poll`).
-const SPIN_POLLS: u32 = 3;
-
-/// The rounds of the next idle spin, given the most (`max`) and whether the last spin
-/// `found` work: all of them after a success, one after a spin that ended in sleep anyway.
-/// Each round costs two syscalls (`sched_yield`, `epoll_wait`); at low concurrency nearly
-/// every spin fails (issue 15: 1.4 wasted rounds per request with 1-2 connections), while one
-/// round still catches a reply that is already on its way, and a success brings the rest back.
-fn next_spin_rounds(max: u32, found: bool) -> u32 {
-    if found { max } else { max.min(1) }
-}
-
 pub(crate) struct Worker {
     q: Queues,
     coros: Coros,
     events: Vec<EpollEvent>,
-    /// Yield-and-poll rounds before sleeping at most ([`SPIN_POLLS`], 0 on a single CPU).
-    spin_polls: u32,
-    /// Rounds of the next spin ([`next_spin_rounds`]).
-    spin_rounds: u32,
+    /// Yield-and-poll rounds before sleeping (`zmaster_pool::spin`: none on a single CPU).
+    spin: IdleSpin,
 }
 
 impl Worker {
     pub(crate) fn new(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) -> Worker {
-        // Counts the CPUs this thread may run on: with one, nobody can make progress while
-        // this worker spins, so it sleeps at once.
-        let spin_polls = match std::thread::available_parallelism() {
-            Ok(n) if n.get() > 1 => SPIN_POLLS,
-            _ => 0,
-        };
         let pool_stacks = shared.pool_stacks;
         Worker {
             q: Queues {
@@ -69,8 +50,7 @@ impl Worker {
             },
             coros: Coros::new(pool_stacks),
             events: vec![EpollEvent::empty(); reactor::EVENTS],
-            spin_polls,
-            spin_rounds: spin_polls,
+            spin: IdleSpin::new(),
         }
     }
 
@@ -186,21 +166,21 @@ impl Worker {
         }
     }
 
-    /// Before sleeping: up to `spin_rounds` times, give the CPU to another runnable thread
+    /// Before sleeping: up to `spin.rounds()` times, give the CPU to another runnable thread
     /// (`sched_yield`, typically a peer about to send the next request) and poll without
     /// blocking. Returns whether work arrived. A sleep and the wake-up that ends it cost tens of
     /// microseconds on a VM; this costs two cheap syscalls per round when nothing else runs,
-    /// so after a spin that found nothing the next one is short ([`next_spin_rounds`]).
+    /// so after a spin that found nothing the next one is short ([`IdleSpin::found`]).
     fn spin_poll(&mut self) -> bool {
-        for _ in 0..self.spin_rounds {
+        for _ in 0..self.spin.rounds() {
             std::thread::yield_now();
             self.poll(Some(Duration::ZERO));
             if !READY.with_borrow(|q| q.is_empty()) || !self.q.me.inbox.is_empty() {
-                self.spin_rounds = next_spin_rounds(self.spin_polls, true);
+                self.spin.found(true);
                 return true;
             }
         }
-        self.spin_rounds = next_spin_rounds(self.spin_polls, false);
+        self.spin.found(false);
         false
     }
 
@@ -303,20 +283,5 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) {
             );
             std::process::abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{SPIN_POLLS, next_spin_rounds};
-
-    #[test]
-    fn a_failed_spin_shortens_the_next_and_a_success_restores_it() {
-        assert_eq!(next_spin_rounds(SPIN_POLLS, false), 1);
-        assert_eq!(next_spin_rounds(SPIN_POLLS, true), SPIN_POLLS);
-        assert_eq!(next_spin_rounds(5, true), 5);
-        // A single CPU never spins, whatever happened.
-        assert_eq!(next_spin_rounds(0, false), 0);
-        assert_eq!(next_spin_rounds(0, true), 0);
     }
 }

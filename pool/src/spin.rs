@@ -1,0 +1,88 @@
+//! The idle spin of an event loop: before blocking in `epoll_wait`, a worker that found
+//! nothing to do yields its CPU and polls again, a few rounds.
+//!
+//! Why: in ping-pong the next request is often already on its way when a worker runs dry.
+//! Blocking costs a sleep and a wake-up (a context switch each, and an IPI when the waker
+//! runs on another CPU); `sched_yield` hands the CPU to a runnable thread — on a loaded
+//! machine usually the peer that is about to send — and the poll after it finds the request
+//! without either. On an idle machine `sched_yield` returns at once, so a spin is two cheap
+//! syscalls per round. The rounds adapt ([`IdleSpin::found`]): all of them after a spin that
+//! found work, one after a spin that ended in sleep anyway (at low concurrency nearly every
+//! spin fails). With one usable CPU nobody can make progress during a spin: no rounds.
+
+/// Yield-and-poll rounds of an idle worker before it blocks, at most.
+pub const SPIN_POLLS: u32 = 3;
+
+/// The adaptive idle-spin budget of one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleSpin {
+    max: u32,
+    next: u32,
+}
+
+impl IdleSpin {
+    /// [`SPIN_POLLS`] rounds, or none when this thread may run on one CPU only.
+    pub fn new() -> IdleSpin {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        IdleSpin::with_max(if cpus > 1 { SPIN_POLLS } else { 0 })
+    }
+
+    /// At most `max` rounds.
+    pub fn with_max(max: u32) -> IdleSpin {
+        IdleSpin { max, next: max }
+    }
+
+    /// Rounds of the next spin.
+    pub fn rounds(&self) -> u32 {
+        self.next
+    }
+
+    /// The last spin found work (`true`) or ended in sleep: all rounds next time after a
+    /// success, one after a failure.
+    pub fn found(&mut self, found: bool) {
+        self.next = if found { self.max } else { self.max.min(1) };
+    }
+}
+
+impl Default for IdleSpin {
+    fn default() -> IdleSpin {
+        IdleSpin::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IdleSpin, SPIN_POLLS};
+
+    #[test]
+    fn a_failed_spin_shortens_the_next_and_a_success_restores_it() {
+        let mut s = IdleSpin::with_max(SPIN_POLLS);
+        assert_eq!(s.rounds(), SPIN_POLLS);
+        s.found(false);
+        assert_eq!(s.rounds(), 1);
+        s.found(false);
+        assert_eq!(s.rounds(), 1);
+        s.found(true);
+        assert_eq!(s.rounds(), SPIN_POLLS);
+        let mut five = IdleSpin::with_max(5);
+        five.found(true);
+        assert_eq!(five.rounds(), 5);
+    }
+
+    #[test]
+    fn a_single_cpu_never_spins() {
+        let mut s = IdleSpin::with_max(0);
+        assert_eq!(s.rounds(), 0);
+        s.found(false);
+        assert_eq!(s.rounds(), 0);
+        s.found(true);
+        assert_eq!(s.rounds(), 0);
+    }
+
+    #[test]
+    fn new_spins_only_with_more_than_one_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let want = if cpus > 1 { SPIN_POLLS } else { 0 };
+        assert_eq!(IdleSpin::new().rounds(), want);
+    }
+}
