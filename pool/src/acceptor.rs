@@ -306,18 +306,14 @@ fn run(mut owned: Owned) {
         // Idle: yield and poll a few rounds before blocking (`spin.rs`): under a connection
         // stream the next connect is often about to complete.
         let mut n = 0;
-        if full.is_none() && spin.rounds() > 0 {
-            for _ in 0..spin.rounds() {
-                std::thread::yield_now();
+        if full.is_none() {
+            spin.spin(|| {
                 n = shared
                     .reactor
                     .wait(&mut events, Some(Duration::ZERO))
                     .unwrap_or(0);
-                if n > 0 {
-                    break;
-                }
-            }
-            spin.found(n > 0);
+                n > 0
+            });
         }
         let n = if n > 0 {
             Ok(n)

@@ -42,6 +42,24 @@ impl IdleSpin {
     pub fn found(&mut self, found: bool) {
         self.next = if found { self.max } else { self.max.min(1) };
     }
+
+    /// Spins: up to [`rounds`](Self::rounds) times, `sched_yield` and then `poll` (a
+    /// non-blocking check for work, `true` when it found some). Returns whether work was
+    /// found; then the caller skips blocking. No round, no yield: `false` at once.
+    pub fn spin(&mut self, mut poll: impl FnMut() -> bool) -> bool {
+        if self.next == 0 {
+            return false;
+        }
+        for _ in 0..self.next {
+            std::thread::yield_now();
+            if poll() {
+                self.found(true);
+                return true;
+            }
+        }
+        self.found(false);
+        false
+    }
 }
 
 impl Default for IdleSpin {
@@ -67,6 +85,39 @@ mod tests {
         let mut five = IdleSpin::with_max(5);
         five.found(true);
         assert_eq!(five.rounds(), 5);
+    }
+
+    #[test]
+    fn spin_polls_up_to_its_rounds_and_stops_at_the_first_success() {
+        let mut s = IdleSpin::with_max(3);
+        let mut polls = 0;
+        assert!(!s.spin(|| {
+            polls += 1;
+            false
+        }));
+        assert_eq!(polls, 3);
+        // After the failure: one round.
+        polls = 0;
+        assert!(!s.spin(|| {
+            polls += 1;
+            false
+        }));
+        assert_eq!(polls, 1);
+        // A success on the first poll ends the spin and restores the rounds.
+        polls = 0;
+        assert!(s.spin(|| {
+            polls += 1;
+            true
+        }));
+        assert_eq!((polls, s.rounds()), (1, 3));
+        polls = 0;
+        assert!(s.spin(|| {
+            polls += 1;
+            polls == 2
+        }));
+        assert_eq!(polls, 2);
+        let mut none = IdleSpin::with_max(0);
+        assert!(!none.spin(|| panic!("no rounds: no poll")));
     }
 
     #[test]

@@ -128,19 +128,13 @@ impl Worker {
     /// Idle: up to `spin.rounds()` rounds of `sched_yield` + `epoll_wait(0)` before blocking
     /// ([`IdleSpin`](crate::spin::IdleSpin)); returns the events found (0: block).
     fn spin_poll(&mut self, events: &mut [EpollEvent]) -> usize {
-        if self.spin.rounds() == 0 {
-            return 0;
-        }
-        for _ in 0..self.spin.rounds() {
-            std::thread::yield_now();
-            let n = self.reactor.wait(events, Some(Duration::ZERO)).unwrap_or(0);
-            if n > 0 || !self.rx.is_empty() {
-                self.spin.found(true);
-                return n;
-            }
-        }
-        self.spin.found(false);
-        0
+        let mut n = 0;
+        let (reactor, rx) = (&self.reactor, &self.rx);
+        self.spin.spin(|| {
+            n = reactor.wait(events, Some(Duration::ZERO)).unwrap_or(0);
+            n > 0 || !rx.is_empty()
+        });
+        n
     }
 
     fn on_msg(&mut self, msg: Msg) -> bool {

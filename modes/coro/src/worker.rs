@@ -172,16 +172,13 @@ impl Worker {
     /// microseconds on a VM; this costs two cheap syscalls per round when nothing else runs,
     /// so after a spin that found nothing the next one is short ([`IdleSpin::found`]).
     fn spin_poll(&mut self) -> bool {
-        for _ in 0..self.spin.rounds() {
-            std::thread::yield_now();
+        let mut spin = self.spin;
+        let found = spin.spin(|| {
             self.poll(Some(Duration::ZERO));
-            if !READY.with_borrow(|q| q.is_empty()) || !self.q.me.inbox.is_empty() {
-                self.spin.found(true);
-                return true;
-            }
-        }
-        self.spin.found(false);
-        false
+            !READY.with_borrow(|q| q.is_empty()) || !self.q.me.inbox.is_empty()
+        });
+        self.spin = spin;
+        found
     }
 
     /// Announces sleep, re-checks for work, then blocks in the poller until the next timer.
