@@ -11,7 +11,7 @@
 //! - Per readiness event the thread accepts until `EAGAIN` (at most [`BATCH`] at a time).
 //! - Listeners are registered with `EPOLLEXCLUSIVE` (`reactor::LISTEN_FLAGS`): of the sibling
 //!   processes' acceptors blocked on a shared listener, one is woken per connection.
-//! - Before blocking, the thread yields and polls a few rounds (`spin.rs`, none on one CPU):
+//! - Before blocking, the thread yields and polls a few rounds (`spin.rs`):
 //!   under a stream of short connections the next one usually completes while it yields,
 //!   which saves a sleep and a wake-up per connection (issue 15: 44-53 -> 36-40 µs of
 //!   server CPU per connection, 2 CPUs, connect-per-request load).
@@ -284,7 +284,7 @@ fn run(mut owned: Owned) {
     let mut full: Option<Full<'_>> = None;
     let mut last_limit_log: Option<Instant> = None;
     let mut events = vec![EpollEvent::empty(); EVENTS];
-    let mut spin = IdleSpin::new();
+    let mut spin = IdleSpin::new(0);
     while !shared.stop.load(Ordering::SeqCst) {
         // Checked after the waiter is registered (see `ConnGate::waiter`): a release that
         // raced with the pause is seen here, else it signalled the waker.

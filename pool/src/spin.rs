@@ -8,10 +8,26 @@
 //! without either. On an idle machine `sched_yield` returns at once, so a spin is two cheap
 //! syscalls per round. The rounds adapt ([`IdleSpin::found`]): all of them after a spin that
 //! found work, one after a spin that ended in sleep anyway (at low concurrency nearly every
-//! spin fails). With one usable CPU nobody can make progress during a spin: no rounds.
+//! spin fails).
+//!
+//! On one usable CPU a yield hands the CPU to the thread this one waits for (the acceptor's
+//! to the worker and the client, a worker's to the client), which is what one CPU needs
+//! (issue 15, connect load on one CPU: aio 1×1 0.87 -> 0.97 of the epoll reference, 2×1
+//! 0.80 -> 0.99). But the sibling workers of one pool yield to each other there (aio 1×2
+//! ping-pong on one CPU: 0.05 -> 0.46 context switches per request, -24 % req/s), so on one
+//! CPU only a thread without siblings spins ([`IdleSpin::new`]).
 
 /// Yield-and-poll rounds of an idle worker before it blocks, at most.
 pub const SPIN_POLLS: u32 = 3;
+
+/// The spin rounds of a thread with `siblings` on `cpus` usable CPUs.
+fn rounds_for(cpus: usize, siblings: usize) -> u32 {
+    if cpus > 1 || siblings == 0 {
+        SPIN_POLLS
+    } else {
+        0
+    }
+}
 
 /// The adaptive idle-spin budget of one worker.
 #[derive(Debug, Clone, Copy)]
@@ -21,10 +37,12 @@ pub struct IdleSpin {
 }
 
 impl IdleSpin {
-    /// [`SPIN_POLLS`] rounds, or none when this thread may run on one CPU only.
-    pub fn new() -> IdleSpin {
+    /// [`SPIN_POLLS`] rounds for a thread with `siblings` other threads of the same kind (the
+    /// other workers of its pool; 0 for the acceptor), or none when the thread may run on one
+    /// CPU only and has siblings, which would yield to each other.
+    pub fn new(siblings: usize) -> IdleSpin {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        IdleSpin::with_max(if cpus > 1 { SPIN_POLLS } else { 0 })
+        IdleSpin::with_max(rounds_for(cpus, siblings))
     }
 
     /// At most `max` rounds.
@@ -62,15 +80,9 @@ impl IdleSpin {
     }
 }
 
-impl Default for IdleSpin {
-    fn default() -> IdleSpin {
-        IdleSpin::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{IdleSpin, SPIN_POLLS};
+    use super::{IdleSpin, SPIN_POLLS, rounds_for};
 
     #[test]
     fn a_failed_spin_shortens_the_next_and_a_success_restores_it() {
@@ -131,9 +143,15 @@ mod tests {
     }
 
     #[test]
-    fn new_spins_only_with_more_than_one_cpu() {
+    fn one_cpu_spins_only_without_siblings() {
+        assert_eq!(rounds_for(1, 0), SPIN_POLLS);
+        assert_eq!(rounds_for(1, 1), 0);
+        assert_eq!(rounds_for(1, 3), 0);
+        assert_eq!(rounds_for(2, 0), SPIN_POLLS);
+        assert_eq!(rounds_for(2, 1), SPIN_POLLS);
+        assert_eq!(rounds_for(8, 7), SPIN_POLLS);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let want = if cpus > 1 { SPIN_POLLS } else { 0 };
-        assert_eq!(IdleSpin::new().rounds(), want);
+        assert_eq!(IdleSpin::new(1).rounds(), rounds_for(cpus, 1));
+        assert_eq!(IdleSpin::new(0).rounds(), SPIN_POLLS);
     }
 }

@@ -48,6 +48,7 @@ impl Worker {
         gate: Arc<ConnGate>,
         rx: Receiver<Msg>,
         reactor: Reactor,
+        siblings: usize,
     ) -> Worker {
         Worker {
             shared,
@@ -60,7 +61,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             now: Instant::now(),
-            spin: crate::spin::IdleSpin::new(),
+            spin: crate::spin::IdleSpin::new(siblings),
         }
     }
 

@@ -87,7 +87,7 @@ impl Workers {
             let gate = Arc::clone(&gate);
             let thread = std::thread::Builder::new()
                 .name(format!("zm-worker-{index}"))
-                .spawn(move || Worker::new(shared, gate, rx, reactor).run())
+                .spawn(move || Worker::new(shared, gate, rx, reactor, n - 1).run())
                 .map_err(|e| io::Error::new(e.kind(), format!("spawn zm-worker-{index}: {e}")))?;
             pool.threads.push(thread);
         }

@@ -33,13 +33,15 @@ pub(crate) struct Worker {
     q: Queues,
     coros: Coros,
     events: Vec<EpollEvent>,
-    /// Yield-and-poll rounds before sleeping (`zmaster_pool::spin`: none on a single CPU).
+    /// Yield-and-poll rounds before sleeping (`zmaster_pool::spin`: none on one CPU with siblings).
     spin: IdleSpin,
 }
 
 impl Worker {
     pub(crate) fn new(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) -> Worker {
         let pool_stacks = shared.pool_stacks;
+        // Yielding to a sibling worker on one CPU would only bounce between them.
+        let siblings = shared.workers.len().saturating_sub(1);
         Worker {
             q: Queues {
                 me: shared.workers[index].clone(),
@@ -50,7 +52,7 @@ impl Worker {
             },
             coros: Coros::new(pool_stacks),
             events: vec![EpollEvent::empty(); reactor::EVENTS],
-            spin: IdleSpin::new(),
+            spin: IdleSpin::new(siblings),
         }
     }
 
