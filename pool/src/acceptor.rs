@@ -9,8 +9,8 @@
 //!   and re-arm) to every wake-up, i.e. to every accepted connection when they come one at
 //!   a time. Wake-ups (stop, limit release) go through the reactor's eventfd [`Waker`].
 //! - Per readiness event the thread accepts until `EAGAIN` (at most [`BATCH`] at a time).
-//! - Listeners are registered with `EPOLLEXCLUSIVE` (`reactor::LISTEN_FLAGS`): of the sibling
-//!   processes' acceptors blocked on a shared listener, one is woken per connection.
+//! - Listeners are not registered with `EPOLLEXCLUSIVE` (`reactor::LISTEN_FLAGS` says why):
+//!   every sibling process's acceptor blocked on a shared listener is woken per connection.
 //! - Before blocking, the thread yields and polls a few rounds (`spin.rs`):
 //!   under a stream of short connections the next one usually completes while it yields,
 //!   which saves a sleep and a wake-up per connection (issue 15: 44-53 -> 36-40 µs of
@@ -297,12 +297,6 @@ fn run(mut owned: Owned) {
                 }
             }
         }
-        let now = Instant::now();
-        let timeout = entries
-            .iter()
-            .filter_map(|e| e.paused_until)
-            .min()
-            .map(|t| t.saturating_duration_since(now));
         // Idle: yield and poll a few rounds before blocking (`spin.rs`): under a connection
         // stream the next connect is often about to complete.
         let mut n = 0;
@@ -318,6 +312,13 @@ fn run(mut owned: Owned) {
         let n = if n > 0 {
             Ok(n)
         } else {
+            // Computed after the spin, which may have taken a while.
+            let now = Instant::now();
+            let timeout = entries
+                .iter()
+                .filter_map(|e| e.paused_until)
+                .min()
+                .map(|t| t.saturating_duration_since(now));
             shared.reactor.wait(&mut events, timeout)
         };
         let n = match n {

@@ -40,13 +40,16 @@ pub const WRITE_FLAGS: EpollFlags = EpollFlags::EPOLLOUT
     .union(EpollFlags::EPOLLHUP)
     .union(EpollFlags::EPOLLERR);
 
-/// How a listener is registered: level-triggered readability, and `EPOLLEXCLUSIVE`, so that
-/// a connection arriving on a listener shared by several processes (`server-proc-count`)
-/// wakes one acceptor that is blocked in `epoll_wait`, not all of them (the others would find
-/// nothing to accept: two wasted wake-ups per connection with three processes). An acceptor
-/// that is busy when the connection arrives still finds the listener ready at its next wait.
-/// nginx relies on the same flag (Linux 4.5) instead of its accept mutex.
-pub const LISTEN_FLAGS: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLEXCLUSIVE);
+/// How a listener is registered: level-triggered readability, **not** `EPOLLEXCLUSIVE`.
+///
+/// Exclusive wake-ups (one of the acceptors blocked on a listener shared by several
+/// processes) saved ~0.5 context switches per connection with two processes, but the one
+/// acceptor woken may be unable to accept: stopping after a reload (it deletes the listener
+/// without accepting), or paused after `EMFILE`. The kernel wakes nobody else for that
+/// connection, so it would wait in the backlog until the next one arrives — a reload must not
+/// delay a connection. Every blocked acceptor is woken; all but one find `EAGAIN`.
+/// (`pool/tests/listener_wakeups.rs`.)
+pub const LISTEN_FLAGS: EpollFlags = EpollFlags::EPOLLIN;
 
 /// The epoll instance of one worker.
 #[derive(Debug)]
@@ -103,9 +106,10 @@ impl Reactor {
     /// `epoll_ctl` failed.
     pub fn listen_level(&self, fd: impl AsFd, key: u64, on: bool) -> io::Result<()> {
         let result = if on {
-            // Already there: on (an exclusive registration cannot be modified anyway).
             match self.epoll.add(&fd, EpollEvent::new(LISTEN_FLAGS, key)) {
-                Err(nix::errno::Errno::EEXIST) => Ok(()),
+                Err(nix::errno::Errno::EEXIST) => self
+                    .epoll
+                    .modify(&fd, &mut EpollEvent::new(LISTEN_FLAGS, key)),
                 other => other,
             }
         } else {

@@ -68,19 +68,24 @@ impl Worker {
     pub(crate) fn run(mut self) {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            let mut timeout = if !self.ready.is_empty() {
-                Some(Duration::ZERO)
-            } else {
-                self.timers
+            // Idle (nothing queued, no message, no timer due): yield and poll a few rounds
+            // before blocking (`spin.rs`).
+            let idle = self.ready.is_empty()
+                && self.rx.is_empty()
+                && self
+                    .timers
                     .peek()
-                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
-            };
-            // Idle: yield and poll a few rounds before blocking (`spin.rs`).
-            let mut n = 0;
-            if timeout != Some(Duration::ZERO) && self.rx.is_empty() {
-                n = self.spin_poll(&mut events);
-            }
+                    .is_none_or(|Reverse((at, _))| *at > Instant::now());
+            let mut n = if idle { self.spin_poll(&mut events) } else { 0 };
             if n == 0 {
+                // After the spin: it may have taken a while (a yield can give away a slice).
+                let mut timeout = if !self.ready.is_empty() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.timers
+                        .peek()
+                        .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+                };
                 if timeout != Some(Duration::ZERO) {
                     self.shared.waker.sleeping();
                     if self.rx.is_empty() {
