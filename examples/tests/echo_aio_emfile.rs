@@ -12,6 +12,8 @@ use util::{LineClient, Server, free_port, wait_answering};
 
 const BIN: &str = env!("CARGO_BIN_EXE_echo-aio");
 const FD_LIMIT: u64 = 40;
+/// Clients queued while the server is out of descriptors.
+const QUEUED: usize = 20;
 
 /// utime + stime (clock ticks) of the server thread named `name`.
 fn thread_ticks(pid: u32, name: &str) -> Option<u64> {
@@ -71,8 +73,10 @@ fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
     for (i, c) in served.iter_mut().enumerate() {
         c.expect_echo(&format!("served {i}"));
     }
-    // These cannot be accepted until descriptors free up.
-    let mut queued: Vec<LineClient> = (0..30).map(|_| LineClient::connect(addr)).collect();
+    // These cannot be accepted until descriptors free up. Fewer than the FD_LIMIT - open
+    // descriptors freed later (~30): an fd more than counted at start (inherited, or opened
+    // in passing) must not leave one of them unserved (CI: one read timed out with 30).
+    let mut queued: Vec<LineClient> = (0..QUEUED).map(|_| LineClient::connect(addr)).collect();
     for c in &mut queued {
         c.send_line("queued");
     }
@@ -107,9 +111,11 @@ fn out_of_descriptors_neither_exits_nor_spins_and_recovers() {
         .map(|c| !c.has_reply_now())
         .filter(|w| *w)
         .count();
+    // The spare descriptors (2, plus any counted at start that were only open in passing)
+    // took a few of them; most must be waiting.
     assert!(
-        waiting >= 20,
-        "only {waiting} of 30 queued clients were waiting for descriptors"
+        waiting >= QUEUED / 2,
+        "only {waiting} of {QUEUED} queued clients were waiting for descriptors"
     );
     served.clear();
     for c in &mut queued {
