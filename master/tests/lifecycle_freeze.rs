@@ -8,7 +8,7 @@ mod util;
 
 use std::time::Duration;
 
-use lifecycle_util::{echo_servers, heartbeat_of, start_master_in_own_group};
+use lifecycle_util::{echo_servers, echo_service, heartbeat_of, start_master_in_own_group};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use util::{Setup, ask_unix, is_alive, wait_for, wait_until};
@@ -19,16 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 fn a_frozen_and_thawed_group_keeps_its_healthy_children() {
     for bin in echo_servers() {
         let setup = Setup::new();
-        let sock = setup.path("e.sock");
-        setup.write_cf(
-            "echo",
-            &format!(
-                "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 1\n\
-                 server-thread-count = 1\nserver-hang-timeout = 1s\n",
-                bin.display(),
-                sock.display()
-            ),
-        );
+        let sock = echo_service(&setup, &bin, 1, "server-hang-timeout = 1s\n");
         let master = start_master_in_own_group(&setup, &[]);
         let group = Pid::from_raw(master.pid());
         let kid = wait_for(PATIENCE, "an echo child that answers and beats", || {

@@ -7,28 +7,13 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use lifecycle_util::{echo_servers, heartbeat_of, service, status};
+use lifecycle_util::{echo_servers, echo_service, heartbeat_of, service, status};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use util::{Master, Setup, ask_unix, is_alive, reply_pid, wait_for, wait_until};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Writes `etc/echo.cf` for `bin` on `etc/../e.sock`, one process, with `extra`.
-fn echo_service(setup: &Setup, bin: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let sock = setup.path("e.sock");
-    setup.write_cf(
-        "echo",
-        &format!(
-            "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 1\n\
-             server-thread-count = 1\n{extra}",
-            bin.display(),
-            sock.display()
-        ),
-    );
-    sock
-}
 
 /// The one echo child once it answers and beats; its pid.
 fn beating_echo(master: &Master, sock: &std::path::Path, not: Option<i32>) -> i32 {
@@ -68,7 +53,7 @@ fn stop_and_wait_replaced(
 fn a_stopped_child_is_killed_and_replaced_within_the_timeout_and_a_second() {
     for bin in echo_servers() {
         let setup = Setup::new();
-        let sock = echo_service(&setup, &bin, "server-hang-timeout = 1s\n");
+        let sock = echo_service(&setup, &bin, 1, "server-hang-timeout = 1s\n");
         let control = setup.path("m.ctl");
         let master = setup.start_master(&["-control", control.to_str().unwrap()]);
         let kid = beating_echo(&master, &sock, None);
@@ -105,7 +90,7 @@ fn a_stopped_child_is_killed_and_replaced_within_the_timeout_and_a_second() {
 fn a_child_that_never_beats_is_never_killed_for_silence() {
     let [echo, _] = echo_servers();
     let setup = Setup::new();
-    let sock = echo_service(&setup, &echo, "server-hang-timeout = 300ms\n");
+    let sock = echo_service(&setup, &echo, 1, "server-hang-timeout = 300ms\n");
     let probe_sock = setup.path("p.sock");
     setup.probe_service(
         "probe",
@@ -163,7 +148,7 @@ fn cpu_ticks(pid: i32) -> u64 {
 fn watching_heartbeats_is_no_busy_loop() {
     let [echo, _] = echo_servers();
     let setup = Setup::new();
-    let sock = echo_service(&setup, &echo, "server-hang-timeout = 200ms\n");
+    let sock = echo_service(&setup, &echo, 1, "server-hang-timeout = 200ms\n");
     let master = setup.start_master(&[]);
     let kid = beating_echo(&master, &sock, None);
     let first = heartbeat_of(kid).expect("a heartbeat").1;

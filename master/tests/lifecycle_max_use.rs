@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lifecycle_util::{echo_servers, service, status};
+use lifecycle_util::{echo_servers, echo_service, service, status};
 use util::{Setup, ask_unix, wait_for};
 
 const ROUND_TRIPS: usize = 1_000;
@@ -26,15 +26,11 @@ const RECYCLES: u64 = 20;
 fn max_use_recycles_without_a_failure_or_a_backoff() {
     let [echo, _] = echo_servers();
     let setup = Setup::new();
-    let sock = setup.path("e.sock");
-    setup.write_cf(
-        "echo",
-        &format!(
-            "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 2\n\
-             server-thread-count = 1\nserver-max-use = 1\nserver-max-use-jitter = 4\n",
-            echo.display(),
-            sock.display()
-        ),
+    let sock = echo_service(
+        &setup,
+        &echo,
+        2,
+        "server-max-use = 1\nserver-max-use-jitter = 4\n",
     );
     let control = setup.path("m.ctl");
     let master = setup.start_master(&["-control", control.to_str().unwrap()]);

@@ -8,7 +8,7 @@ mod util;
 
 use std::time::Duration;
 
-use lifecycle_util::{echo_servers, heartbeat_of, service, status};
+use lifecycle_util::{echo_servers, echo_service, heartbeat_of, service, status};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use util::{Setup, ask_unix, is_alive, wait_for, wait_until};
@@ -19,16 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 fn a_frozen_child_is_killed_during_a_graceful_stop() {
     let [echo, _] = echo_servers();
     let setup = Setup::new();
-    let sock = setup.path("e.sock");
-    setup.write_cf(
-        "echo",
-        &format!(
-            "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 1\n\
-             server-thread-count = 1\nserver-hang-timeout = 1s\n",
-            echo.display(),
-            sock.display()
-        ),
-    );
+    let sock = echo_service(&setup, &echo, 1, "server-hang-timeout = 1s\n");
     // A stop timeout far beyond the hang timeout: only the heartbeat can end this stop soon.
     let mut master = setup.start_master(&["-master-stop-timeout", "60s"]);
     let kid = wait_for(PATIENCE, "an echo child that answers and beats", || {
@@ -57,16 +48,7 @@ fn a_detached_child_killed_as_hung_is_the_last_exit_in_status() {
     use std::io::{BufRead, BufReader, Write};
     let [echo, _] = echo_servers();
     let setup = Setup::new();
-    let sock = setup.path("e.sock");
-    setup.write_cf(
-        "echo",
-        &format!(
-            "server-command = {}\nserver-service = echo://{}\nserver-proc-count = 1\n\
-             server-thread-count = 1\nserver-hang-timeout = 1s\n",
-            echo.display(),
-            sock.display()
-        ),
-    );
+    let sock = echo_service(&setup, &echo, 1, "server-hang-timeout = 1s\n");
     let control = setup.path("m.ctl");
     let master = setup.start_master(&["-control", control.to_str().unwrap()]);
     let kid = wait_for(PATIENCE, "an echo child that answers and beats", || {

@@ -43,6 +43,22 @@ pub fn echo_servers() -> [PathBuf; 2] {
         .clone()
 }
 
+/// Writes `etc/echo.cf` for `bin` serving `etc/../e.sock` with `procs` processes of one
+/// thread each, then `extra` (more `key = value` lines); returns the socket path.
+pub fn echo_service(setup: &crate::util::Setup, bin: &Path, procs: usize, extra: &str) -> PathBuf {
+    let sock = setup.path("e.sock");
+    setup.write_cf(
+        "echo",
+        &format!(
+            "server-command = {}\nserver-service = echo://{}\nserver-proc-count = {procs}\n\
+             server-thread-count = 1\n{extra}",
+            bin.display(),
+            sock.display()
+        ),
+    );
+    sock
+}
+
 /// The master's status document, from its control socket at `sock`.
 pub fn status(sock: &Path) -> serde_json::Value {
     let mut stream = UnixStream::connect(sock).expect("connect to the control socket");
