@@ -9,12 +9,15 @@
 //! Skipped, with a message, when `zmaster` and the echo examples were not built into the same
 //! target directory as `zstress` (a workspace build builds them).
 
+mod util;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use util::{SERVERS, bins};
 use zmaster_stress::args::{Limit, Target};
 use zmaster_stress::bench::{free_port, wait_ready};
 use zmaster_stress::chaos::{self, Action, ChaosConfig, ChaosReport, MasterRef};
@@ -22,23 +25,7 @@ use zmaster_stress::load::{self, LoadConfig};
 use zmaster_stress::procs::{ChildGuard, children_of};
 use zmaster_stress::report::FailKind;
 
-const SERVERS: [&str; 2] = ["echo-aio", "echo-coroutine"];
 const CONNS: usize = 8;
-
-fn bins() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_zstress"))
-        .parent()?
-        .to_path_buf();
-    let missing: Vec<&str> = std::iter::once("zmaster")
-        .chain(SERVERS)
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipped: {missing:?} not built in {}", dir.display());
-        return None;
-    }
-    Some(dir)
-}
 
 fn load_cfg(addr: SocketAddr, limit: Limit) -> LoadConfig {
     let mut cfg = LoadConfig::new(Target::Tcp(addr));

@@ -9,6 +9,8 @@
 //! Skipped, with a message, when `zmaster` and the echo examples were not built into the same
 //! target directory as `zstress`.
 
+mod util;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,29 +19,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
+use util::{SERVERS, bins};
 use zmaster_stress::args::{Limit, Target};
 use zmaster_stress::bench::{free_port, wait_ready};
 use zmaster_stress::chaos::{self, Action, ChaosConfig, ChaosReport, MasterRef};
 use zmaster_stress::load::{self, LoadConfig};
 use zmaster_stress::procs::{ChildGuard, alive, children_of, read_pid_file, signal};
 use zmaster_stress::upgrades::Outcome;
-
-const SERVERS: [&str; 2] = ["echo-aio", "echo-coroutine"];
-
-fn bins() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_zstress"))
-        .parent()?
-        .to_path_buf();
-    let missing: Vec<&str> = std::iter::once("zmaster")
-        .chain(SERVERS)
-        .filter(|b| !dir.join(b).is_file())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipped: {missing:?} not built in {}", dir.display());
-        return None;
-    }
-    Some(dir)
-}
 
 fn load_cfg(addr: SocketAddr, limit: Limit, per_request: bool) -> LoadConfig {
     let mut cfg = LoadConfig::new(Target::Tcp(addr));

@@ -102,3 +102,23 @@ pub fn num(json: &str, key: &str) -> f64 {
         .parse()
         .unwrap_or_else(|_| panic!("{key} not a number in {json}"))
 }
+
+/// The example servers the chaos tests run under zmaster.
+pub const SERVERS: [&str; 2] = ["echo-aio", "echo-coroutine"];
+
+/// The directory holding `zmaster` and [`SERVERS`] (next to `zstress`), or `None` (with a
+/// line saying what is missing) when they are not built.
+pub fn bins() -> Option<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(env!("CARGO_BIN_EXE_zstress"))
+        .parent()?
+        .to_path_buf();
+    let missing: Vec<&str> = std::iter::once("zmaster")
+        .chain(SERVERS)
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipped: {missing:?} not built in {}", dir.display());
+        return None;
+    }
+    Some(dir)
+}
