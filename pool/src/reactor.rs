@@ -189,6 +189,12 @@ impl Waker {
         self.asleep.store(false, Ordering::Relaxed);
     }
 
+    /// Whether the owner announced that it blocks ([`Waker::sleeping`]) and no wake-up has
+    /// been sent since: a hint (it may change at once), for preferring an awake thread.
+    pub fn is_asleep(&self) -> bool {
+        self.asleep.load(Ordering::Relaxed)
+    }
+
     /// Wakes the worker now, whether or not a wake-up is pending.
     ///
     /// # Errors

@@ -13,20 +13,31 @@
 //! On one usable CPU a yield hands the CPU to the thread this one waits for (the acceptor's
 //! to the worker and the client, a worker's to the client), which is what one CPU needs
 //! (issue 15, connect load on one CPU: aio 1×1 0.87 -> 0.97 of the epoll reference, 2×1
-//! 0.80 -> 0.99). But the sibling workers of one pool yield to each other there (aio 1×2
-//! ping-pong on one CPU: 0.05 -> 0.46 context switches per request, -24 % req/s), so on one
-//! CPU only a thread without siblings spins ([`IdleSpin::new`]).
+//! 0.80 -> 0.99). But sibling workers that all spin yield to each other there (aio 1×2
+//! ping-pong on one CPU, every worker spinning: 0.05 -> 0.46 context switches per request,
+//! -24 % req/s), and a pool where none spins sleeps and is woken for every connection (aio
+//! 1×2 connect load on one CPU: 2.2 context switches per connection against 0.4 with one
+//! worker). So on one CPU exactly one thread of each kind spins: the acceptor and the first
+//! worker of a pool ([`IdleSpin::new`]); the pools hand new work to an awake worker first
+//! (`WorkersHandle::assign`, the coroutine scheduler's `wake_one`), which is then that one.
 
 /// Yield-and-poll rounds of an idle worker before it blocks, at most.
 pub const SPIN_POLLS: u32 = 3;
 
-/// The spin rounds of a thread with `siblings` on `cpus` usable CPUs.
-fn rounds_for(cpus: usize, siblings: usize) -> u32 {
-    if cpus > 1 || siblings == 0 {
+/// The spin rounds of thread `index` of its kind (0: the acceptor, the first worker of a
+/// pool) on `cpus` usable CPUs.
+fn rounds_for(cpus: usize, index: usize) -> u32 {
+    if cpus > 1 || index == 0 {
         SPIN_POLLS
     } else {
         0
     }
+}
+
+/// The CPUs this thread may run on (affinity and cgroup quota; 1 if unknown). Read it once
+/// per thread, not per event: it reads `/proc` and the cgroup files.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// The adaptive idle-spin budget of one worker.
@@ -37,12 +48,11 @@ pub struct IdleSpin {
 }
 
 impl IdleSpin {
-    /// [`SPIN_POLLS`] rounds for a thread with `siblings` other threads of the same kind (the
-    /// other workers of its pool; 0 for the acceptor), or none when the thread may run on one
-    /// CPU only and has siblings, which would yield to each other.
-    pub fn new(siblings: usize) -> IdleSpin {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        IdleSpin::with_max(rounds_for(cpus, siblings))
+    /// [`SPIN_POLLS`] rounds for thread `index` among the threads of its kind (its pool's
+    /// worker index; 0 for the acceptor), or none when the thread may run on one CPU only and
+    /// is not the first of its kind: spinning siblings would yield to each other.
+    pub fn new(index: usize) -> IdleSpin {
+        IdleSpin::with_max(rounds_for(usable_cpus(), index))
     }
 
     /// At most `max` rounds.
@@ -82,7 +92,7 @@ impl IdleSpin {
 
 #[cfg(test)]
 mod tests {
-    use super::{IdleSpin, SPIN_POLLS, rounds_for};
+    use super::{IdleSpin, SPIN_POLLS, rounds_for, usable_cpus};
 
     #[test]
     fn a_failed_spin_shortens_the_next_and_a_success_restores_it() {
@@ -143,15 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn one_cpu_spins_only_without_siblings() {
+    fn one_cpu_spins_only_the_first_thread_of_its_kind() {
         assert_eq!(rounds_for(1, 0), SPIN_POLLS);
         assert_eq!(rounds_for(1, 1), 0);
         assert_eq!(rounds_for(1, 3), 0);
         assert_eq!(rounds_for(2, 0), SPIN_POLLS);
         assert_eq!(rounds_for(2, 1), SPIN_POLLS);
         assert_eq!(rounds_for(8, 7), SPIN_POLLS);
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        assert_eq!(IdleSpin::new(1).rounds(), rounds_for(cpus, 1));
+        assert_eq!(IdleSpin::new(1).rounds(), rounds_for(usable_cpus(), 1));
         assert_eq!(IdleSpin::new(0).rounds(), SPIN_POLLS);
     }
 }

@@ -108,13 +108,18 @@ impl LoopTick {
         self.coroutine.store(id.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// How long the current loop turn has lasted at `now` (to the millisecond); `None` while
+    /// the thread is idle in its poller.
+    pub fn busy_for(&self, now: Instant) -> Option<Duration> {
+        match self.busy_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(now.saturating_duration_since(from_ms(since))),
+        }
+    }
+
     /// The stall of this thread at `now`, if its loop turn has lasted longer than `timeout`.
     pub fn stall(&self, timeout: Duration, now: Instant) -> Option<Stall> {
-        let since = self.busy_since.load(Ordering::Relaxed);
-        if since == 0 {
-            return None;
-        }
-        let busy_for = now.saturating_duration_since(from_ms(since));
+        let busy_for = self.busy_for(now)?;
         if busy_for <= timeout {
             return None;
         }

@@ -48,8 +48,9 @@ impl Worker {
         gate: Arc<ConnGate>,
         rx: Receiver<Msg>,
         reactor: Reactor,
-        siblings: usize,
     ) -> Worker {
+        // On one CPU only worker 0 spins (`spin.rs`).
+        let spin = crate::spin::IdleSpin::new(shared.index);
         Worker {
             shared,
             gate,
@@ -61,7 +62,7 @@ impl Worker {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             now: Instant::now(),
-            spin: crate::spin::IdleSpin::new(siblings),
+            spin,
         }
     }
 

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::conn::{Conn, Msg, WorkerShared};
 use crate::gate::ConnGate;
@@ -18,6 +18,8 @@ struct Shared {
     workers: Vec<Arc<WorkerShared>>,
     next: AtomicUsize,
     gate: Arc<ConnGate>,
+    /// The process may run on one CPU only (see [`pick`]).
+    one_cpu: bool,
 }
 
 /// A pool of worker threads serving [`Conn`]s. Dropping it shuts the workers down.
@@ -76,6 +78,7 @@ impl Workers {
                 workers,
                 next: AtomicUsize::new(0),
                 gate: Arc::clone(&gate),
+                one_cpu: crate::spin::usable_cpus() == 1,
             }),
         };
         let mut pool = Workers {
@@ -87,7 +90,7 @@ impl Workers {
             let gate = Arc::clone(&gate);
             let thread = std::thread::Builder::new()
                 .name(format!("zm-worker-{index}"))
-                .spawn(move || Worker::new(shared, gate, rx, reactor, n - 1).run())
+                .spawn(move || Worker::new(shared, gate, rx, reactor).run())
                 .map_err(|e| io::Error::new(e.kind(), format!("spawn zm-worker-{index}: {e}")))?;
             pool.threads.push(thread);
         }
@@ -167,7 +170,8 @@ impl std::fmt::Debug for Workers {
 }
 
 impl WorkersHandle {
-    /// Hands `stream` to the least-loaded worker (ties: round-robin). From then on all the
+    /// Hands `stream` to the least-loaded worker (ties: an awake one, then round-robin; see
+    /// [`pick`]). From then on all the
     /// connection's I/O and callbacks run on that worker; `init` runs there first. If the
     /// pool has shut down, the stream is closed.
     pub fn assign(&self, stream: Stream, init: impl FnOnce(&mut Conn) + Send + 'static) {
@@ -178,18 +182,8 @@ impl WorkersHandle {
         if counted {
             shared.gate.enter();
         }
-        let n = shared.workers.len();
-        let start = shared.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = &shared.workers[start];
-        let mut best_load = best.load.load(Ordering::Relaxed);
-        for i in 1..n {
-            let w = &shared.workers[(start + i) % n];
-            let load = w.load.load(Ordering::Relaxed);
-            if load < best_load {
-                best = w;
-                best_load = load;
-            }
-        }
+        let turn = shared.next.fetch_add(1, Ordering::Relaxed);
+        let best = pick(&shared.workers, turn, Instant::now(), shared.one_cpu);
         best.load.fetch_add(1, Ordering::Relaxed);
         let msg = Msg::Assign {
             stream,
@@ -230,5 +224,204 @@ impl std::fmt::Debug for WorkersHandle {
         f.debug_struct("WorkersHandle")
             .field("active", &self.active_connections())
             .finish()
+    }
+}
+
+/// How long a worker's loop turn may have lasted for it to count as awake on one CPU: a
+/// longer one is busy in a callback (or not getting the CPU), and then the load decides.
+const AWAKE_TURN: Duration = Duration::from_millis(10);
+
+/// The worker for a new connection, handing it over without a wake-up where that is free.
+/// A worker is *awake* when it is not asleep in `epoll_wait` and its loop turn started less
+/// than [`AWAKE_TURN`] before `now` (a longer turn is stuck in a callback, or not getting
+/// the CPU).
+///
+/// - On several CPUs: the least loaded, where a worker that is not awake counts one
+///   connection more, and of equals the awake one. So an awake worker takes the connection
+///   unless it has more than one more than another; the loads stay within one of even.
+///   Remaining ties go round-robin from `turn`.
+/// - On one CPU (`one_cpu`), where a second worker adds no CPU, only a sleep and a wake-up
+///   (two context switches) per connection, and only worker 0 spins (`spin.rs`): the first
+///   awake worker; else the first one asleep; else (all are stuck) the least loaded. So a
+///   pool serves from worker 0 as one worker would, and the others take over while it is
+///   stuck.
+fn pick(
+    workers: &[Arc<WorkerShared>],
+    turn: usize,
+    now: Instant,
+    one_cpu: bool,
+) -> &Arc<WorkerShared> {
+    let n = workers.len();
+    let start = turn % n;
+    let rank = |w: &WorkerShared| {
+        let asleep = w.waker.is_asleep();
+        let awake = !asleep && w.tick.busy_for(now).is_none_or(|b| b < AWAKE_TURN);
+        let load = w.load.load(Ordering::Relaxed);
+        if !one_cpu {
+            (
+                load.saturating_add(usize::from(!awake)),
+                usize::from(!awake),
+            )
+        } else if awake {
+            (0, w.index)
+        } else if asleep {
+            (1, w.index)
+        } else {
+            (2, load)
+        }
+    };
+    let mut best = &workers[start];
+    let mut best_rank = rank(best);
+    for i in 1..n {
+        let w = &workers[(start + i) % n];
+        let r = rank(w);
+        if r < best_rank {
+            best = w;
+            best_rank = r;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(index: usize, load: usize, asleep: bool) -> Arc<WorkerShared> {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let w = WorkerShared {
+            index,
+            tx,
+            waker: Waker::new().expect("eventfd"),
+            load: AtomicUsize::new(load),
+            tick: LoopTick::new(format!("test-{index}")),
+        };
+        if asleep {
+            w.waker.sleeping();
+        }
+        Arc::new(w)
+    }
+
+    fn picked(workers: &[Arc<WorkerShared>], turn: usize) -> usize {
+        pick(workers, turn, Instant::now(), false).index
+    }
+
+    fn picked_on_one_cpu(workers: &[Arc<WorkerShared>], turn: usize, now: Instant) -> usize {
+        pick(workers, turn, now, true).index
+    }
+
+    #[test]
+    fn the_least_loaded_worker_wins_asleep_or_not() {
+        let ws = [worker(0, 3, false), worker(1, 1, true), worker(2, 3, false)];
+        for turn in 0..6 {
+            assert_eq!(picked(&ws, turn), 1, "turn {turn}");
+        }
+        let ws = [
+            worker(0, 2, false),
+            worker(1, 4, false),
+            worker(2, 1, false),
+        ];
+        for turn in 0..6 {
+            assert_eq!(picked(&ws, turn), 2, "turn {turn}");
+        }
+    }
+
+    #[test]
+    fn an_awake_worker_wins_unless_it_has_two_more() {
+        let ws = [worker(0, 0, true), worker(1, 0, false), worker(2, 0, true)];
+        for turn in 0..6 {
+            assert_eq!(picked(&ws, turn), 1, "turn {turn}");
+        }
+        // One more than a sleeping worker: still the awake one.
+        let ws = [worker(0, 1, false), worker(1, 0, true)];
+        assert_eq!((picked(&ws, 0), picked(&ws, 1)), (0, 0));
+        // Two more: the sleeping one.
+        let ws = [worker(0, 2, false), worker(1, 0, true)];
+        assert_eq!((picked(&ws, 0), picked(&ws, 1)), (1, 1));
+    }
+
+    #[test]
+    fn full_ties_go_round_robin() {
+        let ws = [worker(0, 2, true), worker(1, 2, true), worker(2, 2, true)];
+        let order: Vec<usize> = (0..6).map(|t| picked(&ws, t)).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        let ws = [worker(0, 0, false), worker(1, 0, false)];
+        assert_eq!((picked(&ws, 4), picked(&ws, 5)), (0, 1));
+        // Equal once sleep is counted, but not equal: the awake one.
+        let ws = [worker(0, 1, true), worker(1, 2, false)];
+        assert_eq!((picked(&ws, 0), picked(&ws, 1)), (1, 1));
+    }
+
+    #[test]
+    fn connections_arriving_together_stay_within_one_of_even() {
+        // Worker 0 awake, 1 and 2 asleep until their first connection wakes them (the
+        // wake-up clears the flag, as `Waker::wake` does).
+        let ws = [worker(0, 0, false), worker(1, 0, true), worker(2, 0, true)];
+        for turn in 0..30 {
+            let w = pick(&ws, turn, Instant::now(), false);
+            w.load.fetch_add(1, Ordering::Relaxed);
+            w.waker.wake();
+        }
+        let loads: Vec<usize> = ws.iter().map(|w| w.load.load(Ordering::Relaxed)).collect();
+        assert_eq!(loads, [10, 10, 10]);
+    }
+
+    #[test]
+    fn on_one_cpu_the_first_awake_worker_takes_every_connection() {
+        let t0 = Instant::now();
+        let ws = [worker(0, 7, true), worker(1, 9, false), worker(2, 3, false)];
+        ws[1].tick.busy(t0);
+        ws[2].tick.busy(t0);
+        // Awake beats asleep, whatever the loads; of the awake ones, the first.
+        let soon = t0 + Duration::from_millis(5);
+        for turn in 0..6 {
+            assert_eq!(picked_on_one_cpu(&ws, turn, soon), 1, "turn {turn}");
+        }
+        // Worker 1's turn has lasted over AWAKE_TURN: stuck in a callback; worker 2 started
+        // later and is still awake.
+        ws[2].tick.busy(t0 + Duration::from_millis(8));
+        let later = t0 + AWAKE_TURN + Duration::from_millis(1);
+        assert_eq!(picked_on_one_cpu(&ws, 0, later), 2);
+        // Both stuck: the sleeper, though more loaded than worker 2.
+        let much_later = t0 + Duration::from_millis(30);
+        assert_eq!(picked_on_one_cpu(&ws, 0, much_later), 0);
+        // An awake worker between turns (tick idle, not asleep yet) counts as awake.
+        ws[1].tick.idle();
+        assert_eq!(picked_on_one_cpu(&ws, 0, much_later), 1);
+    }
+
+    #[test]
+    fn on_one_cpu_sleepers_are_woken_first_first_and_stuck_ones_by_load() {
+        let t0 = Instant::now();
+        let ws = [worker(0, 5, true), worker(1, 0, true)];
+        for turn in 0..4 {
+            assert_eq!(picked_on_one_cpu(&ws, turn, t0), 0, "turn {turn}");
+        }
+        let ws = [
+            worker(0, 5, false),
+            worker(1, 2, false),
+            worker(2, 4, false),
+        ];
+        for w in &ws {
+            w.tick.busy(t0);
+        }
+        let stuck = t0 + Duration::from_millis(50);
+        for turn in 0..6 {
+            assert_eq!(picked_on_one_cpu(&ws, turn, stuck), 1, "turn {turn}");
+        }
+    }
+
+    #[test]
+    fn on_several_cpus_a_stuck_worker_counts_as_asleep() {
+        let t0 = Instant::now();
+        // Worker 0 is in a callback that has run for 50 ms; worker 1 sleeps.
+        let ws = [worker(0, 1, false), worker(1, 0, true)];
+        ws[0].tick.busy(t0);
+        let now = t0 + Duration::from_millis(50);
+        for turn in 0..4 {
+            assert_eq!(pick(&ws, turn, now, false).index, 1, "turn {turn}");
+        }
+        // Its turn is young: awake, and it wins within one.
+        assert_eq!(pick(&ws, 0, t0 + Duration::from_millis(1), false).index, 0);
     }
 }

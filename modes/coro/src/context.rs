@@ -47,6 +47,14 @@ pub(crate) struct Shared {
     pub(crate) sleepers: AtomicUsize,
     /// A worker was notified by `wake_one` and has not woken up yet.
     pub(crate) waking: AtomicBool,
+    /// Workers in their idle spin (`Worker::spin_poll`), which polls for stealable work: while
+    /// one spins, `wake_one` wakes nobody (on one CPU only worker 0 spins, and a wake-up per
+    /// connection for another would cost two context switches; `zmaster_pool::spin`).
+    pub(crate) spinning: AtomicUsize,
+    /// The process may run on one CPU only: `wake_one` wakes the first sleeper, not the next
+    /// in turn, and workers start the coroutines they take (`Worker::start`), so a scheduler
+    /// runs on worker 0 as one worker would (`zmaster_pool::spin`).
+    pub(crate) one_cpu: bool,
     /// Default stack size, rounded.
     pub(crate) stack_size: usize,
     /// Stacks each worker's pool keeps (`Config::pool_stacks`).
@@ -173,17 +181,29 @@ impl Shared {
     ///
     /// At most one wake-up is in flight: while a notified worker has not yet woken up (and
     /// will then look for work, seeing everything published before), further calls return.
+    ///
+    /// Nor while a worker spins: it takes the work itself. (It stops spinning before it
+    /// announces sleep and re-checks for work after a fence, so work published before this
+    /// fence is seen by it or makes this call go on to wake a sleeper.)
     pub(crate) fn wake_one(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) == 0 || self.waking.load(Ordering::Relaxed) {
+        if self.sleepers.load(Ordering::Relaxed) == 0
+            || self.waking.load(Ordering::Relaxed)
+            || self.spinning.load(Ordering::Relaxed) > 0
+        {
             return;
         }
         if self.waking.swap(true, Ordering::SeqCst) {
             return;
         }
         let n = self.workers.len();
-        let start = self.rr.load(Ordering::Relaxed);
-        self.rr.store(start.wrapping_add(1), Ordering::Relaxed);
+        let start = if self.one_cpu {
+            0
+        } else {
+            let start = self.rr.load(Ordering::Relaxed);
+            self.rr.store(start.wrapping_add(1), Ordering::Relaxed);
+            start
+        };
         for i in 0..n {
             let w = &self.workers[(start + i) % n];
             if w.sleeping.load(Ordering::Relaxed) && w.sleeping.swap(false, Ordering::SeqCst) {
@@ -211,6 +231,8 @@ impl Shared {
             injected: CachePadded::new(AtomicUsize::new(0)),
             sleepers: AtomicUsize::new(0),
             waking: AtomicBool::new(false),
+            spinning: AtomicUsize::new(0),
+            one_cpu: zmaster_pool::spin::usable_cpus() == 1,
             stack_size,
             pool_stacks,
             rr: AtomicUsize::new(0),

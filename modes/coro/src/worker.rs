@@ -33,15 +33,13 @@ pub(crate) struct Worker {
     q: Queues,
     coros: Coros,
     events: Vec<EpollEvent>,
-    /// Yield-and-poll rounds before sleeping (`zmaster_pool::spin`: none on one CPU with siblings).
+    /// Yield-and-poll rounds before sleeping (`zmaster_pool::spin`: on one CPU only worker 0 spins).
     spin: IdleSpin,
 }
 
 impl Worker {
     pub(crate) fn new(shared: Arc<Shared>, index: usize, fresh: Deque<Fresh>) -> Worker {
         let pool_stacks = shared.pool_stacks;
-        // Yielding to a sibling worker on one CPU would only bounce between them.
-        let siblings = shared.workers.len().saturating_sub(1);
         Worker {
             q: Queues {
                 me: shared.workers[index].clone(),
@@ -52,7 +50,7 @@ impl Worker {
             },
             coros: Coros::new(pool_stacks),
             events: vec![EpollEvent::empty(); reactor::EVENTS],
-            spin: IdleSpin::new(siblings),
+            spin: IdleSpin::new(index),
         }
     }
 
@@ -138,12 +136,16 @@ impl Worker {
     }
 
     /// Starts a new coroutine here, or places it on a clearly less loaded worker (unless it
-    /// was `placed` here already).
+    /// was `placed` here already). Not on one CPU: another worker adds no CPU there, only a
+    /// sleep and a wake-up per coroutine (issue 15, connect load, coroutine 1×2 on one CPU:
+    /// 0.9–1.4 context switches per connection when placing, against 0.4); a worker stuck in
+    /// a coroutine does not take new ones, and `wake_one` gets another one going for them.
     fn start(&mut self, fresh: Fresh, placed: bool) {
         if !placed {
             let workers = &self.q.shared.workers;
             let loads = workers.iter().map(|w| w.load.load(Ordering::Relaxed));
             if workers.len() > 1
+                && !self.q.shared.one_cpu
                 && let Some(to) = runq::place(loads, self.q.index)
             {
                 let w = &workers[to];
@@ -173,12 +175,28 @@ impl Worker {
     /// blocking. Returns whether work arrived. A sleep and the wake-up that ends it cost tens of
     /// microseconds on a VM; this costs two cheap syscalls per round when nothing else runs,
     /// so after a spin that found nothing the next one is short ([`IdleSpin::found`]).
+    ///
+    /// While it spins the worker counts in `Shared::spinning` and also looks for stealable
+    /// work (new coroutines), for which `wake_one` then wakes nobody.
     fn spin_poll(&mut self) -> bool {
         let mut spin = self.spin;
+        if spin.rounds() == 0 {
+            return false;
+        }
+        self.q.shared.spinning.fetch_add(1, Ordering::SeqCst);
         let found = spin.spin(|| {
             self.poll(Some(Duration::ZERO));
-            !READY.with_borrow(|q| q.is_empty()) || !self.q.me.inbox.is_empty()
+            !READY.with_borrow(|q| q.is_empty())
+                || !self.q.me.inbox.is_empty()
+                || !self.q.me.placed.is_empty()
+                || runq::work_available(
+                    &self.q.shared.injector,
+                    &self.q.shared.stealers,
+                    self.q.index,
+                )
         });
+        // Before `sleep` announces the sleep and re-checks for work (see `Shared::wake_one`).
+        self.q.shared.spinning.fetch_sub(1, Ordering::SeqCst);
         self.spin = spin;
         found
     }
