@@ -163,4 +163,33 @@ mod tests {
         assert_eq!(IdleSpin::new(1).rounds(), rounds_for(usable_cpus(), 1));
         assert_eq!(IdleSpin::new(0).rounds(), SPIN_POLLS);
     }
+
+    #[test]
+    fn a_thread_pinned_to_one_cpu_sees_one_and_spins_only_as_the_first() {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+        use nix::unistd::Pid;
+        let here = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(usable_cpus(), here);
+        let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+        let first = (0..CpuSet::count())
+            .find(|&c| allowed.is_set(c).unwrap_or(false))
+            .expect("an allowed CPU");
+        let pinned = std::thread::spawn(move || {
+            let mut one = CpuSet::new();
+            one.set(first).expect("cpu index");
+            // Pid 0: this thread only.
+            sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
+            (
+                usable_cpus(),
+                IdleSpin::new(0).rounds(),
+                IdleSpin::new(1).rounds(),
+            )
+        })
+        .join()
+        .expect("pinned thread");
+        assert_eq!(pinned, (1, SPIN_POLLS, 0));
+        if here > 1 {
+            assert_eq!(IdleSpin::new(1).rounds(), SPIN_POLLS);
+        }
+    }
 }
