@@ -54,7 +54,8 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `workers` worker threads, then the acceptor over `listeners`; each accepted
-    /// connection is assigned once to the least-loaded worker, where its handler runs.
+    /// connection is assigned once to a worker (about the least loaded, preferring an awake
+    /// one: [`WorkersHandle::assign`](crate::WorkersHandle::assign)), where its handler runs.
     /// A FIFO listener's handler is called once with the FIFO's stream.
     ///
     /// # Errors

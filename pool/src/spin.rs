@@ -25,19 +25,26 @@
 pub const SPIN_POLLS: u32 = 3;
 
 /// The spin rounds of thread `index` of its kind (0: the acceptor, the first worker of a
-/// pool) on `cpus` usable CPUs.
-fn rounds_for(cpus: usize, index: usize) -> u32 {
-    if cpus > 1 || index == 0 {
+/// pool), on one CPU or more.
+fn rounds_for(one_cpu: bool, index: usize) -> u32 {
+    if !one_cpu || index == 0 {
         SPIN_POLLS
     } else {
         0
     }
 }
 
-/// The CPUs this thread may run on (affinity and cgroup quota; 1 if unknown). Read it once
-/// per thread, not per event: it reads `/proc` and the cgroup files.
-pub fn usable_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+/// Whether the calling thread may run on one CPU only (its affinity mask has one CPU; `false`
+/// if it cannot be read). A cgroup quota does not count: a container limited to 1.5 CPUs
+/// still runs threads in parallel (`available_parallelism` would round it down to 1). Read
+/// it once per thread, not per event.
+pub fn one_cpu() -> bool {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).is_ok_and(|set| {
+        (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .nth(1)
+            .is_none()
+    })
 }
 
 /// The adaptive idle-spin budget of one worker.
@@ -52,7 +59,7 @@ impl IdleSpin {
     /// worker index; 0 for the acceptor), or none when the thread may run on one CPU only and
     /// is not the first of its kind: spinning siblings would yield to each other.
     pub fn new(index: usize) -> IdleSpin {
-        IdleSpin::with_max(rounds_for(usable_cpus(), index))
+        IdleSpin::with_max(rounds_for(one_cpu(), index))
     }
 
     /// At most `max` rounds.
@@ -92,7 +99,7 @@ impl IdleSpin {
 
 #[cfg(test)]
 mod tests {
-    use super::{IdleSpin, SPIN_POLLS, rounds_for, usable_cpus};
+    use super::{IdleSpin, SPIN_POLLS, one_cpu, rounds_for};
 
     #[test]
     fn a_failed_spin_shortens_the_next_and_a_success_restores_it() {
@@ -154,42 +161,57 @@ mod tests {
 
     #[test]
     fn one_cpu_spins_only_the_first_thread_of_its_kind() {
-        assert_eq!(rounds_for(1, 0), SPIN_POLLS);
-        assert_eq!(rounds_for(1, 1), 0);
-        assert_eq!(rounds_for(1, 3), 0);
-        assert_eq!(rounds_for(2, 0), SPIN_POLLS);
-        assert_eq!(rounds_for(2, 1), SPIN_POLLS);
-        assert_eq!(rounds_for(8, 7), SPIN_POLLS);
-        assert_eq!(IdleSpin::new(1).rounds(), rounds_for(usable_cpus(), 1));
-        assert_eq!(IdleSpin::new(0).rounds(), SPIN_POLLS);
+        assert_eq!(rounds_for(true, 0), SPIN_POLLS);
+        assert_eq!(rounds_for(true, 1), 0);
+        assert_eq!(rounds_for(true, 3), 0);
+        assert_eq!(rounds_for(false, 0), SPIN_POLLS);
+        assert_eq!(rounds_for(false, 1), SPIN_POLLS);
+        assert_eq!(rounds_for(false, 7), SPIN_POLLS);
     }
 
     #[test]
     fn a_thread_pinned_to_one_cpu_sees_one_and_spins_only_as_the_first() {
         use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
         use nix::unistd::Pid;
-        let here = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        assert_eq!(usable_cpus(), here);
         let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
-        let first = (0..CpuSet::count())
-            .find(|&c| allowed.is_set(c).unwrap_or(false))
-            .expect("an allowed CPU");
-        let pinned = std::thread::spawn(move || {
-            let mut one = CpuSet::new();
-            one.set(first).expect("cpu index");
-            // Pid 0: this thread only.
-            sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
-            (
-                usable_cpus(),
-                IdleSpin::new(0).rounds(),
-                IdleSpin::new(1).rounds(),
-            )
+        let cpus: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| allowed.is_set(c).unwrap_or(false))
+            .collect();
+        let pinned = std::thread::spawn({
+            let first = cpus[0];
+            move || {
+                let mut one = CpuSet::new();
+                one.set(first).expect("cpu index");
+                // Pid 0: this thread only.
+                sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
+                (
+                    one_cpu(),
+                    IdleSpin::new(0).rounds(),
+                    IdleSpin::new(1).rounds(),
+                )
+            }
         })
         .join()
         .expect("pinned thread");
-        assert_eq!(pinned, (1, SPIN_POLLS, 0));
-        if here > 1 {
+        assert_eq!(pinned, (true, SPIN_POLLS, 0));
+        if cpus.len() > 1 {
+            // This thread is not pinned: every worker spins.
+            assert!(!one_cpu());
             assert_eq!(IdleSpin::new(1).rounds(), SPIN_POLLS);
+            // Two CPUs of the mask are not one.
+            let two = std::thread::spawn({
+                let (a, b) = (cpus[0], cpus[1]);
+                move || {
+                    let mut set = CpuSet::new();
+                    set.set(a).expect("cpu index");
+                    set.set(b).expect("cpu index");
+                    sched_setaffinity(Pid::from_raw(0), &set).expect("pin");
+                    one_cpu()
+                }
+            })
+            .join()
+            .expect("thread on two CPUs");
+            assert!(!two);
         }
     }
 }

@@ -135,6 +135,12 @@ impl Worker {
     /// Idle: up to `spin.rounds()` rounds of `sched_yield` + `epoll_wait(0)` before blocking
     /// ([`IdleSpin`](crate::spin::IdleSpin)); returns the events found (0: block).
     fn spin_poll(&mut self, events: &mut [EpollEvent]) -> usize {
+        if self.spin.rounds() == 0 {
+            return 0;
+        }
+        // Waiting for events, not hanging; and awake for `pick` (a yield may give away a whole
+        // time slice, which must not make the turn look stuck). The next turn stamps it busy.
+        self.shared.tick.idle();
         let mut n = 0;
         let (reactor, rx) = (&self.reactor, &self.rx);
         self.spin.spin(|| {

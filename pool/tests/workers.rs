@@ -74,11 +74,20 @@ fn connections_spread_and_stay_on_their_worker() {
             per_worker[index.parse::<usize>().expect("index")] += 1;
         }
     }
-    assert_eq!(
-        per_worker,
-        [100, 100],
-        "least-loaded assignment spreads 10 connections 5/5"
-    );
+    if zmaster_pool::spin::one_cpu() {
+        // One CPU: worker 0 serves every connection as one worker would (asleep or awake, it
+        // is the first; a round trip is far from its 10 ms "stuck" bound).
+        assert_eq!(per_worker, [200, 0], "one CPU: all on worker 0");
+    } else {
+        // Least loaded, an awake worker winning within one: 5/5, or 6/4 when a worker was
+        // still awake from the previous connection.
+        let (a, b) = (per_worker[0] / 20, per_worker[1] / 20);
+        assert_eq!(a + b, 10, "{per_worker:?}");
+        assert!(
+            a.abs_diff(b) <= 2,
+            "spread over both workers: {per_worker:?}"
+        );
+    }
     assert_eq!(workers.active_connections(), 10);
     drop(clients);
     assert!(workers.wait_idle(None));

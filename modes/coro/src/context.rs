@@ -47,10 +47,11 @@ pub(crate) struct Shared {
     pub(crate) sleepers: AtomicUsize,
     /// A worker was notified by `wake_one` and has not woken up yet.
     pub(crate) waking: AtomicBool,
-    /// Workers in their idle spin (`Worker::spin_poll`), which polls for stealable work: while
-    /// one spins, `wake_one` wakes nobody (on one CPU only worker 0 spins, and a wake-up per
-    /// connection for another would cost two context switches; `zmaster_pool::spin`).
-    pub(crate) spinning: AtomicUsize,
+    /// Workers in their idle spin (`Worker::spin_poll`), which polls for stealable work: on one
+    /// CPU, while one spins, `wake_one` wakes nobody (only worker 0 spins there, and a wake-up
+    /// per connection for another would cost two context switches; `zmaster_pool::spin`). On
+    /// several CPUs a spinner may be descheduled in its yield, so sleepers are woken as before.
+    pub(crate) spinning: CachePadded<AtomicUsize>,
     /// The process may run on one CPU only: `wake_one` wakes the first sleeper, not the next
     /// in turn, and workers start the coroutines they take (`Worker::start`), so a scheduler
     /// runs on worker 0 as one worker would (`zmaster_pool::spin`).
@@ -182,14 +183,14 @@ impl Shared {
     /// At most one wake-up is in flight: while a notified worker has not yet woken up (and
     /// will then look for work, seeing everything published before), further calls return.
     ///
-    /// Nor while a worker spins: it takes the work itself. (It stops spinning before it
-    /// announces sleep and re-checks for work after a fence, so work published before this
-    /// fence is seen by it or makes this call go on to wake a sleeper.)
+    /// On one CPU, nor while a worker spins: it takes the work itself. (It stops spinning
+    /// before it announces sleep and re-checks for work after a fence, so work published
+    /// before this fence is seen by it or makes this call go on to wake a sleeper.)
     pub(crate) fn wake_one(&self) {
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::Relaxed) == 0
             || self.waking.load(Ordering::Relaxed)
-            || self.spinning.load(Ordering::Relaxed) > 0
+            || (self.one_cpu && self.spinning.load(Ordering::Relaxed) > 0)
         {
             return;
         }
@@ -231,8 +232,8 @@ impl Shared {
             injected: CachePadded::new(AtomicUsize::new(0)),
             sleepers: AtomicUsize::new(0),
             waking: AtomicBool::new(false),
-            spinning: AtomicUsize::new(0),
-            one_cpu: zmaster_pool::spin::usable_cpus() == 1,
+            spinning: CachePadded::new(AtomicUsize::new(0)),
+            one_cpu: zmaster_pool::spin::one_cpu(),
             stack_size,
             pool_stacks,
             rr: AtomicUsize::new(0),

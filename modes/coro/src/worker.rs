@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
@@ -177,13 +177,14 @@ impl Worker {
     /// so after a spin that found nothing the next one is short ([`IdleSpin::found`]).
     ///
     /// While it spins the worker counts in `Shared::spinning` and also looks for stealable
-    /// work (new coroutines), for which `wake_one` then wakes nobody.
+    /// work (new coroutines), for which `wake_one` then wakes nobody on one CPU.
     fn spin_poll(&mut self) -> bool {
         let mut spin = self.spin;
         if spin.rounds() == 0 {
             return false;
         }
-        self.q.shared.spinning.fetch_add(1, Ordering::SeqCst);
+        let shared = Arc::clone(&self.q.shared);
+        let spinning = Spinning::enter(&shared.spinning);
         let found = spin.spin(|| {
             self.poll(Some(Duration::ZERO));
             !READY.with_borrow(|q| q.is_empty())
@@ -196,7 +197,7 @@ impl Worker {
                 )
         });
         // Before `sleep` announces the sleep and re-checks for work (see `Shared::wake_one`).
-        self.q.shared.spinning.fetch_sub(1, Ordering::SeqCst);
+        drop(spinning);
         self.spin = spin;
         found
     }
@@ -276,6 +277,22 @@ impl Worker {
             "coroutine worker={} stopped dropped={dropped}",
             self.q.index
         );
+    }
+}
+
+/// Counts a worker in `Shared::spinning` until dropped (also when the spin unwinds).
+struct Spinning<'a>(&'a AtomicUsize);
+
+impl<'a> Spinning<'a> {
+    fn enter(count: &'a AtomicUsize) -> Spinning<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Spinning(count)
+    }
+}
+
+impl Drop for Spinning<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -47,6 +47,12 @@ fn connections_of_one_accept_loop_spread_over_workers() {
         let name = rx.recv_timeout(WAIT).expect("connection coroutine started");
         *per_thread.entry(name).or_default() += 1;
     }
+    if zmaster_pool::spin::one_cpu() {
+        // One CPU: new coroutines are not placed (docs/coroutine.md, Placement).
+        eprintln!("one usable CPU: placement is off, spread not checked: {per_thread:?}");
+        drop(clients);
+        return;
+    }
     assert_eq!(
         per_thread.len(),
         2,

@@ -1,6 +1,7 @@
 //! The aio mode: one acceptor thread, `server-thread-count` worker threads, callback-style I/O.
 //!
-//! Each accepted connection is handed once to the least-loaded worker and stays there: its
+//! Each accepted connection is handed once to a worker (about the least loaded, preferring an
+//! awake one; on one CPU the first awake one, see `docs/servers.md`) and stays there: its
 //! reads, writes, timeouts and callbacks all run on that worker's event loop (see
 //! [`Conn`]). CPU-heavy work goes to rayon with [`Conn::spawn_cpu`] and continues in a
 //! callback on the same worker, so neither the worker's other connections nor the acceptor
