@@ -151,7 +151,10 @@ impl Reactor {
 }
 
 impl Waker {
-    /// A new, unsignalled waker.
+    /// A new, unsignalled waker whose owner counts as asleep until its first
+    /// [`Waker::awake`]: a thread that has not reached its loop yet is not awake for
+    /// [`Waker::is_asleep`] (the first [`Waker::wake`] then writes the eventfd, which the
+    /// owner's first wait just reports).
     ///
     /// # Errors
     /// `eventfd` failed.
@@ -159,7 +162,7 @@ impl Waker {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Waker {
             fd,
-            asleep: AtomicBool::new(false),
+            asleep: AtomicBool::new(true),
         })
     }
 

@@ -97,7 +97,8 @@ impl Workers {
         Ok(pool)
     }
 
-    /// Hands `stream` to one worker (about the least loaded, see [`WorkersHandle::assign`]) for good; `init` runs there first
+    /// Hands `stream` to one worker (about the least loaded, see
+    /// [`WorkersHandle::assign`]) for good; `init` runs there first
     /// with the new [`Conn`] and starts its first operation. See [`WorkersHandle::assign`].
     pub fn assign(&self, stream: Stream, init: impl FnOnce(&mut Conn) + Send + 'static) {
         self.handle.assign(stream, init);
@@ -239,8 +240,8 @@ const AWAKE_TURN: Duration = Duration::from_millis(10);
 ///
 /// - On several CPUs: the least loaded, where a worker that is not awake counts one
 ///   connection more, and of equals the awake one. So an awake worker takes the connection
-///   unless it has more than one more than another; the loads stay within two of each
-///   other. Remaining ties go round-robin from `turn`.
+///   unless it has more than one more than another; an assignment never makes the spread
+///   of the loads exceed two. Remaining ties go round-robin from `turn`.
 /// - On one CPU (`one_cpu`), where a second worker adds no CPU, only a sleep and a wake-up
 ///   (two context switches) per connection, and only worker 0 spins (`spin.rs`): the first
 ///   awake worker; else the first one asleep; else (all are stuck) the least loaded. So a
@@ -298,8 +299,13 @@ mod tests {
             load: AtomicUsize::new(load),
             tick: LoopTick::new(format!("test-{index}")),
         };
-        if asleep {
-            w.waker.sleeping();
+        // A new waker counts as asleep until its owner's first turn.
+        assert!(
+            w.waker.is_asleep(),
+            "a worker that has not started is not awake"
+        );
+        if !asleep {
+            w.waker.awake();
         }
         Arc::new(w)
     }

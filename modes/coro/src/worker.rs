@@ -183,8 +183,9 @@ impl Worker {
         if spin.rounds() == 0 {
             return false;
         }
-        let shared = Arc::clone(&self.q.shared);
-        let spinning = Spinning::enter(&shared.spinning);
+        // Counted only where `wake_one` reads it (one CPU): no shared RMWs per spin elsewhere.
+        let shared = self.q.shared.one_cpu.then(|| Arc::clone(&self.q.shared));
+        let spinning = shared.as_ref().map(|s| Spinning::enter(&s.spinning));
         let found = spin.spin(|| {
             self.poll(Some(Duration::ZERO));
             !READY.with_borrow(|q| q.is_empty())
@@ -280,7 +281,7 @@ impl Worker {
     }
 }
 
-/// Counts a worker in `Shared::spinning` until dropped (also when the spin unwinds).
+/// Counts a worker in `Shared::spinning` until dropped.
 struct Spinning<'a>(&'a AtomicUsize);
 
 impl<'a> Spinning<'a> {
