@@ -171,47 +171,22 @@ mod tests {
 
     #[test]
     fn a_thread_pinned_to_one_cpu_sees_one_and_spins_only_as_the_first() {
-        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-        use nix::unistd::Pid;
-        let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
-        let cpus: Vec<usize> = (0..CpuSet::count())
-            .filter(|&c| allowed.is_set(c).unwrap_or(false))
-            .collect();
-        let pinned = std::thread::spawn({
-            let first = cpus[0];
-            move || {
-                let mut one = CpuSet::new();
-                one.set(first).expect("cpu index");
-                // Pid 0: this thread only.
-                sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
-                (
-                    one_cpu(),
-                    IdleSpin::new(0).rounds(),
-                    IdleSpin::new(1).rounds(),
-                )
-            }
-        })
-        .join()
-        .expect("pinned thread");
+        use zmaster_testkit::{allowed_cpus, on_cpus};
+        let cpus = allowed_cpus();
+        let pinned = on_cpus(&cpus[..1], || {
+            (
+                one_cpu(),
+                IdleSpin::new(0).rounds(),
+                IdleSpin::new(1).rounds(),
+            )
+        });
         assert_eq!(pinned, (true, SPIN_POLLS, 0));
         if cpus.len() > 1 {
             // This thread is not pinned: every worker spins.
             assert!(!one_cpu());
             assert_eq!(IdleSpin::new(1).rounds(), SPIN_POLLS);
             // Two CPUs of the mask are not one.
-            let two = std::thread::spawn({
-                let (a, b) = (cpus[0], cpus[1]);
-                move || {
-                    let mut set = CpuSet::new();
-                    set.set(a).expect("cpu index");
-                    set.set(b).expect("cpu index");
-                    sched_setaffinity(Pid::from_raw(0), &set).expect("pin");
-                    one_cpu()
-                }
-            })
-            .join()
-            .expect("thread on two CPUs");
-            assert!(!two);
+            assert!(!on_cpus(&cpus[..2], one_cpu));
         }
     }
 }

@@ -112,22 +112,11 @@ fn connections_spread_and_stay_on_their_worker() {
 
 #[test]
 fn on_one_cpu_worker_0_serves_the_connections() {
-    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-    use nix::unistd::Pid;
-    let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
-    let first = (0..CpuSet::count())
-        .find(|&c| allowed.is_set(c).unwrap_or(false))
-        .expect("an allowed CPU");
-    let per_worker = std::thread::spawn(move || {
-        let mut one = CpuSet::new();
-        one.set(first).expect("cpu index");
-        // This thread only; the workers it starts inherit the mask.
-        sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
+    let first = zmaster_testkit::allowed_cpus()[0];
+    let per_worker = zmaster_testkit::on_cpus(&[first], || {
         assert!(zmaster_pool::spin::one_cpu());
         ten_connections_on_two_workers()
-    })
-    .join()
-    .expect("pinned thread");
+    });
     assert_served_by_worker_0(per_worker);
 }
 

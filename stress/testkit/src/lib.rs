@@ -4,7 +4,7 @@
 //! ([`free_port`]), a line client with timeouts ([`LineClient`], [`ask_tcp`]), child guards
 //! that kill by pid on drop ([`ChildGuard`]), waits on events instead of sleeps
 //! ([`wait_for`], [`wait_until`], [`wait_log_line`], [`wait_pid_change`]), `/proc` inspection
-//! ([`children_of`], [`is_alive`], [`rss_bytes`], ...) and a fake master that starts a server with the fds a
+//! ([`children_of`], [`is_alive`], [`rss_bytes`], ...), code on a pinned thread ([`on_cpus`]) and a fake master that starts a server with the fds a
 //! master gives it ([`spawn_under_fake_master`], [`stage_fds`]).
 //!
 //! Every helper panics with a message naming what it waited for: a failure in a test, never a
@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 mod client;
+mod cpus;
 mod fake_master;
 mod net;
 mod process;
@@ -21,6 +22,7 @@ mod sys;
 mod wait;
 
 pub use client::{LineClient, Stream, ask_tcp, ask_unix};
+pub use cpus::{allowed_cpus, on_cpus};
 pub use fake_master::{
     FakeMaster, cloexec_pipe, peer_closed, spawn_under_fake_master, spawn_under_fake_master_on,
     spawn_under_fake_master_unix, stage_fds,
