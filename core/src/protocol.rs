@@ -24,6 +24,15 @@ pub const GENERATION_FD: RawFd = 3;
 pub const PRIVATE_FD: RawFd = 4;
 /// fd 5 in a child: the first listener; the next ones follow in order.
 pub const FIRST_LISTENER_FD: RawFd = 5;
+/// The variable naming a zmaster child's board memfd and its slot, `<fd>:<slot>` (a zmaster
+/// extension; LIB-ZC servers ignore it): the open connections of a service generation's
+/// processes, one slot each, which their acceptors balance against.
+pub const BOARD_ENV: &str = "ZM_BOARD";
+/// Slots on a board: the most processes of one service generation that balance.
+pub const BOARD_SLOTS: usize = 64;
+/// Bytes per board slot (a cache line): the connection count (`u32`, native order) at offset
+/// 0, 1 (`u32`) at offset 4 while the process accepts. The master zeroes a reaped child's.
+pub const BOARD_SLOT_BYTES: usize = 64;
 /// argv[1] of a server started by a master.
 pub const MASTER_MARK: &str = "MASTER";
 /// argv[1] of a server started by hand, binding its own listeners.

@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     Limit,
     /// An octal file mode.
     Mode,
+    /// A bool (`yes/no`, `true/false`, `1/0`, `y/n`).
+    Bool,
     /// A `server-log` target.
     LogTarget,
     /// A log level word.
@@ -35,10 +37,11 @@ pub(crate) enum Kind {
 }
 
 /// Every key zmaster or its server runtime reads, with its type (SPEC §4, §6, §11, §13).
-pub(crate) const KNOWN_KEYS: [(&str, Kind); 28] = [
+pub(crate) const KNOWN_KEYS: [(&str, Kind); 29] = [
     ("server-command", Kind::Text),
     ("server-service", Kind::Text),
     ("server-proc-count", Kind::Count),
+    ("server-proc-balance", Kind::Bool),
     ("server-config-path", Kind::Text),
     ("server-listen-backlog", Kind::Count),
     ("server-unix-mode", Kind::Mode),
@@ -232,6 +235,7 @@ pub(crate) fn check_values(config: &Config) -> Result<()> {
             Kind::Limit if value.trim().eq_ignore_ascii_case("unlimited") => {}
             Kind::Limit => drop(config.get_size(key, 0)?),
             Kind::Mode => drop(config.get_octal_mode(key)?),
+            Kind::Bool => drop(config.get_bool(key, false)?),
             Kind::LogTarget => {
                 LogTarget::parse(value)
                     .map_err(|e| Error::from(e.at_location(config.location(key))))?;

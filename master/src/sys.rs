@@ -36,6 +36,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::resource::{Resource, getrlimit};
+use zmaster_core::protocol;
 
 use crate::services::process::Process;
 
@@ -106,9 +107,12 @@ pub(crate) struct ChildSpec<'a> {
     pub(crate) chroot: Option<&'a Path>,
     pub(crate) chdir: Option<&'a Path>,
     pub(crate) process: &'a Process,
-    /// The target slot of the heartbeat memfd (the last of `fds`), named to the child in
+    /// The target slot of the heartbeat memfd (just after the listeners), named to the child in
     /// `ZM_HEARTBEAT_FD`; `None`: the variable is removed from its environment.
     pub(crate) heartbeat_fd: Option<RawFd>,
+    /// The target slot of the board memfd (the last of `fds`) and the child's place on it,
+    /// named in `ZM_BOARD`; `None`: the variable is removed from its environment.
+    pub(crate) board: Option<(RawFd, usize)>,
 }
 
 /// The rlimit the child sets for `soft`: the hard limit is raised to `soft` when lower (root
@@ -182,6 +186,10 @@ pub(crate) fn spawn_child(spec: &ChildSpec<'_>) -> io::Result<u32> {
     match spec.heartbeat_fd {
         Some(fd) => command.env(HEARTBEAT_ENV, fd.to_string()),
         None => command.env_remove(HEARTBEAT_ENV),
+    };
+    match spec.board {
+        Some((fd, slot)) => command.env(protocol::BOARD_ENV, format!("{fd}:{slot}")),
+        None => command.env_remove(protocol::BOARD_ENV),
     };
     let stage = move || -> io::Result<()> {
         for (slot, &src) in high.iter_mut().zip(&sources) {

@@ -11,6 +11,9 @@
 //! - Per readiness event the thread accepts until `EAGAIN` (at most [`BATCH`] at a time).
 //! - Listeners are not registered with `EPOLLEXCLUSIVE` (`reactor::LISTEN_FLAGS` says why):
 //!   every sibling process's acceptor blocked on a shared listener is woken per connection.
+//! - With a board (`board.rs`, set on the gate: the master's `ZM_BOARD`) and several CPUs,
+//!   the thread leaves a waiting connection to a sibling process holding clearly fewer
+//!   connections: it yields a few rounds while the rule says so and the connection waits.
 //! - Before blocking, the thread yields and polls a few rounds (`spin.rs`):
 //!   under a stream of short connections the next one usually completes while it yields,
 //!   which saves a sleep and a wake-up per connection (issue 15: 44-53 -> 36-40 µs of
@@ -86,6 +89,15 @@ struct Entry {
     label: String,
     paused_until: Option<Instant>,
     last_warn: Option<Instant>,
+}
+
+/// How an [`Entry::accept_batch`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// The backlog is empty (or the batch cap, a stop or an error ended it).
+    Drained,
+    /// The connection limit is reached.
+    Full,
 }
 
 impl Acceptor {
@@ -257,6 +269,9 @@ struct Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
+        if let Some(board) = self.shared.gate.as_deref().and_then(ConnGate::board) {
+            board.set_accepting(false);
+        }
         close_all(&self.shared.reactor, &mut self.entries);
         log::debug!("acceptor: stopped, listeners closed");
         *self.shared.closed.lock() = true;
@@ -285,11 +300,21 @@ fn run(mut owned: Owned) {
     let mut last_limit_log: Option<Instant> = None;
     let mut events = vec![EpollEvent::empty(); EVENTS];
     let mut spin = IdleSpin::new(0);
+    let board = gate.as_deref().and_then(ConnGate::board);
+    if let Some(board) = board {
+        board.set_accepting(true);
+    }
+    // On one CPU the siblings share it: a balance between them gains nothing (and a yield
+    // to a sibling is a context switch), so connections are not left to them there.
+    let balance = board.filter(|_| !crate::spin::one_cpu()).map(|b| &**b);
     while !shared.stop.load(Ordering::SeqCst) {
         // Checked after the waiter is registered (see `ConnGate::waiter`): a release that
         // raced with the pause is seen here, else it signalled the waker.
         if full.is_some() && !gate.as_deref().is_some_and(ConnGate::at_limit) {
             full = None;
+            if let Some(board) = board {
+                board.set_accepting(true);
+            }
             log::debug!("acceptor: below the connection limit; accepting again");
             for (key, entry) in entries.iter_mut().enumerate() {
                 if entry.paused_until.is_none() {
@@ -353,15 +378,24 @@ fn run(mut owned: Owned) {
                 continue;
             }
             let key = ev.data() as usize;
-            if let Some(entry) = entries.get_mut(key)
-                && entry.paused_until.is_none()
-                && entry.accept_batch(&shared.reactor, key, &shared.stop, gate.as_deref())
-                && let Some(gate) = gate.as_deref()
-            {
-                for (key, entry) in entries.iter_mut().enumerate() {
-                    entry.listen(&shared.reactor, key, false);
+            let Some(entry) = entries.get_mut(key).filter(|e| e.paused_until.is_none()) else {
+                continue;
+            };
+            let batch =
+                entry.accept_batch(&shared.reactor, key, &shared.stop, gate.as_deref(), balance);
+            match batch {
+                Batch::Drained => {}
+                Batch::Full => {
+                    if let Some(gate) = gate.as_deref() {
+                        for (key, entry) in entries.iter_mut().enumerate() {
+                            entry.listen(&shared.reactor, key, false);
+                        }
+                        if let Some(board) = board {
+                            board.set_accepting(false);
+                        }
+                        full = Some(Full::new(gate, &shared, &mut last_limit_log));
+                    }
                 }
-                full = Some(Full::new(gate, &shared, &mut last_limit_log));
             }
             if shared.stop.load(Ordering::SeqCst) {
                 break;

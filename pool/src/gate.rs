@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::board::Board;
 use crate::stall::{from_ms, to_ms};
 
 type Wake = Box<dyn Fn() + Send + Sync>;
@@ -39,6 +40,9 @@ pub struct ConnGate {
     created: u64,
     /// Runs when `accepted` reaches `max_accepts` ([`ConnGate::on_budget_spent`]).
     spent: OnceLock<Wake>,
+    /// The service's board, when the master gave one: every count and release is mirrored
+    /// into this process's slot ([`ConnGate::set_board`]).
+    board: OnceLock<Arc<Board>>,
     /// How many [`LimitWaiter`]s exist (read on every release).
     waiting: AtomicUsize,
     waiters: Mutex<Waiters>,
@@ -92,6 +96,7 @@ impl ConnGate {
             last_close: AtomicU64::new(0),
             created: to_ms(Instant::now()),
             spent: OnceLock::new(),
+            board: OnceLock::new(),
             waiting: AtomicUsize::new(0),
             waiters: Mutex::new(Waiters::default()),
             lock: Mutex::new(()),
@@ -110,6 +115,9 @@ impl ConnGate {
             .store(to_ms(Instant::now()), Ordering::Relaxed);
         let before = self.accepted.fetch_add(1, Ordering::SeqCst);
         self.active.fetch_add(1, Ordering::SeqCst);
+        if let Some(board) = self.board.get() {
+            board.enter();
+        }
         if before.wrapping_add(1) == self.max_accepts
             && let Some(wake) = self.spent.get()
         {
@@ -154,6 +162,9 @@ impl ConnGate {
         // Before the decrement: whoever sees the count at zero also sees this time.
         self.last_close.store(to_ms(now), Ordering::Release);
         let before = self.active.fetch_sub(1, Ordering::SeqCst);
+        if let Some(board) = self.board.get() {
+            board.leave();
+        }
         if before == 1 {
             let _guard = self.lock.lock();
             self.idle.notify_all();
@@ -163,6 +174,20 @@ impl ConnGate {
                 wake();
             }
         }
+    }
+
+    /// Publishes this process's count on the service's `board` from now on (the acceptor
+    /// balances against the siblings: [`crate::board`]). Only the first call counts; call it
+    /// before the first connection (a count taken before would stay off the board).
+    pub fn set_board(&self, board: Arc<Board>) {
+        if self.board.set(board).is_err() {
+            log::debug!("gate: a board was set already");
+        }
+    }
+
+    /// The board this gate publishes on, if any.
+    pub fn board(&self) -> Option<&Arc<Board>> {
+        self.board.get()
     }
 
     /// Connections counted and not yet released.

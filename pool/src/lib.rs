@@ -11,7 +11,8 @@
 //!   rayon and continue on the worker.
 //! - [`Pool`] combines an acceptor and workers: what a server needs. [`PoolConfig`] sets a
 //!   connection limit ([`ConnGate`]); [`Pool::stalled`] names hung workers ([`LoopTick`]);
-//!   [`raise_nofile_limit`] lifts the soft `RLIMIT_NOFILE` at start.
+//!   [`raise_nofile_limit`] lifts the soft `RLIMIT_NOFILE` at start; a [`Board`] set on the
+//!   gate balances new connections between a service's processes.
 //!
 //! A line echo server (the handler runs on a worker for each accepted connection; each
 //! completion callback starts the next operation):
@@ -64,6 +65,9 @@
 #![warn(missing_docs)]
 
 mod acceptor;
+// The shared mapping of the service's board (mmap, munmap, the slots' view): unsafe here only.
+#[allow(unsafe_code)]
+pub mod board;
 mod buffer;
 mod conn;
 mod gate;
@@ -77,6 +81,7 @@ mod worker;
 mod workers;
 
 pub use acceptor::{AcceptCallback, Acceptor};
+pub use board::Board;
 pub use conn::InitFn;
 pub use conn::{Conn, ReadResult};
 pub use gate::{ConnGate, ConnGuard, LimitWaiter};

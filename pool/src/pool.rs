@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::acceptor::{AcceptCallback, Acceptor};
+use crate::board::Board;
 use crate::conn::Conn;
 use crate::gate::ConnGate;
 use crate::listener::{Listener, Stream};
@@ -16,7 +17,7 @@ use crate::workers::Workers;
 pub type Handler = Arc<dyn Fn(&mut Conn) + Send + Sync>;
 
 /// Options of [`Pool::start_with`] (the default is what [`Pool::start`] uses).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct PoolConfig {
     /// `server-max-connections`: at this many open connections the acceptor stops taking
@@ -26,6 +27,10 @@ pub struct PoolConfig {
     /// `server-max-use` (with its jitter): after this many accepted connections the acceptor
     /// stops for good (the server retires). `None` or `Some(0)`: no limit.
     pub max_accepts: Option<u64>,
+    /// The service's board (the master's `ZM_BOARD`): the acceptor leaves a new connection
+    /// to a sibling process that holds clearly fewer ([`crate::board`]). `None`: it takes
+    /// every connection it can.
+    pub board: Option<Arc<Board>>,
 }
 
 impl PoolConfig {
@@ -38,6 +43,12 @@ impl PoolConfig {
     /// These options with `max_accepts` set.
     pub fn with_max_accepts(mut self, max: Option<u64>) -> PoolConfig {
         self.max_accepts = max;
+        self
+    }
+
+    /// These options with `board` set.
+    pub fn with_board(mut self, board: Option<Arc<Board>>) -> PoolConfig {
+        self.board = board;
         self
     }
 }
@@ -74,6 +85,9 @@ impl Pool {
         config: PoolConfig,
     ) -> io::Result<Pool> {
         let gate = ConnGate::with_limits(config.max_connections, config.max_accepts);
+        if let Some(board) = config.board {
+            gate.set_board(board);
+        }
         let pool = Workers::start_with_gate(workers, Arc::clone(&gate))?;
         let entries = listeners
             .into_iter()

@@ -30,6 +30,10 @@ pub struct Process {
     pub core_size: Option<u64>,
     /// The SPEC §13 server-side limits the master cares about (the child's heartbeat memfd).
     pub limits: ServerLimits,
+    /// `server-proc-balance` (a zmaster extension, default off): the children get their
+    /// generation's board memfd (`ZM_BOARD`), so their acceptors balance new connections
+    /// between them. Off, a child sees exactly SPEC §5's fds, as a LIB-ZC server expects.
+    pub balance: bool,
 }
 
 /// What the master needs to know of a service's SPEC §13 server-side limits: whether its
@@ -157,6 +161,7 @@ pub(super) fn parse(config: &Config, at: &dyn Fn(&str) -> String) -> Result<Proc
         None => None,
     };
     process.limits = ServerLimits::from_config(config)?;
+    process.balance = config.get_bool("server-proc-balance", false)?;
     Ok(process)
 }
 

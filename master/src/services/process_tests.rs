@@ -187,3 +187,14 @@ fn a_hang_timeout_under_100ms_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_balance_between_processes_is_opt_in() {
+    assert!(!parsed("").unwrap().balance);
+    assert!(parsed("server-proc-balance = yes\n").unwrap().balance);
+    assert!(!parsed("server-proc-balance = no\n").unwrap().balance);
+    let err = parsed("server-proc-balance = maybe\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("server-proc-balance"), "{err}");
+}

@@ -14,6 +14,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 use zmaster_core::protocol;
 
+use super::board::Boards;
 use super::heartbeat::{self, Exit, Heartbeat};
 use super::listener_set::ListenerSet;
 use crate::error::{Error, ErrorKind, Result};
@@ -110,6 +111,8 @@ pub(crate) struct Child {
     pub(crate) heartbeat: Option<Heartbeat>,
     /// Killed as hung: how old its heartbeat was.
     pub(crate) hung: Option<Duration>,
+    /// Its slot on its generation's board (`board.rs`), held until it is reaped.
+    pub(crate) board_slot: Option<usize>,
 }
 
 impl Child {
@@ -125,6 +128,7 @@ impl Child {
             retiring: false,
             heartbeat: None,
             hung: None,
+            board_slot: None,
         }
     }
 
@@ -164,6 +168,7 @@ impl Child {
 #[derive(Debug, Default)]
 pub(crate) struct Children {
     by_pid: BTreeMap<i32, Child>,
+    boards: Boards,
 }
 
 impl Children {
@@ -171,8 +176,19 @@ impl Children {
         self.by_pid.insert(pid, child);
     }
 
+    /// Forgets a reaped child; its board slot is zeroed (or the board dropped with the
+    /// generation's last child).
     pub(crate) fn remove(&mut self, pid: i32) -> Option<Child> {
-        self.by_pid.remove(&pid)
+        let child = self.by_pid.remove(&pid)?;
+        if let Some(slot) = child.board_slot {
+            let last = !self
+                .by_pid
+                .values()
+                .any(|c| c.service == child.service && c.generation == child.generation);
+            self.boards
+                .release(&child.service, child.generation, slot, last);
+        }
+        Some(child)
     }
 
     pub(crate) fn get(&self, pid: i32) -> Option<&Child> {
@@ -261,7 +277,9 @@ impl Children {
 
     /// Starts a child of `spec` in `generation` with its listeners from `listeners`: fd 3 the
     /// generation pipe, fd 4 a new private pipe, fd 5+ the listeners (LIB-ZC's layout), and
-    /// after them its heartbeat memfd when the service sets a SPEC §13 server limit.
+    /// after them its heartbeat memfd when the service sets a SPEC §13 server limit, then its
+    /// generation's board memfd (`board.rs`) with `server-proc-balance` unless all 64 slots
+    /// are taken.
     pub(crate) fn spawn(
         &mut self,
         spec: &Service,
@@ -287,6 +305,23 @@ impl Children {
             // Its slot: the one after the last listener.
             protocol::GENERATION_FD + fds.len() as i32 - 1
         });
+        let taken: Vec<usize> = self
+            .by_pid
+            .values()
+            .filter(|c| c.service == spec.name && c.generation == generation.number)
+            .filter_map(|c| c.board_slot)
+            .collect();
+        let board = if spec.process.balance {
+            self.boards
+                .slot_for(&spec.name, generation.number, &taken)
+                .map(|(fd, slot)| {
+                    fds.push(fd.as_raw_fd());
+                    // After the listeners and the heartbeat memfd.
+                    (protocol::GENERATION_FD + fds.len() as i32 - 1, slot)
+                })
+        } else {
+            None
+        };
         let inherited = protocol::assign_listener_fds(kinds);
         let cf_path = std::path::absolute(&spec.cf_path).unwrap_or_else(|_| spec.cf_path.clone());
         let mut argv = protocol::child_argv(&spec.command, config_dir, &cf_path, &inherited);
@@ -299,9 +334,18 @@ impl Children {
             chdir: spec.chdir.as_deref(),
             process: &spec.process,
             heartbeat_fd,
+            board,
         };
-        let pid = sys::spawn_child(&child)
-            .map_err(|e| Error::io(format!("start {}", spec.command.display()), e))?;
+        let pid = match sys::spawn_child(&child) {
+            Ok(pid) => pid,
+            Err(e) => {
+                if taken.is_empty() {
+                    // No child of the generation holds the board it made for this one.
+                    self.boards.release_all(&spec.name, generation.number);
+                }
+                return Err(Error::io(format!("start {}", spec.command.display()), e));
+            }
+        };
         drop(private_read);
         let number = generation.number;
         log::debug!(
@@ -310,6 +354,7 @@ impl Children {
         );
         let mut child = Child::new(&spec.name, number, private_write);
         child.heartbeat = heartbeat;
+        child.board_slot = board.map(|(_, slot)| slot);
         self.insert(pid as i32, child);
         Ok(())
     }

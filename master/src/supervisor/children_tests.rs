@@ -13,6 +13,7 @@ fn child(service: &str, generation: u64, started: Instant, detached: bool) -> Ch
         retiring: false,
         heartbeat: None,
         hung: None,
+        board_slot: None,
     }
 }
 

@@ -26,6 +26,7 @@
 //!   mistaken for a detached one (which would bypass the crash-loop backoff).
 
 mod activation;
+mod board;
 mod children;
 #[cfg(test)]
 mod control_tests;

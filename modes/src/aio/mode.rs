@@ -34,7 +34,8 @@ impl Mode<Registration<Handler>> for AioMode {
         let limits = &server.settings().limits;
         let config = PoolConfig::default()
             .with_max_connections(limits.connection_limit())
-            .with_max_accepts(limits.accept_budget());
+            .with_max_accepts(limits.accept_budget())
+            .with_board(server.board());
         let pool = Pool::start_with(threads, entries, config).map_err(|e| {
             Error::io(
                 format!("start the acceptor and {threads} worker threads"),

@@ -172,6 +172,9 @@ impl Mode<Registration> for CoroutineMode {
                 settings.limits.accept_budget(),
             ),
         };
+        if let Some(board) = server.board() {
+            counts.gate.set_board(board);
+        }
         let active = &counts.active;
         let mut entries: Vec<(Listener, AcceptCallback)> = Vec::new();
         let mut loops = Vec::new();

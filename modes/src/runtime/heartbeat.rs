@@ -40,12 +40,19 @@ const SIZE: i64 = 64;
 /// chroot may have none): a regular file of the master's size that has a seal set — only a
 /// memfd (or shmem) supports `F_GET_SEALS`; a file, pipe or socket fails it.
 pub(crate) fn is_heartbeat_memfd(fd: BorrowedFd<'_>) -> bool {
+    is_master_memfd(fd, SIZE)
+}
+
+/// Whether `fd` is a memfd of `size` bytes as the master stages them (heartbeat, board),
+/// checked without `/proc`: a regular file of that size that has a seal set — only a memfd
+/// (or shmem) supports `F_GET_SEALS`; a file, pipe or socket fails it.
+pub(crate) fn is_master_memfd(fd: BorrowedFd<'_>, size: i64) -> bool {
     let Ok(stat) = nix::sys::stat::fstat(fd) else {
         return false;
     };
     let regular = stat.st_mode & libc::S_IFMT == libc::S_IFREG;
     regular
-        && stat.st_size == SIZE
+        && stat.st_size == size
         && nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GET_SEALS).is_ok()
 }
 

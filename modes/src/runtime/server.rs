@@ -21,6 +21,8 @@ use super::sys;
 use heartbeat::Heartbeat;
 
 // Declared here, not in `runtime/mod.rs`: only the server lifecycle uses it.
+#[path = "board.rs"]
+mod board;
 #[path = "heartbeat.rs"]
 mod heartbeat;
 
@@ -110,6 +112,8 @@ pub struct Server {
     /// The master's heartbeat memfd (SPEC §13), when it gave one (its `zm-heartbeat` thread
     /// holds the other reference).
     heartbeat: Option<Arc<Heartbeat>>,
+    /// The service's board (the master's `ZM_BOARD`), when it gave one.
+    board: Option<Arc<zmaster_pool::Board>>,
 }
 
 impl Server {
@@ -139,12 +143,14 @@ impl Server {
         // Adopt the master's fds before anything (the logger, say) could open an fd of its own
         // and take a number the master should have passed.
         let mut heartbeat_fd = None;
+        let mut board_map = None;
         let inherited = match invocation.launch {
             Launch::Master => {
                 let fds = adopt_master_fds(&invocation)?;
                 // Its number sits just above the listeners: adopted with them, before any fd
                 // of ours could be opened (the timeout it beats for is read below).
                 heartbeat_fd = Some(Heartbeat::from_env(Duration::ZERO));
+                board_map = Some(board::from_env());
                 // From here on the master's PR_SET_PDEATHSIG(SIGHUP) means softstop, not death.
                 control::catch_hangup().map_err(|e| Error::io("catch SIGHUP", e))?;
                 Some(fds)
@@ -172,6 +178,14 @@ impl Server {
                 None
             }
             _ => None,
+        };
+        let board = match board_map {
+            Some(Ok(board)) => board,
+            Some(Err(e)) => {
+                log::warn!("no balance with the sibling processes: {e}");
+                None
+            }
+            None => None,
         };
         // SPEC §13: a soft limit of 1024 (a common default) makes a busy server fail with
         // EMFILE long before its hard limit; every server takes the hard limit at start.
@@ -213,6 +227,7 @@ impl Server {
             generation,
             parent,
             heartbeat,
+            board,
         })
     }
 
@@ -234,6 +249,12 @@ impl Server {
     /// The per-service settings with defaults applied.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The service's board from the master (`ZM_BOARD`), for the acceptor's balance
+    /// between sibling processes; `None` when the master gave none.
+    pub fn board(&self) -> Option<Arc<zmaster_pool::Board>> {
+        self.board.clone()
     }
 
     /// Hands over the listeners (in `-server-service` order); later calls return none.

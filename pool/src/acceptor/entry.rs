@@ -8,12 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{SockFlag, accept4};
 
-use super::{BATCH, Entry, PAUSE, WARN_EVERY, listener_fd};
+use super::{BATCH, Batch, Entry, PAUSE, WARN_EVERY, listener_fd};
+use crate::board::{self, Board, DEFER_FOR};
 use crate::gate::ConnGate;
 use crate::listener::{Listener, Stream};
 use crate::reactor::Reactor;
+
+/// Whether a connection waits on `listener` (a zero-timeout `poll`).
+fn readable(listener: &Listener) -> bool {
+    let mut fds = [PollFd::new(listener_fd(listener), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+}
 
 impl Entry {
     pub(super) fn deliver(&mut self, stream: Stream) {
@@ -23,19 +31,28 @@ impl Entry {
         }
     }
 
-    /// Accepts up to [`BATCH`] connections, handing each to the callback; returns `true`
-    /// when `gate` reached its limit (the caller then pauses every listener).
+    /// Accepts up to [`BATCH`] connections, handing each to the callback. Returns
+    /// [`Batch::Full`] when `gate` reached its limit (the caller then pauses every listener).
+    /// With `board` (the gate's, when the process may use several CPUs), a connection a less
+    /// loaded sibling process should take is left to it first ([`Entry::leave_to_sibling`]).
     pub(super) fn accept_batch(
         &mut self,
         reactor: &Reactor,
         key: usize,
         stop: &AtomicBool,
         gate: Option<&ConnGate>,
-    ) -> bool {
+        board: Option<&Board>,
+    ) -> Batch {
+        let board = gate.zip(board);
         for _ in 0..BATCH {
             // Stop means at once: after a reload not one more connection for this generation.
             if stop.load(Ordering::SeqCst) {
-                return false;
+                return Batch::Drained;
+            }
+            if let Some((gate, board)) = board
+                && !self.leave_to_sibling(gate, board)
+            {
+                return Batch::Drained;
             }
             let accepted = match &self.listener {
                 Some(Listener::Tcp(l)) => {
@@ -49,17 +66,17 @@ impl Entry {
                     accept4(l, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
                         .map(|fd| Stream::Unix(std::os::unix::net::UnixStream::from(fd)))
                 }
-                Some(Listener::Fifo(_)) | None => return false,
+                Some(Listener::Fifo(_)) | None => return Batch::Drained,
             };
             match accepted {
                 Ok(stream) => {
                     self.deliver(stream);
                     // The callback counted it (see `ConnGate`): not one more past the limit.
                     if gate.is_some_and(ConnGate::at_limit) {
-                        return true;
+                        return Batch::Full;
                     }
                 }
-                Err(Errno::EAGAIN) => return false,
+                Err(Errno::EAGAIN) => return Batch::Drained,
                 Err(
                     Errno::EINTR
                     | Errno::ECONNABORTED
@@ -75,11 +92,40 @@ impl Entry {
                 ) => continue,
                 Err(e) => {
                     self.pause(reactor, key, e);
-                    return false;
+                    return Batch::Drained;
                 }
             }
         }
-        false
+        Batch::Drained
+    }
+
+    /// While the board says a less loaded sibling should take the next connection and one is
+    /// waiting, yields (the sibling's acceptor was woken by the same connection), for
+    /// [`DEFER_FOR`] at most. `false`: nothing waits any more (the sibling took it, or
+    /// nothing was there); `true`: accept, the rule no longer defers or the time is up.
+    fn leave_to_sibling(&self, gate: &ConnGate, board: &Board) -> bool {
+        let Some(listener) = &self.listener else {
+            return false;
+        };
+        let mut since: Option<Instant> = None;
+        loop {
+            if !board::defers(gate.active(), board.least_other()) {
+                return true;
+            }
+            if !readable(listener) {
+                return false;
+            }
+            let now = Instant::now();
+            match since {
+                None => {
+                    since = Some(now);
+                    board.count_deferral();
+                }
+                Some(t) if now.duration_since(t) >= DEFER_FOR => return true,
+                Some(_) => {}
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Stops polling this listener for [`PAUSE`] after an accept error it cannot skip.

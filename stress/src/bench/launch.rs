@@ -44,7 +44,7 @@ fn command(
             let dir = cfg.out_dir.join("run").join(tag);
             std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
             let cf = format!(
-                "# written by zstress bench\nserver-command = {}\nserver-service = {addr}\nserver-proc-count = {}\nserver-thread-count = {threads}\n",
+                "# written by zstress bench\nserver-command = {}\nserver-service = {addr}\nserver-proc-count = {}\nserver-proc-balance = yes\nserver-thread-count = {threads}\n",
                 bin.join(spec.server.binaries()[1]).display(),
                 spec.procs.unwrap_or(1),
             );

@@ -1,0 +1,287 @@
+//! [`Board`]: the open-connection counts of a service's sibling processes, in a memfd their
+//! master shares with them, so that an acceptor holding clearly more connections than a
+//! sibling that accepts leaves a new connection to that sibling.
+//!
+//! Design notes (issue 15, docs/servers.md "Between processes"):
+//! - Why: every sibling's acceptor is woken by each connection on a shared listener (no
+//!   `EPOLLEXCLUSIVE`, `reactor::LISTEN_FLAGS`), and the first to call `accept4` wins. An
+//!   acceptor that is spinning (`spin.rs`) wins nearly every race, so 50 persistent
+//!   connections split 39/61 ... 100/0 between two processes (measured, 3 s runs) and the
+//!   unbalanced runs were the slow ones: one process served them all on one CPU.
+//! - Layout: [`SLOTS`] slots of 64 bytes (one cache line each: a process writes only its own),
+//!   4 KiB in all. A slot holds the process's open connections (its [`ConnGate`] mirrors every
+//!   count and release into it) and whether its acceptor accepts (set while it polls its
+//!   listeners: not at its connection limit, not stopped). The master gives each child of a
+//!   service generation a slot no living child of that generation holds, and zeroes it when it
+//!   reaps the child: a dead, stopped or draining sibling is never waited for.
+//! - The rule ([`defers`]): before each `accept4`, an acceptor whose process holds more than
+//!   [`SLACK`] connections more than the least loaded accepting sibling leaves the connection
+//!   to it: while the rule holds (re-read each round, on live counts) and a connection waits
+//!   (a zero-timeout `poll` of the listener), it yields, for [`DEFER_FOR`] at most; the
+//!   sibling's acceptor was woken by the same connection. Then it accepts: a connection waits
+//!   [`DEFER_FOR`] longer at most, whatever the sibling does (stopped by `SIGSTOP`, its
+//!   acceptor not scheduled), and nothing is ever stranded.
+//! - Not on one CPU (`spin::one_cpu`): siblings sharing a CPU gain nothing from a balance, and
+//!   each yield to one would be a context switch (measured: a 1 ms deferral there cut the
+//!   connect-per-request rate to 0.65× the epoll reference).
+//! - Counts are `Relaxed`: the board is a hint for a balance, never a correctness condition.
+//!   Two acceptors cannot both defer on live counts (each needs its own to be the larger).
+//!
+//! [`ConnGate`]: crate::ConnGate
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+use zmaster_core::protocol;
+
+/// Slots on a board: the most processes of one service generation that balance.
+pub const SLOTS: usize = protocol::BOARD_SLOTS;
+/// The board's size in bytes, as the master makes the memfd.
+pub const BOARD_SIZE: usize = SLOTS * protocol::BOARD_SLOT_BYTES;
+const _: () = assert!(std::mem::size_of::<Slot>() == protocol::BOARD_SLOT_BYTES);
+/// How many connections more than the least loaded sibling a process may hold and still accept.
+pub const SLACK: u32 = 1;
+/// How long an acceptor yields at most to let a sibling take a connection before it takes it
+/// (each round: the rule, a zero-timeout `poll` of the listener, `sched_yield`). A sibling
+/// asleep on an idle CPU of a VM takes some 50–150 µs to wake.
+pub const DEFER_FOR: Duration = Duration::from_micros(200);
+
+/// One process's entry: a cache line of its own.
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    count: AtomicU32,
+    /// 1 while its acceptor polls its listeners.
+    accepting: AtomicU32,
+}
+
+/// A mapping of a service's board, and which slot is this process's. See the module notes.
+pub struct Board {
+    base: NonNull<Slot>,
+    own: usize,
+    /// Connections this process's acceptor left to a sibling (process-local).
+    deferrals: AtomicU64,
+}
+
+// SAFETY: the mapping is only ever accessed through `&Slot` (atomics), shared by design
+// between threads and processes; `Board` owns it alone and unmaps it in `Drop`.
+unsafe impl Send for Board {}
+// SAFETY: as above: every access is an atomic operation on a slot.
+unsafe impl Sync for Board {}
+
+impl Board {
+    /// Maps the board memfd `fd` (shared, read-write) with slot `own` as this process's.
+    /// The fd may be closed afterwards: the mapping keeps the memory.
+    ///
+    /// # Errors
+    /// `own` is not below [`SLOTS`], the file is not [`BOARD_SIZE`] bytes, or `mmap` failed.
+    pub fn map(fd: impl AsFd, own: usize) -> io::Result<Board> {
+        if own >= SLOTS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("board slot {own} is not below {SLOTS}"),
+            ));
+        }
+        let size = nix::sys::stat::fstat(fd.as_fd())?.st_size;
+        if usize::try_from(size).ok() != Some(BOARD_SIZE) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the board is {size} bytes, not {BOARD_SIZE}"),
+            ));
+        }
+        let len = NonZeroUsize::new(BOARD_SIZE).expect("BOARD_SIZE > 0");
+        // SAFETY: a new shared mapping of `BOARD_SIZE` bytes of the file (checked to be that
+        // long) at an address the kernel picks: it aliases no Rust object. It is page-aligned,
+        // so aligned for `Slot`, and zero-filled or written only as `Slot`s (atomics) by the
+        // master and the siblings; it stays mapped until `Drop` unmaps it.
+        let base = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )
+        }?;
+        Ok(Board {
+            base: base.cast(),
+            own,
+            deferrals: AtomicU64::new(0),
+        })
+    }
+
+    fn slots(&self) -> &[Slot] {
+        // SAFETY: `base` points at `SLOTS` slots mapped for the life of `self` (see `map`);
+        // `Slot` is two atomics, valid for any bit pattern, and only ever shared.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), SLOTS) }
+    }
+
+    fn own_slot(&self) -> &Slot {
+        &self.slots()[self.own]
+    }
+
+    /// This process's slot number.
+    pub fn slot(&self) -> usize {
+        self.own
+    }
+
+    /// How many times this process's acceptor left waiting connections to a sibling.
+    pub fn deferrals(&self) -> u64 {
+        self.deferrals.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_deferral(&self) {
+        self.deferrals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One more open connection in this process.
+    pub(crate) fn enter(&self) {
+        self.own_slot().count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One open connection fewer (never below zero).
+    pub(crate) fn leave(&self) {
+        let _ = self
+            .own_slot()
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Whether this process's acceptor polls its listeners.
+    pub(crate) fn set_accepting(&self, on: bool) {
+        self.own_slot()
+            .accepting
+            .store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// The open connections of the process in `slot`, `None` when its acceptor does not accept
+    /// (or `slot` is out of range).
+    pub fn accepting_count(&self, slot: usize) -> Option<u32> {
+        let s = self.slots().get(slot)?;
+        (s.accepting.load(Ordering::Relaxed) != 0).then(|| s.count.load(Ordering::Relaxed))
+    }
+
+    /// The fewest open connections of a sibling that accepts; `None` when none does.
+    pub(crate) fn least_other(&self) -> Option<u32> {
+        (0..SLOTS)
+            .filter(|&slot| slot != self.own)
+            .filter_map(|slot| self.accepting_count(slot))
+            .min()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        // SAFETY: `base` is the start of the `BOARD_SIZE`-byte mapping `map` made, not unmapped
+        // before; no `&Slot` outlives `self` (they borrow it).
+        if let Err(e) = unsafe { munmap(self.base.cast(), BOARD_SIZE) } {
+            log::debug!("board: munmap: {e}");
+        }
+    }
+}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board").field("slot", &self.own).finish()
+    }
+}
+
+/// Whether a process holding `own` connections leaves a new one to a sibling whose fewest are
+/// `least_other` (`None`: no sibling accepts).
+pub fn defers(own: usize, least_other: Option<u32>) -> bool {
+    least_other.is_some_and(|least| own > least as usize + SLACK as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+
+    fn memfd() -> std::os::fd::OwnedFd {
+        let fd = memfd_create(c"zmaster-board", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&fd, BOARD_SIZE as i64).unwrap();
+        fd
+    }
+
+    #[test]
+    fn the_rule_leaves_a_connection_only_past_the_slack() {
+        assert!(!defers(5, None), "no sibling accepts");
+        assert!(!defers(0, Some(0)));
+        assert!(!defers(1, Some(0)), "one more is within the slack");
+        assert!(defers(2, Some(0)));
+        assert!(!defers(26, Some(25)));
+        assert!(defers(27, Some(25)));
+        assert!(!defers(3, Some(7)), "the less loaded one accepts");
+        assert!(defers(usize::MAX, Some(u32::MAX)), "no overflow");
+        assert!(!defers(u32::MAX as usize + 1, Some(u32::MAX)));
+    }
+
+    #[test]
+    fn two_mappings_see_each_other_and_skip_their_own_slot() {
+        let fd = memfd();
+        let a = Board::map(&fd, 0).unwrap();
+        let b = Board::map(&fd, 5).unwrap();
+        assert_eq!(b.slot(), 5);
+        assert_eq!(a.least_other(), None, "nobody accepts yet");
+        b.set_accepting(true);
+        assert_eq!(a.least_other(), Some(0));
+        assert_eq!(b.least_other(), None, "its own slot does not count");
+        b.enter();
+        b.enter();
+        assert_eq!(a.least_other(), Some(2));
+        assert_eq!(a.accepting_count(5), Some(2));
+        b.leave();
+        assert_eq!(a.least_other(), Some(1));
+        b.leave();
+        b.leave();
+        assert_eq!(a.least_other(), Some(0), "never below zero");
+        a.set_accepting(true);
+        a.enter();
+        assert_eq!(b.least_other(), Some(1));
+        b.set_accepting(false);
+        assert_eq!(a.least_other(), None, "a sibling that stopped accepting");
+        assert_eq!(a.accepting_count(SLOTS), None);
+    }
+
+    #[test]
+    fn the_least_loaded_sibling_is_the_minimum_over_every_slot() {
+        let fd = memfd();
+        let me = Board::map(&fd, 3).unwrap();
+        let others: Vec<Board> = [0, 1, 2, 4, SLOTS - 1]
+            .iter()
+            .map(|&s| Board::map(&fd, s).unwrap())
+            .collect();
+        for (i, other) in others.iter().enumerate() {
+            other.set_accepting(true);
+            for _ in 0..(10 - i) {
+                other.enter();
+            }
+        }
+        // Slots 0..4 and 63 hold 10, 9, 8, 7, 6.
+        assert_eq!(me.least_other(), Some(6));
+        others[4].set_accepting(false);
+        assert_eq!(me.least_other(), Some(7));
+        others[0].leave();
+        others[0].leave();
+        others[0].leave();
+        others[0].leave();
+        assert_eq!(me.least_other(), Some(6), "slot 0 counts too");
+    }
+
+    #[test]
+    fn a_bad_slot_or_size_is_refused() {
+        let fd = memfd();
+        let err = Board::map(&fd, SLOTS).unwrap_err();
+        assert!(err.to_string().contains("not below 64"), "{err}");
+        let small = memfd_create(c"zmaster-board", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&small, 64).unwrap();
+        let err = Board::map(&small, 0).unwrap_err();
+        assert!(err.to_string().contains("not 4096"), "{err}");
+        assert_eq!(BOARD_SIZE, 4096);
+    }
+}

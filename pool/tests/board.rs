@@ -1,0 +1,152 @@
+//! Two "processes" (two acceptors in this test process) on one listener and one board
+//! memfd, each with its own slot: persistent connections split about evenly, and a sibling
+//! that never takes its share delays new connections by a few yields at most, never strands
+//! them. (The balance is off on one CPU: these tests need a process allowed two.)
+
+mod util;
+
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use util::{Client, echo};
+use zmaster_pool::board::BOARD_SIZE;
+use zmaster_pool::{AcceptCallback, Acceptor, Board, ConnGate, Listener, Pool, PoolConfig};
+
+fn board_memfd() -> OwnedFd {
+    let fd = memfd_create(c"zmaster-board", MFdFlags::MFD_CLOEXEC).expect("memfd");
+    nix::unistd::ftruncate(&fd, BOARD_SIZE as i64).expect("size");
+    fd
+}
+
+fn listener() -> (TcpListener, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let addr = l.local_addr().expect("addr");
+    (l, addr)
+}
+
+fn pool_on(l: &TcpListener, board: &OwnedFd, slot: usize) -> (Pool, Arc<Board>) {
+    let board = Arc::new(Board::map(board, slot).expect("map the board"));
+    let listener = Listener::Tcp(l.try_clone().expect("clone the listener"));
+    let config = PoolConfig::default().with_board(Some(Arc::clone(&board)));
+    let pool = Pool::start_with(1, vec![(listener, echo())], config).expect("start");
+    (pool, board)
+}
+
+#[test]
+fn persistent_connections_split_about_evenly_between_two_processes() {
+    if !two_cpus() {
+        return;
+    }
+    let (l, addr) = listener();
+    let memfd = board_memfd();
+    let (a, board_a) = pool_on(&l, &memfd, 0);
+    let (b, board_b) = pool_on(&l, &memfd, 1);
+    // Each connection is served before the next one connects (as a client ramping up does).
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let mut c = Client::tcp(addr);
+        assert_eq!(
+            c.roundtrip(format!("{i}").as_bytes()),
+            format!("{i}").as_bytes()
+        );
+        clients.push(c);
+    }
+    let (na, nb) = (a.active_connections(), b.active_connections());
+    assert_eq!(na + nb, 40);
+    // The rule keeps them within two; a sibling that was not scheduled within the yields (a
+    // loaded machine) lets one more through now and then.
+    assert!(na.abs_diff(nb) <= 8, "split {na}/{nb}");
+    assert_eq!(
+        board_a.accepting_count(0),
+        Some(na as u32),
+        "the count is published"
+    );
+    assert_eq!(board_a.accepting_count(1), Some(nb as u32));
+    drop(clients);
+    a.shutdown();
+    assert_eq!(
+        board_b.accepting_count(0),
+        None,
+        "a stopped acceptor does not accept"
+    );
+    b.shutdown();
+}
+
+/// Whether this process may use two CPUs (else the balance is off and these tests skip).
+fn two_cpus() -> bool {
+    let n = zmaster_testkit::allowed_cpus().len();
+    if n < 2 {
+        eprintln!("skipped: {n} CPU allowed; the balance is off on one CPU");
+    }
+    n >= 2
+}
+
+/// A pool next to a sibling that never takes its share serves 10 connections made one after
+/// another; returns how many times it left a waiting connection to the sibling first.
+fn deferrals_next_to_a_stuck_sibling() -> u64 {
+    let (l, addr) = listener();
+    let memfd = board_memfd();
+    // The stuck sibling: its acceptor blocks in the callback of its first connection, so its
+    // slot says "accepting, 0 connections" for good (like a process stopped by SIGSTOP).
+    let (got_tx, got_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let stuck_board = Arc::new(Board::map(&memfd, 7).expect("map"));
+    let gate = ConnGate::new(None);
+    gate.set_board(Arc::clone(&stuck_board));
+    let callback: AcceptCallback = Box::new(move |_stream| {
+        let _ = got_tx.send(());
+        let _ = release_rx.lock().expect("lock").recv();
+    });
+    let listener_b = Listener::Tcp(l.try_clone().expect("clone"));
+    let stuck = Acceptor::spawn_with_gate(vec![(listener_b, callback)], gate).expect("spawn");
+    // Rebound after `stuck`: dropped before it, so a failing assertion cannot leave the
+    // sibling's callback blocked while its acceptor is joined.
+    let release_tx = release_tx;
+    let _first = Client::tcp(addr);
+    got_rx
+        .recv_timeout(util::CLIENT_TIMEOUT)
+        .expect("the stuck sibling took the first connection");
+
+    let (a, board_a) = pool_on(&l, &memfd, 0);
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let mut c = Client::tcp(addr);
+        assert_eq!(
+            c.roundtrip(format!("{i}").as_bytes()),
+            format!("{i}").as_bytes()
+        );
+        clients.push(c);
+    }
+    assert_eq!(a.active_connections(), 10, "every connection served here");
+    let deferrals = board_a.deferrals();
+    assert_eq!(board_a.accepting_count(7), Some(0));
+    drop(clients);
+    a.shutdown();
+    // Dropped, not sent: any later callback of the sibling returns at once too.
+    drop(release_tx);
+    stuck.join();
+    deferrals
+}
+
+#[test]
+fn a_sibling_that_never_takes_its_share_delays_but_strands_no_connection() {
+    if !two_cpus() {
+        return;
+    }
+    // From its third connection on it held two more than the sibling's 0: each one waited
+    // while it yielded to the sibling, then was taken here.
+    let deferrals = deferrals_next_to_a_stuck_sibling();
+    assert!(deferrals >= 8, "{deferrals} deferrals");
+}
+
+#[test]
+fn on_one_cpu_no_connection_is_left_to_a_sibling() {
+    let cpu = zmaster_testkit::allowed_cpus()[0];
+    let deferrals = zmaster_testkit::on_cpus(&[cpu], deferrals_next_to_a_stuck_sibling);
+    assert_eq!(deferrals, 0);
+}
