@@ -100,3 +100,56 @@ fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
 fn master_kill(pid: i32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
 }
+
+/// How many board memfds process `pid` holds open.
+fn boards_held(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.to_string_lossy().contains("memfd:zmaster-board"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_reload_gives_the_new_generation_its_own_board_and_the_old_one_is_dropped() {
+    let s = Setup::new();
+    let sock = s.path("p.sock");
+    s.probe_service(
+        "probe",
+        &format!("p://{}", sock.display()),
+        2,
+        "server-proc-balance = yes\n",
+    );
+    let master = s.start_master(&[]);
+    let old = master.wait_children(2);
+    let old_board = open_board(old[0]).metadata().expect("stat").ino();
+    assert_eq!(boards_held(master.pid()), 1, "{}", master.log_text());
+    master.signal(Signal::SIGHUP);
+    // The new generation starts while the old one may still be draining.
+    let new = wait_for(Duration::from_secs(10), "the new generation", || {
+        let now = master.children();
+        let fresh: Vec<i32> = now.into_iter().filter(|k| !old.contains(k)).collect();
+        (fresh.len() == 2).then_some(fresh)
+    });
+    let mut slots: Vec<usize> = new.iter().map(|&k| board_env(k).1).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1], "slots of the old generation do not count");
+    let new_board = open_board(new[0]).metadata().expect("stat").ino();
+    assert_ne!(new_board, old_board, "a board per generation");
+    assert_eq!(
+        open_board(new[1]).metadata().expect("stat").ino(),
+        new_board
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the old generation to exit",
+        || !old.iter().any(|&k| is_alive(k)),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the old board to be dropped",
+        || boards_held(master.pid()) == 1,
+    );
+}

@@ -21,6 +21,10 @@
 //!   sibling's acceptor was woken by the same connection. Then it accepts: a connection waits
 //!   [`DEFER_FOR`] longer at most, whatever the sibling does (stopped by `SIGSTOP`, its
 //!   acceptor not scheduled), and nothing is ever stranded.
+//! - A sibling that says it accepts but does not take connections (stopped, traced,
+//!   throttled) makes deferrals run out: after [`MISSES`] in a row the board is not looked at
+//!   for [`QUIET`], so such a sibling costs a few deferrals per [`QUIET`], not one per
+//!   connection for as long as it stays stuck.
 //! - Not on one CPU (`spin::one_cpu`): siblings sharing a CPU gain nothing from a balance, and
 //!   each yield to one would be a context switch (measured: a 1 ms deferral there cut the
 //!   connect-per-request rate to 0.65× the epoll reference).
@@ -34,10 +38,12 @@ use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use zmaster_core::protocol;
+
+use crate::stall::to_ms;
 
 /// Slots on a board: the most processes of one service generation that balance.
 pub const SLOTS: usize = protocol::BOARD_SLOTS;
@@ -50,6 +56,13 @@ pub const SLACK: u32 = 1;
 /// (each round: the rule, a zero-timeout `poll` of the listener, `sched_yield`). A sibling
 /// asleep on an idle CPU of a VM takes some 50–150 µs to wake.
 pub const DEFER_FOR: Duration = Duration::from_micros(200);
+/// After this many deferrals in a row that ran out before a sibling took the connection, the
+/// board is not looked at for [`QUIET`]: a sibling that says it accepts but does not (stopped
+/// by `SIGSTOP`, a debugger attached, throttled) costs a few deferrals per [`QUIET`], not one
+/// per connection for as long as it stays stuck.
+pub const MISSES: u32 = 8;
+/// How long the board is not looked at after [`MISSES`] deferrals in a row ran out.
+pub const QUIET: Duration = Duration::from_millis(50);
 
 /// One process's entry: a cache line of its own.
 #[repr(C, align(64))]
@@ -65,6 +78,12 @@ pub struct Board {
     own: usize,
     /// Connections this process's acceptor left to a sibling (process-local).
     deferrals: AtomicU64,
+    /// Deferrals in a row that ran out (process-local).
+    misses: AtomicU32,
+    /// `stall::to_ms` until which the board is not looked at (0: it is).
+    quiet_until: AtomicU64,
+    /// How long a deferral lasts at most ([`DEFER_FOR`] unless set).
+    defer_for: Duration,
 }
 
 // SAFETY: the mapping is only ever accessed through `&Slot` (atomics), shared by design
@@ -95,9 +114,11 @@ impl Board {
         }
         let len = NonZeroUsize::new(BOARD_SIZE).expect("BOARD_SIZE > 0");
         // SAFETY: a new shared mapping of `BOARD_SIZE` bytes of the file (checked to be that
-        // long) at an address the kernel picks: it aliases no Rust object. It is page-aligned,
-        // so aligned for `Slot`, and zero-filled or written only as `Slot`s (atomics) by the
-        // master and the siblings; it stays mapped until `Drop` unmaps it.
+        // long; the master seals it against shrinking, so no later access faults) at an
+        // address the kernel picks: it aliases no Rust object. It is page-aligned, so aligned
+        // for `Slot`, whose two `u32` atomics are valid for any bit pattern: the siblings
+        // write it with atomics, the master with `pwrite` (zeroes, into a reaped child's slot
+        // only), so a racing read sees at worst a stale hint. It stays mapped until `Drop`.
         let base = unsafe {
             mmap(
                 None,
@@ -112,6 +133,9 @@ impl Board {
             base: base.cast(),
             own,
             deferrals: AtomicU64::new(0),
+            misses: AtomicU32::new(0),
+            quiet_until: AtomicU64::new(0),
+            defer_for: DEFER_FOR,
         })
     }
 
@@ -123,6 +147,19 @@ impl Board {
 
     fn own_slot(&self) -> &Slot {
         &self.slots()[self.own]
+    }
+
+    /// This board with deferrals of `defer_for` at most instead of [`DEFER_FOR`] (a test
+    /// that must not depend on how fast a loaded machine schedules the sibling sets a long
+    /// one).
+    pub fn with_defer_for(mut self, defer_for: Duration) -> Board {
+        self.defer_for = defer_for;
+        self
+    }
+
+    /// How long a deferral lasts at most.
+    pub(crate) fn defer_for(&self) -> Duration {
+        self.defer_for
     }
 
     /// This process's slot number.
@@ -137,6 +174,25 @@ impl Board {
 
     pub(crate) fn count_deferral(&self) {
         self.deferrals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the board is not to be looked at, at `now` (see [`MISSES`]).
+    pub(crate) fn quiet(&self, now: Instant) -> bool {
+        let until = self.quiet_until.load(Ordering::Relaxed);
+        until != 0 && to_ms(now) < until
+    }
+
+    /// A deferral ended at `now`: a sibling took the connection (or the rule stopped
+    /// deferring), or it ran out (`taken` false); [`MISSES`] of those in a row make the board
+    /// quiet for [`QUIET`].
+    pub(crate) fn deferral_ended(&self, taken: bool, now: Instant) {
+        if taken {
+            self.misses.store(0, Ordering::Relaxed);
+        } else if self.misses.fetch_add(1, Ordering::Relaxed) + 1 >= MISSES {
+            self.misses.store(0, Ordering::Relaxed);
+            self.quiet_until
+                .store(to_ms(now + QUIET), Ordering::Relaxed);
+        }
     }
 
     /// One more open connection in this process.
@@ -271,6 +327,52 @@ mod tests {
         others[0].leave();
         others[0].leave();
         assert_eq!(me.least_other(), Some(6), "slot 0 counts too");
+    }
+
+    #[test]
+    fn deferrals_are_counted_per_mapping_and_a_dropped_board_is_unmapped() {
+        let fd = memfd_create(c"zmaster-board-unmap-test", MFdFlags::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&fd, BOARD_SIZE as i64).unwrap();
+        let mapped = || {
+            std::fs::read_to_string("/proc/self/maps")
+                .unwrap()
+                .matches("zmaster-board-unmap-test")
+                .count()
+        };
+        let a = Board::map(&fd, 0).unwrap();
+        let b = Board::map(&fd, 1).unwrap();
+        assert_eq!(mapped(), 2);
+        a.count_deferral();
+        a.count_deferral();
+        b.count_deferral();
+        assert_eq!((a.deferrals(), b.deferrals()), (2, 1), "process-local");
+        assert_eq!(format!("{a:?}"), "Board { slot: 0 }");
+        drop(a);
+        assert_eq!(mapped(), 1, "munmap on drop");
+        drop(b);
+        assert_eq!(mapped(), 0);
+    }
+
+    #[test]
+    fn eight_deferrals_in_a_row_that_ran_out_quiet_the_board_for_50ms() {
+        let fd = memfd();
+        let b = Board::map(&fd, 0).unwrap();
+        let t0 = Instant::now();
+        let miss = |n: u32, t| (0..n).for_each(|_| b.deferral_ended(false, t));
+        assert!(!b.quiet(t0));
+        miss(MISSES - 1, t0);
+        b.deferral_ended(true, t0);
+        miss(MISSES - 1, t0);
+        assert!(!b.quiet(t0), "a taken one resets the run");
+        miss(1, t0);
+        assert!(b.quiet(t0));
+        assert!(b.quiet(t0 + QUIET - Duration::from_millis(2)));
+        assert!(!b.quiet(t0 + QUIET + Duration::from_millis(1)));
+        // The run starts again from zero after a quiet spell.
+        let t1 = t0 + QUIET * 2;
+        miss(MISSES - 1, t1);
+        assert!(!b.quiet(t1));
+        assert_eq!((MISSES, QUIET), (8, Duration::from_millis(50)));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::uio::pwrite;
 use nix::unistd::ftruncate;
@@ -38,7 +39,13 @@ impl Boards {
         generation: u64,
         taken: &[usize],
     ) -> Option<(&OwnedFd, usize)> {
-        let slot = (0..BOARD_SLOTS).find(|s| !taken.contains(s))?;
+        let Some(slot) = (0..BOARD_SLOTS).find(|s| !taken.contains(s)) else {
+            log::warn!(
+                "service={service} generation={generation}: all {BOARD_SLOTS} board slots are \
+                 held; this child takes connections without balancing"
+            );
+            return None;
+        };
         let key = (service.to_owned(), generation);
         if !self.by_generation.contains_key(&key) {
             match create() {
@@ -60,13 +67,11 @@ impl Boards {
         self.by_generation.remove(&(service.to_owned(), generation));
     }
 
-    /// The child in `slot` of `service`'s `generation` was reaped: its slot is zeroed, and the
-    /// board dropped when it was the generation's last child (`last`).
-    pub(crate) fn release(&mut self, service: &str, generation: u64, slot: usize, last: bool) {
+    /// The child in `slot` of `service`'s `generation` was reaped and others of the generation
+    /// remain: its slot is zeroed.
+    pub(crate) fn release(&mut self, service: &str, generation: u64, slot: usize) {
         let key = (service.to_owned(), generation);
-        if last {
-            self.release_all(service, generation);
-        } else if let Some(fd) = self.by_generation.get(&key) {
+        if let Some(fd) = self.by_generation.get(&key) {
             let zero = [0u8; BOARD_SLOT_BYTES];
             let at = (slot * BOARD_SLOT_BYTES) as i64;
             if let Err(e) = pwrite(fd.as_fd(), &zero, at) {
@@ -82,9 +87,16 @@ impl Boards {
     }
 }
 
+/// A zeroed board, sealed at its size: a child maps all of it, and a memfd shrunk under a
+/// mapping would make its accesses fault.
 fn create() -> nix::Result<OwnedFd> {
-    let fd = memfd_create(c"zmaster-board", MFdFlags::MFD_CLOEXEC)?;
+    let fd = memfd_create(
+        c"zmaster-board",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?;
     ftruncate(&fd, (BOARD_SLOTS * BOARD_SLOT_BYTES) as i64)?;
+    let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+    fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
     Ok(fd)
 }
 
@@ -134,14 +146,16 @@ mod tests {
             let at = (slot * BOARD_SLOT_BYTES) as i64;
             assert_eq!(pwrite(&fd, &[7u8; 8], at), Ok(8));
         }
-        boards.release("echo", 1, 1, false);
+        boards.release("echo", 1, 1);
         assert_eq!(slot_bytes(&fd, 1), [0; 8]);
         assert_eq!(slot_bytes(&fd, 0), [7; 8], "only its own slot");
         assert_eq!(slot_bytes(&fd, 5), [7; 8]);
-        boards.release("echo", 2, 0, false);
+        boards.release("echo", 2, 0);
         assert_eq!(slot_bytes(&fd, 0), [7; 8], "another generation's board");
         assert_eq!(boards.len(), 1);
-        boards.release("echo", 1, 0, true);
+        let err = ftruncate(&fd, 64).unwrap_err();
+        assert_eq!(err, nix::errno::Errno::EPERM, "sealed at its size");
+        boards.release_all("echo", 1);
         assert_eq!(boards.len(), 0);
         boards.slot_for("echo", 3, &[]).expect("a slot");
         boards.release_all("echo", 4);

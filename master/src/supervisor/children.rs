@@ -180,13 +180,15 @@ impl Children {
     /// generation's last child).
     pub(crate) fn remove(&mut self, pid: i32) -> Option<Child> {
         let child = self.by_pid.remove(&pid)?;
-        if let Some(slot) = child.board_slot {
-            let last = !self
-                .by_pid
-                .values()
-                .any(|c| c.service == child.service && c.generation == child.generation);
-            self.boards
-                .release(&child.service, child.generation, slot, last);
+        let last = !self
+            .by_pid
+            .values()
+            .any(|c| c.service == child.service && c.generation == child.generation);
+        if last {
+            // Whether or not this child had a slot (past 64, or a board made after it).
+            self.boards.release_all(&child.service, child.generation);
+        } else if let Some(slot) = child.board_slot {
+            self.boards.release(&child.service, child.generation, slot);
         }
         Some(child)
     }

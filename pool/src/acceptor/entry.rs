@@ -12,7 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{SockFlag, accept4};
 
 use super::{BATCH, Batch, Entry, PAUSE, WARN_EVERY, listener_fd};
-use crate::board::{self, Board, DEFER_FOR};
+use crate::board::{self, Board};
 use crate::gate::ConnGate;
 use crate::listener::{Listener, Stream};
 use crate::reactor::Reactor;
@@ -50,7 +50,7 @@ impl Entry {
                 return Batch::Drained;
             }
             if let Some((gate, board)) = board
-                && !self.leave_to_sibling(gate, board)
+                && !self.leave_to_sibling(gate, board, stop)
             {
                 return Batch::Drained;
             }
@@ -101,27 +101,45 @@ impl Entry {
 
     /// While the board says a less loaded sibling should take the next connection and one is
     /// waiting, yields (the sibling's acceptor was woken by the same connection), for
-    /// [`DEFER_FOR`] at most. `false`: nothing waits any more (the sibling took it, or
-    /// nothing was there); `true`: accept, the rule no longer defers or the time is up.
-    fn leave_to_sibling(&self, gate: &ConnGate, board: &Board) -> bool {
+    /// [`board::DEFER_FOR`] at most. `false`: nothing waits any more (the sibling took it, nothing
+    /// was there) or a stop came; `true`: accept, the rule no longer defers or the time is up.
+    fn leave_to_sibling(&self, gate: &ConnGate, board: &Board, stop: &AtomicBool) -> bool {
+        // The rule cannot defer at this count: no clock read, no look at the board.
+        if gate.active() <= board::SLACK as usize {
+            return true;
+        }
         let Some(listener) = &self.listener else {
             return false;
         };
         let mut since: Option<Instant> = None;
         loop {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let ended = |taken| {
+                if since.is_some() {
+                    board.deferral_ended(taken, Instant::now());
+                }
+            };
             if !board::defers(gate.active(), board.least_other()) {
+                ended(true);
                 return true;
             }
             if !readable(listener) {
+                ended(true);
                 return false;
             }
             let now = Instant::now();
             match since {
+                None if board.quiet(now) => return true,
                 None => {
                     since = Some(now);
                     board.count_deferral();
                 }
-                Some(t) if now.duration_since(t) >= DEFER_FOR => return true,
+                Some(t) if now.duration_since(t) >= board.defer_for() => {
+                    board.deferral_ended(false, now);
+                    return true;
+                }
                 Some(_) => {}
             }
             std::thread::yield_now();
