@@ -88,6 +88,9 @@ fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
             .then(|| now.into_iter().find(|&k| k != slot0))
             .flatten()
     });
+    wait_for(Duration::from_secs(10), "the replacement's report", || {
+        s.report(new)
+    });
     let mut bytes = [1u8; 8];
     board.read_exact_at(&mut bytes, 64).expect("read slot 1");
     assert_eq!(bytes, [0; 8], "the reaped child's slot is zeroed");
@@ -124,6 +127,12 @@ fn a_reload_gives_the_new_generation_its_own_board_and_the_old_one_is_dropped() 
     );
     let master = s.start_master(&[]);
     let old = master.wait_children(2);
+    // Exec'd (a forked child's environment is still the master's until then).
+    for &kid in &old {
+        wait_for(Duration::from_secs(10), "the probe's report", || {
+            s.report(kid)
+        });
+    }
     let old_board = open_board(old[0]).metadata().expect("stat").ino();
     assert_eq!(boards_held(master.pid()), 1, "{}", master.log_text());
     master.signal(Signal::SIGHUP);
@@ -131,7 +140,7 @@ fn a_reload_gives_the_new_generation_its_own_board_and_the_old_one_is_dropped() 
     let new = wait_for(Duration::from_secs(10), "the new generation", || {
         let now = master.children();
         let fresh: Vec<i32> = now.into_iter().filter(|k| !old.contains(k)).collect();
-        (fresh.len() == 2).then_some(fresh)
+        (fresh.len() == 2 && fresh.iter().all(|&k| s.report(k).is_some())).then_some(fresh)
     });
     let mut slots: Vec<usize> = new.iter().map(|&k| board_env(k).1).collect();
     slots.sort_unstable();
