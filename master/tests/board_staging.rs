@@ -34,9 +34,9 @@ fn open_board(pid: i32) -> std::fs::File {
         .expect("open the child's board")
 }
 
-#[test]
-fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
-    let s = Setup::new();
+/// A master with a balanced service of two probes; returns it and the probes once both
+/// reported (exec'd: a forked child's environment is still the master's until then).
+fn balanced_probes(s: &Setup) -> (Master, Vec<i32>) {
     let sock = s.path("p.sock");
     s.probe_service(
         "probe",
@@ -51,6 +51,13 @@ fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
             s.report(kid)
         });
     }
+    (master, kids)
+}
+
+#[test]
+fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
+    let s = Setup::new();
+    let (master, kids) = balanced_probes(&s);
     let mut slots: Vec<usize> = kids.iter().map(|&k| board_env(k).1).collect();
     slots.sort_unstable();
     assert_eq!(slots, [0, 1], "{}", master.log_text());
@@ -81,7 +88,7 @@ fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
     let board = open_board(slot0);
     board.write_all_at(&[9; 8], 64).expect("write slot 1");
     board.write_all_at(&[7; 8], 0).expect("write slot 0");
-    master_kill(slot1);
+    zmaster_testkit::kill_pid(slot1);
     let new = wait_for(Duration::from_secs(10), "a replacement child", || {
         let now = master.children();
         (now.len() == 2 && !now.contains(&slot1))
@@ -100,10 +107,6 @@ fn the_children_of_a_generation_share_one_board_and_each_holds_a_slot() {
     assert_eq!(inode(new), inode(slot0), "same generation, same board");
 }
 
-fn master_kill(pid: i32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill");
-}
-
 /// How many board memfds process `pid` holds open.
 fn boards_held(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -118,21 +121,7 @@ fn boards_held(pid: i32) -> usize {
 #[test]
 fn a_reload_gives_the_new_generation_its_own_board_and_the_old_one_is_dropped() {
     let s = Setup::new();
-    let sock = s.path("p.sock");
-    s.probe_service(
-        "probe",
-        &format!("p://{}", sock.display()),
-        2,
-        "server-proc-balance = yes\n",
-    );
-    let master = s.start_master(&[]);
-    let old = master.wait_children(2);
-    // Exec'd (a forked child's environment is still the master's until then).
-    for &kid in &old {
-        wait_for(Duration::from_secs(10), "the probe's report", || {
-            s.report(kid)
-        });
-    }
+    let (master, old) = balanced_probes(&s);
     let old_board = open_board(old[0]).metadata().expect("stat").ino();
     assert_eq!(boards_held(master.pid()), 1, "{}", master.log_text());
     master.signal(Signal::SIGHUP);

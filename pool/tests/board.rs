@@ -44,6 +44,18 @@ fn pool_on(
     (pool, board)
 }
 
+/// `n` connections to `addr`, each echoed once before the next one connects; kept open.
+fn one_after_another(addr: std::net::SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let mut c = Client::tcp(addr);
+            let line = i.to_string();
+            assert_eq!(c.roundtrip(line.as_bytes()), line.as_bytes());
+            c
+        })
+        .collect()
+}
+
 #[test]
 fn persistent_connections_split_about_evenly_between_two_processes() {
     if !two_cpus() {
@@ -60,15 +72,7 @@ fn persistent_connections_split_about_evenly_between_two_processes() {
         board_a.accepting_count(1).is_some() && board_b.accepting_count(0).is_some()
     });
     // Each connection is served before the next one connects (as a client ramping up does).
-    let mut clients = Vec::new();
-    for i in 0..40 {
-        let mut c = Client::tcp(addr);
-        assert_eq!(
-            c.roundtrip(format!("{i}").as_bytes()),
-            format!("{i}").as_bytes()
-        );
-        clients.push(c);
-    }
+    let clients = one_after_another(addr, 40);
     let (na, nb) = (a.active_connections(), b.active_connections());
     assert_eq!(na + nb, 40);
     // The less loaded one takes each: within two of each other, always.
@@ -131,15 +135,7 @@ fn deferrals_next_to_a_stuck_sibling() -> u64 {
         .expect("the stuck sibling took the first connection");
 
     let (a, board_a) = pool_on(&l, &memfd, 0, zmaster_pool::board::DEFER_FOR);
-    let mut clients = Vec::new();
-    for i in 0..10 {
-        let mut c = Client::tcp(addr);
-        assert_eq!(
-            c.roundtrip(format!("{i}").as_bytes()),
-            format!("{i}").as_bytes()
-        );
-        clients.push(c);
-    }
+    let clients = one_after_another(addr, 10);
     assert_eq!(a.active_connections(), 10, "every connection served here");
     let deferrals = board_a.deferrals();
     assert_eq!(board_a.accepting_count(7), Some(0));

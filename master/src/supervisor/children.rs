@@ -180,10 +180,10 @@ impl Children {
     /// generation's last child).
     pub(crate) fn remove(&mut self, pid: i32) -> Option<Child> {
         let child = self.by_pid.remove(&pid)?;
-        let last = !self
-            .by_pid
-            .values()
-            .any(|c| c.service == child.service && c.generation == child.generation);
+        let last = self
+            .of_generation(&child.service, child.generation)
+            .next()
+            .is_none();
         if last {
             // Whether or not this child had a slot (past 64, or a board made after it).
             self.boards.release_all(&child.service, child.generation);
@@ -191,6 +191,17 @@ impl Children {
             self.boards.release(&child.service, child.generation, slot);
         }
         Some(child)
+    }
+
+    /// The children of `service` started in `generation` (any state).
+    fn of_generation<'a>(
+        &'a self,
+        service: &'a str,
+        generation: u64,
+    ) -> impl Iterator<Item = &'a Child> + 'a {
+        self.by_pid
+            .values()
+            .filter(move |c| c.service == service && c.generation == generation)
     }
 
     pub(crate) fn get(&self, pid: i32) -> Option<&Child> {
@@ -307,13 +318,11 @@ impl Children {
             // Its slot: the one after the last listener.
             protocol::GENERATION_FD + fds.len() as i32 - 1
         });
-        let taken: Vec<usize> = self
-            .by_pid
-            .values()
-            .filter(|c| c.service == spec.name && c.generation == generation.number)
-            .filter_map(|c| c.board_slot)
-            .collect();
         let board = if spec.process.balance {
+            let taken: Vec<usize> = self
+                .of_generation(&spec.name, generation.number)
+                .filter_map(|c| c.board_slot)
+                .collect();
             self.boards
                 .slot_for(&spec.name, generation.number, &taken)
                 .map(|(fd, slot)| {
@@ -341,7 +350,12 @@ impl Children {
         let pid = match sys::spawn_child(&child) {
             Ok(pid) => pid,
             Err(e) => {
-                if taken.is_empty() {
+                if board.is_some()
+                    && self
+                        .of_generation(&spec.name, generation.number)
+                        .next()
+                        .is_none()
+                {
                     // No child of the generation holds the board it made for this one.
                     self.boards.release_all(&spec.name, generation.number);
                 }

@@ -7,13 +7,13 @@
 //! mapping keeps the memory) before any fd of ours is opened; the variable is removed so
 //! nothing this server execs sees a stale number. A LIB-ZC server never reads it.
 
-use std::os::fd::{AsFd, IntoRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use zmaster_pool::Board;
 
 use super::super::sys;
-use super::heartbeat::is_master_memfd;
+use super::heartbeat::adopt_master_memfd;
 
 /// The variable the master names the fd and the slot in.
 pub(crate) const ENV: &str = zmaster_core::protocol::BOARD_ENV;
@@ -39,12 +39,9 @@ pub(crate) fn from_env() -> Result<Option<Arc<Board>>, String> {
         .to_str()
         .and_then(parse)
         .ok_or_else(|| format!("{ENV}={value:?} is not <fd>:<slot>"))?;
-    let owned = sys::adopt_inherited_fd(fd).map_err(|e| format!("{ENV}: fd {fd}: {e}"))?;
-    if !is_master_memfd(owned.as_fd(), zmaster_pool::board::BOARD_SIZE as i64) {
-        // Not ours to close: left open as it came.
-        let _ = owned.into_raw_fd();
-        return Err(format!("{ENV}: fd {fd} is not the master's board memfd"));
-    }
+    let owned = adopt_master_memfd(fd, zmaster_pool::board::BOARD_SIZE as i64)
+        .map_err(|e| format!("{ENV}: fd {fd}: {e}"))?
+        .ok_or_else(|| format!("{ENV}: fd {fd} is not the master's board memfd"))?;
     let board = Board::map(&owned, slot).map_err(|e| format!("{ENV}: {e}"))?;
     Ok(Some(Arc::new(board)))
 }

@@ -39,6 +39,7 @@ const SIZE: i64 = 64;
 /// Whether `fd` is a heartbeat memfd as the master stages it, checked without `/proc` (a
 /// chroot may have none): a regular file of the master's size that has a seal set — only a
 /// memfd (or shmem) supports `F_GET_SEALS`; a file, pipe or socket fails it.
+#[cfg(test)]
 pub(crate) fn is_heartbeat_memfd(fd: BorrowedFd<'_>) -> bool {
     is_master_memfd(fd, SIZE)
 }
@@ -54,6 +55,22 @@ pub(crate) fn is_master_memfd(fd: BorrowedFd<'_>, size: i64) -> bool {
     regular
         && stat.st_size == size
         && nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GET_SEALS).is_ok()
+}
+
+/// Adopts inherited fd `fd` when it is a memfd of `size` bytes as the master stages them
+/// ([`is_master_memfd`]): adopted first (an inherited fd only: see `sys`), so it can be looked
+/// at safely; `Ok(None)`, the fd left open as it came (not ours to close), when it is
+/// something else.
+///
+/// # Errors
+/// The fd cannot be adopted (`sys::adopt_inherited_fd`).
+pub(crate) fn adopt_master_memfd(fd: RawFd, size: i64) -> std::io::Result<Option<OwnedFd>> {
+    let owned = sys::adopt_inherited_fd(fd)?;
+    if !is_master_memfd(owned.as_fd(), size) {
+        let _ = owned.into_raw_fd();
+        return Ok(None);
+    }
+    Ok(Some(owned))
 }
 
 /// The reason byte for a retire reason of `lifecycle::Watch::check`; 0 for none known.
@@ -97,14 +114,8 @@ impl Heartbeat {
             .and_then(|v| v.parse().ok())
             .filter(|fd| *fd > 2)
             .ok_or_else(|| format!("{ENV}={value:?} is not an fd number"))?;
-        // Adopted first (an inherited fd only: see `sys`), so it can be looked at safely.
-        let owned = sys::adopt_inherited_fd(fd).map_err(|e| format!("{ENV}={fd}: {e}"))?;
-        if !is_heartbeat_memfd(owned.as_fd()) {
-            // Not ours to close: left open as it came.
-            let _ = owned.into_raw_fd();
-            return Err(format!("{ENV}={fd} is not the master's heartbeat memfd"));
-        }
-        let fd = owned;
+        let owned = adopt_master_memfd(fd, SIZE).map_err(|e| format!("{ENV}={fd}: {e}"))?;
+        let fd = owned.ok_or_else(|| format!("{ENV}={fd} is not the master's heartbeat memfd"))?;
         Ok(Some(Heartbeat::new(fd, hang_timeout)))
     }
 
