@@ -151,3 +151,46 @@ fn a_reload_gives_the_new_generation_its_own_board_and_the_old_one_is_dropped() 
         || boards_held(master.pid()) == 1,
     );
 }
+
+#[test]
+fn a_respawn_that_fails_keeps_the_board_the_living_child_holds() {
+    let s = Setup::new();
+    // The command is a copy of the probe this test can take away and put back.
+    let command = s.path("probe-copy");
+    std::fs::copy(PROBE, &command).expect("copy the probe");
+    let sock = s.path("p.sock");
+    s.write_cf(
+        "probe",
+        &format!(
+            "server-command = {}\nserver-service = p://{}\nserver-proc-count = 2\n\
+             server-proc-balance = yes\n",
+            command.display(),
+            sock.display()
+        ),
+    );
+    let master = s.start_master(&[]);
+    let kids = master.wait_children(2);
+    for &kid in &kids {
+        wait_for(Duration::from_secs(10), "the probe's report", || {
+            s.report(kid)
+        });
+    }
+    let board = open_board(kids[1]).metadata().expect("stat").ino();
+    std::fs::remove_file(&command).expect("take the command away");
+    zmaster_testkit::kill_pid(kids[0]);
+    wait_until(Duration::from_secs(10), "a failed respawn", || {
+        master.log_text().contains("cannot start a child")
+    });
+    assert_eq!(boards_held(master.pid()), 1, "the survivor's board stays");
+    std::fs::copy(PROBE, &command).expect("put the command back");
+    let new = wait_for(Duration::from_secs(30), "the replacement", || {
+        let now = master.children();
+        now.into_iter()
+            .find(|k| !kids.contains(k) && s.report(*k).is_some())
+    });
+    assert_eq!(
+        open_board(new).metadata().expect("stat").ino(),
+        board,
+        "the replacement joins the survivor's board"
+    );
+}
