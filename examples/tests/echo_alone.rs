@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
 
-use util::{LineClient, spawn_alone};
+use util::{LineClient, spawn_alone, spawn_alone_on_ports};
 
 const AIO: &str = env!("CARGO_BIN_EXE_echo-aio");
 /// Both example echo servers: every behaviour here holds for each mode.
@@ -389,4 +389,22 @@ fn a_pipelining_client_that_reads_gets_every_echo() {
         }
         sender.join().expect("join").expect("send");
     }
+}
+
+/// A port another process listens on is not the started server's: the helper must not take
+/// that listener's answer for the server's (a parallel test's server on the same port made a
+/// client here read EOF, in CI), and starts the server again on another port.
+#[test]
+fn spawn_alone_never_takes_another_listener_for_the_server() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let mut ports = [taken_port].into_iter();
+    let (_server, addr) = spawn_alone_on_ports(
+        AIO,
+        &[],
+        |_| {},
+        || ports.next().unwrap_or_else(util::free_port),
+    );
+    assert_ne!(addr.port(), taken_port, "the taken port was accepted");
+    LineClient::connect(addr).expect_echo("mine");
 }

@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 
 pub use zmaster_testkit::ChildGuard as Server;
 pub use zmaster_testkit::{
-    FakeMaster, LineClient, LogPipe, PATIENCE, cloexec_pipe, fd_count, free_port, non_loopback_ip,
-    peer_closed, raise_fd_limit, rss_bytes, spawn_under_fake_master, spawn_under_fake_master_on,
-    spawn_under_fake_master_unix, stage_fds,
+    FakeMaster, LineClient, LogPipe, PATIENCE, cloexec_pipe, fd_count, free_port, listens_on,
+    non_loopback_ip, peer_closed, raise_fd_limit, rss_bytes, spawn_under_fake_master,
+    spawn_under_fake_master_on, spawn_under_fake_master_unix, stage_fds,
 };
 
 /// Polls `cond` (with a short back-off) until it holds or `PATIENCE` passes.
@@ -30,8 +30,18 @@ pub fn spawn_alone_with(
     extra: &[&str],
     prepare: impl Fn(&mut Command),
 ) -> (Server, SocketAddr) {
+    spawn_alone_on_ports(bin, extra, prepare, free_port)
+}
+
+/// As [`spawn_alone_with`], each attempt on the port `next_port` gives.
+pub fn spawn_alone_on_ports(
+    bin: &str,
+    extra: &[&str],
+    prepare: impl Fn(&mut Command),
+    mut next_port: impl FnMut() -> u16,
+) -> (Server, SocketAddr) {
     for _ in 0..4 {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], next_port()));
         let mut command = Command::new(bin);
         command
             .args(["alone", "-server-service", &addr.to_string()])
@@ -41,9 +51,12 @@ pub fn spawn_alone_with(
         let child = command.spawn().expect("spawn the server");
         let mut server = Server { child };
         let mut exited = false;
+        // A connect can reach a parallel test's server that took the port first: only a
+        // listener this child holds counts, and this child then exits on its bind error.
+        let pid = server.pid() as i32;
         wait_for("the server to accept connections", || {
             exited = !server.is_running();
-            exited || TcpStream::connect(addr).is_ok()
+            exited || (TcpStream::connect(addr).is_ok() && listens_on(pid, addr.port()))
         });
         if !exited {
             return (server, addr);
@@ -56,6 +69,6 @@ pub fn spawn_alone_with(
 pub fn wait_answering(server: &mut Server, addr: SocketAddr) {
     wait_for("the server to accept connections", || {
         assert!(server.is_running(), "the server exited during start-up");
-        TcpStream::connect(addr).is_ok()
+        TcpStream::connect(addr).is_ok() && listens_on(server.pid() as i32, addr.port())
     });
 }

@@ -29,7 +29,7 @@ pub use fake_master::{
 };
 pub use net::{closed_port, free_port, non_loopback_ip};
 pub use process::{
-    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid,
+    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid, listens_on,
     raise_fd_limit, rss_bytes,
 };
 pub use wait::{LogPipe, wait_for, wait_log_line, wait_pid_change, wait_until};
