@@ -221,10 +221,18 @@ fn reload_adds_and_removes_listeners() {
         "",
     );
     master.signal(Signal::SIGHUP);
+    // Only the master's own listener counts: a parallel test's server can hold the port.
+    wait_for(
+        Duration::from_secs(5),
+        "the master to bind the added port",
+        || listens_on(master.pid(), added).then_some(()),
+    );
     let reply = wait_for(Duration::from_secs(5), "the added listener", || {
         ask_tcp(added, "new").ok()
     });
+    let new = master.children();
     assert!(!old.contains(&reply_pid(&reply)));
+    assert!(new.contains(&reply_pid(&reply)), "{reply:?} from {new:?}");
     wait_for(
         Duration::from_secs(5),
         "the removed socket file to go",

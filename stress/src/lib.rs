@@ -40,6 +40,7 @@ pub mod fuzz;
 pub mod load;
 pub mod procs;
 pub mod report;
+pub mod sockets;
 pub mod svg;
 pub mod target;
 pub mod upgrades;

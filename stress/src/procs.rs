@@ -155,7 +155,7 @@ pub fn freeze_and_count_tcp(parent: i32, child: i32, port: u16) -> io::Result<us
     while !all_threads_stopped(child) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    tcp_conns_of(child, port)
+    crate::sockets::count_of(child, port, crate::sockets::ESTABLISHED)
 }
 
 /// Whether every thread of `pid` is stopped (`T`/`t`) or gone.
@@ -169,41 +169,6 @@ fn all_threads_stopped(pid: i32) -> bool {
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next());
         matches!(state, None | Some("T" | "t" | "Z" | "X"))
-    })
-}
-
-/// Established TCP connections (IPv4 or IPv6) with local port `port` among `pid`'s fds.
-fn tcp_conns_of(pid: i32, port: u16) -> io::Result<usize> {
-    let mut inodes = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let Ok(link) = std::fs::read_link(fd?.path()) else {
-            continue;
-        };
-        let link = link.to_string_lossy();
-        if let Some(ino) = link
-            .strip_prefix("socket:[")
-            .and_then(|r| r.strip_suffix(']'))
-        {
-            inodes.push(ino.to_string());
-        }
-    }
-    let mut n = 0;
-    for table in ["tcp", "tcp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
-        n += established_on(&text, port)
-            .filter(|ino| inodes.iter().any(|i| i == ino))
-            .count();
-    }
-    Ok(n)
-}
-
-/// The inodes of a `/proc/net/tcp` table's ESTABLISHED (`01`) sockets with local port `port`.
-fn established_on(table: &str, port: u16) -> impl Iterator<Item = &str> {
-    let want = format!(":{port:04X}");
-    table.lines().skip(1).filter_map(move |line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let ok = f.len() > 9 && f[1].ends_with(&want) && f[3] == "01";
-        ok.then(|| f[9])
     })
 }
 
@@ -322,23 +287,6 @@ impl Drop for ChildGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn established_sockets_by_local_port() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1
-   1: 0100007F:1F40 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 222 1
-   2: 0100007F:C350 0100007F:1F40 01 00000000:00000000 00:00000000 00000000     0        0 333 1
-   3: 0100007F:1F41 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 444 1
-   4: 0100007F:1F40 0100007F:C352 06 00000000:00000000 00:00000000 00000000     0        0 555 1
-   5: 0100007F:1F40 0100007F:C353 01 00000000:00000000 00:00000000 00000000     0        0
-";
-        // 8000 = 0x1F40: the listener (0A), the client side (remote 8000), a TIME_WAIT (06)
-        // and another port are not counted; nor is a line cut before its inode.
-        assert_eq!(established_on(table, 8000).collect::<Vec<_>>(), ["222"]);
-        assert_eq!(established_on(table, 8001).collect::<Vec<_>>(), ["444"]);
-        assert_eq!(established_on(table, 80).count(), 0);
-    }
 
     #[test]
     fn vm_rss_line() {

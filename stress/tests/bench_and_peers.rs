@@ -26,6 +26,29 @@ fn peer(bin: &str, port: u16) -> ChildGuard {
     g
 }
 
+/// A server started on a port another echo server already holds (a parallel run took it) is
+/// not ready because the other one answers the probe: `wait_ready` waits for a listener the
+/// child itself holds, and so reports the child's exit on its bind error.
+#[test]
+fn wait_ready_is_not_fooled_by_another_server_on_the_port() {
+    let port = free_port().expect("port");
+    let _first = peer(env!("CARGO_BIN_EXE_echo-tokio"), port);
+    let child = Command::new(env!("CARGO_BIN_EXE_echo-epoll"))
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut second = ChildGuard::new(child, "echo-epoll");
+    let verdict = wait_ready(
+        ([127, 0, 0, 1], port).into(),
+        &mut second,
+        Duration::from_secs(10),
+    );
+    let err = verdict.expect_err("the other server's answer counted as the child's");
+    assert!(err.contains("exited before answering"), "{err}");
+}
+
 #[test]
 fn peers_echo_and_close_on_exit() {
     for bin in [

@@ -4,7 +4,7 @@
 
 pub use zmaster_testkit::{
     ask_tcp, ask_unix, children_of, descendants_of, exe_name, fd_count, free_port, is_alive,
-    wait_for, wait_log_line, wait_pid_change, wait_until,
+    listens_on, wait_for, wait_log_line, wait_pid_change, wait_until,
 };
 
 use std::fs;

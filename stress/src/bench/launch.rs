@@ -177,7 +177,9 @@ fn measure(r: &LoadReport) -> Measure {
     }
 }
 
-/// Wait until `addr` echoes a probe line, or the child exits, or `limit` passes.
+/// Wait until `addr` echoes a probe line from a listener the child holds, or the child exits,
+/// or `limit` passes. Another process may listen on a port `free_port` gave (a parallel run
+/// took it first): its answer is not this child's, which then exits on its bind error.
 ///
 /// # Errors
 /// A message saying which of the two happened.
@@ -191,7 +193,7 @@ pub fn wait_ready(
         if let Some(st) = child.try_wait() {
             return Err(format!("{} exited before answering: {st}", child.name));
         }
-        if probe(addr).is_ok() {
+        if probe(addr).is_ok() && crate::sockets::listens_on(child.pid(), addr.port()) {
             return Ok(());
         }
         if Instant::now() >= deadline {

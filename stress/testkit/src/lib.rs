@@ -18,6 +18,10 @@ mod cpus;
 mod fake_master;
 mod net;
 mod process;
+// The socket tables as `zstress` reads them: one file, compiled into both crates.
+#[path = "../../src/sockets.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod sockets;
 mod sys;
 mod wait;
 
@@ -29,9 +33,10 @@ pub use fake_master::{
 };
 pub use net::{closed_port, free_port, non_loopback_ip};
 pub use process::{
-    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid, listens_on,
+    ChildGuard, children_of, descendants_of, exe_name, fd_count, is_alive, kill_pid,
     raise_fd_limit, rss_bytes,
 };
+pub use sockets::listens_on;
 pub use wait::{LogPipe, wait_for, wait_log_line, wait_pid_change, wait_until};
 
 /// How long any single wait or blocking read may take before it counts as a hang.

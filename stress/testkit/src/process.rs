@@ -124,57 +124,6 @@ pub fn fd_count(pid: i32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
-/// Whether `pid` holds a socket listening on TCP `port` (any local address, IPv4 or IPv6):
-/// a connect that succeeds may reach another process's listener on a reused port, this tells
-/// whose it is (`/proc/net/tcp{,6}` inode, matched against `/proc/PID/fd`).
-pub fn listens_on(pid: i32, port: u16) -> bool {
-    let inodes = listening_inodes(port);
-    if inodes.is_empty() {
-        return false;
-    }
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(Result::ok).any(|fd| {
-        fs::read_link(fd.path()).is_ok_and(|target| {
-            let target = target.to_string_lossy();
-            inodes.iter().any(|i| target == format!("socket:[{i}]"))
-        })
-    })
-}
-
-/// Inodes of the sockets in state LISTEN on TCP `port` in this network namespace.
-fn listening_inodes(port: u16) -> Vec<u64> {
-    const LISTEN: &str = "0A";
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = fs::read_to_string(table).unwrap_or_default();
-        // Columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode.
-        for fields in text
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
-            let (Some(local), Some(state), Some(inode)) =
-                (fields.get(1), fields.get(3), fields.get(9))
-            else {
-                continue;
-            };
-            let local_port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if *state == LISTEN
-                && local_port == Some(port)
-                && let Ok(inode) = inode.parse()
-            {
-                inodes.push(inode);
-            }
-        }
-    }
-    inodes
-}
-
 /// Basename of argv[0] of `pid` (empty when it is gone).
 pub fn exe_name(pid: i32) -> String {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -215,27 +164,5 @@ mod tests {
     fn rss_of_a_live_process_and_of_none() {
         assert!(rss_bytes(std::process::id() as i32) > 0);
         assert_eq!(rss_bytes(i32::MAX), 0);
-    }
-
-    #[test]
-    fn listens_on_names_the_holder_of_a_listener_only() {
-        let me = std::process::id() as i32;
-        let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = v4.local_addr().expect("addr").port();
-        assert!(listens_on(me, port));
-        // A connected socket on a port is not a listener.
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        let client_port = client.local_addr().expect("addr").port();
-        assert!(!listens_on(me, client_port));
-        // Another process does not hold this one's listener.
-        assert!(!listens_on(
-            std::os::unix::process::parent_id() as i32,
-            port
-        ));
-        drop(v4);
-        assert!(!listens_on(me, port));
-        if let Ok(v6) = std::net::TcpListener::bind("[::1]:0") {
-            assert!(listens_on(me, v6.local_addr().expect("addr").port()));
-        }
     }
 }
