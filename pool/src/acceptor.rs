@@ -13,7 +13,8 @@
 //!   every sibling process's acceptor blocked on a shared listener is woken per connection.
 //! - With a board (`board.rs`, set on the gate: the master's `ZM_BOARD`) and several CPUs,
 //!   the thread leaves a waiting connection to a sibling process holding clearly fewer
-//!   connections: it yields a few rounds while the rule says so and the connection waits.
+//!   connections: it sleeps a few short rounds while the rule says so and the connection
+//!   waits.
 //! - Before blocking, the thread yields and polls a few rounds (`spin.rs`):
 //!   under a stream of short connections the next one usually completes while it yields,
 //!   which saves a sleep and a wake-up per connection (issue 15: 44-53 -> 36-40 µs of

@@ -17,14 +17,21 @@
 //! - The rule ([`defers`]): before each `accept4`, an acceptor whose process holds more than
 //!   [`SLACK`] connections more than the least loaded accepting sibling leaves the connection
 //!   to it: while the rule holds (re-read each round, on live counts) and a connection waits
-//!   (a zero-timeout `poll` of the listener), it yields, for [`DEFER_FOR`] at most; the
-//!   sibling's acceptor was woken by the same connection. Then it accepts: a connection waits
-//!   [`DEFER_FOR`] longer at most, whatever the sibling does (stopped by `SIGSTOP`, its
-//!   acceptor not scheduled), and nothing is ever stranded.
+//!   (a zero-timeout `poll` of the listener), it sleeps [`DEFER_TURN`] at a time, for
+//!   [`DEFER_FOR`] at most; the sibling's acceptor was woken by the same connection. Then it
+//!   accepts: a connection waits [`DEFER_FOR`] longer at most, whatever the sibling does
+//!   (stopped by `SIGSTOP`, its acceptor not scheduled), and nothing is ever stranded.
+//! - It sleeps rather than yields: a sibling woken on the other CPU, queued behind a busy
+//!   thread there, is not helped by a `sched_yield` here, but an idle CPU here is one the
+//!   scheduler moves it to (measured, 2 processes × 1 worker, 50 connections, 8 runs each:
+//!   yielding left 7 of 16 splits at 35/21 … 4/52, sleeping 2 of 16).
 //! - A sibling that says it accepts but does not take connections (stopped, traced,
-//!   throttled) makes deferrals run out: after [`MISSES`] in a row the board is not looked at
-//!   for [`QUIET`], so such a sibling costs a few deferrals per [`QUIET`], not one per
-//!   connection for as long as it stays stuck.
+//!   throttled) makes deferrals run out: after [`MISSES`] in a row with no accept by any
+//!   sibling in between, the board is not looked at for [`QUIET`], so such a sibling costs a
+//!   few deferrals per [`QUIET`], not one per connection for as long as it stays stuck. A
+//!   sibling that accepts, only slower than [`DEFER_FOR`] (waiting for a CPU in a burst of
+//!   connects), is alive: its deferrals that run out do not count (before, the first burst
+//!   of 50 connects sometimes went quiet and one process took 50 of them).
 //! - Not on one CPU (`spin::one_cpu`): siblings sharing a CPU gain nothing from a balance, and
 //!   each yield to one would be a context switch (measured: a 1 ms deferral there cut the
 //!   connect-per-request rate to 0.65× the epoll reference).
@@ -52,16 +59,19 @@ pub const BOARD_SIZE: usize = SLOTS * protocol::BOARD_SLOT_BYTES;
 const _: () = assert!(std::mem::size_of::<Slot>() == protocol::BOARD_SLOT_BYTES);
 /// How many connections more than the least loaded sibling a process may hold and still accept.
 pub const SLACK: u32 = 1;
-/// How long an acceptor yields at most to let a sibling take a connection before it takes it
-/// (each round: the rule, a zero-timeout `poll` of the listener, `sched_yield`). A sibling
-/// asleep on an idle CPU of a VM takes some 50–150 µs to wake.
+/// How long an acceptor waits at most to let a sibling take a connection before it takes it
+/// (each round: the rule, a zero-timeout `poll` of the listener, a sleep of [`DEFER_TURN`]).
+/// A sibling asleep on an idle CPU of a VM takes some 50–150 µs to wake.
 pub const DEFER_FOR: Duration = Duration::from_micros(200);
-/// After this many deferrals in a row that ran out before a sibling took the connection, the
-/// board is not looked at for [`QUIET`]: a sibling that says it accepts but does not (stopped
-/// by `SIGSTOP`, a debugger attached, throttled) costs a few deferrals per [`QUIET`], not one
-/// per connection for as long as it stays stuck.
+/// One round's sleep while a deferral lasts (with the default timer slack, some 70 µs).
+pub const DEFER_TURN: Duration = Duration::from_micros(20);
+/// After this many deferrals in a row that ran out before a sibling took the connection, with
+/// no sibling accepting anything in between, the board is not looked at for [`QUIET`]: a
+/// sibling that says it accepts but does not (stopped by `SIGSTOP`, a debugger attached)
+/// costs a few deferrals per [`QUIET`], not one per connection for as long as it stays stuck.
 pub const MISSES: u32 = 8;
-/// How long the board is not looked at after [`MISSES`] deferrals in a row ran out.
+/// How long the board is not looked at after [`MISSES`] deferrals in a row ran out with no
+/// sibling accepting.
 pub const QUIET: Duration = Duration::from_millis(50);
 
 /// One process's entry: a cache line of its own.
@@ -70,6 +80,8 @@ pub(crate) struct Slot {
     count: AtomicU32,
     /// 1 while its acceptor polls its listeners.
     accepting: AtomicU32,
+    /// Connections it ever counted (wrapping): a sibling whose total moves is alive.
+    accepted: AtomicU32,
 }
 
 /// A mapping of a service's board, and which slot is this process's. See the module notes.
@@ -78,8 +90,10 @@ pub struct Board {
     own: usize,
     /// Connections this process's acceptor left to a sibling (process-local).
     deferrals: AtomicU64,
-    /// Deferrals in a row that ran out (process-local).
+    /// Deferrals in a row that ran out with no sibling accepting in between (process-local).
     misses: AtomicU32,
+    /// The siblings' accepted total at the last deferral that ran out (process-local).
+    seen_accepted: AtomicU32,
     /// `stall::to_ms` until which the board is not looked at (0: it is).
     quiet_until: AtomicU64,
     /// How long a deferral lasts at most ([`DEFER_FOR`] unless set).
@@ -116,7 +130,7 @@ impl Board {
         // SAFETY: a new shared mapping of `BOARD_SIZE` bytes of the file (checked to be that
         // long; the master seals it against shrinking, so no later access faults) at an
         // address the kernel picks: it aliases no Rust object. It is page-aligned, so aligned
-        // for `Slot`, whose two `u32` atomics are valid for any bit pattern: the siblings
+        // for `Slot`, whose `u32` atomics are valid for any bit pattern: the siblings
         // write it with atomics, the master with `pwrite` (zeroes, into a reaped child's slot
         // only), so a racing read sees at worst a stale hint. It stays mapped until `Drop`.
         let base = unsafe {
@@ -134,6 +148,7 @@ impl Board {
             own,
             deferrals: AtomicU64::new(0),
             misses: AtomicU32::new(0),
+            seen_accepted: AtomicU32::new(0),
             quiet_until: AtomicU64::new(0),
             defer_for: DEFER_FOR,
         })
@@ -141,7 +156,7 @@ impl Board {
 
     fn slots(&self) -> &[Slot] {
         // SAFETY: `base` points at `SLOTS` slots mapped for the life of `self` (see `map`);
-        // `Slot` is two atomics, valid for any bit pattern, and only ever shared.
+        // `Slot` is three atomics, valid for any bit pattern, and only ever shared.
         unsafe { std::slice::from_raw_parts(self.base.as_ptr(), SLOTS) }
     }
 
@@ -183,21 +198,46 @@ impl Board {
     }
 
     /// A deferral ended at `now`: a sibling took the connection (or the rule stopped
-    /// deferring), or it ran out (`taken` false); [`MISSES`] of those in a row make the board
-    /// quiet for [`QUIET`].
+    /// deferring), or it ran out (`taken` false). [`MISSES`] that ran out in a row, with the
+    /// siblings' accepted total unchanged since the first, make the board quiet for [`QUIET`];
+    /// a total that moved starts the run again (the siblings are slow, not stuck).
     pub(crate) fn deferral_ended(&self, taken: bool, now: Instant) {
         if taken {
             self.misses.store(0, Ordering::Relaxed);
+            return;
+        }
+        let total = self.others_accepted();
+        if self.seen_accepted.swap(total, Ordering::Relaxed) != total {
+            self.misses.store(1, Ordering::Relaxed);
         } else if self.misses.fetch_add(1, Ordering::Relaxed) + 1 >= MISSES {
             self.misses.store(0, Ordering::Relaxed);
+            log::debug!(
+                "board slot={}: {MISSES} connections left to siblings that accepted none; \
+                 not balancing for {} ms",
+                self.own,
+                QUIET.as_millis()
+            );
             self.quiet_until
                 .store(to_ms(now + QUIET), Ordering::Relaxed);
         }
     }
 
+    /// The connections the other slots ever counted (wrapping sum).
+    fn others_accepted(&self) -> u32 {
+        self.slots()
+            .iter()
+            .enumerate()
+            .filter(|&(slot, _)| slot != self.own)
+            .fold(0u32, |sum, (_, s)| {
+                sum.wrapping_add(s.accepted.load(Ordering::Relaxed))
+            })
+    }
+
     /// One more open connection in this process.
     pub(crate) fn enter(&self) {
-        self.own_slot().count.fetch_add(1, Ordering::Relaxed);
+        let own = self.own_slot();
+        own.count.fetch_add(1, Ordering::Relaxed);
+        own.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One open connection fewer (never below zero).
@@ -373,6 +413,60 @@ mod tests {
         miss(MISSES - 1, t1);
         assert!(!b.quiet(t1));
         assert_eq!((MISSES, QUIET), (8, Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn deferrals_that_run_out_while_a_sibling_still_accepts_never_quiet_the_board() {
+        let fd = memfd();
+        let me = Board::map(&fd, 0).unwrap();
+        let sibling = Board::map(&fd, 1).unwrap();
+        sibling.set_accepting(true);
+        let t0 = Instant::now();
+        // Slow, not stuck: it accepts one between two deferrals that ran out (a burst of
+        // connects while it waits for a CPU).
+        for _ in 0..10 * MISSES {
+            sibling.enter();
+            sibling.leave();
+            me.deferral_ended(false, t0);
+            assert!(!me.quiet(t0), "a sibling that accepts is balanced against");
+        }
+        // This process's own accepts are no sign of a live sibling.
+        for _ in 0..MISSES - 2 {
+            me.enter();
+            me.deferral_ended(false, t0);
+        }
+        assert!(!me.quiet(t0));
+        // Stuck from its last accept on: that miss and seven more with the total unchanged.
+        me.deferral_ended(false, t0);
+        assert!(me.quiet(t0));
+        assert_eq!(
+            me.accepting_count(1),
+            Some(0),
+            "open connections, not the total"
+        );
+    }
+
+    #[test]
+    fn the_accepted_total_wraps_and_a_zeroed_slot_is_a_change() {
+        let fd = memfd();
+        let me = Board::map(&fd, 2).unwrap();
+        let sibling = Board::map(&fd, 3).unwrap();
+        sibling.slots()[3]
+            .accepted
+            .store(u32::MAX, Ordering::Relaxed);
+        sibling.enter();
+        assert_eq!(me.others_accepted(), 0, "wrapping, no overflow panic");
+        sibling.enter();
+        assert_eq!(me.others_accepted(), 1);
+        assert_eq!(sibling.others_accepted(), 0, "its own slot does not count");
+        let t0 = Instant::now();
+        for _ in 0..MISSES - 1 {
+            me.deferral_ended(false, t0);
+        }
+        // The master zeroes a reaped child's slot: the total moves, the run starts again.
+        sibling.slots()[3].accepted.store(0, Ordering::Relaxed);
+        me.deferral_ended(false, t0);
+        assert!(!me.quiet(t0));
     }
 
     #[test]

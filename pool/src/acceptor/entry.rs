@@ -100,7 +100,7 @@ impl Entry {
     }
 
     /// While the board says a less loaded sibling should take the next connection and one is
-    /// waiting, yields (the sibling's acceptor was woken by the same connection), for
+    /// waiting, sleeps (the sibling's acceptor was woken by the same connection), for
     /// [`board::DEFER_FOR`] at most. `false`: nothing waits any more (the sibling took it, nothing
     /// was there) or a stop came; `true`: accept, the rule no longer defers or the time is up.
     fn leave_to_sibling(&self, gate: &ConnGate, board: &Board, stop: &AtomicBool) -> bool {
@@ -142,7 +142,7 @@ impl Entry {
                 }
                 Some(_) => {}
             }
-            std::thread::yield_now();
+            std::thread::sleep(board::DEFER_TURN);
         }
     }
 
