@@ -18,20 +18,25 @@
 //!   [`SLACK`] connections more than the least loaded accepting sibling leaves the connection
 //!   to it: while the rule holds (re-read each round, on live counts) and a connection waits
 //!   (a zero-timeout `poll` of the listener), it sleeps [`DEFER_TURN`] at a time, for
-//!   [`DEFER_FOR`] at most; the sibling's acceptor was woken by the same connection. Then it
-//!   accepts: a connection waits [`DEFER_FOR`] longer at most, whatever the sibling does
-//!   (stopped by `SIGSTOP`, its acceptor not scheduled), and nothing is ever stranded.
+//!   [`DEFER_FOR`] (checked between sleeps, so up to one round more); the sibling's acceptor
+//!   was woken by the same connection. Then it accepts: a connection waits that long at
+//!   most, whatever the sibling does (stopped by `SIGSTOP`, its acceptor not scheduled), and
+//!   nothing is ever stranded.
 //! - It sleeps rather than yields: a sibling woken on the other CPU, queued behind a busy
 //!   thread there, is not helped by a `sched_yield` here, but an idle CPU here is one the
-//!   scheduler moves it to (measured, 2 processes × 1 worker, 50 connections, 8 runs each:
-//!   yielding left 7 of 16 splits at 35/21 … 4/52, sleeping 2 of 16).
-//! - A sibling that says it accepts but does not take connections (stopped, traced,
-//!   throttled) makes deferrals run out: after [`MISSES`] in a row with no accept by any
-//!   sibling in between, the board is not looked at for [`QUIET`], so such a sibling costs a
-//!   few deferrals per [`QUIET`], not one per connection for as long as it stays stuck. A
-//!   sibling that accepts, only slower than [`DEFER_FOR`] (waiting for a CPU in a burst of
-//!   connects), is alive: its deferrals that run out do not count (before, the first burst
-//!   of 50 connects sometimes went quiet and one process took 50 of them).
+//!   scheduler moves it to (measured, 2 processes × 1 worker, 50 connections, 8 runs per
+//!   mode, with the quiet rule of the time: yielding left 7 of 16 splits uneven, 32/18 …
+//!   1/49 connections, sleeping 2 of 16).
+//! - A sibling that says it accepts but does not take connections (stopped by `SIGSTOP`,
+//!   traced) makes deferrals end with no accept by the siblings waited for: after [`MISSES`]
+//!   such deferrals in a row the board is not looked at for [`QUIET`], so such a sibling costs
+//!   a few deferrals per [`QUIET`], not one per connection for as long as it stays stuck.
+//!   Every slot also counts the connections it ever accepted; a deferral is a miss unless one
+//!   of the slots it waited for accepted since the previous deferral ended — whoever took the
+//!   connection, and whatever other siblings accepted. So a sibling that accepts, only slower
+//!   than [`DEFER_FOR`] (waiting for a CPU in a burst of connects, throttled), stays balanced
+//!   against and costs up to [`DEFER_FOR`] per deferred connection until the counts even out
+//!   (before, the first burst of 50 connects sometimes went quiet and one process took 50).
 //! - Not on one CPU (`spin::one_cpu`): siblings sharing a CPU gain nothing from a balance, and
 //!   each yield to one would be a context switch (measured: a 1 ms deferral there cut the
 //!   connect-per-request rate to 0.65× the epoll reference).
@@ -65,13 +70,12 @@ pub const SLACK: u32 = 1;
 pub const DEFER_FOR: Duration = Duration::from_micros(200);
 /// One round's sleep while a deferral lasts (with the default timer slack, some 70 µs).
 pub const DEFER_TURN: Duration = Duration::from_micros(20);
-/// After this many deferrals in a row that ran out before a sibling took the connection, with
-/// no sibling accepting anything in between, the board is not looked at for [`QUIET`]: a
-/// sibling that says it accepts but does not (stopped by `SIGSTOP`, a debugger attached)
-/// costs a few deferrals per [`QUIET`], not one per connection for as long as it stays stuck.
+/// After this many deferrals in a row in which none of the siblings waited for accepted
+/// anything, the board is not looked at for [`QUIET`]: a sibling that says it accepts but
+/// does not (stopped by `SIGSTOP`, a debugger attached) costs a few deferrals per [`QUIET`],
+/// not one per connection for as long as it stays stuck.
 pub const MISSES: u32 = 8;
-/// How long the board is not looked at after [`MISSES`] deferrals in a row ran out with no
-/// sibling accepting.
+/// How long the board is not looked at after [`MISSES`] deferrals in a row missed.
 pub const QUIET: Duration = Duration::from_millis(50);
 
 /// One process's entry: a cache line of its own.
@@ -90,10 +94,10 @@ pub struct Board {
     own: usize,
     /// Connections this process's acceptor left to a sibling (process-local).
     deferrals: AtomicU64,
-    /// Deferrals in a row that ran out with no sibling accepting in between (process-local).
+    /// Deferrals in a row in which no sibling waited for accepted (process-local).
     misses: AtomicU32,
-    /// The siblings' accepted total at the last deferral that ran out (process-local).
-    seen_accepted: AtomicU32,
+    /// Every slot's accepted total when the last deferral ended (process-local).
+    seen: [AtomicU32; SLOTS],
     /// `stall::to_ms` until which the board is not looked at (0: it is).
     quiet_until: AtomicU64,
     /// How long a deferral lasts at most ([`DEFER_FOR`] unless set).
@@ -148,7 +152,7 @@ impl Board {
             own,
             deferrals: AtomicU64::new(0),
             misses: AtomicU32::new(0),
-            seen_accepted: AtomicU32::new(0),
+            seen: std::array::from_fn(|_| AtomicU32::new(0)),
             quiet_until: AtomicU64::new(0),
             defer_for: DEFER_FOR,
         })
@@ -197,18 +201,30 @@ impl Board {
         until != 0 && to_ms(now) < until
     }
 
-    /// A deferral ended at `now`: a sibling took the connection (or the rule stopped
-    /// deferring), or it ran out (`taken` false). [`MISSES`] that ran out in a row, with the
-    /// siblings' accepted total unchanged since the first, make the board quiet for [`QUIET`];
-    /// a total that moved starts the run again (the siblings are slow, not stuck).
-    pub(crate) fn deferral_ended(&self, taken: bool, now: Instant) {
-        if taken {
-            self.misses.store(0, Ordering::Relaxed);
-            return;
+    /// The slots a deferral at this process's count `own` waits for: the accepting siblings
+    /// holding more than [`SLACK`] fewer (bit `slot`).
+    pub(crate) fn waited_for(&self, own: usize) -> u64 {
+        (0..SLOTS)
+            .filter(|&slot| slot != self.own)
+            .filter(|&slot| {
+                self.accepting_count(slot)
+                    .is_some_and(|n| defers(own, Some(n)))
+            })
+            .fold(0, |bits, slot| bits | 1 << slot)
+    }
+
+    /// A deferral that waited for the slots `waited` ([`Board::waited_for`]) ended at `now`,
+    /// however it ended. It missed unless one of them accepted since the previous deferral
+    /// ended; [`MISSES`] misses in a row make the board quiet for [`QUIET`].
+    pub(crate) fn deferral_ended(&self, waited: u64, now: Instant) {
+        let mut alive = false;
+        for (slot, (s, seen)) in self.slots().iter().zip(&self.seen).enumerate() {
+            let accepted = s.accepted.load(Ordering::Relaxed);
+            let before = seen.swap(accepted, Ordering::Relaxed);
+            alive |= waited & (1 << slot) != 0 && before != accepted;
         }
-        let total = self.others_accepted();
-        if self.seen_accepted.swap(total, Ordering::Relaxed) != total {
-            self.misses.store(1, Ordering::Relaxed);
+        if alive {
+            self.misses.store(0, Ordering::Relaxed);
         } else if self.misses.fetch_add(1, Ordering::Relaxed) + 1 >= MISSES {
             self.misses.store(0, Ordering::Relaxed);
             log::debug!(
@@ -220,17 +236,6 @@ impl Board {
             self.quiet_until
                 .store(to_ms(now + QUIET), Ordering::Relaxed);
         }
-    }
-
-    /// The connections the other slots ever counted (wrapping sum).
-    fn others_accepted(&self) -> u32 {
-        self.slots()
-            .iter()
-            .enumerate()
-            .filter(|&(slot, _)| slot != self.own)
-            .fold(0u32, |sum, (_, s)| {
-                sum.wrapping_add(s.accepted.load(Ordering::Relaxed))
-            })
     }
 
     /// One more open connection in this process.
@@ -394,16 +399,22 @@ mod tests {
     }
 
     #[test]
-    fn eight_deferrals_in_a_row_that_ran_out_quiet_the_board_for_50ms() {
+    fn eight_deferrals_in_a_row_without_an_accept_quiet_the_board_for_50ms() {
         let fd = memfd();
         let b = Board::map(&fd, 0).unwrap();
+        let sibling = Board::map(&fd, 1).unwrap();
+        sibling.set_accepting(true);
+        let waited = b.waited_for(5);
+        assert_eq!(waited, 1 << 1);
         let t0 = Instant::now();
-        let miss = |n: u32, t| (0..n).for_each(|_| b.deferral_ended(false, t));
+        let miss = |n: u32, t| (0..n).for_each(|_| b.deferral_ended(waited, t));
         assert!(!b.quiet(t0));
         miss(MISSES - 1, t0);
-        b.deferral_ended(true, t0);
+        sibling.enter();
+        b.deferral_ended(waited, t0);
+        assert!(!b.quiet(t0), "the sibling took one: the run starts again");
         miss(MISSES - 1, t0);
-        assert!(!b.quiet(t0), "a taken one resets the run");
+        assert!(!b.quiet(t0));
         miss(1, t0);
         assert!(b.quiet(t0));
         assert!(b.quiet(t0 + QUIET - Duration::from_millis(2)));
@@ -416,57 +427,101 @@ mod tests {
     }
 
     #[test]
-    fn deferrals_that_run_out_while_a_sibling_still_accepts_never_quiet_the_board() {
+    fn the_slots_waited_for_are_the_accepting_siblings_past_the_slack() {
+        let fd = memfd();
+        let me = Board::map(&fd, 3).unwrap();
+        let s: Vec<Board> = (0..6).map(|i| Board::map(&fd, i).unwrap()).collect();
+        for (i, b) in s.iter().enumerate() {
+            b.set_accepting(i != 5);
+            (0..i).for_each(|_| b.enter());
+        }
+        // Counts 0, 1, 2, (me), 4, 5 (not accepting); at 3 open: slots 0 and 1 (3 > n + 1).
+        assert_eq!(me.waited_for(3), 0b11);
+        assert_eq!(me.waited_for(4), 0b111);
+        assert_eq!(me.waited_for(1), 0, "within the slack of slot 0");
+        assert_eq!(
+            me.waited_for(7),
+            0b1_0111,
+            "never its own slot 3, nor slot 5"
+        );
+        s[5].set_accepting(true);
+        assert_eq!(me.waited_for(7), 0b11_0111);
+        let last = Board::map(&fd, SLOTS - 1).unwrap();
+        last.set_accepting(true);
+        assert_eq!(me.waited_for(2) >> (SLOTS - 1), 1, "the last slot counts");
+    }
+
+    #[test]
+    fn only_an_accept_by_a_sibling_waited_for_keeps_the_balance_on() {
         let fd = memfd();
         let me = Board::map(&fd, 0).unwrap();
-        let sibling = Board::map(&fd, 1).unwrap();
-        sibling.set_accepting(true);
+        let stuck = Board::map(&fd, 1).unwrap();
+        let busy = Board::map(&fd, 2).unwrap();
+        stuck.set_accepting(true);
+        busy.set_accepting(true);
+        (0..10).for_each(|_| busy.enter());
+        let waited = me.waited_for(5);
+        assert_eq!(waited, 1 << 1, "the stuck one, not the busier one");
         let t0 = Instant::now();
-        // Slow, not stuck: it accepts one between two deferrals that ran out (a burst of
-        // connects while it waits for a CPU).
-        for _ in 0..10 * MISSES {
-            sibling.enter();
-            sibling.leave();
-            me.deferral_ended(false, t0);
-            assert!(!me.quiet(t0), "a sibling that accepts is balanced against");
-        }
-        // This process's own accepts are no sign of a live sibling.
-        for _ in 0..MISSES - 2 {
+        // The busier sibling keeps accepting (it took the connection, or others): no sign
+        // that the stuck one is alive. Nor are this process's own accepts.
+        for _ in 0..MISSES - 1 {
+            busy.enter();
             me.enter();
-            me.deferral_ended(false, t0);
+            me.deferral_ended(waited, t0);
         }
         assert!(!me.quiet(t0));
-        // Stuck from its last accept on: that miss and seven more with the total unchanged.
-        me.deferral_ended(false, t0);
-        assert!(me.quiet(t0));
+        busy.enter();
+        me.deferral_ended(waited, t0);
+        assert!(
+            me.quiet(t0),
+            "{MISSES} deferrals the stuck sibling took none of"
+        );
+    }
+
+    #[test]
+    fn a_sibling_that_accepts_slower_than_a_deferral_never_quiets_the_board() {
+        let fd = memfd();
+        let me = Board::map(&fd, 0).unwrap();
+        let slow = Board::map(&fd, 1).unwrap();
+        slow.set_accepting(true);
+        let waited = me.waited_for(5);
+        let t0 = Instant::now();
+        // It accepts one between two deferrals that ran out (a burst of connects while it
+        // waits for a CPU); its connections may close again.
+        for _ in 0..10 * MISSES {
+            slow.enter();
+            slow.leave();
+            me.deferral_ended(waited, t0);
+            assert!(!me.quiet(t0), "a sibling that accepts is balanced against");
+        }
+        // Its accepted total wraps; a total the master zeroes (a reaped child's slot) is a
+        // change once: neither is taken for a stuck sibling.
+        slow.slots()[1].accepted.store(u32::MAX, Ordering::Relaxed);
+        for _ in 0..MISSES - 1 {
+            me.deferral_ended(waited, t0);
+        }
+        slow.enter();
+        slow.leave();
+        assert_eq!(
+            slow.slots()[1].accepted.load(Ordering::Relaxed),
+            0,
+            "wrapped"
+        );
+        me.deferral_ended(waited, t0);
+        assert!(!me.quiet(t0));
+        slow.slots()[1].accepted.store(7, Ordering::Relaxed);
+        for _ in 0..MISSES - 1 {
+            me.deferral_ended(waited, t0);
+        }
+        slow.slots()[1].accepted.store(0, Ordering::Relaxed);
+        me.deferral_ended(waited, t0);
+        assert!(!me.quiet(t0));
         assert_eq!(
             me.accepting_count(1),
             Some(0),
             "open connections, not the total"
         );
-    }
-
-    #[test]
-    fn the_accepted_total_wraps_and_a_zeroed_slot_is_a_change() {
-        let fd = memfd();
-        let me = Board::map(&fd, 2).unwrap();
-        let sibling = Board::map(&fd, 3).unwrap();
-        sibling.slots()[3]
-            .accepted
-            .store(u32::MAX, Ordering::Relaxed);
-        sibling.enter();
-        assert_eq!(me.others_accepted(), 0, "wrapping, no overflow panic");
-        sibling.enter();
-        assert_eq!(me.others_accepted(), 1);
-        assert_eq!(sibling.others_accepted(), 0, "its own slot does not count");
-        let t0 = Instant::now();
-        for _ in 0..MISSES - 1 {
-            me.deferral_ended(false, t0);
-        }
-        // The master zeroes a reaped child's slot: the total moves, the run starts again.
-        sibling.slots()[3].accepted.store(0, Ordering::Relaxed);
-        me.deferral_ended(false, t0);
-        assert!(!me.quiet(t0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The board memfds the master shares with each service generation's children
 //! (`ZM_BOARD`, `zmaster_core::protocol::BOARD_ENV`): one slot per child, in which the child
-//! publishes its open connections and whether it accepts, so that an acceptor holding
+//! publishes its open connections, whether it accepts and how many it ever accepted (its
+//! sign of life), so that an acceptor holding
 //! clearly more connections than a sibling leaves new ones to it (`zmaster_pool::board`,
 //! docs/servers.md "Between processes").
 //!

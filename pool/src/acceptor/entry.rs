@@ -101,7 +101,7 @@ impl Entry {
 
     /// While the board says a less loaded sibling should take the next connection and one is
     /// waiting, sleeps (the sibling's acceptor was woken by the same connection), for
-    /// [`board::DEFER_FOR`] at most. `false`: nothing waits any more (the sibling took it, nothing
+    /// [`board::DEFER_FOR`] (checked between sleeps of [`board::DEFER_TURN`]). `false`: nothing waits any more (the sibling took it, nothing
     /// was there) or a stop came; `true`: accept, the rule no longer defers or the time is up.
     fn leave_to_sibling(&self, gate: &ConnGate, board: &Board, stop: &AtomicBool) -> bool {
         // The rule cannot defer at this count: no clock read, no look at the board.
@@ -111,33 +111,34 @@ impl Entry {
         let Some(listener) = &self.listener else {
             return false;
         };
-        let mut since: Option<Instant> = None;
+        // Set while deferring: since when, and the slots waited for.
+        let mut deferral: Option<(Instant, u64)> = None;
         loop {
             if stop.load(Ordering::SeqCst) {
                 return false;
             }
-            let ended = |taken| {
-                if since.is_some() {
-                    board.deferral_ended(taken, Instant::now());
+            let ended = || {
+                if let Some((_, waited)) = deferral {
+                    board.deferral_ended(waited, Instant::now());
                 }
             };
             if !board::defers(gate.active(), board.least_other()) {
-                ended(true);
+                ended();
                 return true;
             }
             if !readable(listener) {
-                ended(true);
+                ended();
                 return false;
             }
             let now = Instant::now();
-            match since {
+            match deferral {
                 None if board.quiet(now) => return true,
                 None => {
-                    since = Some(now);
+                    deferral = Some((now, board.waited_for(gate.active())));
                     board.count_deferral();
                 }
-                Some(t) if now.duration_since(t) >= board.defer_for() => {
-                    board.deferral_ended(false, now);
+                Some((t, waited)) if now.duration_since(t) >= board.defer_for() => {
+                    board.deferral_ended(waited, now);
                     return true;
                 }
                 Some(_) => {}
