@@ -17,16 +17,20 @@
 //! - The rule ([`defers`]): before each `accept4`, an acceptor whose process holds more than
 //!   [`SLACK`] connections more than the least loaded accepting sibling leaves the connection
 //!   to it: while the rule holds (re-read each round, on live counts) and a connection waits
-//!   (a zero-timeout `poll` of the listener), it sleeps [`DEFER_TURN`] at a time, for
-//!   [`DEFER_FOR`] (checked between sleeps, so up to one round more); the sibling's acceptor
-//!   was woken by the same connection. Then it accepts: a connection waits that long at
+//!   (a zero-timeout `poll` of the listener), it yields for [`DEFER_YIELD`], then sleeps
+//!   [`DEFER_TURN`] at a time, for [`DEFER_FOR`] in all (checked each round, so up to one
+//!   sleep more); the sibling's acceptor was woken by the same connection. Then it accepts: a connection waits that long at
 //!   most, whatever the sibling does (stopped by `SIGSTOP`, its acceptor not scheduled), and
 //!   nothing is ever stranded.
-//! - It sleeps rather than yields: a sibling woken on the other CPU, queued behind a busy
-//!   thread there, is not helped by a `sched_yield` here, but an idle CPU here is one the
-//!   scheduler moves it to (measured, 2 processes × 1 worker, 50 connections, 8 runs per
-//!   mode, with the quiet rule of the time: yielding left 7 of 16 splits uneven, 32/18 …
-//!   1/49 connections, sleeping 2 of 16).
+//! - Why yield, then sleep: an awake sibling takes the connection within microseconds, and a
+//!   sleep costs two context switches (sleeping from the start: the acceptor's voluntary
+//!   switches went from 0.01–0.03 to 0.17–0.32 per connection under connect-per-request
+//!   load, 2 × 1 unpinned, and its CPU from 3.5–7 to 8–10 µs per connection). But a sibling
+//!   woken on the other CPU, queued behind a busy thread there, is not helped by a
+//!   `sched_yield` here, while an idle CPU here is one the scheduler moves it to. Measured
+//!   (2 × 1, 50 persistent connections, 8 runs per mode, socket counts per process mid-run):
+//!   yielding only left 3 of 16 first bursts uneven (47/3 at worst), yielding 50 µs then
+//!   sleeping none (27/23 at worst).
 //! - A sibling that says it accepts but does not take connections (stopped by `SIGSTOP`,
 //!   traced) makes deferrals end with no accept by the siblings waited for: after [`MISSES`]
 //!   such deferrals in a row the board is not looked at for [`QUIET`], so such a sibling costs
@@ -65,10 +69,13 @@ const _: () = assert!(std::mem::size_of::<Slot>() == protocol::BOARD_SLOT_BYTES)
 /// How many connections more than the least loaded sibling a process may hold and still accept.
 pub const SLACK: u32 = 1;
 /// How long an acceptor waits at most to let a sibling take a connection before it takes it
-/// (each round: the rule, a zero-timeout `poll` of the listener, a sleep of [`DEFER_TURN`]).
+/// (each round: the rule, a zero-timeout `poll` of the listener, a yield or a sleep).
 /// A sibling asleep on an idle CPU of a VM takes some 50–150 µs to wake.
 pub const DEFER_FOR: Duration = Duration::from_micros(200);
-/// One round's sleep while a deferral lasts (with the default timer slack, some 70 µs).
+/// How long a deferral yields (`sched_yield` rounds) before it sleeps.
+pub const DEFER_YIELD: Duration = Duration::from_micros(50);
+/// One round's sleep once a deferral is [`DEFER_YIELD`] old (with the default timer slack,
+/// some 70 µs).
 pub const DEFER_TURN: Duration = Duration::from_micros(20);
 /// After this many deferrals in a row in which none of the siblings waited for accepted
 /// anything, the board is not looked at for [`QUIET`]: a sibling that says it accepts but

@@ -100,8 +100,8 @@ impl Entry {
     }
 
     /// While the board says a less loaded sibling should take the next connection and one is
-    /// waiting, sleeps (the sibling's acceptor was woken by the same connection), for
-    /// [`board::DEFER_FOR`] (checked between sleeps of [`board::DEFER_TURN`]). `false`: nothing waits any more (the sibling took it, nothing
+    /// waiting, yields and then sleeps (the sibling's acceptor was woken by the same
+    /// connection), for [`board::DEFER_FOR`] (checked each round). `false`: nothing waits any more (the sibling took it, nothing
     /// was there) or a stop came; `true`: accept, the rule no longer defers or the time is up.
     fn leave_to_sibling(&self, gate: &ConnGate, board: &Board, stop: &AtomicBool) -> bool {
         // The rule cannot defer at this count: no clock read, no look at the board.
@@ -143,7 +143,13 @@ impl Entry {
                 }
                 Some(_) => {}
             }
-            std::thread::sleep(board::DEFER_TURN);
+            // Yield first (an awake sibling takes it within microseconds), then sleep (see
+            // `board::DEFER_YIELD`).
+            if deferral.is_some_and(|(t, _)| now.duration_since(t) < board::DEFER_YIELD) {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(board::DEFER_TURN);
+            }
         }
     }
 
