@@ -1,7 +1,7 @@
 //! Two "processes" (two acceptors in this test process) on one listener and one board
 //! memfd, each with its own slot: persistent connections split about evenly, and a sibling
-//! that never takes its share delays new connections by a few yields at most, never strands
-//! them. (The balance is off on one CPU: these tests need a process allowed two.)
+//! that never takes its share delays new connections by one deferral each at most (fewer:
+//! it is soon ignored for a while), never strands them. (The balance is off on one CPU: these tests need a process allowed two.)
 
 mod util;
 
@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use util::{Client, echo};
@@ -107,9 +107,16 @@ fn two_cpus() -> bool {
     n >= 2
 }
 
-/// A pool next to a sibling that never takes its share serves 10 connections made one after
-/// another; returns how many times it left a waiting connection to the sibling first.
-fn deferrals_next_to_a_stuck_sibling() -> u64 {
+/// Connections a pool next to a stuck sibling serves, one after another.
+const NEXT_TO_STUCK: usize = 30;
+/// Its deferrals' length: long next to a connection's round trip (some 0.1 ms), so that the
+/// time they take is a lower bound no short cut meets.
+const STUCK_DEFER_FOR: Duration = Duration::from_millis(20);
+
+/// What a pool next to a sibling that never takes its share did while it served
+/// [`NEXT_TO_STUCK`] connections made one after another: how many times it left a waiting
+/// connection to the sibling first, and how long the connections took in all.
+fn next_to_a_stuck_sibling() -> (u64, Duration) {
     let (l, addr) = listener();
     let memfd = board_memfd();
     // The stuck sibling: its acceptor blocks in the callback of its first connection, so its
@@ -134,9 +141,15 @@ fn deferrals_next_to_a_stuck_sibling() -> u64 {
         .recv_timeout(util::CLIENT_TIMEOUT)
         .expect("the stuck sibling took the first connection");
 
-    let (a, board_a) = pool_on(&l, &memfd, 0, zmaster_pool::board::DEFER_FOR);
-    let clients = one_after_another(addr, 10);
-    assert_eq!(a.active_connections(), 10, "every connection served here");
+    let (a, board_a) = pool_on(&l, &memfd, 0, STUCK_DEFER_FOR);
+    let started = Instant::now();
+    let clients = one_after_another(addr, NEXT_TO_STUCK);
+    let took = started.elapsed();
+    assert_eq!(
+        a.active_connections(),
+        NEXT_TO_STUCK,
+        "every connection served here"
+    );
     let deferrals = board_a.deferrals();
     assert_eq!(board_a.accepting_count(7), Some(0));
     drop(clients);
@@ -144,7 +157,7 @@ fn deferrals_next_to_a_stuck_sibling() -> u64 {
     // Dropped, not sent: any later callback of the sibling returns at once too.
     drop(release_tx);
     stuck.join();
-    deferrals
+    (deferrals, took)
 }
 
 #[test]
@@ -152,16 +165,26 @@ fn a_sibling_that_never_takes_its_share_delays_but_strands_no_connection() {
     if !two_cpus() {
         return;
     }
-    // From its third connection on it held two more than the sibling's 0: it yielded to the
-    // sibling, which never took one (8 deferrals; the eighth in a row that runs out makes it
-    // stop looking at the board for 50 ms).
-    let deferrals = deferrals_next_to_a_stuck_sibling();
+    // From its third connection on it held two more than the sibling's 0: it left each to the
+    // sibling, which never took one, for STUCK_DEFER_FOR each (a lower bound on the time: a
+    // deferral that ends early is a defect); the eighth in a row that misses makes it stop
+    // looking at the board for 50 ms, so not all 28 are deferred (the other 20 take a few
+    // ms; on a slow machine, one more run of 8 per 50 ms spell they outlast).
+    let (deferrals, took) = next_to_a_stuck_sibling();
     assert!(deferrals >= 8, "{deferrals} deferrals");
+    assert!(
+        took >= STUCK_DEFER_FOR * 8,
+        "8 deferrals of {STUCK_DEFER_FOR:?} each took {took:?} in all"
+    );
+    assert!(
+        deferrals < NEXT_TO_STUCK as u64 - 2,
+        "{deferrals} deferrals: the quiet rule never stopped them"
+    );
 }
 
 #[test]
 fn on_one_cpu_no_connection_is_left_to_a_sibling() {
     let cpu = zmaster_testkit::allowed_cpus()[0];
-    let deferrals = zmaster_testkit::on_cpus(&[cpu], deferrals_next_to_a_stuck_sibling);
+    let (deferrals, _) = zmaster_testkit::on_cpus(&[cpu], next_to_a_stuck_sibling);
     assert_eq!(deferrals, 0);
 }

@@ -101,8 +101,9 @@ impl Entry {
 
     /// While the board says a less loaded sibling should take the next connection and one is
     /// waiting, yields and then sleeps (the sibling's acceptor was woken by the same
-    /// connection), for [`board::DEFER_FOR`] (checked each round). `false`: nothing waits any more (the sibling took it, nothing
-    /// was there) or a stop came; `true`: accept, the rule no longer defers or the time is up.
+    /// connection), for [`board::DEFER_FOR`] (checked each round). `false`: nothing waits any
+    /// more (the sibling took it, nothing was there) or a stop came; `true`: accept, the rule
+    /// no longer defers or the time is up.
     fn leave_to_sibling(&self, gate: &ConnGate, board: &Board, stop: &AtomicBool) -> bool {
         // The rule cannot defer at this count: no clock read, no look at the board.
         if gate.active() <= board::SLACK as usize {
@@ -122,7 +123,9 @@ impl Entry {
                     board.deferral_ended(waited, Instant::now());
                 }
             };
-            if !board::defers(gate.active(), board.least_other()) {
+            // The siblings the rule defers to now (none: it does not defer).
+            let waiting_for = board.waited_for(gate.active());
+            if waiting_for == 0 {
                 ended();
                 return true;
             }
@@ -134,7 +137,7 @@ impl Entry {
             match deferral {
                 None if board.quiet(now) => return true,
                 None => {
-                    deferral = Some((now, board.waited_for(gate.active())));
+                    deferral = Some((now, waiting_for));
                     board.count_deferral();
                 }
                 Some((t, waited)) if now.duration_since(t) >= board.defer_for() => {
