@@ -120,6 +120,9 @@ fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
         });
     });
     let pool = Pool::start(1, vec![(tcp, handler)]).expect("start");
+    // Rebound after `pool`, so dropped before it: a failing assertion releases the worker
+    // from the first callback before the pool joins it (else the test hangs, not fails).
+    let release_tx = release_tx;
     let mut clients = vec![util::Client::tcp(addr)];
     // Accepted and waiting for its line, the worker asleep in epoll_wait again.
     util::wait_until(
@@ -127,7 +130,14 @@ fn handing_connections_to_a_busy_worker_writes_no_eventfd() {
         "the first connection is served",
         || pool.accepted_total() == 1,
     );
-    let worker = thread_named("zm-worker-0").expect("one zm-worker-0 thread");
+    // A thread names itself when it first runs: on a loaded machine the worker may not have
+    // yet, though the acceptor already handed it the connection.
+    let mut worker = None;
+    util::wait_until(Duration::from_secs(10), "one zm-worker-0 thread", || {
+        worker = thread_named("zm-worker-0");
+        worker.is_some()
+    });
+    let worker = worker.expect("found");
     util::wait_until(Duration::from_secs(10), "the worker waits", || {
         thread_state(&worker) == Some('S')
     });
