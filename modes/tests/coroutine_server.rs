@@ -38,18 +38,23 @@ fn free_addr() -> String {
     format!("127.0.0.1:{}", util::free_port())
 }
 
+/// One line to the server in this process on `addr`, and its reply. Connects only once this
+/// process listens there: a parallel test's server may have taken a port `free_port` gave.
 fn ask(addr: &str, line: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut stream = loop {
-        match TcpStream::connect(addr) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("connect {addr}: {e}"),
-        }
-    };
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    while !zmaster_testkit::listens_on(std::process::id() as i32, port) {
+        assert!(
+            Instant::now() < deadline,
+            "this process never listened on {addr}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .write_all(format!("{line}\n").as_bytes())
         .expect("send");
@@ -60,7 +65,14 @@ fn ask(addr: &str, line: &str) -> String {
 
 #[test]
 fn loop_and_acceptor_services_serve_in_coroutines() {
-    let (looped, accepted) = (free_addr(), free_addr());
+    let looped = free_addr();
+    // Two ports picked one after the other can be the same one.
+    let accepted = loop {
+        let a = free_addr();
+        if a != looped {
+            break a;
+        }
+    };
     let services = format!("loop://{looped}, acc://{accepted}");
     let server = thread::spawn(move || {
         let hooks = Hooks::new().service_register(|name, listener, _kind| match name {
