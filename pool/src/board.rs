@@ -319,6 +319,16 @@ mod tests {
         fd
     }
 
+    /// Slot 0 ("me") and slot 1 of one board, slot 1 accepting with no connection (the fd
+    /// may go: the mappings keep the memory).
+    fn me_and_an_accepting_sibling() -> (Board, Board) {
+        let fd = memfd();
+        let me = Board::map(&fd, 0).unwrap();
+        let sibling = Board::map(&fd, 1).unwrap();
+        sibling.set_accepting(true);
+        (me, sibling)
+    }
+
     #[test]
     fn the_rule_leaves_a_connection_only_past_the_slack() {
         assert!(!defers(5, None), "no sibling accepts");
@@ -410,10 +420,7 @@ mod tests {
 
     #[test]
     fn eight_deferrals_in_a_row_without_an_accept_quiet_the_board_for_50ms() {
-        let fd = memfd();
-        let b = Board::map(&fd, 0).unwrap();
-        let sibling = Board::map(&fd, 1).unwrap();
-        sibling.set_accepting(true);
+        let (b, sibling) = me_and_an_accepting_sibling();
         let waited = b.waited_for(5);
         assert_eq!(waited, 1 << 1);
         let t0 = Instant::now();
@@ -491,10 +498,7 @@ mod tests {
 
     #[test]
     fn a_sibling_that_accepts_slower_than_a_deferral_never_quiets_the_board() {
-        let fd = memfd();
-        let me = Board::map(&fd, 0).unwrap();
-        let slow = Board::map(&fd, 1).unwrap();
-        slow.set_accepting(true);
+        let (me, slow) = me_and_an_accepting_sibling();
         let waited = me.waited_for(5);
         let t0 = Instant::now();
         // It accepts one between two deferrals that ran out (a burst of connects while it
