@@ -22,8 +22,9 @@ pub fn free_port() -> u16 {
     }
     let len = u32::from(window.end - window.start);
     // The first call sets a start that differs per process (the pid spreads parallel test
-    // binaries over the window); `u32::MAX` means "not set yet".
-    let seed = std::process::id().wrapping_mul(7919) % len;
+    // binaries over the window; the walk takes it modulo the window). `u32::MAX` means "not
+    // set yet"; a seed that happens to be `u32::MAX` is as good a start as any.
+    let seed = std::process::id().wrapping_mul(7919);
     let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
     for _ in 0..len {
         let at = NEXT.fetch_add(1, Ordering::Relaxed) % len;
@@ -121,6 +122,32 @@ mod tests {
         };
         let port = free_port();
         assert_ne!(port, next);
+    }
+
+    #[test]
+    fn the_ephemeral_range_is_read_from_the_kernel() {
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let want: Vec<u16> = text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(ephemeral_range(), (want[0], want[1]));
+    }
+
+    #[test]
+    fn the_fallback_is_a_bindable_ephemeral_port() {
+        let (lo, hi) = ephemeral_range();
+        let port = kernel_port();
+        assert!((lo..=hi).contains(&port), "{port} outside {lo}-{hi}");
+        TcpListener::bind(("127.0.0.1", port)).expect("the fallback port binds");
+    }
+
+    #[test]
+    fn a_closed_port_refuses_a_connect() {
+        let port = closed_port();
+        assert_ne!(port, 0);
+        let err = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     }
 
     #[test]
