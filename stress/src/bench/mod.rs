@@ -39,6 +39,9 @@ pub struct BenchRow {
     pub outcome: std::result::Result<Measure, String>,
     /// The `--idle N` measurement (first run of the row only; `None` without `--idle`).
     pub idle: Option<IdleMeasure>,
+    /// The req/s of every run of the row (`--repeat`), in run order: their spread is how far
+    /// this machine's noise moves a figure.
+    pub runs_rps: Vec<f64>,
 }
 
 /// All rows of a bench run.
@@ -121,6 +124,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             }
         }
         for (i, spec) in plan.iter().enumerate() {
+            let runs_rps = runs[i].iter().map(|m| m.rps).collect();
             let outcome = match errors[i].take() {
                 Some(e) => Err(e),
                 None => median(std::mem::take(&mut runs[i])).ok_or_else(|| "no run".to_string()),
@@ -130,6 +134,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
                 spec: *spec,
                 outcome,
                 idle: idles[i].take(),
+                runs_rps,
             });
         }
     }

@@ -43,6 +43,8 @@ impl BenchReport {
                     Ok(m) => {
                         let figures = [
                             format!("{:.0}", m.rps),
+                            spread(&r.runs_rps, m.rps)
+                                .map_or("-".into(), |f| format!("±{:.0}%", f * 100.0)),
                             fmt_us(m.p50),
                             fmt_us(m.p99),
                             fmt_us(m.p999),
@@ -194,6 +196,14 @@ fn series(r: &BenchRow) -> Series {
     }
 }
 
+/// Half the range of the runs' req/s over the kept (median) run's: `None` with fewer than
+/// two runs or no throughput.
+fn spread(runs: &[f64], median: f64) -> Option<f64> {
+    let lo = runs.iter().copied().reduce(f64::min)?;
+    let hi = runs.iter().copied().reduce(f64::max)?;
+    (runs.len() > 1 && median > 0.0).then(|| (hi - lo) / 2.0 / median)
+}
+
 /// The idle column: KiB of server RSS per idle connection; `(opened/wanted)` when fewer
 /// than asked could be opened; `-` when not measured.
 fn idle_cell(idle: Option<&IdleMeasure>) -> String {
@@ -210,17 +220,18 @@ fn idle_cell(idle: Option<&IdleMeasure>) -> String {
     }
 }
 
-const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. Latency in µs unless marked. idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
+const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. ±: half the range of the runs' req/s (--repeat) over the median's, this machine's noise: ratios nearer 1 than that do not tell two servers apart. Latency in µs unless marked. idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
 
 /// Columns before the figures (placement, load, P×W, server).
 const HEAD: usize = 4;
-const N: usize = 13;
+const N: usize = 14;
 const HEADERS: [&str; N] = [
     "placement",
     "load",
     "P×W",
     "server",
     "req/s",
+    "±",
     "p50",
     "p99",
     "p99.9",
@@ -265,6 +276,7 @@ pub(super) mod tests {
             },
             outcome: Ok(m),
             idle: None,
+            runs_rps: vec![rps],
         }
     }
 
@@ -274,6 +286,7 @@ pub(super) mod tests {
         let mut skipped = row(Cpu0, Echo, Some(1), Some(1), Server::ZmasterCoroutine, 0.0);
         skipped.outcome = Err("skipped: not built".into());
         let mut aio = row(Cpu0, Echo, Some(2), Some(1), Server::ZmasterAio, 50.0);
+        aio.runs_rps = vec![55.0, 50.0, 45.0];
         aio.idle = Some(IdleMeasure {
             wanted: 10,
             opened: 10,
@@ -313,17 +326,17 @@ pub(super) mod tests {
         let r = report();
         let md = r.markdown();
         for needle in [
-            "| placement | load | P×W | server | req/s | p50 | p99 | p99.9 | errors | srv CPU µs/req | idle KiB/conn | ÷epoll | ÷tokio |",
+            "| placement | load | P×W | server | req/s | ± | p50 | p99 | p99.9 | errors | srv CPU µs/req | idle KiB/conn | ÷epoll | ÷tokio |",
             // tokio with 2 threads is the ÷tokio reference of both 2×1 and 1×2.
-            "| cpu0 | echo | 2×1 | zmaster+echo-aio | 50 | 100 | 900 | 20.0ms | 0 | 12.5 | 4.5 | 0.50 | 1.25 |",
-            "| cpu0 | echo | 1×2 | zmaster+echo-aio | 60 | 100 | 900 | 20.0ms | 0 | 12.5 | 2.0 (4/10) | 0.60 | 1.50 |",
-            "| cpu0 | echo | 2 | echo-tokio | 40 | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.40 | 1.00 |",
-            "| cpu0 | echo | 1* | echo-epoll | 100 | 100 | 900 | 20.0ms | 0 | 12.5 | - | 1.00 | - |",
+            "| cpu0 | echo | 2×1 | zmaster+echo-aio | 50 | ±10% | 100 | 900 | 20.0ms | 0 | 12.5 | 4.5 | 0.50 | 1.25 |",
+            "| cpu0 | echo | 1×2 | zmaster+echo-aio | 60 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 2.0 (4/10) | 0.60 | 1.50 |",
+            "| cpu0 | echo | 2 | echo-tokio | 40 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.40 | 1.00 |",
+            "| cpu0 | echo | 1* | echo-epoll | 100 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 1.00 | - |",
             // connect rows compare with the connect reference, and there is no tokio there.
-            "| cpu0 | connect | 2×1 | zmaster+echo-aio | 9 | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.90 | - |",
+            "| cpu0 | connect | 2×1 | zmaster+echo-aio | 9 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.90 | - |",
             // no epoll row in the unpinned placement; tokio at 1 thread there.
-            "| unpinned | echo | 1×1 | zmaster+echo-aio | 30 | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | 1.50 |",
-            "| unpinned | connect | 1×1 | zmaster+echo-aio | 5 | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | - |",
+            "| unpinned | echo | 1×1 | zmaster+echo-aio | 30 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | 1.50 |",
+            "| unpinned | connect | 1×1 | zmaster+echo-aio | 5 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | - |",
             "skipped: not built",
         ] {
             assert!(md.contains(needle), "{needle}\nmissing in\n{md}");
@@ -377,6 +390,20 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn spread_is_half_the_range_over_the_median() {
+        assert_eq!(spread(&[110.0, 90.0, 100.0], 100.0), Some(0.1));
+        assert_eq!(spread(&[100.0, 100.0], 100.0), Some(0.0));
+        assert_eq!(
+            spread(&[80.0, 100.0], 80.0),
+            Some(0.125),
+            "over the kept run"
+        );
+        assert_eq!(spread(&[100.0], 100.0), None, "one run: no spread");
+        assert_eq!(spread(&[], 100.0), None);
+        assert_eq!(spread(&[0.0, 0.0], 0.0), None, "no throughput");
+    }
+
+    #[test]
     fn text_table_alignment() {
         let text = report().table_text();
         let lines: Vec<&str> = text.lines().collect();
@@ -384,9 +411,9 @@ pub(super) mod tests {
         // Head columns left-aligned, figures right-aligned, two spaces apart; the skipped
         // row's message does not widen the req/s column.
         let want = [
-            "placement  load     P×W  server                  req/s  p50  p99   p99.9  errors  srv CPU µs/req  idle KiB/conn  ÷epoll  ÷tokio",
-            "cpu0       echo     2×1  zmaster+echo-aio           50  100  900  20.0ms       0            12.5            4.5    0.50    1.25",
-            "cpu0       echo     1×2  zmaster+echo-aio           60  100  900  20.0ms       0            12.5     2.0 (4/10)    0.60    1.50",
+            "placement  load     P×W  server                  req/s     ±  p50  p99   p99.9  errors  srv CPU µs/req  idle KiB/conn  ÷epoll  ÷tokio",
+            "cpu0       echo     2×1  zmaster+echo-aio           50  ±10%  100  900  20.0ms       0            12.5            4.5    0.50    1.25",
+            "cpu0       echo     1×2  zmaster+echo-aio           60     -  100  900  20.0ms       0            12.5     2.0 (4/10)    0.60    1.50",
             "cpu0       echo     1×1  zmaster+echo-coroutine  skipped: not built",
         ];
         assert_eq!(lines[1..5], want, "{text}");
