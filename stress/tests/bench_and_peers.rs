@@ -144,6 +144,40 @@ fn bench_runs_baselines_and_skips_missing_zmaster() {
     assert!(svg.contains("<polyline") && svg.contains("echo-epoll"));
 }
 
+#[test]
+fn bench_repeat_reports_every_run_and_their_spread() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = bench(
+        &own_bin_dir(),
+        out.path(),
+        &["--workers", "1", "--only", "epoll", "--repeat", "2"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let json = std::fs::read_to_string(out.path().join("bench.json")).expect("bench.json");
+    let runs: Vec<&str> = json
+        .split("\"rps_runs\":[")
+        .skip(1)
+        .map(|rest| rest.split(']').next().unwrap_or_default())
+        .collect();
+    assert_eq!(runs.len(), 2, "one epoll row per placement:\n{json}");
+    for r in runs {
+        let n: Vec<f64> = r.split(',').map(|v| v.parse().expect("a number")).collect();
+        assert_eq!(n.len(), 2, "both runs of the row: {r}");
+        assert!(n.iter().all(|&v| v > 0.0), "{r}");
+    }
+    let md = std::fs::read_to_string(out.path().join("bench.md")).expect("bench.md");
+    assert!(md.contains("| req/s | ± | p50 |"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| cpu0 | echo | 1* | echo-epoll |"))
+        .unwrap_or_else(|| panic!("no epoll row in\n{md}"));
+    let spread = row.split(" | ").nth(5).unwrap_or_default();
+    assert!(
+        spread.starts_with('±') && spread.ends_with('%'),
+        "{spread:?} in {row}"
+    );
+}
+
 /// The new dimensions in one tiny run: P × W, connect-per-request rows with the epoll
 /// reference, `--idle`, p99.9, 16 KiB lines and `--json` (zmaster rows when it is built).
 #[test]

@@ -220,7 +220,7 @@ fn idle_cell(idle: Option<&IdleMeasure>) -> String {
     }
 }
 
-const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. ±: half the range of the runs' req/s (--repeat) over the median's, this machine's noise: ratios nearer 1 than that do not tell two servers apart. Latency in µs unless marked. idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
+const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. ±: half the range of the runs' req/s (--repeat) over the median's, this machine's noise: a ratio nearer 1 than its two rows' ± together does not tell them apart. Latency in µs unless marked. idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
 
 /// Columns before the figures (placement, load, P×W, server).
 const HEAD: usize = 4;
