@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use util::{last_line, num, zstress};
-use zmaster_stress::bench::{free_port, wait_ready};
+use zmaster_stress::bench::wait_ready;
 use zmaster_stress::procs::ChildGuard;
+use zmaster_testkit::free_port;
 
 fn bins(server: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_zstress"))
@@ -39,7 +40,7 @@ fn load_and_chaos_against_zmaster_echo_coroutine() {
 fn load_and_chaos(server: &str) {
     let Some(bin) = bins(server) else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let port = free_port().expect("port");
+    let port = free_port();
     let cf = format!(
         "server-command = {}\nserver-service = 127.0.0.1:{port}\nserver-proc-count = 2\nserver-thread-count = 1\n",
         bin.join(server).display()

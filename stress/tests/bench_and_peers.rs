@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zmaster_stress::bench::{free_port, wait_ready};
+use zmaster_stress::bench::wait_ready;
 use zmaster_stress::procs::ChildGuard;
+use zmaster_testkit::free_port;
 
 fn peer(bin: &str, port: u16) -> ChildGuard {
     let addr = format!("127.0.0.1:{port}");
@@ -31,7 +32,7 @@ fn peer(bin: &str, port: u16) -> ChildGuard {
 /// child itself holds, and so reports the child's exit on its bind error.
 #[test]
 fn wait_ready_is_not_fooled_by_another_server_on_the_port() {
-    let port = free_port().expect("port");
+    let port = free_port();
     let _first = peer(env!("CARGO_BIN_EXE_echo-tokio"), port);
     let child = Command::new(env!("CARGO_BIN_EXE_echo-epoll"))
         .arg(format!("127.0.0.1:{port}"))
@@ -56,7 +57,7 @@ fn peers_echo_and_close_on_exit() {
         env!("CARGO_BIN_EXE_echo-tokio"),
         env!("CARGO_BIN_EXE_echo-may"),
     ] {
-        let port = free_port().expect("port");
+        let port = free_port();
         let mut g = peer(bin, port);
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5)))

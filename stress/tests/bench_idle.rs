@@ -5,11 +5,12 @@ mod util;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use zmaster_stress::bench::{free_port, measure_idle, wait_ready};
+use zmaster_stress::bench::{measure_idle, wait_ready};
 use zmaster_stress::procs::ChildGuard;
+use zmaster_testkit::free_port;
 
 fn tokio_peer() -> (ChildGuard, std::net::SocketAddr) {
-    let port = free_port().expect("port");
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_echo-tokio"))
         .args([addr.as_str(), "--threads", "1"])

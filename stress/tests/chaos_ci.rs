@@ -19,11 +19,12 @@ use std::time::Duration;
 
 use util::{SERVERS, bins};
 use zmaster_stress::args::{Limit, Target};
-use zmaster_stress::bench::{free_port, wait_ready};
+use zmaster_stress::bench::wait_ready;
 use zmaster_stress::chaos::{self, Action, ChaosConfig, ChaosReport, MasterRef};
 use zmaster_stress::load::{self, LoadConfig};
 use zmaster_stress::procs::{ChildGuard, children_of};
 use zmaster_stress::report::FailKind;
+use zmaster_testkit::free_port;
 
 const CONNS: usize = 8;
 
@@ -108,7 +109,7 @@ fn kills_and_reloads_under_load_fail_only_requests_in_killed_children() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut addrs = Vec::new();
     for server in SERVERS {
-        let port = free_port().expect("free port");
+        let port = free_port();
         let cf = format!(
             "server-command = {}\nserver-service = 127.0.0.1:{port}\nserver-proc-count = 2\n\
              server-thread-count = 1\n",

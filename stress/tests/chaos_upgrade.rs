@@ -21,11 +21,12 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 use util::{SERVERS, bins};
 use zmaster_stress::args::{Limit, Target};
-use zmaster_stress::bench::{free_port, wait_ready};
+use zmaster_stress::bench::wait_ready;
 use zmaster_stress::chaos::{self, Action, ChaosConfig, ChaosReport, MasterRef};
 use zmaster_stress::load::{self, LoadConfig};
 use zmaster_stress::procs::{ChildGuard, alive, children_of, read_pid_file, signal};
 use zmaster_stress::upgrades::Outcome;
+use zmaster_testkit::free_port;
 
 fn load_cfg(addr: SocketAddr, limit: Limit, per_request: bool) -> LoadConfig {
     let mut cfg = LoadConfig::new(Target::Tcp(addr));
@@ -120,7 +121,7 @@ fn repeated_upgrades_under_load_fail_no_request() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut addrs = Vec::new();
     for server in SERVERS {
-        let port = free_port().expect("free port");
+        let port = free_port();
         let cf = format!(
             "server-command = {}\nserver-service = 127.0.0.1:{port}\nserver-proc-count = 2\n\
              server-thread-count = 1\n",

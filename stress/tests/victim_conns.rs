@@ -7,8 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use zmaster_stress::bench::{free_port, wait_ready};
+use zmaster_stress::bench::wait_ready;
 use zmaster_stress::procs::{self, ChildGuard};
+use zmaster_testkit::free_port;
 
 fn echoed(s: &TcpStream) {
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -21,7 +22,7 @@ fn echoed(s: &TcpStream) {
 
 #[test]
 fn counts_the_accepted_connections_of_a_stopped_child() {
-    let port = free_port().expect("port");
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_echo-epoll"))
         .args([format!("127.0.0.1:{port}").as_str(), "--threads", "2"])
         .stdout(Stdio::null())

@@ -98,11 +98,7 @@ mod tests {
         let fifo = dir.path().join("f.fifo");
         // A stale socket file from an earlier run is replaced.
         drop(UnixListener::bind(&sock).unwrap());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = zmaster_testkit::free_port();
         let spec = format!(
             "web://127.0.0.1:{port}, ctl://local:{}, fifo:{}",
             sock.display(),
