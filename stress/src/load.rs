@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::conn::{self, Plan, Shared};
+use crate::procs;
 use crate::report::LoadReport;
 use crate::target::{Limit, Target};
 use crate::{Error, Result};
@@ -146,12 +147,16 @@ pub fn run(cfg: &LoadConfig, stop: Option<&AtomicBool>) -> Result<LoadReport> {
         let h = std::thread::Builder::new()
             .name(format!("zstress-{t}"))
             .spawn(move || {
+                let (began, wait0) = (Instant::now(), procs::thread_runq_wait());
                 let r = conn::run_thread(&plan, &shared, &ids);
+                let waited = wait0
+                    .zip(procs::thread_runq_wait())
+                    .map(|(a, b)| b.saturating_sub(a));
                 if r.is_err() {
                     shared.stop.store(true, Ordering::Relaxed);
                 }
                 let _ = tx.send(());
-                r
+                (r, waited, began.elapsed())
             })
             .map_err(|e| Error::io("spawn client thread", e))?;
         handles.push(h);
@@ -178,11 +183,14 @@ pub fn run(cfg: &LoadConfig, stop: Option<&AtomicBool>) -> Result<LoadReport> {
     let mut report = LoadReport::empty(cfg.target.to_string(), cfg.conns, threads, cfg.size);
     report.connect_per_request = cfg.connect_per_request;
     let mut end = warmup_end;
+    report.client_runq_wait = Some(Duration::ZERO);
     for h in handles {
-        let r = h
+        let (r, waited, lived) = h
             .join()
-            .map_err(|_| Error::server("a client thread panicked"))?
-            .map_err(|e| Error::io("client event loop", e))?;
+            .map_err(|_| Error::server("a client thread panicked"))?;
+        let r = r.map_err(|e| Error::io("client event loop", e))?;
+        report.client_runq_wait = report.client_runq_wait.zip(waited).map(|(a, b)| a + b);
+        report.client_thread_time += lived;
         report.ok += r.ok;
         report.errors.merge(&r.errors);
         let _ = report.hist.add(&r.hist);

@@ -82,6 +82,20 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The time the calling thread has spent runnable and waiting for a CPU (the run queue),
+/// from `/proc/thread-self/schedstat`; `None` where the kernel does not keep it.
+pub fn thread_runq_wait() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat_wait(&text)
+}
+
+/// The second field of a `schedstat` line ("on-CPU ns, run-queue wait ns, time slices").
+fn parse_schedstat_wait(text: &str) -> Option<Duration> {
+    let mut it = text.split_whitespace();
+    it.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(it.next()?.parse().ok()?))
+}
+
 /// Resident memory (VmRSS) of `pid` and all its descendants, in bytes, from
 /// `/proc/PID/status`; `None` if `pid` itself is gone. Pages shared between the processes
 /// are counted once per process, which cancels out in a before/after difference.
@@ -287,6 +301,26 @@ impl Drop for ChildGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_wait_is_the_second_field() {
+        assert_eq!(
+            parse_schedstat_wait("1740187 366346 2\n"),
+            Some(Duration::from_nanos(366_346))
+        );
+        assert_eq!(parse_schedstat_wait("1740187\n"), None);
+        assert_eq!(parse_schedstat_wait("x 366346 2"), None);
+        assert_eq!(parse_schedstat_wait("1 -5 2"), None);
+    }
+
+    #[test]
+    fn this_thread_waits_no_longer_than_it_has_lived() {
+        let start = Instant::now();
+        let w = std::thread::spawn(thread_runq_wait).join().expect("thread");
+        if let Some(w) = w {
+            assert!(w <= start.elapsed(), "{w:?}");
+        }
+    }
 
     #[test]
     fn vm_rss_line() {

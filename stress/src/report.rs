@@ -136,6 +136,11 @@ pub struct LoadReport {
     pub failures_dropped: u64,
     /// The run hit its hard time cap (`--max-time`) before reaching `--requests`.
     pub capped: bool,
+    /// The client threads' run-queue wait (runnable, waiting for a CPU) summed over the
+    /// threads' whole runs, warm-up included; `None` where the kernel does not report it.
+    pub client_runq_wait: Option<Duration>,
+    /// The client threads' run times summed (the base of [`Self::client_wait_share`]).
+    pub client_thread_time: Duration,
 }
 
 impl LoadReport {
@@ -154,7 +159,19 @@ impl LoadReport {
             failures: Vec::new(),
             failures_dropped: 0,
             capped: false,
+            client_runq_wait: None,
+            client_thread_time: Duration::ZERO,
         }
+    }
+
+    /// The share of their time the client threads spent waiting for a CPU (0 to 1): where
+    /// the load generator shares the machine with the server, a latency tail can be the
+    /// client's own wait rather than the server's.
+    pub fn client_wait_share(&self) -> Option<f64> {
+        let base = self.client_thread_time.as_secs_f64();
+        self.client_runq_wait
+            .filter(|_| base > 0.0)
+            .map(|w| (w.as_secs_f64() / base).min(1.0))
     }
 
     /// Measured requests: successful plus failed.
@@ -316,6 +333,24 @@ pub fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_wait_share_is_the_wait_over_the_threads_time() {
+        let mut r = LoadReport::empty("t".into(), 1, 2, 64);
+        assert_eq!(r.client_wait_share(), None, "nothing measured");
+        r.client_runq_wait = Some(Duration::from_millis(500));
+        assert_eq!(r.client_wait_share(), None, "no thread time: no share");
+        r.client_thread_time = Duration::from_secs(2);
+        assert_eq!(r.client_wait_share(), Some(0.25));
+        r.client_runq_wait = Some(Duration::from_secs(3));
+        assert_eq!(r.client_wait_share(), Some(1.0), "capped at the whole time");
+        r.client_runq_wait = None;
+        assert_eq!(
+            r.client_wait_share(),
+            None,
+            "a thread could not read its wait"
+        );
+    }
 
     #[test]
     fn json_escapes() {

@@ -145,6 +145,14 @@ fn bench_runs_baselines_and_skips_missing_zmaster() {
     assert!(svg.contains("<polyline") && svg.contains("echo-epoll"));
 }
 
+/// The text after each `key` in `json`, up to the next `end`.
+fn json_values<'a>(json: &'a str, key: &str, end: char) -> Vec<&'a str> {
+    json.split(key)
+        .skip(1)
+        .map(|rest| rest.split(end).next().unwrap_or_default())
+        .collect()
+}
+
 #[test]
 fn bench_repeat_reports_every_run_and_their_spread() {
     let out = tempfile::tempdir().expect("tempdir");
@@ -155,11 +163,7 @@ fn bench_repeat_reports_every_run_and_their_spread() {
     );
     assert!(o.status.success(), "{o:?}");
     let json = std::fs::read_to_string(out.path().join("bench.json")).expect("bench.json");
-    let runs: Vec<&str> = json
-        .split("\"rps_runs\":[")
-        .skip(1)
-        .map(|rest| rest.split(']').next().unwrap_or_default())
-        .collect();
+    let runs = json_values(&json, "\"rps_runs\":[", ']');
     assert_eq!(runs.len(), 2, "one epoll row per placement:\n{json}");
     for r in runs {
         let n: Vec<f64> = r.split(',').map(|v| v.parse().expect("a number")).collect();
@@ -176,6 +180,23 @@ fn bench_repeat_reports_every_run_and_their_spread() {
     assert!(
         spread.starts_with('±') && spread.ends_with('%'),
         "{spread:?} in {row}"
+    );
+    // The load generator's run-queue wait: a share of its time, where the kernel keeps it.
+    let kept = std::path::Path::new("/proc/thread-self/schedstat").exists();
+    let waits = json_values(&json, "\"client_wait\":", ',');
+    assert_eq!(waits.len(), 2, "{json}");
+    for w in waits {
+        if kept {
+            let share: f64 = w.parse().unwrap_or_else(|_| panic!("a share: {w:?}"));
+            assert!((0.0..=1.0).contains(&share), "{share}");
+        } else {
+            assert_eq!(w, "null");
+        }
+    }
+    let wait = row.split(" | ").nth(11).unwrap_or_default();
+    assert!(
+        wait.ends_with('%') || (!kept && wait == "-"),
+        "client wait {wait:?} in {row}"
     );
 }
 

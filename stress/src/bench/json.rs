@@ -26,7 +26,7 @@ impl BenchReport {
                 Ok(m) => {
                     let _ = write!(
                         o,
-                        "\"error\":null,\"rps\":{:.1},\"rps_runs\":[{}],\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"errors\":{},\"srv_cpu_us_per_req\":{},\"ratio_epoll\":{},\"ratio_tokio\":{},",
+                        "\"error\":null,\"rps\":{:.1},\"rps_runs\":[{}],\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"errors\":{},\"srv_cpu_us_per_req\":{},\"client_wait\":{},\"ratio_epoll\":{},\"ratio_tokio\":{},",
                         m.rps,
                         r.runs_rps
                             .iter()
@@ -40,6 +40,7 @@ impl BenchReport {
                         m.max,
                         m.errors,
                         num(m.server_cpu_us, 2),
+                        num(m.client_wait, 3),
                         num(self.reference(r, Server::Epoll).map(|b| m.rps / b), 3),
                         num(self.reference(r, Server::Tokio).map(|b| m.rps / b), 3),
                     );
@@ -85,7 +86,7 @@ mod tests {
             "{j}"
         );
         for needle in [
-            "{\"placement\":\"cpu0\",\"load\":\"echo\",\"server\":\"zmaster+echo-aio\",\"procs\":2,\"workers\":1,\"threads\":2,\"error\":null,\"rps\":50.0,\"rps_runs\":[55.0,50.0,45.0],\"latency_us\":{\"p50\":100,\"p90\":500,\"p99\":900,\"p999\":20000,\"max\":30000},\"errors\":0,\"srv_cpu_us_per_req\":12.50,\"ratio_epoll\":0.500,\"ratio_tokio\":1.250,\"idle\":{\"wanted\":10,\"opened\":10,\"rss_before\":1048576,\"rss_after\":1094656,\"bytes_per_conn\":4608.0,\"error\":null}}",
+            "{\"placement\":\"cpu0\",\"load\":\"echo\",\"server\":\"zmaster+echo-aio\",\"procs\":2,\"workers\":1,\"threads\":2,\"error\":null,\"rps\":50.0,\"rps_runs\":[55.0,50.0,45.0],\"latency_us\":{\"p50\":100,\"p90\":500,\"p99\":900,\"p999\":20000,\"max\":30000},\"errors\":0,\"srv_cpu_us_per_req\":12.50,\"client_wait\":0.250,\"ratio_epoll\":0.500,\"ratio_tokio\":1.250,\"idle\":{\"wanted\":10,\"opened\":10,\"rss_before\":1048576,\"rss_after\":1094656,\"bytes_per_conn\":4608.0,\"error\":null}}",
             "\"opened\":4,\"rss_before\":1048576,\"rss_after\":1056768,\"bytes_per_conn\":2048.0,\"error\":\"connection 5: refused\"}",
             "\"server\":\"zmaster+echo-coroutine\",\"procs\":1,\"workers\":1,\"threads\":1,\"error\":\"skipped: not built\",\"idle\":null}",
             "\"server\":\"echo-epoll\",\"procs\":null,\"workers\":null,\"threads\":1,",

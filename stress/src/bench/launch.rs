@@ -161,6 +161,7 @@ fn measure(r: &LoadReport) -> Measure {
         max: r.max_us(),
         errors: r.errors.total(),
         server_cpu_us: None,
+        client_wait: r.client_wait_share(),
         curve: QUANTILES
             .iter()
             .map(|&q| {

@@ -172,6 +172,7 @@ mod tests {
             errors: 0,
             curve: Vec::new(),
             server_cpu_us: None,
+            client_wait: None,
         }
     }
 

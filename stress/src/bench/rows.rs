@@ -152,4 +152,7 @@ pub struct Measure {
     /// Server CPU time (all its processes) per successful request, in µs: a cost figure
     /// that other load on the machine disturbs much less than req/s.
     pub server_cpu_us: Option<f64>,
+    /// The share of their time the client threads waited for a CPU (0 to 1), see
+    /// [`LoadReport::client_wait_share`](crate::report::LoadReport::client_wait_share).
+    pub client_wait: Option<f64>,
 }

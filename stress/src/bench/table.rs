@@ -50,6 +50,8 @@ impl BenchReport {
                             fmt_us(m.p999),
                             m.errors.to_string(),
                             m.server_cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
+                            m.client_wait
+                                .map_or("-".into(), |w| format!("{:.1}%", w * 100.0)),
                             idle_cell(r.idle.as_ref()),
                             ratio(m.rps, self.reference(r, Server::Epoll)),
                             ratio(m.rps, self.reference(r, Server::Tokio)),
@@ -220,11 +222,11 @@ fn idle_cell(idle: Option<&IdleMeasure>) -> String {
     }
 }
 
-const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. ±: half the range of the runs' req/s (--repeat) over the median's, this machine's noise: a ratio nearer 1 than its two rows' ± together does not tell them apart. Latency in µs unless marked. idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
+const NOTE: &str = "P×W: zmaster server-proc-count × server-thread-count; a peer's thread count (P × W); 1* = the single-threaded epoll reference. Load: echo = persistent connections (ping-pong), connect = connect, one line, close. ±: half the range of the runs' req/s (--repeat) over the median's, this machine's noise: a ratio nearer 1 than its two rows' ± together does not tell them apart. Latency in µs unless marked. client wait: the share of their time the load generator's threads were runnable and waited for a CPU (a latency tail can be that wait, not the server's). idle KiB/conn: server RSS growth (process tree) per idle connection. ÷epoll: req/s over echo-epoll of the same placement and load; ÷tokio: over echo-tokio with the same thread count.";
 
 /// Columns before the figures (placement, load, P×W, server).
 const HEAD: usize = 4;
-const N: usize = 14;
+const N: usize = 15;
 const HEADERS: [&str; N] = [
     "placement",
     "load",
@@ -237,6 +239,7 @@ const HEADERS: [&str; N] = [
     "p99.9",
     "errors",
     "srv CPU µs/req",
+    "client wait",
     "idle KiB/conn",
     "÷epoll",
     "÷tokio",
@@ -265,6 +268,7 @@ pub(super) mod tests {
             errors: 0,
             curve: vec![(0.5, 100), (1.0, 30_000)],
             server_cpu_us: Some(12.5),
+            client_wait: Some(0.25),
         };
         BenchRow {
             placement: pl,
@@ -326,17 +330,17 @@ pub(super) mod tests {
         let r = report();
         let md = r.markdown();
         for needle in [
-            "| placement | load | P×W | server | req/s | ± | p50 | p99 | p99.9 | errors | srv CPU µs/req | idle KiB/conn | ÷epoll | ÷tokio |",
+            "| placement | load | P×W | server | req/s | ± | p50 | p99 | p99.9 | errors | srv CPU µs/req | client wait | idle KiB/conn | ÷epoll | ÷tokio |",
             // tokio with 2 threads is the ÷tokio reference of both 2×1 and 1×2.
-            "| cpu0 | echo | 2×1 | zmaster+echo-aio | 50 | ±10% | 100 | 900 | 20.0ms | 0 | 12.5 | 4.5 | 0.50 | 1.25 |",
-            "| cpu0 | echo | 1×2 | zmaster+echo-aio | 60 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 2.0 (4/10) | 0.60 | 1.50 |",
-            "| cpu0 | echo | 2 | echo-tokio | 40 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.40 | 1.00 |",
-            "| cpu0 | echo | 1* | echo-epoll | 100 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 1.00 | - |",
+            "| cpu0 | echo | 2×1 | zmaster+echo-aio | 50 | ±10% | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | 4.5 | 0.50 | 1.25 |",
+            "| cpu0 | echo | 1×2 | zmaster+echo-aio | 60 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | 2.0 (4/10) | 0.60 | 1.50 |",
+            "| cpu0 | echo | 2 | echo-tokio | 40 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | - | 0.40 | 1.00 |",
+            "| cpu0 | echo | 1* | echo-epoll | 100 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | - | 1.00 | - |",
             // connect rows compare with the connect reference, and there is no tokio there.
-            "| cpu0 | connect | 2×1 | zmaster+echo-aio | 9 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | 0.90 | - |",
+            "| cpu0 | connect | 2×1 | zmaster+echo-aio | 9 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | - | 0.90 | - |",
             // no epoll row in the unpinned placement; tokio at 1 thread there.
-            "| unpinned | echo | 1×1 | zmaster+echo-aio | 30 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | 1.50 |",
-            "| unpinned | connect | 1×1 | zmaster+echo-aio | 5 | - | 100 | 900 | 20.0ms | 0 | 12.5 | - | - | - |",
+            "| unpinned | echo | 1×1 | zmaster+echo-aio | 30 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | - | - | 1.50 |",
+            "| unpinned | connect | 1×1 | zmaster+echo-aio | 5 | - | 100 | 900 | 20.0ms | 0 | 12.5 | 25.0% | - | - | - |",
             "skipped: not built",
         ] {
             assert!(md.contains(needle), "{needle}\nmissing in\n{md}");
@@ -411,9 +415,9 @@ pub(super) mod tests {
         // Head columns left-aligned, figures right-aligned, two spaces apart; the skipped
         // row's message does not widen the req/s column.
         let want = [
-            "placement  load     P×W  server                  req/s     ±  p50  p99   p99.9  errors  srv CPU µs/req  idle KiB/conn  ÷epoll  ÷tokio",
-            "cpu0       echo     2×1  zmaster+echo-aio           50  ±10%  100  900  20.0ms       0            12.5            4.5    0.50    1.25",
-            "cpu0       echo     1×2  zmaster+echo-aio           60     -  100  900  20.0ms       0            12.5     2.0 (4/10)    0.60    1.50",
+            "placement  load     P×W  server                  req/s     ±  p50  p99   p99.9  errors  srv CPU µs/req  client wait  idle KiB/conn  ÷epoll  ÷tokio",
+            "cpu0       echo     2×1  zmaster+echo-aio           50  ±10%  100  900  20.0ms       0            12.5        25.0%            4.5    0.50    1.25",
+            "cpu0       echo     1×2  zmaster+echo-aio           60     -  100  900  20.0ms       0            12.5        25.0%     2.0 (4/10)    0.60    1.50",
             "cpu0       echo     1×1  zmaster+echo-coroutine  skipped: not built",
         ];
         assert_eq!(lines[1..5], want, "{text}");
