@@ -139,7 +139,8 @@ pub struct LoadReport {
     /// The client threads' run-queue wait (runnable, waiting for a CPU) summed over the
     /// threads' whole runs, warm-up included; `None` where the kernel does not report it.
     pub client_runq_wait: Option<Duration>,
-    /// The client threads' run times summed (the base of [`Self::client_wait_share`]).
+    /// The client threads' wall-clock lifetimes summed (the base of
+    /// [`Self::client_wait_share`]).
     pub client_thread_time: Duration,
 }
 
