@@ -332,18 +332,17 @@ mod tests {
         if !std::path::Path::new("/proc/thread-self/schedstat").exists() {
             return; // a kernel without schedstat: the bench shows `-`
         }
-        let cpu = (0..CpuSet::count())
-            .find(|&c| affinity().is_ok_and(|s| s.is_set(c).unwrap_or(false)))
-            .expect("a CPU in this thread's mask");
+        let cpu = zmaster_testkit::allowed_cpus()[0];
         let start = Instant::now();
         let busy = move || {
-            set_affinity(&single_cpu(cpu).expect("cpu set")).expect("pin");
-            let before = thread_runq_wait().expect("schedstat readable");
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(100) {
-                std::hint::spin_loop();
-            }
-            thread_runq_wait().expect("schedstat readable") - before
+            zmaster_testkit::on_cpus(&[cpu], || {
+                let before = thread_runq_wait().expect("schedstat readable");
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(100) {
+                    std::hint::spin_loop();
+                }
+                thread_runq_wait().expect("schedstat readable") - before
+            })
         };
         let (a, b) = (std::thread::spawn(busy), std::thread::spawn(busy));
         let waits = [a.join().expect("thread"), b.join().expect("thread")];
